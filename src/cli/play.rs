@@ -1,0 +1,124 @@
+//! `wasmcalls play FILE`: stream one raw PCM file into a group call in real time.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::calls::dial;
+use crate::media::{Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
+use crate::telegram::loopback::{Loopback, LoopbackOptions};
+use crate::telegram::sfu::SfuServer;
+use crate::telegram::GroupCallServer;
+
+#[derive(Args)]
+pub struct PlayArgs {
+    /// Raw PCM s16le file
+    file: PathBuf,
+    /// The file's sample rate in Hz (the seed API's `bitrate`): 8000, 12000, 16000, 24000 or 48000
+    #[arg(long, default_value_t = 48000)]
+    rate: u32,
+    /// 1 (mono) or 2 (stereo)
+    #[arg(long, default_value_t = 2)]
+    channels: u8,
+    /// Opus bitrate, e.g. 64k (default: 64k stereo, 48k mono)
+    #[arg(long, value_parser = super::parse_bitrate)]
+    bitrate: Option<u32>,
+    /// Write what the loopback Telegram heard to this WAV file
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Join through an SFU at this URL instead of the embedded loopback
+    #[arg(long)]
+    sfu: Option<String>,
+    /// Chat id of the group call
+    #[arg(long, default_value_t = -1001185324811, allow_hyphen_values = true)]
+    chat: i64,
+}
+
+pub async fn run(args: PlayArgs) -> Result<()> {
+    let format = PcmFormat::new(args.rate, args.channels)?;
+    let (media, mut events) = MediaPlane::start(PacerConfig::default())?;
+    // Open first: a bad file is reported before anything connects.
+    let stream = media.open_stream(&args.file, format, EncoderConfig { bitrate: args.bitrate, ..Default::default() })?;
+    let total = stream.total_frames();
+
+    if args.record.is_some() && args.sfu.is_some() {
+        anyhow::bail!("--record writes what the embedded loopback heard; it cannot be used with --sfu");
+    }
+    let loopback = Loopback::new(LoopbackOptions::default());
+    let server: Arc<dyn GroupCallServer> = match &args.sfu {
+        Some(url) => Arc::new(SfuServer::new(url.clone())),
+        None => Arc::new(loopback.clone()),
+    };
+    let bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let dialed = dial(&media, server.as_ref(), args.chat, bind).await.context("joining the group call")?;
+    let heard = loopback.call(dialed.ssrc);
+    if let (Some(path), Some(h)) = (&args.record, &heard) {
+        h.record_to(path).with_context(|| format!("creating {}", path.display()))?;
+    }
+    media.control(dialed.call, Control::Play(stream))?;
+
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames · {msg}")
+            .expect("static template"),
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(MediaEvent::StreamEnded { error: Some(e), .. }) => anyhow::bail!("stream stopped: {e}"),
+                Some(MediaEvent::StreamEnded { .. }) => break,
+                Some(MediaEvent::ConnectionLost { reason, .. }) => anyhow::bail!("connection lost: {reason}"),
+                Some(_) => {}
+                None => anyhow::bail!("the media plane stopped"),
+            },
+            _ = tick.tick() => {
+                if let Ok(s) = media.stats(dialed.call).await {
+                    bar.set_position(s.position_frames);
+                    bar.set_message(format!("late {}", s.late_frames));
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                bar.abandon_with_message("interrupted");
+                break;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let stats = media.stats(dialed.call).await?;
+    if let Some(h) = &heard {
+        // Give the last datagrams time to land before closing the recording.
+        let sent = stats.frames_sent;
+        let _ = tokio::time::timeout(Duration::from_secs(2), h.wait_until(|s| s.packets + s.lost >= sent)).await;
+    }
+    media.remove(dialed.call).await;
+    let _ = server.leave(args.chat, dialed.ssrc).await;
+
+    let d = stats.deviation;
+    println!(
+        "sent {} frames ({:.1} s), {} late; send deviation p50 {} µs, p99 {} µs, max {} µs",
+        stats.frames_sent,
+        stats.frames_sent as f64 / 50.0,
+        stats.late_frames,
+        d.p50_us,
+        d.p99_us,
+        d.max_us
+    );
+    if let Some(h) = heard {
+        h.finish_recording()?;
+        let s = h.stats();
+        println!(
+            "loopback heard {} packets, {} lost; arrival deviation p50 {} µs, p99 {} µs",
+            s.packets, s.lost, s.arrival_deviation.p50_us, s.arrival_deviation.p99_us
+        );
+        if let Some(p) = &args.record {
+            println!("wrote what the loopback heard to {}", p.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The pacer: 20 ms frames, on time, for hundreds of calls.
+//!
+//! Calls are spread over a few shard threads (one per core by default). A shard owns
+//! its calls outright — peer connection, socket, stream — so the hot path takes no
+//! lock, crosses no channel and allocates nothing of ours. Deadlines sit on an absolute
+//! grid (`epoch + phase + n × 20 ms`) so nothing drifts, and each call has its own
+//! phase so a shard never fires all its sends at one instant.
+
+mod clock;
+mod session;
+mod shard;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use clock::thread_cpu_time;
+pub use session::FRAME;
+
+use super::encoder::EncoderConfig;
+use super::source::PcmFormat;
+use super::stats::CallStats;
+use super::stream::{Stream, StreamError, StreamId};
+use crate::transport::OutboundPeer;
+
+/// Identifies a call in the media plane.
+pub type CallId = u64;
+
+/// What the media plane tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// ICE and DTLS are up; frames can flow.
+    Connected { call: CallId },
+    /// A stream played to its end (or hit a read error). Fires exactly once per stream,
+    /// never on pause and never for a replaced or stopped stream.
+    StreamEnded { call: CallId, stream: StreamId, error: Option<String> },
+    /// The connection failed after it was up.
+    ConnectionLost { call: CallId, reason: String },
+}
+
+/// A change to a call's playback, applied at the next frame boundary.
+pub enum Control {
+    /// Start playing, or replace what is playing, on the same connection and SSRC.
+    Play(Box<Stream>),
+    Pause,
+    Resume,
+    /// 0–200 %.
+    Volume(u16),
+    /// Stop playing (no end event); the connection stays up.
+    Stop,
+}
+
+pub(crate) enum Command {
+    Add { call: CallId, peer: OutboundPeer, connect_timeout: Duration, ready: oneshot::Sender<Result<(), String>> },
+    Control { call: CallId, control: Control },
+    Stats { call: CallId, reply: oneshot::Sender<Option<CallStats>> },
+    Remove { call: CallId, reply: Option<oneshot::Sender<()>> },
+    Shutdown,
+}
+
+/// Errors from the media plane's handle.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("call {0} is not in the media plane")]
+    UnknownCall(CallId),
+    #[error("connecting the call's media failed: {0}")]
+    Connect(String),
+    #[error("the media plane has shut down")]
+    Down,
+    #[error("could not start a pacer thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// Totals a shard reports when it stops.
+#[derive(Debug, Clone, Default)]
+pub struct ShardReport {
+    /// CPU time the shard thread used.
+    pub cpu: Duration,
+    pub frames_sent: u64,
+    pub late_frames: u64,
+}
+
+impl ShardReport {
+    fn absorb(&mut self, s: &CallStats) {
+        self.frames_sent += s.frames_sent;
+        self.late_frames += s.late_frames;
+    }
+}
+
+/// Media plane settings.
+#[derive(Debug, Clone)]
+pub struct PacerConfig {
+    /// Pacer threads; calls go to the least loaded. Default: one per core.
+    pub shards: usize,
+    /// How long ICE + DTLS may take before a join fails.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PacerConfig {
+    fn default() -> Self {
+        PacerConfig {
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+struct ShardHandle {
+    cmds: Sender<Command>,
+    waker: Arc<mio::Waker>,
+    load: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<ShardReport>>,
+}
+
+impl ShardHandle {
+    fn send(&self, cmd: Command) -> Result<(), MediaError> {
+        self.cmds.send(cmd).map_err(|_| MediaError::Down)?;
+        self.waker.wake().map_err(|_| MediaError::Down)
+    }
+}
+
+/// Handle to the pacer threads. Cheap to share behind an `Arc`.
+pub struct MediaPlane {
+    shards: Vec<ShardHandle>,
+    calls: Mutex<HashMap<CallId, usize>>,
+    next_call: AtomicU64,
+    next_stream: AtomicU64,
+    config: PacerConfig,
+}
+
+impl MediaPlane {
+    /// Starts the shard threads; media events arrive on the returned receiver.
+    pub fn start(config: PacerConfig) -> Result<(Self, mpsc::UnboundedReceiver<MediaEvent>), MediaError> {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mut shards = Vec::new();
+        for i in 0..config.shards.max(1) {
+            let poll = mio::Poll::new().map_err(MediaError::Spawn)?;
+            let waker = Arc::new(mio::Waker::new(poll.registry(), shard::WAKER).map_err(MediaError::Spawn)?);
+            let (tx, rx) = channel();
+            let load = Arc::new(AtomicUsize::new(0));
+            let shard = shard::Shard { poll, cmds: rx, events: events_tx.clone(), load: load.clone() };
+            let thread = std::thread::Builder::new()
+                .name(format!("wasmcalls-pacer-{i}"))
+                .spawn(move || shard.run())
+                .map_err(MediaError::Spawn)?;
+            shards.push(ShardHandle { cmds: tx, waker, load, thread: Some(thread) });
+        }
+        let plane = MediaPlane {
+            shards,
+            calls: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+            next_stream: AtomicU64::new(1),
+            config,
+        };
+        Ok((plane, events_rx))
+    }
+
+    /// Opens a raw PCM file as a new stream (file checks and encoder setup happen here,
+    /// never on a pacer thread).
+    pub fn open_stream(&self, path: &Path, format: PcmFormat, config: EncoderConfig) -> Result<Box<Stream>, StreamError> {
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(Stream::open(id, path, format, config)?))
+    }
+
+    /// Hands a peer (with the remote answer applied) to the least loaded shard and waits
+    /// until ICE and DTLS are up.
+    pub async fn connect(&self, peer: OutboundPeer) -> Result<CallId, MediaError> {
+        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let idx = (0..self.shards.len())
+            .min_by_key(|&i| self.shards[i].load.load(Ordering::Relaxed))
+            .unwrap_or(0);
+        self.calls.lock().expect("calls lock").insert(call, idx);
+        let (ready, rx) = oneshot::channel();
+        self.shards[idx].send(Command::Add { call, peer, connect_timeout: self.config.connect_timeout, ready })?;
+        match rx.await {
+            Ok(Ok(())) => Ok(call),
+            Ok(Err(reason)) => {
+                self.remove(call).await;
+                Err(MediaError::Connect(reason))
+            }
+            Err(_) => Err(MediaError::Down),
+        }
+    }
+
+    fn shard_of(&self, call: CallId) -> Result<&ShardHandle, MediaError> {
+        let idx = *self.calls.lock().expect("calls lock").get(&call).ok_or(MediaError::UnknownCall(call))?;
+        Ok(&self.shards[idx])
+    }
+
+    /// Applies a playback change at the next frame boundary.
+    pub fn control(&self, call: CallId, control: Control) -> Result<(), MediaError> {
+        self.shard_of(call)?.send(Command::Control { call, control })
+    }
+
+    /// A snapshot of the call's counters.
+    pub async fn stats(&self, call: CallId) -> Result<CallStats, MediaError> {
+        let (reply, rx) = oneshot::channel();
+        self.shard_of(call)?.send(Command::Stats { call, reply })?;
+        rx.await.map_err(|_| MediaError::Down)?.ok_or(MediaError::UnknownCall(call))
+    }
+
+    /// Closes the call's connection and forgets it.
+    pub async fn remove(&self, call: CallId) {
+        let Some(idx) = self.calls.lock().expect("calls lock").remove(&call) else { return };
+        let (reply, rx) = oneshot::channel();
+        if self.shards[idx].send(Command::Remove { call, reply: Some(reply) }).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Calls currently held.
+    pub fn call_count(&self) -> usize {
+        self.calls.lock().expect("calls lock").len()
+    }
+
+    /// Stops every shard (closing their calls) and returns their totals.
+    pub fn shutdown(mut self) -> Vec<ShardReport> {
+        self.stop_all()
+    }
+
+    fn stop_all(&mut self) -> Vec<ShardReport> {
+        for s in &self.shards {
+            let _ = s.send(Command::Shutdown);
+        }
+        self.shards.iter_mut().filter_map(|s| s.thread.take()?.join().ok()).collect()
+    }
+}
+
+impl Drop for MediaPlane {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}

@@ -1,0 +1,402 @@
+//! One call inside a shard: its peer connection, socket, playing stream, and its
+//! place on the shard's 20 ms grid.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use mio::net::UdpSocket;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::rtp::header::Header;
+use rtc::rtp::packet::Packet;
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::sansio::Protocol;
+use tokio::sync::oneshot;
+
+use super::{CallId, MediaEvent};
+use crate::media::gain::Gain;
+use crate::media::stats::{CallStats, LATE_AFTER_US, Percentiles, new_histogram};
+use crate::media::stream::Stream;
+use crate::transport::join::AUDIO_LEVEL_URI;
+use crate::transport::peer::feed_datagram;
+
+/// 20 ms.
+pub const FRAME: Duration = Duration::from_millis(20);
+/// RTP clock ticks per frame at 48 kHz.
+const TICKS_PER_FRAME: u32 = 960;
+/// Further behind than this, the grid is re-anchored instead of bursting frames out.
+const MAX_CATCH_UP: Duration = Duration::from_millis(200);
+
+/// One-byte RFC 6464 payloads (V bit unset), shared so no packet allocates for them.
+static LEVEL_BYTES: [[u8; 1]; 128] = {
+    let mut t = [[0u8; 1]; 128];
+    let mut i = 0;
+    while i < 128 {
+        t[i][0] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// What was negotiated, read from the sender once connected.
+#[derive(Clone, Copy)]
+struct Negotiated {
+    payload_type: u8,
+    level_ext: Option<u8>,
+}
+
+enum Link {
+    Connecting { deadline: Instant, ready: Option<oneshot::Sender<Result<(), String>>> },
+    Connected(Negotiated),
+    Lost,
+}
+
+pub struct Session {
+    pub id: CallId,
+    pub pc: RTCPeerConnection,
+    pub socket: UdpSocket,
+    pub local_addr: SocketAddr,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    link: Link,
+    /// Offset of this call inside the 20 ms period: calls are staggered, not fired together.
+    phase: Duration,
+    /// Index of the next grid slot to send; the RTP timestamp derives from it, so a
+    /// pause advances time without a burst or drift.
+    slot: u64,
+    next_deadline: Option<Instant>,
+    ts_base: u32,
+    seq: u16,
+    marker: bool,
+    pub stream: Option<Box<Stream>>,
+    paused: bool,
+    gain: Gain,
+    frames_sent: u64,
+    late_frames: u64,
+    send_errors: u64,
+    deviation: Histogram<u32>,
+    pub rtc_deadline: Option<Instant>,
+}
+
+/// Where a session's effects go: the shard's event channel and its grid epoch.
+pub struct Ctx<'a> {
+    pub events: &'a tokio::sync::mpsc::UnboundedSender<MediaEvent>,
+    pub epoch: Instant,
+}
+
+impl Session {
+    pub fn new(
+        id: CallId,
+        peer: crate::transport::OutboundPeer,
+        phase: Duration,
+        connect_timeout: Duration,
+        ready: oneshot::Sender<Result<(), String>>,
+    ) -> Self {
+        Session {
+            id,
+            pc: peer.pc,
+            local_addr: peer.local_addr,
+            socket: UdpSocket::from_std(peer.socket),
+            sender: peer.sender,
+            ssrc: peer.ssrc,
+            link: Link::Connecting { deadline: Instant::now() + connect_timeout, ready: Some(ready) },
+            phase,
+            slot: 0,
+            next_deadline: None,
+            ts_base: rand::random(),
+            seq: rand::random(),
+            marker: true,
+            stream: None,
+            paused: false,
+            gain: Gain::default(),
+            frames_sent: 0,
+            late_frames: 0,
+            send_errors: 0,
+            deviation: new_histogram(),
+            rtc_deadline: None,
+        }
+    }
+
+    fn deadline_of(&self, epoch: Instant, slot: u64) -> Instant {
+        epoch + self.phase + FRAME * slot as u32
+    }
+
+    /// The next deadline at which this session sends, if it is streaming.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.next_deadline
+    }
+
+    /// The earliest instant this session needs the thread for anything.
+    pub fn wake_at(&self) -> Option<Instant> {
+        let connect = match self.link {
+            Link::Connecting { deadline, .. } => Some(deadline),
+            _ => None,
+        };
+        [self.next_deadline, self.rtc_deadline, connect].into_iter().flatten().min()
+    }
+
+    pub fn wants_encode(&self) -> bool {
+        !self.paused && self.stream.as_ref().is_some_and(|s| s.wants_encode())
+    }
+
+    /// Encodes one frame ahead; a failure ends the stream with its error.
+    pub fn encode_one(&mut self, ctx: &Ctx<'_>) {
+        let Some(stream) = self.stream.as_mut() else { return };
+        if let Err(e) = stream.encode_next(&mut self.gain) {
+            self.end_stream(ctx, Some(e.to_string()));
+        }
+    }
+
+    /// (Re)starts the grid when there is something to send and a link to send it on.
+    fn schedule(&mut self, ctx: &Ctx<'_>, now: Instant) {
+        let streaming = matches!(self.link, Link::Connected(_)) && self.stream.is_some() && !self.paused;
+        if !streaming {
+            self.next_deadline = None;
+            return;
+        }
+        if self.next_deadline.is_some() {
+            return;
+        }
+        // First slot at least one frame away: time to encode ahead without a late start.
+        let since = (now + FRAME).saturating_duration_since(ctx.epoch + self.phase);
+        self.slot = since.as_nanos().div_ceil(FRAME.as_nanos()) as u64;
+        self.next_deadline = Some(self.deadline_of(ctx.epoch, self.slot));
+        self.marker = true;
+    }
+
+    /// Sends every frame whose deadline has come. Returns true if it did anything.
+    pub fn send_due(&mut self, ctx: &Ctx<'_>, now: Instant) {
+        while let Some(deadline) = self.next_deadline {
+            if deadline > now {
+                return;
+            }
+            let Link::Connected(neg) = self.link else { return };
+            let Some(stream) = self.stream.as_mut() else { return };
+            if stream.front().is_none() && stream.wants_encode() {
+                // Encoding fell behind: do it now, late, rather than skip audio.
+                if let Err(e) = stream.encode_next(&mut self.gain) {
+                    self.end_stream(ctx, Some(e.to_string()));
+                    return;
+                }
+            }
+            let front = self.stream.as_ref().and_then(|s| s.front()).map(|f| (Bytes::copy_from_slice(f.payload()), f.level));
+            if let Some((payload, level)) = front {
+                let mut header = Header {
+                    version: 2,
+                    marker: std::mem::take(&mut self.marker),
+                    payload_type: neg.payload_type,
+                    sequence_number: self.seq,
+                    timestamp: self.ts_base.wrapping_add((self.slot as u32).wrapping_mul(TICKS_PER_FRAME)),
+                    ssrc: self.ssrc,
+                    ..Default::default()
+                };
+                if let Some(id) = neg.level_ext {
+                    header.extension = true;
+                    header.extension_profile = rtc::rtp::header::EXTENSION_PROFILE_ONE_BYTE;
+                    let _ = header.set_extension(id, Bytes::from_static(&LEVEL_BYTES[level.min(127) as usize]));
+                }
+                let sent_at = Instant::now();
+                let ok = self
+                    .pc
+                    .rtp_sender(self.sender)
+                    .is_some_and(|mut s| s.write_rtp(sent_at, Packet { header, payload }).is_ok());
+                if !ok {
+                    self.send_errors += 1;
+                }
+                self.flush();
+                self.seq = self.seq.wrapping_add(1);
+                self.frames_sent += 1;
+                let late = sent_at.saturating_duration_since(deadline).as_micros() as u64;
+                let _ = self.deviation.record(late.max(1));
+                if late > LATE_AFTER_US {
+                    self.late_frames += 1;
+                }
+                if let Some(s) = self.stream.as_mut() {
+                    s.pop();
+                }
+            }
+            if self.stream.as_ref().is_some_and(|s| s.is_finished()) {
+                self.end_stream(ctx, None);
+                return;
+            }
+            self.slot += 1;
+            let mut next = self.deadline_of(ctx.epoch, self.slot);
+            if now.saturating_duration_since(next) > MAX_CATCH_UP {
+                // Stalled (e.g. the process was stopped): skip the missed slots instead of
+                // bursting them out. The RTP timestamp still advances with wall time.
+                let since = now.saturating_duration_since(ctx.epoch + self.phase);
+                let skip_to = since.as_nanos().div_ceil(FRAME.as_nanos()) as u64;
+                self.late_frames += skip_to - self.slot;
+                self.slot = skip_to;
+                next = self.deadline_of(ctx.epoch, self.slot);
+                self.marker = true;
+            }
+            self.next_deadline = Some(next);
+        }
+    }
+
+    fn end_stream(&mut self, ctx: &Ctx<'_>, error: Option<String>) {
+        if let Some(stream) = self.stream.take() {
+            // `take()` makes this the only place an end fires, so it fires once.
+            let _ = ctx.events.send(MediaEvent::StreamEnded { call: self.id, stream: stream.id(), error });
+        }
+        self.next_deadline = None;
+    }
+
+    pub fn play(&mut self, ctx: &Ctx<'_>, stream: Box<Stream>, now: Instant) {
+        // A replaced stream never reports an end; the grid keeps running, so the new
+        // file starts at the next frame boundary on the same SSRC.
+        self.stream = Some(stream);
+        self.schedule(ctx, now);
+    }
+
+    pub fn stop(&mut self) {
+        self.stream = None;
+        self.next_deadline = None;
+    }
+
+    pub fn pause(&mut self) {
+        self.paused = true;
+        self.next_deadline = None;
+    }
+
+    pub fn resume(&mut self, ctx: &Ctx<'_>, now: Instant) {
+        if self.paused {
+            self.paused = false;
+            self.schedule(ctx, now);
+        }
+    }
+
+    pub fn set_volume(&mut self, percent: u16) {
+        self.gain.set_percent(percent);
+    }
+
+    /// Sends what the peer has queued.
+    pub fn flush(&mut self) {
+        while let Some(out) = self.pc.poll_write() {
+            if self.socket.send_to(&out.message, out.transport.peer_addr).is_err() {
+                self.send_errors += 1;
+            }
+        }
+    }
+
+    /// Reads every pending datagram into the peer.
+    pub fn on_readable(&mut self, ctx: &Ctx<'_>, buf: &mut [u8]) {
+        loop {
+            match self.socket.recv_from(buf) {
+                Ok((n, from)) => {
+                    let _ = feed_datagram(&mut self.pc, self.local_addr, from, &buf[..n], Instant::now());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => break, // ICMP errors surface here; ICE decides if the path is dead
+            }
+        }
+        self.after_io(ctx, Instant::now());
+    }
+
+    /// Runs the peer's timers if due.
+    pub fn on_timer(&mut self, ctx: &Ctx<'_>, now: Instant) {
+        if self.rtc_deadline.is_some_and(|d| d <= now) {
+            let _ = self.pc.handle_timeout(now);
+            self.after_io(ctx, now);
+        }
+        if let Link::Connecting { deadline, ready } = &mut self.link
+            && *deadline <= now
+        {
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(Err(
+                    "ICE/DTLS did not connect in time: the media server is unreachable over UDP \
+                     (check firewalls, or that the loopback/SFU is running)"
+                        .to_owned(),
+                ));
+            }
+            self.link = Link::Lost;
+        }
+    }
+
+    /// After any input: flush output, consume events and inbound messages, re-read the timer.
+    fn after_io(&mut self, ctx: &Ctx<'_>, now: Instant) {
+        self.flush();
+        while let Some(ev) = self.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = ev {
+                self.on_state(ctx, state, now);
+            }
+        }
+        // RTCP from the far side (receiver reports) is consumed by interceptors; drain it.
+        while self.pc.poll_read().is_some() {}
+        self.rtc_deadline = self.pc.poll_timeout();
+    }
+
+    fn on_state(&mut self, ctx: &Ctx<'_>, state: RTCPeerConnectionState, now: Instant) {
+        match state {
+            RTCPeerConnectionState::Connected => {
+                let Some(neg) = self.negotiated() else {
+                    self.fail(ctx, "connected, but no Opus codec was negotiated".into());
+                    return;
+                };
+                if let Link::Connecting { ready, .. } = &mut self.link
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(Ok(()));
+                }
+                self.link = Link::Connected(neg);
+                let _ = ctx.events.send(MediaEvent::Connected { call: self.id });
+                self.schedule(ctx, now);
+            }
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                self.fail(ctx, format!("WebRTC connection {state}"));
+            }
+            _ => {}
+        }
+    }
+
+    fn fail(&mut self, ctx: &Ctx<'_>, reason: String) {
+        match std::mem::replace(&mut self.link, Link::Lost) {
+            Link::Connecting { ready: Some(ready), .. } => {
+                let _ = ready.send(Err(reason));
+            }
+            Link::Lost => {}
+            _ => {
+                let _ = ctx.events.send(MediaEvent::ConnectionLost { call: self.id, reason });
+            }
+        }
+        self.next_deadline = None;
+    }
+
+    fn negotiated(&mut self) -> Option<Negotiated> {
+        let mut sender = self.pc.rtp_sender(self.sender)?;
+        let params = sender.get_parameters();
+        let payload_type = params.rtp_parameters.codecs.first()?.payload_type;
+        let level_ext = params
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .find(|h| h.uri == AUDIO_LEVEL_URI)
+            .map(|h| h.id as u8);
+        Some(Negotiated { payload_type, level_ext })
+    }
+
+    pub fn stats(&self) -> CallStats {
+        CallStats {
+            ssrc: self.ssrc,
+            connected: matches!(self.link, Link::Connected(_)),
+            paused: self.paused,
+            stream: self.stream.as_ref().map(|s| s.id()),
+            position_frames: self.stream.as_ref().map_or(0, |s| s.frames_played()),
+            total_frames: self.stream.as_ref().map_or(0, |s| s.total_frames()),
+            volume: self.gain.percent(),
+            frames_sent: self.frames_sent,
+            late_frames: self.late_frames,
+            send_errors: self.send_errors,
+            deviation: Percentiles::of(&self.deviation),
+        }
+    }
+
+    pub fn close(&mut self) {
+        let _ = self.pc.close();
+        self.flush();
+    }
+}

@@ -1,0 +1,56 @@
+//! Per-call counters and the send-deviation histogram.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// A frame sent later than this after its deadline is counted late: past a quarter
+/// of a frame period, receivers' jitter buffers start to stretch.
+pub const LATE_AFTER_US: u64 = 5_000;
+
+/// Microsecond histogram, 1 µs – 60 s, two significant digits (~6 KiB).
+pub fn new_histogram() -> Histogram<u32> {
+    Histogram::new_with_bounds(1, 60_000_000, 2).expect("static histogram bounds are valid")
+}
+
+/// Percentiles of a latency distribution, in microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u32>) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// What the pacer knows about one call, as a snapshot.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallStats {
+    pub ssrc: u32,
+    pub connected: bool,
+    pub paused: bool,
+    /// Id of the stream playing, if any.
+    pub stream: Option<u64>,
+    /// Playback position of that stream, in 20 ms frames.
+    pub position_frames: u64,
+    pub total_frames: u64,
+    pub volume: u16,
+    pub frames_sent: u64,
+    pub late_frames: u64,
+    /// Datagrams the OS refused to send.
+    pub send_errors: u64,
+    /// Send time minus deadline, per frame.
+    pub deviation: Percentiles,
+}

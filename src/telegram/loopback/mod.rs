@@ -1,0 +1,109 @@
+//! The loopback Telegram: a local stand-in for Telegram's group-call media server.
+//!
+//! It takes the same join JSON Telegram takes, answers with a Telegram-format
+//! transport JSON (ICE-lite, string-typed candidates, audio-level extension), and
+//! terminates the WebRTC connection with its own webrtc-rs peer, which decodes the
+//! Opus it receives. What each call heard — decoded audio and packet counters — is
+//! kept per call so the CLI can write it to a WAV and tests can compare it to the source.
+
+mod peer;
+mod recorder;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+pub use recorder::{HeardCall, HeardStats};
+
+use super::{BoxFuture, ChatId, GroupCallServer, TelegramError};
+use crate::transport::{JoinParams, TransportAnswer};
+
+/// How the loopback treats what it receives.
+#[derive(Debug, Clone)]
+pub struct LoopbackOptions {
+    /// Address the loopback's media sockets bind to.
+    pub bind_ip: IpAddr,
+    /// Decode Opus (off only for load benchmarks, which count packets).
+    pub decode: bool,
+    /// Keep decoded audio in memory so tests can read it back.
+    pub keep_audio: bool,
+}
+
+impl Default for LoopbackOptions {
+    fn default() -> Self {
+        LoopbackOptions { bind_ip: IpAddr::from([127, 0, 0, 1]), decode: true, keep_audio: false }
+    }
+}
+
+/// The embedded loopback Telegram. Cloning shares the same server.
+#[derive(Clone)]
+pub struct Loopback {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: LoopbackOptions,
+    calls: Mutex<Vec<Arc<HeardCall>>>,
+}
+
+impl Loopback {
+    /// A loopback server; its peers run as tasks on the current tokio runtime.
+    pub fn new(opts: LoopbackOptions) -> Self {
+        Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()) }) }
+    }
+
+    /// Answers one join JSON (a string, exactly as Telegram receives it) with a
+    /// transport JSON string, and starts the peer that will receive the call.
+    pub async fn join_json(&self, chat: ChatId, params_json: &str) -> Result<String, TelegramError> {
+        let params = JoinParams::parse(params_json)?;
+        Ok(self.join_params(chat, &params).await?.to_json())
+    }
+
+    async fn join_params(&self, chat: ChatId, params: &JoinParams) -> Result<TransportAnswer, TelegramError> {
+        // A rejoin with the same SSRC replaces the old participant, as Telegram does.
+        self.drop_ssrc(params.ssrc_u32());
+        let heard = Arc::new(HeardCall::new(chat, params.ssrc_u32(), &self.inner.opts));
+        let answer = peer::spawn(params, &self.inner.opts, heard.clone()).await?;
+        self.inner.calls.lock().expect("loopback lock").push(heard);
+        Ok(answer)
+    }
+
+    fn drop_ssrc(&self, ssrc: u32) {
+        let mut calls = self.inner.calls.lock().expect("loopback lock");
+        calls.retain(|c| {
+            let keep = c.ssrc() != ssrc;
+            if !keep {
+                c.hang_up();
+            }
+            keep
+        });
+    }
+
+    /// The participant that joined with `ssrc`, if any.
+    pub fn call(&self, ssrc: u32) -> Option<Arc<HeardCall>> {
+        self.inner.calls.lock().expect("loopback lock").iter().find(|c| c.ssrc() == ssrc).cloned()
+    }
+
+    /// Every participant that joined, in order.
+    pub fn calls(&self) -> Vec<Arc<HeardCall>> {
+        self.inner.calls.lock().expect("loopback lock").clone()
+    }
+}
+
+impl GroupCallServer for Loopback {
+    fn join<'a>(&'a self, chat: ChatId, params: &'a JoinParams) -> BoxFuture<'a, Result<TransportAnswer, TelegramError>> {
+        Box::pin(async move {
+            // Round-trip through the wire format, exactly what Telegram would parse.
+            let json = self.join_json(chat, &params.to_json()).await?;
+            Ok(TransportAnswer::parse(&json)?)
+        })
+    }
+
+    fn leave(&self, _chat: ChatId, ssrc: u32) -> BoxFuture<'_, Result<(), TelegramError>> {
+        Box::pin(async move {
+            if let Some(c) = self.call(ssrc) {
+                c.hang_up();
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! Our side of the WebRTC connection: a sans-IO `rtc` peer with one send-only Opus
+//! track, bound to its own UDP socket, driven by the media plane's pacer thread.
+//!
+//! Why sans-IO and not the async `webrtc` layer: measured on this class of machine,
+//! driving `rtc::RTCPeerConnection` from one thread costs ~40 % less CPU and ~60 % less
+//! memory per call, and lets one pacer thread own hundreds of connections without a
+//! task, channel or timer per packet (see `../shared/reference/performance-notes.md`).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use super::join::{AUDIO_LEVEL_URI, JoinError, JoinParams, OPUS_PAYLOAD_TYPE, Setup, TransportAnswer};
+
+/// Errors while setting up our peer.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("could not bind a UDP socket on {0}: {1}")]
+    Bind(IpAddr, io::Error),
+    #[error("WebRTC peer setup failed: {0}")]
+    Rtc(#[from] rtc::shared::error::Error),
+    #[error(transparent)]
+    Join(#[from] JoinError),
+}
+
+/// The Opus codec as Telegram negotiates it: `opus/48000/2` even for mono content.
+pub fn opus_codec() -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: OPUS_PAYLOAD_TYPE,
+        ..Default::default()
+    }
+}
+
+/// A media engine with only Opus and the audio-level extension: exactly what a
+/// Telegram voice chat negotiates, nothing more to offer or to process.
+pub fn audio_media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
+    let mut me = MediaEngine::default();
+    me.register_codec(opus_codec(), RtpCodecKind::Audio)?;
+    me.register_header_extension(
+        RTCRtpHeaderExtensionCapability { uri: AUDIO_LEVEL_URI.to_owned() },
+        RtpCodecKind::Audio,
+        None,
+    )?;
+    Ok(me)
+}
+
+/// Picks an SSRC the way Telegram clients do: random, 31 bits, never zero.
+pub fn random_ssrc() -> u32 {
+    loop {
+        let s = rand::random::<u32>() & 0x7fff_ffff;
+        if s != 0 {
+            return s;
+        }
+    }
+}
+
+/// Our outbound peer before it is handed to the pacer.
+pub struct OutboundPeer {
+    pub pc: RTCPeerConnection,
+    pub socket: UdpSocket,
+    pub local_addr: SocketAddr,
+    pub sender: RTCRtpSenderId,
+    pub ssrc: u32,
+    offer_sdp: String,
+    setup: Setup,
+}
+
+impl OutboundPeer {
+    /// Binds a socket on `bind_ip`, creates the peer and its local offer.
+    pub fn new(bind_ip: IpAddr) -> Result<Self, PeerError> {
+        let socket =
+            UdpSocket::bind(SocketAddr::new(bind_ip, 0)).map_err(|e| PeerError::Bind(bind_ip, e))?;
+        let local_addr = socket.local_addr().map_err(|e| PeerError::Bind(bind_ip, e))?;
+        let now = Instant::now();
+        let mut me = audio_media_engine()?;
+        let registry = configure_rtcp_reports(Registry::new());
+        // Keep RTCP reports only: Telegram neither NACKs audio nor needs simulcast.
+        let _ = &mut me;
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(SettingEngineBuilder::new().build())
+            .with_media_engine(me)
+            .with_interceptor_registry(registry)
+            .build(now)?;
+
+        let ssrc = random_ssrc();
+        let track = MediaStreamTrack::new(
+            "wasmcalls".to_owned(),
+            format!("audio-{ssrc}"),
+            "audio".to_owned(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: opus_codec().rtp_codec,
+                ..Default::default()
+            }],
+        );
+        pc.add_transceiver_from_track(
+            track,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )?;
+        let sender = pc.get_senders().next().ok_or(rtc::shared::error::Error::ErrRTPSenderNotExisted)?;
+
+        let candidate = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: local_addr.ip().to_string(),
+                port: local_addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+
+        let offer = pc.create_offer(None)?;
+        let offer_sdp = offer.sdp.clone();
+        pc.set_local_description(now, offer)?;
+        Ok(OutboundPeer { pc, socket, local_addr, sender, ssrc, offer_sdp, setup: Setup::Active })
+    }
+
+    /// The join JSON for `phone.joinGroupCall`. We take the DTLS client role, as
+    /// browser-style clients do.
+    pub fn join_params(&self) -> Result<JoinParams, JoinError> {
+        JoinParams::from_offer(&self.offer_sdp, self.ssrc, self.setup)
+    }
+
+    /// Applies Telegram's transport answer; ICE and DTLS start on the next drive.
+    pub fn apply_answer(&mut self, answer: &TransportAnswer) -> Result<(), PeerError> {
+        let sdp = answer.to_answer_sdp(&self.offer_sdp, self.setup)?;
+        self.pc.set_remote_description(Instant::now(), RTCSessionDescription::answer(sdp)?)?;
+        Ok(())
+    }
+
+    /// Our local offer, for diagnostics and tests.
+    pub fn offer_sdp(&self) -> &str {
+        &self.offer_sdp
+    }
+}
+
+/// Sends everything the peer wants on the wire. Errors are per-datagram and
+/// transient on UDP (e.g. ICMP unreachable); they are counted by the caller.
+pub fn flush_writes(pc: &mut RTCPeerConnection, socket: &UdpSocket) -> usize {
+    let mut failed = 0;
+    while let Some(out) = pc.poll_write() {
+        if socket.send_to(&out.message, out.transport.peer_addr).is_err() {
+            failed += 1;
+        }
+    }
+    failed
+}
+
+/// Feeds one received datagram to the peer.
+pub fn feed_datagram(
+    pc: &mut RTCPeerConnection,
+    local_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    data: &[u8],
+    now: Instant,
+) -> Result<(), rtc::shared::error::Error> {
+    pc.handle_read(TaggedBytesMut {
+        now,
+        transport: TransportContext {
+            local_addr,
+            peer_addr,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        },
+        message: BytesMut::from(data),
+    })
+}
