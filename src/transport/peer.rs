@@ -97,10 +97,9 @@ impl OutboundPeer {
             UdpSocket::bind(SocketAddr::new(bind_ip, 0)).map_err(|e| PeerError::Bind(bind_ip, e))?;
         let local_addr = socket.local_addr().map_err(|e| PeerError::Bind(bind_ip, e))?;
         let now = Instant::now();
-        let mut me = audio_media_engine()?;
+        let me = audio_media_engine()?;
+        // RTCP reports only: Telegram neither NACKs audio nor needs simulcast.
         let registry = configure_rtcp_reports(Registry::new());
-        // Keep RTCP reports only: Telegram neither NACKs audio nor needs simulcast.
-        let _ = &mut me;
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(SettingEngineBuilder::new().build())

@@ -1,0 +1,5 @@
+//! Black-box tests of wasmcalls, against the embedded loopback Telegram.
+//! One binary, one module per area (links once, runs in parallel).
+
+mod media;
+mod support;

@@ -1,0 +1,160 @@
+//! Shared test helpers: signals, a joined call on the loopback, and audio comparison.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use wasmcalls::calls::{Dialed, dial};
+use wasmcalls::media::{EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat, Stream};
+use wasmcalls::telegram::GroupCallServer;
+use wasmcalls::telegram::loopback::{HeardCall, Loopback, LoopbackOptions};
+
+/// Generous bound for anything awaited; reaching it is a failure, not a wait.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub const RATE: u32 = 48000;
+
+/// A sum of tones, `seconds` long, interleaved for `channels`.
+pub fn tones(freqs: &[(f64, f64)], seconds: f64, rate: u32, channels: u8) -> Vec<i16> {
+    let n = (seconds * rate as f64) as usize;
+    let mut out = Vec::with_capacity(n * channels as usize);
+    for i in 0..n {
+        let t = i as f64 / rate as f64;
+        let v: f64 = freqs.iter().map(|(f, a)| a * (2.0 * std::f64::consts::PI * f * t).sin()).sum();
+        let s = (v * 32767.0) as i16;
+        for _ in 0..channels {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// A linear chirp from `f0` to `f1` Hz: every instant has its own frequency, so a
+/// misplaced, repeated or missing stretch shows up in the comparison.
+pub fn chirp(f0: f64, f1: f64, seconds: f64, amplitude: f64) -> Vec<i16> {
+    let n = (seconds * RATE as f64) as usize;
+    let k = (f1 - f0) / seconds;
+    let mut out = Vec::with_capacity(n * 2);
+    for i in 0..n {
+        let t = i as f64 / RATE as f64;
+        let s = (amplitude * 32767.0 * (2.0 * std::f64::consts::PI * (f0 * t + 0.5 * k * t * t)).sin()) as i16;
+        out.push(s);
+        out.push(-s / 2); // distinct channels
+    }
+    out
+}
+
+pub fn write_raw(dir: &Path, name: &str, pcm: &[i16]) -> PathBuf {
+    let path = dir.join(name);
+    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Left channel of interleaved stereo.
+pub fn left(pcm: &[i16]) -> Vec<f64> {
+    pcm.chunks_exact(2).map(|c| c[0] as f64).collect()
+}
+
+fn correlation(x: &[f64], y: &[f64]) -> f64 {
+    let (mut xy, mut xx, mut yy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        xy += a * b;
+        xx += a * a;
+        yy += b * b;
+    }
+    if xx == 0.0 || yy == 0.0 { 0.0 } else { xy / (xx * yy).sqrt() }
+}
+
+/// Aligns `heard` to `sent` (codec delay: best lag in `0..max_lag` on the first 0.5 s),
+/// then returns the worst normalized correlation over 0.25 s windows, each refined by
+/// ±8 samples. Perceptual coding shifts phase slightly at high frequencies, which the
+/// refinement absorbs; a missing or repeated 20 ms frame (960 samples) it cannot.
+pub fn worst_window_correlation(sent: &[f64], heard: &[f64], max_lag: usize) -> (f64, usize) {
+    const W: usize = 12_000;
+    let first = &sent[..W.min(sent.len())];
+    let lag = (0..max_lag)
+        .max_by(|&a, &b| {
+            let ca = correlation(first, heard.get(a..).unwrap_or(&[]));
+            let cb = correlation(first, heard.get(b..).unwrap_or(&[]));
+            ca.total_cmp(&cb)
+        })
+        .unwrap();
+    let mut worst = f64::MAX;
+    let mut start = 0;
+    while start + W <= sent.len() && start + lag + W + 8 <= heard.len() {
+        let x = &sent[start..start + W];
+        let best = (lag.saturating_sub(8)..=lag + 8)
+            .map(|l| correlation(x, &heard[start + l..start + l + W]))
+            .fold(f64::MIN, f64::max);
+        worst = worst.min(best);
+        start += W;
+    }
+    (worst, lag)
+}
+
+/// Root mean square of a slice.
+pub fn rms(x: &[f64]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64).sqrt()
+}
+
+/// Frequency of a pure tone from its zero crossings.
+pub fn tone_frequency(x: &[f64], rate: u32) -> f64 {
+    let crossings = x.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+    crossings as f64 / 2.0 / (x.len() as f64 / rate as f64)
+}
+
+/// A call joined on a fresh loopback, ready to play.
+pub struct Call {
+    pub media: Arc<MediaPlane>,
+    pub events: UnboundedReceiver<MediaEvent>,
+    pub loopback: Loopback,
+    pub dialed: Dialed,
+    pub heard: Arc<HeardCall>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Call {
+    pub async fn join() -> Call {
+        let (media, events) = MediaPlane::start(PacerConfig { shards: 1, ..Default::default() }).unwrap();
+        let loopback = Loopback::new(LoopbackOptions { keep_audio: true, ..Default::default() });
+        let dialed = dial(&media, &loopback as &dyn GroupCallServer, -100, "127.0.0.1".parse().unwrap())
+            .await
+            .expect("joins the loopback call");
+        let heard = loopback.call(dialed.ssrc).expect("the loopback knows the participant");
+        let mut events = events;
+        assert_eq!(events.recv().await, Some(MediaEvent::Connected { call: dialed.call }));
+        Call { media: Arc::new(media), events, loopback, dialed, heard, dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn stream(&self, name: &str, pcm: &[i16], format: PcmFormat) -> Box<Stream> {
+        let path = write_raw(self.dir.path(), name, pcm);
+        self.media.open_stream(&path, format, EncoderConfig::default()).unwrap()
+    }
+
+    /// The next media event, or a panic after PATIENCE.
+    pub async fn next_event(&mut self) -> MediaEvent {
+        tokio::time::timeout(PATIENCE, self.events.recv()).await.expect("a media event in time").unwrap()
+    }
+
+    /// Waits until the loopback has received `n` packets.
+    pub async fn heard_packets(&self, n: u64) {
+        tokio::time::timeout(PATIENCE, self.heard.wait_until(|s| s.packets >= n))
+            .await
+            .unwrap_or_else(|_| panic!("the loopback did not hear {n} packets: {:?}", self.heard.stats()));
+    }
+
+    /// Waits for the end of `stream` and for every frame sent to arrive.
+    pub async fn play_to_end(&mut self, stream_id: u64) {
+        match self.next_event().await {
+            MediaEvent::StreamEnded { stream, error: None, .. } => assert_eq!(stream, stream_id),
+            other => panic!("expected the end of stream {stream_id}, got {other:?}"),
+        }
+        let sent = self.media.stats(self.dialed.call).await.unwrap().frames_sent;
+        self.heard_packets(sent).await;
+    }
+}
