@@ -1,6 +1,7 @@
 //! The `wasmcalls` command line.
 
 mod bench;
+mod loopback;
 mod play;
 
 use std::process::ExitCode;
@@ -18,6 +19,9 @@ struct Cli {
 enum Command {
     /// Stream a raw PCM file into a group call (the embedded loopback Telegram by default)
     Play(play::PlayArgs),
+    /// Run the loopback Telegram on its own
+    #[command(subcommand)]
+    Loopback(loopback::LoopbackCommand),
     /// Measure the media plane
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -60,6 +64,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Play(args) => play::run(args).await,
+            Command::Loopback(cmd) => loopback::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }
     });

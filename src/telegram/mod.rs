@@ -23,6 +23,8 @@ pub enum TelegramError {
     NoActiveGroupCall(ChatId),
     #[error(transparent)]
     Join(#[from] JoinError),
+    #[error("loopback Telegram: {0}")]
+    Loopback(String),
     #[error("the SFU at {url} failed: {reason}")]
     Sfu { url: String, reason: String },
 }

@@ -1,5 +1,8 @@
 //! Black-box tests of wasmcalls, against the embedded loopback Telegram.
 //! One binary, one module per area (links once, runs in parallel).
 
+mod cli;
+mod inputs;
 mod media;
+mod sfu;
 mod support;

@@ -6,10 +6,12 @@
 //! Opus it receives. What each call heard — decoded audio and packet counters — is
 //! kept per call so the CLI can write it to a WAV and tests can compare it to the source.
 
+pub mod http;
 mod peer;
 mod recorder;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 pub use recorder::{HeardCall, HeardStats};
@@ -26,11 +28,13 @@ pub struct LoopbackOptions {
     pub decode: bool,
     /// Keep decoded audio in memory so tests can read it back.
     pub keep_audio: bool,
+    /// Stream what each participant hears to `<dir>/chat<chat>-ssrc<ssrc>.wav`.
+    pub record_dir: Option<PathBuf>,
 }
 
 impl Default for LoopbackOptions {
     fn default() -> Self {
-        LoopbackOptions { bind_ip: IpAddr::from([127, 0, 0, 1]), decode: true, keep_audio: false }
+        LoopbackOptions { bind_ip: IpAddr::from([127, 0, 0, 1]), decode: true, keep_audio: false, record_dir: None }
     }
 }
 
@@ -62,6 +66,12 @@ impl Loopback {
         // A rejoin with the same SSRC replaces the old participant, as Telegram does.
         self.drop_ssrc(params.ssrc_u32());
         let heard = Arc::new(HeardCall::new(chat, params.ssrc_u32(), &self.inner.opts));
+        if let Some(dir) = &self.inner.opts.record_dir {
+            let path = dir.join(format!("chat{chat}-ssrc{}.wav", params.ssrc_u32()));
+            heard
+                .record_to(&path)
+                .map_err(|e| TelegramError::Loopback(format!("cannot record to {}: {e}", path.display())))?;
+        }
         let answer = peer::spawn(params, &self.inner.opts, heard.clone()).await?;
         self.inner.calls.lock().expect("loopback lock").push(heard);
         Ok(answer)

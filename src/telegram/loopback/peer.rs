@@ -27,13 +27,13 @@ use crate::transport::join::{
     Setup, Transport, TransportAnswer, find_attr, parse_sdp,
 };
 use crate::transport::peer::{audio_media_engine, feed_datagram};
-use crate::transport::{JoinError, JoinParams};
+use crate::transport::JoinParams;
 
 /// Audio-level extension id, as Telegram numbers it.
 const LEVEL_EXT_ID: u8 = 1;
 
 fn rtc_err(e: impl std::fmt::Display) -> TelegramError {
-    TelegramError::Join(JoinError::Malformed(format!("loopback could not accept the join: {e}")))
+    TelegramError::Loopback(format!("could not accept the join: {e}"))
 }
 
 /// The SDP offer Telegram's server reconstructs from a join JSON: the client's ICE
@@ -181,6 +181,9 @@ async fn receive(mut pc: RTCPeerConnection, socket: UdpSocket, local: SocketAddr
     let _ = pc.close();
     while let Some(out) = pc.poll_write() {
         let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
+    }
+    if let Err(e) = heard.finish_recording() {
+        tracing::warn!(ssrc = heard.ssrc(), "loopback: closing the recording failed: {e}");
     }
     heard.on_state("left".into());
 }
