@@ -1,11 +1,379 @@
-//! `wasmcalls bench …`: figures for the media plane.
+//! `wasmcalls bench pacing`: N concurrent calls streamed into a loopback Telegram that
+//! runs in a child process (so the host's CPU and memory are measured alone), with
+//! `ffmpeg -re … -c:a libopus -f rtp` run on the same input beside it when installed.
 
-use anyhow::Result;
-use clap::Subcommand;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+
+use crate::calls::dial;
+use crate::media::stats::{Percentiles, new_histogram};
+use crate::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
+use crate::telegram::sfu::SfuServer;
 
 #[derive(Subcommand)]
-pub enum BenchCommand {}
+pub enum BenchCommand {
+    /// Stream N concurrent calls and report CPU, send jitter and memory per call
+    Pacing(PacingArgs),
+}
+
+#[derive(Args)]
+pub struct PacingArgs {
+    /// Concurrent calls
+    #[arg(long, default_value_t = 100)]
+    calls: usize,
+    /// Seconds of audio each call plays
+    #[arg(long, default_value_t = 20)]
+    seconds: u32,
+    /// Opus bitrate per stream
+    #[arg(long, default_value = "64k", value_parser = super::parse_bitrate)]
+    bitrate: u32,
+    /// libopus complexity (0–10)
+    #[arg(long, default_value_t = 10)]
+    complexity: u8,
+    /// Pacer threads (default: one per core)
+    #[arg(long)]
+    shards: Option<usize>,
+    /// ffmpeg processes to run for comparison (0 to skip; skipped when ffmpeg is absent)
+    #[arg(long, default_value_t = 4)]
+    ffmpeg: usize,
+}
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
-    match cmd {}
+    let BenchCommand::Pacing(args) = cmd;
+    pacing(args).await
+}
+
+/// A music-like stereo test signal: a few drifting partials plus a little noise,
+/// so the encoder works as hard as on real content.
+fn write_input(dir: &Path, seconds: u32) -> Result<PathBuf> {
+    let path = dir.join("bench-input.raw");
+    let n = 48000 * seconds as usize;
+    let mut bytes = Vec::with_capacity(n * 4);
+    let mut noise: u32 = 0x1234_5678;
+    for i in 0..n {
+        let t = i as f64 / 48000.0;
+        let mut l = 0.0;
+        let mut r = 0.0;
+        for (k, f) in [110.0, 220.5, 331.0, 443.0, 587.3, 880.0, 1320.0, 2637.0].iter().enumerate() {
+            let wobble = 1.0 + 0.01 * (t * (k as f64 + 1.0) * 0.7).sin();
+            let a = 0.12 / (k as f64 + 1.0).sqrt();
+            l += a * (2.0 * std::f64::consts::PI * f * wobble * t).sin();
+            r += a * (2.0 * std::f64::consts::PI * f * wobble * t + k as f64).sin();
+        }
+        noise ^= noise << 13;
+        noise ^= noise >> 17;
+        noise ^= noise << 5;
+        let nz = (noise as f64 / u32::MAX as f64 - 0.5) * 0.02;
+        for v in [l + nz, r - nz] {
+            bytes.extend_from_slice(&((v * 32767.0).clamp(-32768.0, 32767.0) as i16).to_le_bytes());
+        }
+    }
+    std::fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+fn rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn cpu_of(pid: &str) -> Option<Duration> {
+    // utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(Duration::from_secs_f64(ticks / hz))
+}
+
+fn self_cpu() -> Duration {
+    rusage(libc::RUSAGE_SELF)
+}
+
+/// CPU time of this process (`RUSAGE_SELF`) or of its reaped children (`RUSAGE_CHILDREN`).
+fn rusage(who: libc::c_int) -> Duration {
+    // SAFETY: rusage is plain old data; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::getrusage(who, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+struct LoopbackChild(Child);
+
+impl Drop for LoopbackChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_loopback() -> Result<(LoopbackChild, String)> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(["loopback", "serve", "--listen", "127.0.0.1:0", "--no-decode"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the loopback child process")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(|u| u.trim_end_matches("?chat=<chat").to_owned())
+        .context("the loopback child did not print its URL")?;
+    Ok((LoopbackChild(child), url))
+}
+
+async fn pacing(a: PacingArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = write_input(dir.path(), a.seconds)?;
+    let (child, url) = spawn_loopback()?;
+    let child_pid = child.0.id().to_string();
+    let config = PacerConfig { shards: a.shards.unwrap_or_else(|| PacerConfig::default().shards), ..Default::default() };
+    let shards = config.shards;
+    let (media, mut events) = MediaPlane::start(config)?;
+    let enc = EncoderConfig { bitrate: Some(a.bitrate), complexity: a.complexity };
+    let sfu = SfuServer::new(url);
+    let bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    println!(
+        "wasmcalls pacing bench: {} calls × {} s, stereo {} kb/s, complexity {}, {} pacer thread(s)",
+        a.calls, a.seconds, a.bitrate / 1000, a.complexity, shards
+    );
+    let rss_before = rss_kib("self").unwrap_or(0);
+    let t0 = Instant::now();
+    let mut calls = Vec::new();
+    // Join in waves: ICE takes ~200 ms a call, mostly waiting, so overlap it.
+    for chunk in (0..a.calls).collect::<Vec<_>>().chunks(25) {
+        let joins = chunk.iter().map(|&i| dial(&media, &sfu, -(i as i64) - 1, bind));
+        for r in futures::future::join_all(joins).await {
+            calls.push(r.context("joining the loopback")?.call);
+        }
+    }
+    let rss_joined = rss_kib("self").unwrap_or(0);
+    let mut streams = Vec::new();
+    for _ in &calls {
+        streams.push(media.open_stream(&input, PcmFormat::stereo48(), enc)?);
+    }
+    let rss_opened = rss_kib("self").unwrap_or(0);
+    let encode_us = encode_only(&input, enc)?;
+    println!("  joined {} calls in {:.1} s", calls.len(), t0.elapsed().as_secs_f64());
+    while let Ok(ev) = events.try_recv() {
+        if let MediaEvent::ConnectionLost { reason, .. } = ev {
+            bail!("a call dropped while joining: {reason}");
+        }
+    }
+
+    let cpu0 = self_cpu();
+    let child_cpu0 = cpu_of(&child_pid).unwrap_or_default();
+    let wall0 = Instant::now();
+    for (call, stream) in calls.iter().zip(streams) {
+        media.control(*call, Control::Play(stream))?;
+    }
+    let mut ended = 0;
+    let mut rss_peak = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    while ended < calls.len() {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(MediaEvent::StreamEnded { error: None, .. }) => ended += 1,
+                Some(MediaEvent::StreamEnded { error: Some(e), .. }) => bail!("a stream failed: {e}"),
+                Some(MediaEvent::ConnectionLost { reason, .. }) => bail!("a call dropped: {reason}"),
+                Some(MediaEvent::Connected { .. }) => {}
+                None => bail!("the media plane stopped"),
+            },
+            _ = tick.tick() => rss_peak = rss_peak.max(rss_kib("self").unwrap_or(0)),
+        }
+    }
+    let wall = wall0.elapsed();
+    let cpu = self_cpu() - cpu0;
+    let child_cpu = cpu_of(&child_pid).unwrap_or_default().saturating_sub(child_cpu0);
+
+    let mut stats: Vec<CallStats> = Vec::new();
+    for c in &calls {
+        stats.push(media.stats(*c).await?);
+    }
+    let frames: u64 = stats.iter().map(|s| s.frames_sent).sum();
+    let late: u64 = stats.iter().map(|s| s.late_frames).sum();
+    let mut p99s: Vec<u64> = stats.iter().map(|s| s.deviation.p99_us).collect();
+    p99s.sort_unstable();
+    let mut p50s: Vec<u64> = stats.iter().map(|s| s.deviation.p50_us).collect();
+    p50s.sort_unstable();
+    let worst_max = stats.iter().map(|s| s.deviation.max_us).max().unwrap_or(0);
+    let per_frame_us = cpu.as_secs_f64() * 1e6 / frames.max(1) as f64;
+    let rss_per_call = rss_peak.saturating_sub(rss_before) as f64 / calls.len().max(1) as f64;
+
+    println!("  streamed {:.1} s: {} frames, {} late (> 5 ms)", wall.as_secs_f64(), frames, late);
+    println!(
+        "  CPU {:.1} µs per frame per call (encode + pace + SRTP + send, whole host process) = {:.0} streams per core",
+        per_frame_us,
+        20_000.0 / per_frame_us
+    );
+    println!(
+        "    of which libopus encoding alone: {:.1} µs per frame (measured on one thread, no network)",
+        encode_us
+    );
+    println!(
+        "  send deviation from deadline, per call: p50 median {} µs; p99 median {} µs, worst {} µs; max {} µs",
+        median(&p50s),
+        median(&p99s),
+        p99s.last().copied().unwrap_or(0),
+        worst_max
+    );
+    let per = |kib: u64| kib as f64 / calls.len().max(1) as f64;
+    println!(
+        "  memory: RSS +{:.0} KiB per call: connection {:.0}, stream (encoder, buffers) {:.0}, touched while playing {:.0} \
+         ({} KiB before joining, {} KiB peak)",
+        rss_per_call,
+        per(rss_joined.saturating_sub(rss_before)),
+        per(rss_opened.saturating_sub(rss_joined)),
+        per(rss_peak.saturating_sub(rss_opened)),
+        rss_before,
+        rss_peak
+    );
+    println!(
+        "  (the loopback child used {:.1} µs CPU per frame receiving)",
+        child_cpu.as_secs_f64() * 1e6 / frames.max(1) as f64
+    );
+    for c in &calls {
+        media.remove(*c).await;
+    }
+    drop(child);
+
+    if a.ffmpeg > 0 {
+        match ffmpeg_run(&input, a.ffmpeg, a.bitrate, a.complexity, a.seconds) {
+            Ok(f) => {
+                println!(
+                    "ffmpeg -re … -c:a libopus -f rtp, {} processes on the same input:",
+                    a.ffmpeg
+                );
+                println!(
+                    "  CPU {:.1} µs per frame per stream = {:.0} streams per core; RSS {:.1} MiB per stream",
+                    f.per_frame_us,
+                    20_000.0 / f.per_frame_us,
+                    f.rss_kib as f64 / 1024.0
+                );
+                println!(
+                    "  arrival deviation p50 {} µs, p99 {} µs, max {} µs (wasmcalls' loopback measures the same way)",
+                    f.arrival.p50_us, f.arrival.p99_us, f.arrival.max_us
+                );
+                println!("  ratio: ffmpeg spends {:.1}× the CPU per stream", f.per_frame_us / per_frame_us);
+            }
+            Err(e) => println!("ffmpeg comparison skipped: {e:#}"),
+        }
+    }
+    Ok(())
+}
+
+/// Encodes the whole input once on this thread: the codec's share of the per-frame cost.
+fn encode_only(input: &Path, enc: EncoderConfig) -> Result<f64> {
+    use crate::media::encoder::{Encoder, MAX_PACKET};
+    use crate::media::source::PcmSource;
+    let format = PcmFormat::stereo48();
+    let mut src = PcmSource::open(input, format)?;
+    let mut encoder = Encoder::new(format, enc)?;
+    let mut pcm = vec![0i16; format.frame_len()];
+    let mut out = [0u8; MAX_PACKET];
+    let mut frames = 0u32;
+    let mut spent = Duration::ZERO;
+    while src.read_frame(&mut pcm)? > 0 {
+        let t = Instant::now();
+        encoder.encode(&pcm, &mut out)?;
+        spent += t.elapsed();
+        frames += 1;
+    }
+    Ok(spent.as_secs_f64() * 1e6 / frames.max(1) as f64)
+}
+
+fn median(v: &[u64]) -> u64 {
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+struct FfmpegFigures {
+    per_frame_us: f64,
+    rss_kib: u64,
+    arrival: Percentiles,
+}
+
+fn ffmpeg_run(input: &Path, n: usize, bitrate: u32, complexity: u8, seconds: u32) -> Result<FfmpegFigures> {
+    if Command::new("ffmpeg").arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        bail!("ffmpeg is not installed (apt-get install ffmpeg)");
+    }
+    let children_cpu0 = rusage(libc::RUSAGE_CHILDREN);
+    let mut sinks = Vec::new();
+    let mut children = Vec::new();
+    for _ in 0..n {
+        let sink = UdpSocket::bind("127.0.0.1:0")?;
+        sink.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let port = sink.local_addr()?.port();
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "s16le", "-ar", "48000", "-ac", "2", "-i"])
+            .arg(input)
+            .args(["-c:a", "libopus", "-application", "audio", "-frame_duration", "20"])
+            .args(["-b:a", &bitrate.to_string(), "-compression_level", &complexity.to_string()])
+            .args(["-f", "rtp", &format!("rtp://127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting ffmpeg")?;
+        children.push(child);
+        sinks.push(sink);
+    }
+    // One receiver thread per sink measures arrival against RTP time, as the loopback does.
+    let receivers: Vec<_> = sinks
+        .into_iter()
+        .map(|sink| {
+            std::thread::spawn(move || {
+                let mut h = new_histogram();
+                let mut buf = [0u8; 2048];
+                let mut first: Option<(Instant, u32)> = None;
+                let mut min = f64::MAX;
+                while let Ok(n) = sink.recv(&mut buf) {
+                    if n < 12 {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+                    let (t0, ts0) = *first.get_or_insert((now, ts));
+                    let transit = now.duration_since(t0).as_secs_f64() - ts.wrapping_sub(ts0) as f64 / 48000.0;
+                    min = min.min(transit);
+                    let _ = h.record((((transit - min) * 1e6) as u64).max(1));
+                }
+                h
+            })
+        })
+        .collect();
+    let mut rss = 0;
+    std::thread::sleep(Duration::from_secs_f64(seconds as f64 * 0.8));
+    for c in &children {
+        rss += rss_kib(&c.id().to_string()).unwrap_or(0);
+    }
+    for mut c in children {
+        c.wait()?;
+    }
+    let cpu = rusage(libc::RUSAGE_CHILDREN).saturating_sub(children_cpu0);
+    let mut all = new_histogram();
+    for r in receivers {
+        if let Ok(h) = r.join() {
+            let _ = all.add(&h);
+        }
+    }
+    let frames = all.len().max(1);
+    Ok(FfmpegFigures {
+        per_frame_us: cpu.as_secs_f64() * 1e6 / frames as f64,
+        rss_kib: rss / n as u64,
+        arrival: Percentiles::of(&all),
+    })
 }

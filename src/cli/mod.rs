@@ -45,12 +45,15 @@ pub(crate) fn parse_bitrate(s: &str) -> Result<u32, String> {
     Ok(bps)
 }
 
+/// rtc's DTLS layer warns on every connection about a server name it does not need.
+const DEFAULT_LOG: &str = "warn,rtc_dtls=error";
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WASMCALLS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .init();

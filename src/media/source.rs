@@ -126,8 +126,9 @@ impl PcmSource {
         file.rewind().map_err(|e| SourceError::Io { path: p(), source: e })?;
         let frame_bytes = format.frame_len() * 2;
         Ok(PcmSource {
-            // 64 KiB: a syscall every ~170 ms of stereo audio, reads stay in the page cache.
-            reader: BufReader::with_capacity(64 * 1024, file),
+            // Two stereo frames per read syscall: memory is per call and there may be
+            // hundreds of calls, while a page-cache read costs ~1 µs.
+            reader: BufReader::with_capacity(2 * frame_bytes, file),
             path: p(),
             format,
             bytes: vec![0; frame_bytes],

@@ -8,11 +8,13 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MediaEngine};
@@ -69,6 +71,24 @@ pub fn audio_media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
     Ok(me)
 }
 
+/// One DTLS certificate for every connection of this process, renewed a day before
+/// it expires. Generating a key pair per call cost CPU on every join and memory for
+/// every call; Telegram only checks that the fingerprint we announce matches.
+fn shared_certificate() -> Result<RTCCertificate, rtc::shared::error::Error> {
+    static CERT: Mutex<Option<RTCCertificate>> = Mutex::new(None);
+    let mut slot = CERT.lock().unwrap_or_else(|p| p.into_inner());
+    let fresh = |c: &RTCCertificate| c.expires > SystemTime::now() + Duration::from_secs(86_400);
+    if let Some(cert) = slot.as_ref().filter(|c| fresh(c)) {
+        return Ok(cert.clone());
+    }
+    let other = |e: &dyn std::fmt::Display| rtc::shared::error::Error::Other(format!("DTLS certificate: {e}"));
+    let provider = rtc::crypto::default_provider().map_err(|e| other(&e))?;
+    let params = CertificateParams::new(vec!["wasmcalls".to_owned()]).map_err(|e| other(&e))?;
+    let cert = RTCCertificate::generate(provider.crypto(), rtc::crypto::SignatureScheme::EcdsaP256Sha256, params)?;
+    *slot = Some(cert.clone());
+    Ok(cert)
+}
+
 /// Picks an SSRC the way Telegram clients do: random, 31 bits, never zero.
 pub fn random_ssrc() -> u32 {
     loop {
@@ -101,7 +121,7 @@ impl OutboundPeer {
         // RTCP reports only: Telegram neither NACKs audio nor needs simulcast.
         let registry = configure_rtcp_reports(Registry::new());
         let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(RTCConfigurationBuilder::new().with_certificates(vec![shared_certificate()?]).build())
             .with_setting_engine(SettingEngineBuilder::new().build())
             .with_media_engine(me)
             .with_interceptor_registry(registry)

@@ -64,6 +64,8 @@ pub struct Session {
     link: Link,
     /// Offset of this call inside the 20 ms period: calls are staggered, not fired together.
     phase: Duration,
+    /// Which of the shard's phases `phase` is.
+    pub phase_slot: usize,
     /// Index of the next grid slot to send; the RTP timestamp derives from it, so a
     /// pause advances time without a burst or drift.
     slot: u64,
@@ -104,6 +106,7 @@ impl Session {
             ssrc: peer.ssrc,
             link: Link::Connecting { deadline: Instant::now() + connect_timeout, ready: Some(ready) },
             phase,
+            phase_slot: 0,
             slot: 0,
             next_deadline: None,
             ts_base: rand::random(),
