@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 
 use crate::calls::dial;
 use crate::media::stats::{Percentiles, new_histogram};
+use crate::media::encoder::SignalHint;
 use crate::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
 use crate::telegram::sfu::SfuServer;
 
@@ -36,6 +37,12 @@ pub struct PacingArgs {
     /// libopus complexity (0–10)
     #[arg(long, default_value_t = 10)]
     complexity: u8,
+    /// What the encoder is told the audio is: auto, music or voice
+    #[arg(long, default_value = "auto")]
+    signal: SignalHint,
+    /// Raw PCM s16le 48 kHz stereo file to stream instead of the synthetic signal
+    #[arg(long)]
+    input: Option<PathBuf>,
     /// Pacer threads (default: one per core)
     #[arg(long)]
     shards: Option<usize>,
@@ -138,19 +145,22 @@ fn spawn_loopback() -> Result<(LoopbackChild, String)> {
 
 async fn pacing(a: PacingArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let input = write_input(dir.path(), a.seconds)?;
+    let input = match &a.input {
+        Some(p) => p.clone(),
+        None => write_input(dir.path(), a.seconds)?,
+    };
     let (child, url) = spawn_loopback()?;
     let child_pid = child.0.id().to_string();
     let config = PacerConfig { shards: a.shards.unwrap_or_else(|| PacerConfig::default().shards), ..Default::default() };
     let shards = config.shards;
     let (media, mut events) = MediaPlane::start(config)?;
-    let enc = EncoderConfig { bitrate: Some(a.bitrate), complexity: a.complexity };
+    let enc = EncoderConfig { bitrate: Some(a.bitrate), complexity: a.complexity, signal: a.signal };
     let sfu = SfuServer::new(url);
     let bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     println!(
-        "wasmcalls pacing bench: {} calls × {} s, stereo {} kb/s, complexity {}, {} pacer thread(s)",
-        a.calls, a.seconds, a.bitrate / 1000, a.complexity, shards
+        "wasmcalls pacing bench: {} calls × {} s, stereo {} kb/s, complexity {}, signal {:?}, {} pacer thread(s)",
+        a.calls, a.seconds, a.bitrate / 1000, a.complexity, a.signal, shards
     );
     let rss_before = rss_kib("self").unwrap_or(0);
     let t0 = Instant::now();
@@ -162,6 +172,8 @@ async fn pacing(a: PacingArgs) -> Result<()> {
             calls.push(r.context("joining the loopback")?.call);
         }
     }
+    // SAFETY: malloc_trim only returns free heap pages to the OS.
+    unsafe { libc::malloc_trim(0) };
     let rss_joined = rss_kib("self").unwrap_or(0);
     let mut streams = Vec::new();
     for _ in &calls {

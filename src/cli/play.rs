@@ -28,6 +28,9 @@ pub struct PlayArgs {
     /// Opus bitrate, e.g. 64k (default: 64k stereo, 48k mono)
     #[arg(long, value_parser = super::parse_bitrate)]
     bitrate: Option<u32>,
+    /// What the audio is, for the encoder: auto, music or voice
+    #[arg(long, default_value = "auto")]
+    signal: crate::media::encoder::SignalHint,
     /// Write what the loopback Telegram heard to this WAV file
     #[arg(long)]
     record: Option<PathBuf>,
@@ -43,7 +46,7 @@ pub async fn run(args: PlayArgs) -> Result<()> {
     let format = PcmFormat::new(args.rate, args.channels)?;
     let (media, mut events) = MediaPlane::start(PacerConfig::default())?;
     // Open first: a bad file is reported before anything connects.
-    let stream = media.open_stream(&args.file, format, EncoderConfig { bitrate: args.bitrate, ..Default::default() })?;
+    let stream = media.open_stream(&args.file, format, EncoderConfig { bitrate: args.bitrate, signal: args.signal, ..Default::default() })?;
     let total = stream.total_frames();
 
     if args.record.is_some() && args.sfu.is_some() {

@@ -27,6 +27,10 @@ use crate::transport::peer::feed_datagram;
 pub const FRAME: Duration = Duration::from_millis(20);
 /// RTP clock ticks per frame at 48 kHz.
 const TICKS_PER_FRAME: u32 = 960;
+/// A frame due within this window is sent on the wake-up before its deadline: timer
+/// wake-ups on a VM land 30–80 µs late, so aiming slightly early centres sends on
+/// their deadlines instead of always trailing them.
+pub const SEND_AHEAD: Duration = Duration::from_micros(50);
 /// Further behind than this, the grid is re-anchored instead of bursting frames out.
 const MAX_CATCH_UP: Duration = Duration::from_millis(200);
 
@@ -138,7 +142,8 @@ impl Session {
             Link::Connecting { deadline, .. } => Some(deadline),
             _ => None,
         };
-        [self.next_deadline, self.rtc_deadline, connect].into_iter().flatten().min()
+        let send = self.next_deadline.map(|d| d.checked_sub(SEND_AHEAD).unwrap_or(d));
+        [send, self.rtc_deadline, connect].into_iter().flatten().min()
     }
 
     pub fn wants_encode(&self) -> bool {
@@ -173,7 +178,7 @@ impl Session {
     /// Sends every frame whose deadline has come. Returns true if it did anything.
     pub fn send_due(&mut self, ctx: &Ctx<'_>, now: Instant) {
         while let Some(deadline) = self.next_deadline {
-            if deadline > now {
+            if deadline > now + SEND_AHEAD {
                 return;
             }
             let Link::Connected(neg) = self.link else { return };
@@ -213,7 +218,8 @@ impl Session {
                 self.seq = self.seq.wrapping_add(1);
                 self.frames_sent += 1;
                 let late = sent_at.saturating_duration_since(deadline).as_micros() as u64;
-                let _ = self.deviation.record(late.max(1));
+                let early = deadline.saturating_duration_since(sent_at).as_micros() as u64;
+                let _ = self.deviation.record(late.max(early).max(1));
                 if late > LATE_AFTER_US {
                     self.late_frames += 1;
                 }
