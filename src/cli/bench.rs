@@ -155,6 +155,7 @@ async fn pacing(a: PacingArgs) -> Result<()> {
     let shards = config.shards;
     let (media, mut events) = MediaPlane::start(config)?;
     let enc = EncoderConfig { bitrate: Some(a.bitrate), complexity: a.complexity, signal: a.signal };
+    let sfu_base = url.trim_end_matches("/join").to_owned();
     let sfu = SfuServer::new(url);
     let bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -259,6 +260,11 @@ async fn pacing(a: PacingArgs) -> Result<()> {
         "  (the loopback child used {:.1} µs CPU per frame receiving)",
         child_cpu.as_secs_f64() * 1e6 / frames.max(1) as f64
     );
+    let heard = loopback_arrivals(&sfu_base).await?;
+    println!(
+        "  loopback arrival deviation, per call: p50 median {} µs, p99 median {} µs; {} packets lost",
+        heard.0, heard.1, heard.2
+    );
     for c in &calls {
         media.remove(*c).await;
     }
@@ -307,6 +313,19 @@ fn encode_only(input: &Path, enc: EncoderConfig) -> Result<f64> {
         frames += 1;
     }
     Ok(spent.as_secs_f64() * 1e6 / frames.max(1) as f64)
+}
+
+/// Median over calls of the loopback's per-call arrival p50 and p99, and total loss.
+async fn loopback_arrivals(base: &str) -> Result<(u64, u64, u64)> {
+    let body = reqwest::get(format!("{base}/calls")).await?.text().await?;
+    let calls: Vec<serde_json::Value> = serde_json::from_str(&body).context("parsing the loopback's /calls")?;
+    let field = |c: &serde_json::Value, k: &str| c["heard"]["arrival_deviation"][k].as_u64().unwrap_or(0);
+    let mut p50: Vec<u64> = calls.iter().map(|c| field(c, "p50_us")).collect();
+    let mut p99: Vec<u64> = calls.iter().map(|c| field(c, "p99_us")).collect();
+    p50.sort_unstable();
+    p99.sort_unstable();
+    let lost = calls.iter().map(|c| c["heard"]["lost"].as_u64().unwrap_or(0)).sum();
+    Ok((median(&p50), median(&p99), lost))
 }
 
 fn median(v: &[u64]) -> u64 {

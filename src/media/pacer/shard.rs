@@ -195,7 +195,10 @@ impl EncodeCost {
         self.ewma_ns = if self.ewma_ns == 0.0 { ns } else { self.ewma_ns * 0.95 + ns * 0.05 };
     }
 
+    /// Room needed before the next send to start an encode. Tight on purpose: with
+    /// sends 1 ms apart, a generous margin (3×) left no room for ~300 µs speech
+    /// encodes, which then ran at their deadlines instead, late.
     fn guard(&self) -> Duration {
-        Duration::from_nanos((self.ewma_ns * 3.0) as u64).max(Duration::from_micros(150))
+        Duration::from_nanos((self.ewma_ns * 1.5) as u64 + 30_000).max(Duration::from_micros(100))
     }
 }
