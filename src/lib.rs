@@ -13,8 +13,11 @@
 //!   default, so everything runs offline), an HTTP seam for independent SFUs, and MTProto.
 //! - [`cli`] is the `wasmcalls` command.
 
+pub mod app;
 pub mod calls;
 pub mod cli;
+pub mod config;
 pub mod media;
+pub mod runtime;
 pub mod telegram;
 pub mod transport;

@@ -1,42 +1,11 @@
-//! Calls: joining a group call end to end — offer, join JSON, Telegram's transport,
-//! ICE/DTLS — and handing the connected call to the media plane.
+//! Calls: the call manager — the single owner of call state — and the join
+//! handshake it uses. Commands from plugins come in; media and Telegram happenings
+//! go out as [`HostEvent`]s.
 
-use std::net::IpAddr;
+mod dial;
+mod error;
+mod manager;
 
-use crate::media::{CallId, MediaError, MediaPlane};
-use crate::telegram::{ChatId, GroupCallServer, TelegramError};
-use crate::transport::{OutboundPeer, PeerError};
-
-/// Why a join failed, at whichever step.
-#[derive(Debug, thiserror::Error)]
-pub enum DialError {
-    #[error(transparent)]
-    Peer(#[from] PeerError),
-    #[error(transparent)]
-    Telegram(#[from] TelegramError),
-    #[error(transparent)]
-    Media(#[from] MediaError),
-}
-
-/// A joined call: its media-plane id and the SSRC Telegram knows it by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dialed {
-    pub call: CallId,
-    pub ssrc: u32,
-}
-
-/// Joins `chat`'s group call through `server` and waits until media can flow.
-pub async fn dial(
-    media: &MediaPlane,
-    server: &dyn GroupCallServer,
-    chat: ChatId,
-    bind_ip: IpAddr,
-) -> Result<Dialed, DialError> {
-    let mut peer = OutboundPeer::new(bind_ip)?;
-    let params = peer.join_params().map_err(PeerError::from)?;
-    let answer = server.join(chat, &params).await?;
-    peer.apply_answer(&answer)?;
-    let ssrc = peer.ssrc;
-    let call = media.connect(peer).await?;
-    Ok(Dialed { call, ssrc })
-}
+pub use dial::{DialError, Dialed, dial};
+pub use error::CallError;
+pub use manager::{CallManager, CallState, CallStatus, HostEvent, ManagerConfig};

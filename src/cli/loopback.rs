@@ -12,6 +12,62 @@ use crate::telegram::loopback::{Loopback, LoopbackOptions, http};
 pub enum LoopbackCommand {
     /// Serve the loopback over HTTP: `POST /join?chat=<id>` with a join JSON answers a transport JSON
     Serve(ServeArgs),
+    /// Kick the account from a chat (a running host's loopback, via its control URL)
+    Kick(ChatArgs),
+    /// Invite the account to a chat's group call
+    Invite(InviteArgs),
+    /// Start a voice chat in a chat
+    StartCall(ChatArgs),
+    /// End a chat's voice chat (groupCallDiscarded)
+    EndCall(ChatArgs),
+    /// Send a raw update (JSON) to the host
+    Raw(RawArgs),
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    /// The chat id
+    #[arg(long, allow_hyphen_values = true)]
+    chat: i64,
+    /// The loopback control URL (`[loopback] control` in the config)
+    #[arg(long, default_value = "http://127.0.0.1:24860")]
+    url: String,
+}
+
+#[derive(Args)]
+pub struct InviteArgs {
+    #[command(flatten)]
+    chat: ChatArgs,
+    /// Who sends the invitation
+    #[arg(long, default_value_t = 1)]
+    inviter: i64,
+}
+
+#[derive(Args)]
+pub struct RawArgs {
+    /// The update, as JSON
+    json: String,
+    #[arg(long, default_value = "http://127.0.0.1:24860")]
+    url: String,
+}
+
+async fn control(url: &str, path: &str, body: String) -> Result<()> {
+    let full = format!("{}{path}", url.trim_end_matches('/'));
+    let resp = reqwest::Client::new()
+        .post(&full)
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("reaching the loopback control endpoint at {url} (is `wasmcalls run` up with [loopback] control set?)"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("{full} answered {status}: {text}");
+    }
+    if !text.is_empty() {
+        println!("{text}");
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -28,7 +84,16 @@ pub struct ServeArgs {
 }
 
 pub async fn run(cmd: LoopbackCommand) -> Result<()> {
-    let LoopbackCommand::Serve(args) = cmd;
+    let args = match cmd {
+        LoopbackCommand::Serve(args) => args,
+        LoopbackCommand::Kick(a) => return control(&a.url, &format!("/chats/{}/kick", a.chat), String::new()).await,
+        LoopbackCommand::Invite(a) => {
+            return control(&a.chat.url, &format!("/chats/{}/invite?inviter={}", a.chat.chat, a.inviter), String::new()).await;
+        }
+        LoopbackCommand::StartCall(a) => return control(&a.url, &format!("/chats/{}/start", a.chat), String::new()).await,
+        LoopbackCommand::EndCall(a) => return control(&a.url, &format!("/chats/{}/end", a.chat), String::new()).await,
+        LoopbackCommand::Raw(a) => return control(&a.url, "/updates", a.json).await,
+    };
     if let Some(dir) = &args.record_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

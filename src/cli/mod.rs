@@ -3,6 +3,7 @@
 mod bench;
 mod loopback;
 mod play;
+mod run;
 
 use std::process::ExitCode;
 
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the host and its plugins from a configuration file
+    Run(run::RunArgs),
     /// Stream a raw PCM file into a group call (the embedded loopback Telegram by default)
     Play(play::PlayArgs),
     /// Run the loopback Telegram on its own
@@ -46,14 +49,29 @@ pub(crate) fn parse_bitrate(s: &str) -> Result<u32, String> {
 }
 
 /// rtc's DTLS layer warns on every connection about a server name it does not need.
-const DEFAULT_LOG: &str = "warn,rtc_dtls=error";
+const DEFAULT_LOG: &str = "warn,rtc_dtls=error,rtc_ice=error";
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `run` logs at its config's level; the other commands only warn.
+    let mut config = None;
+    let mut level = DEFAULT_LOG.to_owned();
+    if let Command::Run(args) = &cli.command {
+        match crate::config::Config::load(&args.config) {
+            Ok(c) => {
+                level = format!("{},rtc=warn,rtc_dtls=error,rtc_ice=error", c.host.log);
+                config = Some(c);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WASMCALLS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -66,6 +84,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Run(args) => run::run(args, config.expect("loaded above")).await,
             Command::Play(args) => play::run(args).await,
             Command::Loopback(cmd) => loopback::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,

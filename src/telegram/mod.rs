@@ -29,6 +29,39 @@ pub enum TelegramError {
     Sfu { url: String, reason: String },
 }
 
+/// An invitation to a group call (`messageActionInviteToGroupCall`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Invite {
+    pub chat: ChatId,
+    pub inviter: i64,
+    pub message_id: i32,
+}
+
+/// What the Telegram side tells the host, already routed by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// We were removed from the chat (or our participant left the call).
+    Kicked(ChatId),
+    /// Someone invited us to a group call.
+    Invited(Invite),
+    /// The chat's group call was discarded.
+    CallEnded(ChatId),
+    /// Every update, as JSON: `{"_": "<constructor>", …fields}`.
+    Raw(serde_json::Value),
+}
+
+/// The Telegram side as the host sees it: group calls plus the account and its updates.
+pub trait Backend: GroupCallServer {
+    /// The account's own user id (`get_cache_id`).
+    fn me(&self) -> Result<i64, TelegramError>;
+
+    /// Updates from now on. A slow reader loses the oldest (and is told how many).
+    fn updates(&self) -> tokio::sync::broadcast::Receiver<Update>;
+
+    /// Lets a `dyn Backend` be used where a `dyn GroupCallServer` is expected.
+    fn as_server(&self) -> &dyn GroupCallServer;
+}
+
 /// Whoever terminates our group call's media: Telegram, the loopback, or an SFU.
 pub trait GroupCallServer: Send + Sync {
     /// `phone.joinGroupCall`: sends our join JSON, returns the transport to connect to.

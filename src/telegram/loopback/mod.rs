@@ -6,6 +6,7 @@
 //! Opus it receives. What each call heard — decoded audio and packet counters — is
 //! kept per call so the CLI can write it to a WAV and tests can compare it to the source.
 
+mod chats;
 pub mod http;
 mod peer;
 mod recorder;
@@ -14,9 +15,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-pub use recorder::{HeardCall, HeardStats};
+pub use chats::Chat;
+pub use recorder::{HeardCall, HeardFrame, HeardStats};
 
-use super::{BoxFuture, ChatId, GroupCallServer, TelegramError};
+use super::{Backend, BoxFuture, ChatId, GroupCallServer, Invite, TelegramError, Update};
 use crate::transport::{JoinParams, TransportAnswer};
 
 /// How the loopback treats what it receives.
@@ -30,11 +32,18 @@ pub struct LoopbackOptions {
     pub keep_audio: bool,
     /// Stream what each participant hears to `<dir>/chat<chat>-ssrc<ssrc>.wav`.
     pub record_dir: Option<PathBuf>,
+    /// The simulated account's user id.
+    pub user_id: i64,
+    /// The simulated chats; `None` lets any chat id be joined.
+    pub chats: Option<Vec<Chat>>,
 }
+
+/// User id of the loopback's account unless configured.
+pub const DEFAULT_USER_ID: i64 = 777_000_001;
 
 impl Default for LoopbackOptions {
     fn default() -> Self {
-        LoopbackOptions { bind_ip: IpAddr::from([127, 0, 0, 1]), decode: true, keep_audio: false, record_dir: None }
+        LoopbackOptions { bind_ip: IpAddr::from([127, 0, 0, 1]), decode: true, keep_audio: false, record_dir: None, user_id: DEFAULT_USER_ID, chats: None }
     }
 }
 
@@ -47,12 +56,14 @@ pub struct Loopback {
 struct Inner {
     opts: LoopbackOptions,
     calls: Mutex<Vec<Arc<HeardCall>>>,
+    world: chats::World,
 }
 
 impl Loopback {
     /// A loopback server; its peers run as tasks on the current tokio runtime.
     pub fn new(opts: LoopbackOptions) -> Self {
-        Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()) }) }
+        let world = chats::World::new(opts.chats.clone());
+        Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world }) }
     }
 
     /// Answers one join JSON (a string, exactly as Telegram receives it) with a
@@ -63,6 +74,9 @@ impl Loopback {
     }
 
     async fn join_params(&self, chat: ChatId, params: &JoinParams) -> Result<TransportAnswer, TelegramError> {
+        if !self.inner.world.has_active_call(chat) {
+            return Err(TelegramError::NoActiveGroupCall(chat));
+        }
         // A rejoin with the same SSRC replaces the old participant, as Telegram does.
         self.drop_ssrc(params.ssrc_u32());
         let heard = Arc::new(HeardCall::new(chat, params.ssrc_u32(), &self.inner.opts));
@@ -96,6 +110,64 @@ impl Loopback {
     /// Every participant that joined, in order.
     pub fn calls(&self) -> Vec<Arc<HeardCall>> {
         self.inner.calls.lock().expect("loopback lock").clone()
+    }
+
+    /// The simulated chats (empty when any chat may be joined).
+    pub fn chats(&self) -> Vec<Chat> {
+        self.inner.world.chats()
+    }
+
+    fn hang_up_chat(&self, chat: ChatId) {
+        let mut calls = self.inner.calls.lock().expect("loopback lock");
+        calls.retain(|c| {
+            let keep = c.chat() != chat;
+            if !keep {
+                c.hang_up();
+            }
+            keep
+        });
+    }
+
+    /// Removes the account from `chat`: its participant is dropped and a kicked
+    /// update (`updateChannel` with `channelForbidden`) goes out.
+    pub fn kick(&self, chat: ChatId) {
+        self.hang_up_chat(chat);
+        self.inner.world.kick(chat);
+    }
+
+    /// Sends an invitation to `chat`'s group call from `inviter`.
+    pub fn invite(&self, chat: ChatId, inviter: i64) -> Invite {
+        self.inner.world.invite(chat, inviter)
+    }
+
+    /// Starts a voice chat in `chat`.
+    pub fn start_call(&self, chat: ChatId) {
+        self.inner.world.set_call(chat, true);
+    }
+
+    /// Ends `chat`'s voice chat (`groupCallDiscarded`): participants are dropped.
+    pub fn end_call(&self, chat: ChatId) {
+        self.hang_up_chat(chat);
+        self.inner.world.set_call(chat, false);
+    }
+
+    /// Sends an arbitrary update, delivered only as raw JSON.
+    pub fn raw_update(&self, update: serde_json::Value) {
+        self.inner.world.raw(update);
+    }
+}
+
+impl Backend for Loopback {
+    fn me(&self) -> Result<i64, TelegramError> {
+        Ok(self.inner.opts.user_id)
+    }
+
+    fn updates(&self) -> tokio::sync::broadcast::Receiver<Update> {
+        self.inner.world.subscribe()
+    }
+
+    fn as_server(&self) -> &dyn GroupCallServer {
+        self
     }
 }
 

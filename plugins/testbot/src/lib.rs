@@ -1,0 +1,90 @@
+//! A plugin for the host's tests. Its custom API runs the command the JSON body
+//! names and answers with the result, error variant included; `trap` panics (a
+//! trap to the host). Every event it receives is recorded and returned by `events`,
+//! and logged. Setting `trap_on_start` makes `on-start` trap.
+
+use std::cell::RefCell;
+
+use serde_json::{Value, json};
+use wasmcalls_bot::{ApiRequest, ApiResponse, Bot, CallError, Invite, LogLevel, calls, log};
+
+thread_local! {
+    static EVENTS: RefCell<Vec<Value>> = const { RefCell::new(Vec::new()) };
+}
+
+fn record(event: Value) {
+    log(LogLevel::Info, format!("event {event}"));
+    EVENTS.with(|e| e.borrow_mut().push(event));
+}
+
+fn error_json(e: &CallError) -> Value {
+    match e {
+        CallError::HostCoreNotRunning => json!({ "host-core-not-running": null }),
+        CallError::ClientNotRunning => json!({ "client-not-running": null }),
+        CallError::NoActiveGroupCall(c) => json!({ "no-active-group-call": c }),
+        CallError::NotInCall(c) => json!({ "not-in-call": c }),
+        CallError::NoClient => json!({ "no-client": null }),
+        CallError::PermissionDenied(m) => json!({ "permission-denied": m }),
+        CallError::InvalidArgument(m) => json!({ "invalid-argument": m }),
+        CallError::FileError(m) => json!({ "file-error": m }),
+        CallError::Other(m) => json!({ "other": m }),
+    }
+}
+
+fn done(r: Result<(), CallError>) -> Value {
+    match r {
+        Ok(()) => json!({ "ok": null }),
+        Err(e) => json!({ "err": error_json(&e) }),
+    }
+}
+
+struct TestBot;
+
+impl Bot for TestBot {
+    fn on_start(my_id: i64) {
+        let settings: Value = serde_json::from_str(&calls::settings()).unwrap_or(Value::Null);
+        if settings["trap_on_start"].as_bool() == Some(true) {
+            panic!("trap_on_start is set");
+        }
+        record(json!({ "on-start": my_id }));
+    }
+    fn on_stream_end(chat: i64) {
+        record(json!({ "on-stream-end": chat }));
+    }
+    fn on_kicked(chat: i64) {
+        record(json!({ "on-kicked": chat }));
+    }
+    fn on_group_call_invite(invite: Invite) {
+        record(json!({ "on-group-call-invite": { "chat": invite.chat, "inviter": invite.inviter, "message-id": invite.message_id } }));
+    }
+    fn on_raw_update(update: String) {
+        record(json!({ "on-raw-update": serde_json::from_str::<Value>(&update).unwrap_or(Value::String(update)) }));
+    }
+    fn on_custom_api(request: ApiRequest) -> ApiResponse {
+        let b: Value = serde_json::from_str(&request.body).unwrap_or(Value::Null);
+        let chat = b["chat"].as_i64().unwrap_or(0);
+        let file = b["file"].as_str().unwrap_or("");
+        let out = match b["cmd"].as_str().unwrap_or("") {
+            "join" => done(calls::join_group_call(chat, file, b["bitrate"].as_u64().unwrap_or(48000) as u32)),
+            "leave" => done(calls::leave_group_call(chat)),
+            "volume" => done(calls::change_volume_call(chat, b["volume"].as_u64().unwrap_or(100) as u16)),
+            "pause" => done(calls::pause_stream(chat)),
+            "resume" => done(calls::resume_stream(chat)),
+            "change" => done(calls::change_stream(chat, file)),
+            "calls" => json!(calls::calls().iter().map(|c| json!({ "chat": c.chat, "state": format!("{:?}", c.state), "file": c.file, "volume": c.volume, "position_ms": c.position_ms })).collect::<Vec<_>>()),
+            "active-calls" => json!(calls::active_calls().iter().map(|c| c.chat).collect::<Vec<_>>()),
+            "cache-id" => match calls::get_cache_id() {
+                Ok(id) => json!({ "ok": id }),
+                Err(e) => json!({ "err": error_json(&e) }),
+            },
+            "port" => json!(calls::get_port_server()),
+            "events" => EVENTS.with(|e| json!(e.borrow().clone())),
+            "trap" => panic!("asked to trap"),
+            "echo" => b.clone(),
+            other => json!({ "unknown": other }),
+        };
+        ApiResponse { status: 200, body: out.to_string() }
+    }
+}
+
+wasmcalls_bot::bot!(TestBot);

@@ -1,0 +1,154 @@
+//! The host assembled from a [`Config`]: media plane, Telegram backend (the
+//! loopback), call manager and plugins, with the pump that carries the manager's
+//! events to the plugins. `wasmcalls run` is this plus signal handling.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use tokio::task::JoinHandle;
+
+use crate::calls::{CallManager, ManagerConfig};
+use crate::config::{Config, settings_json};
+use crate::media::{EncoderConfig, MediaPlane, PacerConfig};
+use crate::runtime::{LoadReport, PluginError, PluginHost, PluginSpec};
+use crate::telegram::Backend;
+use crate::telegram::loopback::{Loopback, LoopbackOptions, http};
+
+/// A running host.
+pub struct App {
+    pub media: Arc<MediaPlane>,
+    pub loopback: Loopback,
+    pub manager: CallManager,
+    pub plugins: Arc<PluginHost>,
+    /// Where the loopback's HTTP control endpoint listens, if configured.
+    pub control: Option<SocketAddr>,
+    /// Each configured plugin's load result, in config order.
+    pub loaded: Vec<(String, Result<LoadReport, PluginError>)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    /// Starts everything; a plugin that fails to build or load is reported and
+    /// skipped, the others run.
+    pub async fn start(config: &Config) -> Result<App> {
+        let (media, media_events) = MediaPlane::start(PacerConfig::default())?;
+        let media = Arc::new(media);
+        let record_dir = config.loopback.record_dir.as_ref().map(|d| config.resolve(d));
+        if let Some(d) = &record_dir {
+            std::fs::create_dir_all(d).with_context(|| format!("creating the record folder {}", d.display()))?;
+        }
+        let loopback = Loopback::new(LoopbackOptions {
+            record_dir,
+            user_id: config.loopback.user_id,
+            chats: (!config.loopback.chats.is_empty()).then(|| config.loopback.chats.clone()),
+            ..Default::default()
+        });
+        let mut tasks = Vec::new();
+        let control = match config.loopback.control {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("loopback.control: cannot listen on {addr}"))?;
+                let bound = listener.local_addr()?;
+                let router = http::router(loopback.clone());
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, router).await {
+                        tracing::error!("loopback control endpoint stopped: {e}");
+                    }
+                }));
+                tracing::info!("loopback control on http://{bound}");
+                Some(bound)
+            }
+            None => None,
+        };
+        let backend: Arc<dyn Backend> = Arc::new(loopback.clone());
+        let (manager, mut events) = CallManager::start(
+            media.clone(),
+            media_events,
+            backend.clone(),
+            ManagerConfig {
+                bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                api_port: config.host.api_port,
+                encoder: EncoderConfig::default(),
+                files_base: config.base.clone(),
+            },
+        );
+        let plugins = Arc::new(PluginHost::new(manager.clone(), Some(config.cache_dir())).map_err(|e| anyhow::anyhow!("{e:#}"))?);
+
+        let mut loaded = Vec::new();
+        for p in &config.plugins {
+            let result = match &p.build {
+                Some(dir) => build_plugin(&p.name, &config.resolve(dir)).await,
+                None => Ok(()),
+            };
+            let result = match result {
+                Ok(()) => {
+                    let spec = PluginSpec { name: p.name.clone(), wasm: config.resolve(&p.wasm), settings: settings_json(&p.settings) };
+                    plugins.load(spec).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &result {
+                tracing::error!("{e}; the other plugins keep running");
+            }
+            loaded.push((p.name.clone(), result));
+        }
+
+        let pump_plugins = plugins.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                tracing::debug!(?ev, "event");
+                pump_plugins.dispatch(&ev);
+            }
+        }));
+        let my_id = backend.me().context("reading the account's user id")?;
+        plugins.start_all(my_id);
+        Ok(App { media, loopback, manager, plugins, control, loaded, tasks })
+    }
+
+    /// Leaves every call and stops the background tasks.
+    pub async fn shutdown(self) {
+        self.manager.leave_all().await;
+        for t in self.tasks {
+            t.abort();
+        }
+        for c in self.loopback.calls() {
+            let _ = c.finish_recording();
+        }
+    }
+}
+
+/// `cargo build --release --target wasm32-wasip2` in `dir`, with its errors shown plainly.
+pub async fn build_plugin(name: &str, dir: &Path) -> Result<(), PluginError> {
+    let fail = |reason: String| PluginError::Read { name: name.to_owned(), path: dir.to_path_buf(), reason };
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.exists() {
+        return Err(fail("no Cargo.toml there to build".into()));
+    }
+    tracing::info!(plugin = name, "building {}", dir.display());
+    let out = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(&manifest)
+        .output()
+        .await
+        .map_err(|e| fail(format!("cannot run cargo: {e}")))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(fail(format!("the build failed:\n{}", tail.join("\n"))));
+    }
+    Ok(())
+}
+
+/// Fails unless every plugin loaded (for callers that need all of them).
+pub fn require_all_loaded(app: &App) -> Result<()> {
+    for (name, r) in &app.loaded {
+        if let Err(e) = r {
+            bail!("plugin {name} did not load: {e}");
+        }
+    }
+    Ok(())
+}

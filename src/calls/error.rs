@@ -1,0 +1,32 @@
+//! The errors a command can end in: PyTgCalls' five exceptions plus the host's own.
+//! The plugin runtime maps each variant one to one onto the WIT `call-error`.
+
+use crate::telegram::ChatId;
+
+/// Why a call command failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// PyTgCalls' `JS_CORE_NOT_RUNNING`.
+    #[error("the media core is not running")]
+    HostCoreNotRunning,
+    /// PyTgCalls' `PYROGRAM_CLIENT_IS_NOT_RUNNING`.
+    #[error("the Telegram client is not running; check the connection or run `wasmcalls login`")]
+    ClientNotRunning,
+    /// PyTgCalls' `JOIN_ERROR`.
+    #[error("chat {0} has no active group call to join; start a voice chat in it first")]
+    NoActiveGroupCall(ChatId),
+    /// PyTgCalls' `NOT_IN_GROUP`.
+    #[error("not in chat {0}'s group call; join it first")]
+    NotInCall(ChatId),
+    /// PyTgCalls' `NEED_PYROGRAM_CLIENT`.
+    #[error("no Telegram client is configured")]
+    NoClient,
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("file error: {0}")]
+    FileError(String),
+    #[error("{0}")]
+    Other(String),
+}

@@ -1,0 +1,71 @@
+//! `wasmcalls run [CONFIG]`: the host with its plugins, until Ctrl-C (or, with
+//! `--exit-when-idle`, until the bots have nothing left to do).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::app::App;
+use crate::config::Config;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Configuration file
+    #[arg(default_value = "wasmcalls.toml")]
+    pub config: PathBuf,
+    /// Exit once calls have been made and none is left (for demos and scripts)
+    #[arg(long)]
+    exit_when_idle: bool,
+}
+
+pub async fn run(args: RunArgs, config: Config) -> Result<()> {
+    let app = App::start(&config).await?;
+    let loaded = app.loaded.iter().filter(|(_, r)| r.is_ok()).count();
+    tracing::info!("wasmcalls is running: {loaded}/{} plugin(s) loaded; Ctrl-C leaves every call and exits", config.plugins.len());
+
+    let started = Instant::now();
+    let mut had_calls = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted: leaving every call");
+                break;
+            }
+            _ = tick.tick() => {
+                if !args.exit_when_idle {
+                    continue;
+                }
+                let calls = app.manager.joined_chats();
+                had_calls |= !calls.is_empty();
+                let quiet = calls.is_empty() && app.plugins.idle();
+                // Without any call after 10 s, the bots are not going to start one.
+                if quiet && (had_calls || started.elapsed() > Duration::from_secs(10)) {
+                    tracing::info!("no calls left and no events pending: exiting");
+                    break;
+                }
+            }
+        }
+    }
+    let heard: Vec<_> = app.loopback.calls().iter().map(|c| (c.chat(), c.ssrc(), c.stats())).collect();
+    let status = app.plugins.status();
+    app.shutdown().await;
+    for p in status {
+        println!("plugin {}: {} events, {} restarts", p.name, p.delivered, p.restarts);
+    }
+    for (chat, ssrc, s) in heard {
+        println!(
+            "loopback heard chat {chat} (ssrc {ssrc}): {} packets, {} lost, {:.1} s of audio",
+            s.packets,
+            s.lost,
+            s.timeline_samples as f64 / 48000.0
+        );
+    }
+    if let Some(dir) = &config.loopback.record_dir {
+        let dir = config.resolve(dir);
+        println!("recordings are in {}", dir.canonicalize().unwrap_or(dir).display());
+    }
+    Ok(())
+}

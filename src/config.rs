@@ -1,0 +1,229 @@
+//! The host configuration, from TOML. Unknown keys and bad values are errors that
+//! name the key and the line; relative paths are resolved against the file's folder.
+//!
+//! ```toml
+//! [host]
+//! api_port = 24859            # the custom API's port (get-port-server)
+//! log = "info"                # tracing filter, overridden by WASMCALLS_LOG
+//! cache_dir = ".wasmcalls/cache"
+//!
+//! [loopback]                  # the default backend: no Telegram credentials needed
+//! user_id = 777000001
+//! control = "127.0.0.1:24860" # HTTP control: kick / invite / end calls
+//! record_dir = "heard"        # one WAV per participant
+//! [[loopback.chats]]
+//! id = -1001185324811
+//! title = "demo"
+//! active_call = true
+//!
+//! [[plugins]]
+//! name = "jukebox"
+//! wasm = "plugins/target/wasm32-wasip2/release/jukebox.wasm"
+//! build = "plugins"           # optional: a cargo workspace built for wasm32-wasip2 first
+//! settings = { chat = -1001185324811, playlist = ["a.raw"] }
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::telegram::loopback::Chat;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub host: HostConfig,
+    #[serde(default)]
+    pub loopback: LoopbackConfig,
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+    /// Where the file lives; relative paths in it are resolved against this.
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+/// `[host]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    #[serde(default = "default_api_port")]
+    pub api_port: u16,
+    #[serde(default = "default_log")]
+    pub log: String,
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+fn default_api_port() -> u16 {
+    24859
+}
+fn default_log() -> String {
+    "info".into()
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig { api_port: default_api_port(), log: default_log(), cache_dir: None }
+    }
+}
+
+/// `[loopback]`: the embedded loopback Telegram.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopbackConfig {
+    #[serde(default = "default_user")]
+    pub user_id: i64,
+    /// Address of the HTTP control endpoint; none if absent.
+    #[serde(default)]
+    pub control: Option<SocketAddr>,
+    #[serde(default)]
+    pub record_dir: Option<PathBuf>,
+    /// Simulated chats; when empty, any chat id has an active call.
+    #[serde(default)]
+    pub chats: Vec<Chat>,
+}
+
+fn default_user() -> i64 {
+    crate::telegram::loopback::DEFAULT_USER_ID
+}
+
+impl Default for LoopbackConfig {
+    fn default() -> Self {
+        LoopbackConfig { user_id: default_user(), control: None, record_dir: None, chats: Vec::new() }
+    }
+}
+
+/// `[[plugins]]`: one bot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Unique; used in logs and the custom API route.
+    pub name: String,
+    /// The component to load.
+    pub wasm: PathBuf,
+    /// A cargo project (crate or workspace) built with
+    /// `cargo build --release --target wasm32-wasip2` before loading.
+    #[serde(default)]
+    pub build: Option<PathBuf>,
+    /// Passed to the plugin as JSON (`settings` import).
+    #[serde(default = "empty_table")]
+    pub settings: toml::Table,
+}
+
+fn empty_table() -> toml::Table {
+    toml::Table::new()
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse(&text, &base).map_err(|message| ConfigError::Invalid { path: path.into(), message })
+    }
+
+    /// Parses TOML text; `base` resolves relative paths.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
+        let mut c: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        c.base = base.to_path_buf();
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.plugins {
+            let ok = !p.name.is_empty()
+                && p.name.len() <= 64
+                && p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(format!(
+                    "plugins: name {:?} must be 1–64 letters, digits, '-' or '_' (it is used in URLs and logs)",
+                    p.name
+                ));
+            }
+            if !seen.insert(&p.name) {
+                return Err(format!("plugins: two plugins are named {:?}; names must be unique", p.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the file against its folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+    }
+
+    /// The compile cache folder (default `.wasmcalls/cache` beside the file).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.resolve(self.host.cache_dir.as_deref().unwrap_or(Path::new(".wasmcalls/cache")))
+    }
+}
+
+/// A plugin's settings as the JSON object the plugin reads.
+pub fn settings_json(t: &toml::Table) -> serde_json::Value {
+    serde_json::to_value(t).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        let c = Config::parse("", Path::new("/etc/wasmcalls")).unwrap();
+        assert_eq!(c.host.api_port, 24859);
+        assert!(c.plugins.is_empty());
+        assert_eq!(c.cache_dir(), Path::new("/etc/wasmcalls/.wasmcalls/cache"));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_line() {
+        let err = Config::parse("[host]\napi_port = 1\nlisten = 3\n", Path::new(".")).unwrap_err();
+        assert!(err.contains("line 3") && err.contains("listen"), "{err}");
+        let err = Config::parse("[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\npath = \"x\"\n", Path::new(".")).unwrap_err();
+        assert!(err.contains("line 4") && err.contains("path"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_line() {
+        let err = Config::parse("[host]\napi_port = 70000\n", Path::new(".")).unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        let err = Config::parse("[loopback]\ncontrol = \"not an address\"\n", Path::new(".")).unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        let err = Config::parse("[[plugins]]\nname = \"a\"\n", Path::new(".")).unwrap_err();
+        assert!(err.contains("wasm"), "{err}");
+    }
+
+    #[test]
+    fn plugin_names_are_checked() {
+        let two = "[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\n[[plugins]]\nname = \"a\"\nwasm = \"b.wasm\"\n";
+        assert!(Config::parse(two, Path::new(".")).unwrap_err().contains("unique"));
+        let bad = "[[plugins]]\nname = \"a/b\"\nwasm = \"a.wasm\"\n";
+        assert!(Config::parse(bad, Path::new(".")).unwrap_err().contains("letters"));
+    }
+
+    #[test]
+    fn settings_become_json_and_paths_resolve() {
+        let c = Config::parse(
+            "[[plugins]]\nname = \"j\"\nwasm = \"p/j.wasm\"\nsettings = { chat = -100, playlist = [\"a.raw\"] }\n",
+            Path::new("/srv/bot"),
+        )
+        .unwrap();
+        let p = &c.plugins[0];
+        assert_eq!(c.resolve(&p.wasm), Path::new("/srv/bot/p/j.wasm"));
+        assert_eq!(settings_json(&p.settings), serde_json::json!({ "chat": -100, "playlist": ["a.raw"] }));
+    }
+}

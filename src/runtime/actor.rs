@@ -1,0 +1,119 @@
+//! One task per plugin: it owns the plugin's `Store` and instance and delivers
+//! events one at a time, in order. A trap kills only the instance: the error is
+//! logged with the plugin's name and the next event runs on a fresh instance from
+//! the `InstancePre`, which first receives `on-start` again so it can re-read its
+//! settings. Calls it started live on in the call manager.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+use wasmtime::Store;
+
+use super::bindings::exports::wasmcalls::bot::handler::{ApiRequest, ApiResponse};
+use super::bindings::{Bot, BotPre, wasmcalls::bot::types::Invite};
+use super::host::PluginState;
+use super::{Event, PluginError};
+use crate::calls::CallManager;
+
+pub(super) struct Actor {
+    pub name: Arc<str>,
+    pub pre: BotPre<PluginState>,
+    pub manager: CallManager,
+    pub settings: Arc<str>,
+    pub restarts: Arc<AtomicU64>,
+    pub delivered: Arc<AtomicU64>,
+}
+
+struct Live {
+    store: Store<PluginState>,
+    bot: Bot,
+}
+
+impl Actor {
+    async fn instantiate(&self) -> Result<Live, PluginError> {
+        let state = PluginState::new(self.name.clone(), self.manager.clone(), self.settings.clone());
+        let mut store = Store::new(self.pre.engine(), state);
+        let bot = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| PluginError::Trap { name: self.name.to_string(), event: "instantiation", reason: format!("{e:#}") })?;
+        Ok(Live { store, bot })
+    }
+
+    pub(super) async fn run(self, mut rx: mpsc::Receiver<Event>) {
+        let mut live: Option<Live> = None;
+        // The id `on-start` was given: replayed to a fresh instance after a trap.
+        let mut started: Option<i64> = None;
+        while let Some(event) = rx.recv().await {
+            if live.is_none() {
+                match self.instantiate().await {
+                    Ok(mut l) => {
+                        if let Some(id) = started
+                            && !matches!(event, Event::Start(_))
+                            && self.deliver(&mut l, Event::Start(id)).await.is_err()
+                        {
+                            event.fail(PluginError::Gone { name: self.name.to_string() });
+                            continue;
+                        }
+                        live = Some(l);
+                    }
+                    Err(e) => {
+                        tracing::error!(plugin = %self.name, "{e}");
+                        event.fail(e);
+                        continue;
+                    }
+                }
+            }
+            if let Event::Start(id) = event {
+                started = Some(id);
+            }
+            let l = live.as_mut().expect("instantiated above");
+            if self.deliver(l, event).await.is_err() {
+                live = None; // the instance is dead after a trap; the next event gets a new one
+            }
+        }
+    }
+
+    /// Runs one event on the instance; Err means it trapped (already logged and answered).
+    async fn deliver(&self, l: &mut Live, event: Event) -> Result<(), ()> {
+        let h = l.bot.wasmcalls_bot_handler();
+        let s = &mut l.store;
+        let (what, result) = match event {
+            Event::Start(id) => ("on-start", h.call_on_start(s, id).await.map(drop)),
+            Event::StreamEnd(chat) => ("on-stream-end", h.call_on_stream_end(s, chat).await),
+            Event::Kicked(chat) => ("on-kicked", h.call_on_kicked(s, chat).await),
+            Event::Invite(i) => {
+                let invite = Invite { chat: i.chat, inviter: i.inviter, message_id: i.message_id };
+                ("on-group-call-invite", h.call_on_group_call_invite(s, invite).await)
+            }
+            Event::RawUpdate(json) => ("on-raw-update", h.call_on_raw_update(s, &json).await),
+            Event::CustomApi(req, reply) => {
+                let request = ApiRequest { path: req.path, body: req.body };
+                match h.call_on_custom_api(s, &request).await {
+                    Ok(ApiResponse { status, body }) => {
+                        let _ = reply.send(Ok(super::ApiReply { status, body }));
+                        ("on-custom-api", Ok(()))
+                    }
+                    Err(e) => {
+                        let err = self.trapped("on-custom-api", &e);
+                        let _ = reply.send(Err(err));
+                        return Err(());
+                    }
+                }
+            }
+        };
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        result.map_err(|e| {
+            self.trapped(what, &e);
+        })
+    }
+
+    fn trapped(&self, event: &'static str, e: &wasmtime::Error) -> PluginError {
+        let n = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+        let err = PluginError::Trap { name: self.name.to_string(), event, reason: format!("{e:#}") };
+        tracing::error!(plugin = %self.name, restarts = n, "{err}; restarting it for the next event");
+        err
+    }
+}

@@ -1,0 +1,270 @@
+//! The plugin runtime: bot logic as WebAssembly components of the `wasmcalls:bot`
+//! world (`wit/bot.wit`), run by wasmtime.
+//!
+//! One [`wasmtime::Engine`] serves every plugin; each plugin is compiled once (or
+//! loaded from the on-disk compile cache), linked once into an `InstancePre`, and
+//! run by its own task with its own `Store` ([`actor`]), so events reach each plugin
+//! in order, one at a time, and a slow or trapping plugin never delays the pacer or
+//! another plugin. Imports ([`host`]) forward to the call manager.
+
+mod actor;
+mod bindings;
+mod engine;
+mod host;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+pub use engine::Loaded;
+use engine::CompileCache;
+use host::PluginState;
+
+use crate::calls::{CallManager, HostEvent};
+use crate::telegram::{ChatId, Invite};
+
+/// Events waiting for a plugin beyond this are dropped (and logged): a stuck plugin
+/// must not make the host buffer without bound.
+pub const QUEUE_CAPACITY: usize = 1024;
+
+/// Why a plugin could not be loaded or did not answer. A command's own failure is
+/// not here: that is a [`crate::calls::CallError`] the plugin receives and handles.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin {name}: cannot read {path}: {reason}")]
+    Read { name: String, path: PathBuf, reason: String },
+    #[error("plugin {name}: {path} is not a WebAssembly component ({reason}); build it with `cargo build --target wasm32-wasip2` (or another component toolchain)")]
+    NotAComponent { name: String, path: PathBuf, reason: String },
+    #[error("plugin {name}: {path} is not a wasmcalls bot: {reason}; it must target the `bot` world of wit/bot.wit (wasmcalls:bot@0.1.0)")]
+    WrongWorld { name: String, path: PathBuf, reason: String },
+    #[error("plugin {name} trapped in {event}: {reason}")]
+    Trap { name: String, event: &'static str, reason: String },
+    #[error("plugin {name} is not running")]
+    Gone { name: String },
+    #[error("plugin {name} is busy: {QUEUE_CAPACITY} events are already waiting")]
+    QueueFull { name: String },
+    #[error("no plugin is named {0:?}")]
+    Unknown(String),
+    #[error("a plugin named {0:?} is already loaded")]
+    Duplicate(String),
+}
+
+impl PluginError {
+    fn not_a_component(name: &str, path: &Path, wasm: &[u8], e: wasmtime::Error) -> Self {
+        // A core module starts with the same magic but a different version/layer.
+        let reason = if wasm.starts_with(b"\0asm\x01\0\0\0") {
+            "it is a core WebAssembly module, not a component".to_owned()
+        } else if !wasm.starts_with(b"\0asm") {
+            "it does not start with the WebAssembly magic bytes".to_owned()
+        } else {
+            format!("{e:#}")
+        };
+        PluginError::NotAComponent { name: name.to_owned(), path: path.to_path_buf(), reason }
+    }
+}
+
+/// A request for a plugin's custom API.
+#[derive(Debug, Clone)]
+pub struct ApiCall {
+    pub path: String,
+    pub body: String,
+}
+
+/// A plugin's answer to an [`ApiCall`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiReply {
+    pub status: u16,
+    pub body: String,
+}
+
+/// One event for one plugin.
+enum Event {
+    Start(i64),
+    StreamEnd(ChatId),
+    Kicked(ChatId),
+    Invite(Invite),
+    RawUpdate(String),
+    CustomApi(ApiCall, oneshot::Sender<Result<ApiReply, PluginError>>),
+}
+
+impl Event {
+    /// Answers an event that could not be delivered (only API calls wait for one).
+    fn fail(self, e: PluginError) {
+        if let Event::CustomApi(_, reply) = self {
+            let _ = reply.send(Err(e));
+        }
+    }
+
+    fn from_host(ev: &HostEvent) -> Event {
+        match ev {
+            HostEvent::StreamEnd(c) => Event::StreamEnd(*c),
+            HostEvent::Kicked(c) => Event::Kicked(*c),
+            HostEvent::Invite(i) => Event::Invite(i.clone()),
+            HostEvent::RawUpdate(j) => Event::RawUpdate(j.clone()),
+        }
+    }
+}
+
+/// What to load.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    pub name: String,
+    pub wasm: PathBuf,
+    /// Handed to the plugin as JSON by the `settings` import.
+    pub settings: serde_json::Value,
+}
+
+/// How a load went, for logs and benchmarks.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadReport {
+    pub loaded: Loaded,
+    /// Reading plus compiling (or loading from the cache) plus linking.
+    pub took: Duration,
+}
+
+/// A running plugin as the host sees it.
+struct Plugin {
+    name: Arc<str>,
+    tx: mpsc::Sender<Event>,
+    restarts: Arc<AtomicU64>,
+    delivered: Arc<AtomicU64>,
+}
+
+/// Counters of one plugin.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    /// Events delivered without a trap.
+    pub delivered: u64,
+    /// Traps, each followed by a fresh instance.
+    pub restarts: u64,
+    pub queued: usize,
+}
+
+/// The plugins of one host.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: CompileCache,
+    manager: CallManager,
+    plugins: Mutex<Vec<Plugin>>,
+}
+
+impl PluginHost {
+    /// A host whose plugins command `manager`; compiled code is cached in `cache_dir`.
+    pub fn new(manager: CallManager, cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
+        let engine = engine::engine()?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Bot::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        Ok(PluginHost { engine, linker, cache: CompileCache::new(cache_dir), manager, plugins: Mutex::new(Vec::new()) })
+    }
+
+    /// Compiles (or loads from cache), links and starts a plugin. Compilation runs on a
+    /// blocking thread, off the async workers.
+    pub async fn load(&self, spec: PluginSpec) -> Result<LoadReport, PluginError> {
+        let t0 = Instant::now();
+        let name: Arc<str> = spec.name.as_str().into();
+        if self.names().iter().any(|n| **n == *name) {
+            return Err(PluginError::Duplicate(spec.name));
+        }
+        let wasm = tokio::fs::read(&spec.wasm).await.map_err(|e| PluginError::Read {
+            name: spec.name.clone(),
+            path: spec.wasm.clone(),
+            reason: e.to_string(),
+        })?;
+        let (engine, cache, n, p) = (self.engine.clone(), self.cache.clone(), spec.name.clone(), spec.wasm.clone());
+        let (component, loaded) = tokio::task::spawn_blocking(move || cache.load(&engine, &n, &p, &wasm))
+            .await
+            .map_err(|e| PluginError::Gone { name: format!("{} (compiler: {e})", spec.name) })??;
+        let wrong_world = |e: wasmtime::Error| PluginError::WrongWorld {
+            name: spec.name.clone(),
+            path: spec.wasm.clone(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let pre = bindings::BotPre::new(pre).map_err(wrong_world)?;
+
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let restarts = Arc::new(AtomicU64::new(0));
+        let delivered = Arc::new(AtomicU64::new(0));
+        let actor = actor::Actor {
+            name: name.clone(),
+            pre,
+            manager: self.manager.clone(),
+            settings: spec.settings.to_string().into(),
+            restarts: restarts.clone(),
+            delivered: delivered.clone(),
+        };
+        tokio::spawn(actor.run(rx));
+        self.plugins.lock().expect("plugins lock").push(Plugin { name, tx, restarts, delivered });
+        let report = LoadReport { loaded, took: t0.elapsed() };
+        tracing::info!(plugin = %spec.name, "loaded {} ({:?}, {:.1} ms)", spec.wasm.display(), loaded, report.took.as_secs_f64() * 1e3);
+        Ok(report)
+    }
+
+    fn names(&self) -> Vec<Arc<str>> {
+        self.plugins.lock().expect("plugins lock").iter().map(|p| p.name.clone()).collect()
+    }
+
+    fn send(p: &Plugin, ev: Event) {
+        match p.tx.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(ev)) => {
+                tracing::warn!(plugin = %p.name, "event dropped: {QUEUE_CAPACITY} events are already waiting");
+                ev.fail(PluginError::QueueFull { name: p.name.to_string() });
+            }
+            Err(mpsc::error::TrySendError::Closed(ev)) => ev.fail(PluginError::Gone { name: p.name.to_string() }),
+        }
+    }
+
+    /// `on-start(my_id)` to every plugin.
+    pub fn start_all(&self, my_id: i64) {
+        for p in self.plugins.lock().expect("plugins lock").iter() {
+            Self::send(p, Event::Start(my_id));
+        }
+    }
+
+    /// Delivers a host event to every plugin, in order per plugin.
+    pub fn dispatch(&self, ev: &HostEvent) {
+        for p in self.plugins.lock().expect("plugins lock").iter() {
+            Self::send(p, Event::from_host(ev));
+        }
+    }
+
+    /// Calls `plugin`'s `on-custom-api` and waits for its answer.
+    pub async fn custom_api(&self, plugin: &str, call: ApiCall) -> Result<ApiReply, PluginError> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let plugins = self.plugins.lock().expect("plugins lock");
+            let p = plugins.iter().find(|p| &*p.name == plugin).ok_or_else(|| PluginError::Unknown(plugin.to_owned()))?;
+            Self::send(p, Event::CustomApi(call, reply));
+        }
+        rx.await.map_err(|_| PluginError::Gone { name: plugin.to_owned() })?
+    }
+
+    /// Counters of every plugin, in load order.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        self.plugins
+            .lock()
+            .expect("plugins lock")
+            .iter()
+            .map(|p| PluginStatus {
+                name: p.name.to_string(),
+                delivered: p.delivered.load(Ordering::Relaxed),
+                restarts: p.restarts.load(Ordering::Relaxed),
+                queued: QUEUE_CAPACITY - p.tx.capacity(),
+            })
+            .collect()
+    }
+
+    /// True when no plugin has an event waiting or running.
+    pub fn idle(&self) -> bool {
+        self.plugins.lock().expect("plugins lock").iter().all(|p| p.tx.capacity() == QUEUE_CAPACITY)
+    }
+}
