@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::calls::{CallManager, ManagerConfig};
+use crate::calls::{CallManager, HostEvent, ManagerConfig};
 use crate::config::{Config, settings_json};
 use crate::media::{EncoderConfig, MediaPlane, PacerConfig};
 use crate::runtime::{LoadReport, PluginError, PluginHost, PluginSpec};
@@ -26,6 +27,7 @@ pub struct App {
     pub control: Option<SocketAddr>,
     /// Each configured plugin's load result, in config order.
     pub loaded: Vec<(String, Result<LoadReport, PluginError>)>,
+    tap: broadcast::Sender<HostEvent>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -97,15 +99,24 @@ impl App {
         }
 
         let pump_plugins = plugins.clone();
+        let tap = broadcast::channel(1024).0;
+        let pump_tap = tap.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 tracing::debug!(?ev, "event");
                 pump_plugins.dispatch(&ev);
+                let _ = pump_tap.send(ev);
             }
         }));
         let my_id = backend.me().context("reading the account's user id")?;
         plugins.start_all(my_id);
-        Ok(App { media, loopback, manager, plugins, control, loaded, tasks })
+        Ok(App { media, loopback, manager, plugins, control, loaded, tap, tasks })
+    }
+
+    /// Every event from now on, after it was queued for the plugins. Each plugin
+    /// takes its events in order, so a later request to a plugin sees this one handled.
+    pub fn events(&self) -> broadcast::Receiver<HostEvent> {
+        self.tap.subscribe()
     }
 
     /// Leaves every call and stops the background tasks.

@@ -49,13 +49,16 @@ impl CompileCache {
     /// Compiles `wasm` (the bytes of `path`) or loads its compiled form from the cache.
     pub fn load(&self, engine: &Engine, name: &str, path: &Path, wasm: &[u8]) -> Result<(Component, Loaded), PluginError> {
         let cached = self.dir.as_ref().map(|d| d.join(format!("{}.cwasm", Self::key(engine, wasm))));
+        // Read into memory rather than `deserialize_file`: a mapped file truncated
+        // under the host (another process, a cleanup job) would crash it with SIGBUS.
         if let Some(file) = &cached
-            && file.exists()
+            && let Ok(bytes) = std::fs::read(file)
         {
-            // SAFETY: the file was written by `Component::serialize` of this same
-            // engine configuration (the key includes its compatibility hash) into the
-            // host's own cache directory, which must not be writable by others.
-            match unsafe { Component::deserialize_file(engine, file) } {
+            // SAFETY: the bytes come from `Component::serialize` of this same engine
+            // configuration (the key includes its compatibility hash) in the host's
+            // own cache directory, which must not be writable by others; wasmtime
+            // still checks the header and rejects anything else.
+            match unsafe { Component::deserialize(engine, &bytes) } {
                 Ok(c) => return Ok((c, Loaded::FromCache)),
                 Err(e) => tracing::warn!(plugin = name, "ignoring unusable cache entry {}: {e}", file.display()),
             }

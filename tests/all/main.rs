@@ -4,5 +4,6 @@
 mod cli;
 mod inputs;
 mod media;
+mod plugins;
 mod sfu;
 mod support;

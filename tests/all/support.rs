@@ -115,6 +115,7 @@ pub struct Call {
     pub loopback: Loopback,
     pub dialed: Dialed,
     pub heard: Arc<HeardCall>,
+    #[allow(dead_code)] // held so the folder outlives the host
     pub dir: tempfile::TempDir,
 }
 
@@ -156,5 +157,74 @@ impl Call {
         }
         let sent = self.media.stats(self.dialed.call).await.unwrap().frames_sent;
         self.heard_packets(sent).await;
+    }
+}
+
+/// The example and test plugins, built once per test run for wasm32-wasip2.
+pub fn plugin(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+        let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(root.join("Cargo.toml"))
+            .output()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(root.join("target/wasm32-wasip2/release"))
+    });
+    match dir {
+        Ok(d) => d.join(format!("{name}.wasm")),
+        Err(e) => panic!("building the plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`):\n{e}"),
+    }
+}
+
+/// A host started from a config written into a temp dir (paths in it may be
+/// relative to that dir).
+pub struct Host {
+    pub app: wasmcalls::app::App,
+    #[allow(dead_code)] // held so the folder outlives the host
+    pub dir: tempfile::TempDir,
+}
+
+impl Host {
+    /// Starts a host from `toml`; `{dir}` in it is replaced by the temp dir.
+    pub async fn start(toml: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        Host::start_in(dir, toml).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, toml: &str) -> Host {
+        let text = toml.replace("{dir}", dir.path().to_str().unwrap());
+        let config = wasmcalls::config::Config::parse(&text, dir.path()).expect("test config parses");
+        let app = wasmcalls::app::App::start(&config).await.expect("host starts");
+        Host { app, dir }
+    }
+
+    /// Calls a plugin's custom API with a JSON body and parses the JSON answer.
+    pub async fn api(&self, plugin: &str, body: serde_json::Value) -> serde_json::Value {
+        let reply = self
+            .app
+            .plugins
+            .custom_api(plugin, wasmcalls::runtime::ApiCall { path: format!("/api/{plugin}"), body: body.to_string() })
+            .await
+            .unwrap_or_else(|e| panic!("{plugin} did not answer: {e}"));
+        serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{plugin} answered non-JSON {:?}: {e}", reply.body))
+    }
+
+    /// Waits for the next host event matching `pred`.
+    pub async fn event(&self, rx: &mut tokio::sync::broadcast::Receiver<wasmcalls::calls::HostEvent>, pred: impl Fn(&wasmcalls::calls::HostEvent) -> bool) -> wasmcalls::calls::HostEvent {
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let ev = rx.recv().await.expect("event tap open");
+                if pred(&ev) {
+                    return ev;
+                }
+            }
+        })
+        .await
+        .expect("the event arrived in time")
     }
 }

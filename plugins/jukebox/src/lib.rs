@@ -157,7 +157,7 @@ fn status() -> Value {
         .map(|c| {
             json!({
                 "chat": c.chat,
-                "state": format!("{:?}", c.state).to_lowercase(),
+                "state": c.state.as_str(),
                 "file": c.file,
                 "position_ms": c.position_ms,
                 "duration_ms": c.duration_ms,

@@ -36,6 +36,18 @@ pub use wit_bindgen::rt as __rt;
 pub use wasmcalls::bot::calls;
 pub use wasmcalls::bot::types::{ApiRequest, ApiResponse, CallError, CallState, CallStatus, ChatId, Invite, LogLevel};
 
+impl CallState {
+    /// The state's WIT name: `connecting`, `playing`, `paused` or `idle`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CallState::Connecting => "connecting",
+            CallState::Playing => "playing",
+            CallState::Paused => "paused",
+            CallState::Idle => "idle",
+        }
+    }
+}
+
 /// A bot's event handlers. Every method has a default, so implement only what the
 /// bot reacts to.
 pub trait Bot {

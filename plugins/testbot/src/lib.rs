@@ -71,7 +71,7 @@ impl Bot for TestBot {
             "pause" => done(calls::pause_stream(chat)),
             "resume" => done(calls::resume_stream(chat)),
             "change" => done(calls::change_stream(chat, file)),
-            "calls" => json!(calls::calls().iter().map(|c| json!({ "chat": c.chat, "state": format!("{:?}", c.state), "file": c.file, "volume": c.volume, "position_ms": c.position_ms })).collect::<Vec<_>>()),
+            "calls" => json!(calls::calls().iter().map(|c| json!({ "chat": c.chat, "state": c.state.as_str(), "file": c.file, "volume": c.volume, "position_ms": c.position_ms })).collect::<Vec<_>>()),
             "active-calls" => json!(calls::active_calls().iter().map(|c| c.chat).collect::<Vec<_>>()),
             "cache-id" => match calls::get_cache_id() {
                 Ok(id) => json!({ "ok": id }),

@@ -57,13 +57,16 @@ struct Inner {
     opts: LoopbackOptions,
     calls: Mutex<Vec<Arc<HeardCall>>>,
     world: chats::World,
+    /// Bumped on every join, so callers can await a participant.
+    joins: tokio::sync::watch::Sender<u64>,
 }
 
 impl Loopback {
     /// A loopback server; its peers run as tasks on the current tokio runtime.
     pub fn new(opts: LoopbackOptions) -> Self {
         let world = chats::World::new(opts.chats.clone());
-        Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world }) }
+        let joins = tokio::sync::watch::Sender::new(0);
+        Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world, joins }) }
     }
 
     /// Answers one join JSON (a string, exactly as Telegram receives it) with a
@@ -88,6 +91,7 @@ impl Loopback {
         }
         let answer = peer::spawn(params, &self.inner.opts, heard.clone()).await?;
         self.inner.calls.lock().expect("loopback lock").push(heard);
+        self.inner.joins.send_modify(|n| *n += 1);
         Ok(answer)
     }
 
@@ -110,6 +114,19 @@ impl Loopback {
     /// Every participant that joined, in order.
     pub fn calls(&self) -> Vec<Arc<HeardCall>> {
         self.inner.calls.lock().expect("loopback lock").clone()
+    }
+
+    /// Waits until someone is in `chat`'s call and returns that participant.
+    pub async fn participant(&self, chat: ChatId) -> Arc<HeardCall> {
+        let mut rx = self.inner.joins.subscribe();
+        loop {
+            if let Some(c) = self.calls().into_iter().rev().find(|c| c.chat() == chat) {
+                return c;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// The simulated chats (empty when any chat may be joined).
