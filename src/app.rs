@@ -103,7 +103,7 @@ impl App {
         let pump_tap = tap.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
-                tracing::debug!(?ev, "event");
+                tracing::info!(?ev, "event");
                 pump_plugins.dispatch(&ev);
                 let _ = pump_tap.send(ev);
             }

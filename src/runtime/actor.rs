@@ -89,6 +89,12 @@ impl Actor {
                 ("on-group-call-invite", h.call_on_group_call_invite(s, invite).await)
             }
             Event::RawUpdate(json) => ("on-raw-update", h.call_on_raw_update(s, &json).await),
+            Event::Bench(rounds, reply) => {
+                let r = self.bench(l, rounds).await;
+                let ok = r.is_ok();
+                let _ = reply.send(r);
+                return if ok { Ok(()) } else { Err(()) };
+            }
             Event::CustomApi(req, reply) => {
                 let request = ApiRequest { path: req.path, body: req.body };
                 match h.call_on_custom_api(s, &request).await {
@@ -108,6 +114,23 @@ impl Actor {
         result.map_err(|e| {
             self.trapped(what, &e);
         })
+    }
+
+    async fn bench(&self, l: &mut Live, rounds: usize) -> Result<super::BenchReport, PluginError> {
+        let mut report = super::BenchReport::default();
+        let h = l.bot.wasmcalls_bot_handler();
+        for _ in 0..rounds {
+            let t = std::time::Instant::now();
+            h.call_on_raw_update(&mut l.store, "ping").await.map_err(|e| self.trapped("on-raw-update", &e))?;
+            report.dispatch.push(t.elapsed());
+        }
+        for _ in 0..rounds.min(1000) {
+            let t = std::time::Instant::now();
+            let fresh = self.instantiate().await?;
+            report.instantiate.push(t.elapsed());
+            drop(fresh);
+        }
+        Ok(report)
     }
 
     fn trapped(&self, event: &'static str, e: &wasmtime::Error) -> PluginError {

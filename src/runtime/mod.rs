@@ -90,13 +90,30 @@ enum Event {
     Invite(Invite),
     RawUpdate(String),
     CustomApi(ApiCall, oneshot::Sender<Result<ApiReply, PluginError>>),
+    /// Times `rounds` dispatches of `on-raw-update("ping")` and as many instantiations.
+    Bench(usize, oneshot::Sender<Result<BenchReport, PluginError>>),
+}
+
+/// Per-call timings from [`PluginHost::bench`].
+#[derive(Debug, Clone, Default)]
+pub struct BenchReport {
+    /// Each `on-raw-update("ping")`: host → plugin → `get-port-server` → back.
+    pub dispatch: Vec<Duration>,
+    /// Each instantiation from the `InstancePre`, with a fresh `Store`.
+    pub instantiate: Vec<Duration>,
 }
 
 impl Event {
     /// Answers an event that could not be delivered (only API calls wait for one).
     fn fail(self, e: PluginError) {
-        if let Event::CustomApi(_, reply) = self {
-            let _ = reply.send(Err(e));
+        match self {
+            Event::CustomApi(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Event::Bench(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            _ => {}
         }
     }
 
@@ -244,6 +261,19 @@ impl PluginHost {
             let plugins = self.plugins.lock().expect("plugins lock");
             let p = plugins.iter().find(|p| &*p.name == plugin).ok_or_else(|| PluginError::Unknown(plugin.to_owned()))?;
             Self::send(p, Event::CustomApi(call, reply));
+        }
+        rx.await.map_err(|_| PluginError::Gone { name: plugin.to_owned() })?
+    }
+
+    /// Measures `plugin`'s event dispatch and instantiation, `rounds` times each, on
+    /// its own task (as real events run). The plugin must answer
+    /// `on-raw-update("ping")` by calling `get-port-server` (the testbot does).
+    pub async fn bench(&self, plugin: &str, rounds: usize) -> Result<BenchReport, PluginError> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let plugins = self.plugins.lock().expect("plugins lock");
+            let p = plugins.iter().find(|p| &*p.name == plugin).ok_or_else(|| PluginError::Unknown(plugin.to_owned()))?;
+            Self::send(p, Event::Bench(rounds, reply));
         }
         rx.await.map_err(|_| PluginError::Gone { name: plugin.to_owned() })?
     }

@@ -46,3 +46,44 @@ fn play_explains_bad_input_and_exits_non_zero() {
         assert!(stderr.contains(needle), "{args:?}: {needle:?} not in {stderr}");
     }
 }
+
+#[test]
+fn run_plays_the_jukebox_demo_and_exits_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "a.raw", &tones(&[(440.0, 0.3)], 0.4, RATE, 2));
+    write_raw(dir.path(), "b.raw", &tones(&[(660.0, 0.3)], 0.4, RATE, 2));
+    let config = dir.path().join("wasmcalls.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[host]\ncache_dir = \"cache\"\n[loopback]\nrecord_dir = \"heard\"\n[[loopback.chats]]\nid = -100\n\
+             [[plugins]]\nname = \"jukebox\"\nwasm = {:?}\n\
+             settings = {{ chat = -100, bitrate = 48000, playlist = [\"a.raw\", \"b.raw\"] }}\n",
+            crate::support::plugin("jukebox")
+        ),
+    )
+    .unwrap();
+    let out = wasmcalls().arg("run").arg(&config).arg("--exit-when-idle").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("plugin jukebox: 3 events, 0 restarts"), "{stdout}");
+    assert!(stdout.contains("40 packets, 0 lost"), "{stdout}");
+    assert!(stderr.contains("playlist finished"), "the plugin's log reaches the host log: {stderr}");
+    let wavs: Vec<_> = std::fs::read_dir(dir.path().join("heard")).unwrap().collect();
+    assert_eq!(wavs.len(), 1, "one recording for the one participant");
+    assert!(dir.path().join("cache").read_dir().unwrap().next().is_some(), "compiled code was cached");
+}
+
+#[test]
+fn run_explains_a_bad_config_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[host]\napi_port = 1\nport = 2\n").unwrap();
+    let out = wasmcalls().arg("run").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("bad.toml") && stderr.contains("line 3") && stderr.contains("port"), "{stderr}");
+    let out = wasmcalls().arg("run").arg(dir.path().join("absent.toml")).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
