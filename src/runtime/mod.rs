@@ -254,28 +254,31 @@ impl PluginHost {
         }
     }
 
-    /// Calls `plugin`'s `on-custom-api` and waits for its answer.
-    pub async fn custom_api(&self, plugin: &str, call: ApiCall) -> Result<ApiReply, PluginError> {
+    /// Queues an event that carries its own reply channel for `plugin`, and awaits the reply.
+    async fn ask<R>(
+        &self,
+        plugin: &str,
+        event: impl FnOnce(oneshot::Sender<Result<R, PluginError>>) -> Event,
+    ) -> Result<R, PluginError> {
         let (reply, rx) = oneshot::channel();
         {
             let plugins = self.plugins.lock().expect("plugins lock");
             let p = plugins.iter().find(|p| &*p.name == plugin).ok_or_else(|| PluginError::Unknown(plugin.to_owned()))?;
-            Self::send(p, Event::CustomApi(call, reply));
+            Self::send(p, event(reply));
         }
         rx.await.map_err(|_| PluginError::Gone { name: plugin.to_owned() })?
+    }
+
+    /// Calls `plugin`'s `on-custom-api` and waits for its answer.
+    pub async fn custom_api(&self, plugin: &str, call: ApiCall) -> Result<ApiReply, PluginError> {
+        self.ask(plugin, |reply| Event::CustomApi(call, reply)).await
     }
 
     /// Measures `plugin`'s event dispatch and instantiation, `rounds` times each, on
     /// its own task (as real events run). The plugin must answer
     /// `on-raw-update("ping")` by calling `get-port-server` (the testbot does).
     pub async fn bench(&self, plugin: &str, rounds: usize) -> Result<BenchReport, PluginError> {
-        let (reply, rx) = oneshot::channel();
-        {
-            let plugins = self.plugins.lock().expect("plugins lock");
-            let p = plugins.iter().find(|p| &*p.name == plugin).ok_or_else(|| PluginError::Unknown(plugin.to_owned()))?;
-            Self::send(p, Event::Bench(rounds, reply));
-        }
-        rx.await.map_err(|_| PluginError::Gone { name: plugin.to_owned() })?
+        self.ask(plugin, |reply| Event::Bench(rounds, reply)).await
     }
 
     /// Counters of every plugin, in load order.

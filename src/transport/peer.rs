@@ -152,18 +152,7 @@ impl OutboundPeer {
         )?;
         let sender = pc.get_senders().next().ok_or(rtc::shared::error::Error::ErrRTPSenderNotExisted)?;
 
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: local_addr.ip().to_string(),
-                port: local_addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()?;
-        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
+        add_host_candidate(&mut pc, local_addr)?;
 
         let offer = pc.create_offer(None)?;
         let offer_sdp = offer.sdp.clone();
@@ -188,6 +177,22 @@ impl OutboundPeer {
     pub fn offer_sdp(&self) -> &str {
         &self.offer_sdp
     }
+}
+
+/// Announces the UDP socket at `addr` as the peer's one host candidate.
+pub fn add_host_candidate(pc: &mut RTCPeerConnection, addr: SocketAddr) -> Result<(), rtc::shared::error::Error> {
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)
 }
 
 /// Sends everything the peer wants on the wire. Errors are per-datagram and

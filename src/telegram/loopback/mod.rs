@@ -96,13 +96,17 @@ impl Loopback {
     }
 
     fn drop_ssrc(&self, ssrc: u32) {
-        let mut calls = self.inner.calls.lock().expect("loopback lock");
-        calls.retain(|c| {
-            let keep = c.ssrc() != ssrc;
-            if !keep {
+        self.hang_up_where(|c| c.ssrc() == ssrc);
+    }
+
+    /// Disconnects and forgets every participant matching `pred`.
+    fn hang_up_where(&self, pred: impl Fn(&HeardCall) -> bool) {
+        self.inner.calls.lock().expect("loopback lock").retain(|c| {
+            if pred(c) {
                 c.hang_up();
+                return false;
             }
-            keep
+            true
         });
     }
 
@@ -135,14 +139,7 @@ impl Loopback {
     }
 
     fn hang_up_chat(&self, chat: ChatId) {
-        let mut calls = self.inner.calls.lock().expect("loopback lock");
-        calls.retain(|c| {
-            let keep = c.chat() != chat;
-            if !keep {
-                c.hang_up();
-            }
-            keep
-        });
+        self.hang_up_where(|c| c.chat() == chat);
     }
 
     /// Removes the account from `chat`: its participant is dropped and a kicked

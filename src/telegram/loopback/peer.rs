@@ -14,7 +14,7 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate};
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::sansio::Protocol;
 use tokio::net::UdpSocket;
@@ -26,7 +26,7 @@ use crate::transport::join::{
     AUDIO_LEVEL_URI, AudioParams, Candidate, Fingerprint, HeaderExt, OPUS_PAYLOAD_TYPE, PayloadType, RtcpFb,
     Setup, Transport, TransportAnswer, find_attr, parse_sdp,
 };
-use crate::transport::peer::{audio_media_engine, feed_datagram};
+use crate::transport::peer::{add_host_candidate, audio_media_engine, feed_datagram};
 use crate::transport::JoinParams;
 
 /// Audio-level extension id, as Telegram numbers it.
@@ -81,19 +81,7 @@ pub(super) async fn spawn(
         .map_err(rtc_err)?;
     let offer = RTCSessionDescription::offer(offer_from_join(params)).map_err(rtc_err)?;
     pc.set_remote_description(now, offer).map_err(rtc_err)?;
-    let candidate = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: local.ip().to_string(),
-            port: local.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .map_err(rtc_err)?;
-    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().map_err(rtc_err)?).map_err(rtc_err)?;
+    add_host_candidate(&mut pc, local).map_err(rtc_err)?;
     let answer = pc.create_answer(None).map_err(rtc_err)?;
     let answer_sdp = answer.sdp.clone();
     pc.set_local_description(now, answer).map_err(rtc_err)?;
