@@ -18,6 +18,7 @@ pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod media;
+pub mod metrics;
 pub mod runtime;
 pub mod telegram;
 pub mod transport;

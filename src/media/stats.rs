@@ -56,3 +56,35 @@ pub struct CallStats {
     /// |send time − deadline| per frame: early counts as much as late.
     pub deviation: Percentiles,
 }
+
+/// Totals across every call the media plane ever paced (for `/metrics`): they keep
+/// counting after a call is gone.
+#[derive(Debug)]
+pub struct PacerTotals {
+    pub frames_sent: std::sync::atomic::AtomicU64,
+    pub late_frames: std::sync::atomic::AtomicU64,
+    /// |send − deadline| in seconds.
+    pub deviation: crate::metrics::AtomicHistogram,
+}
+
+impl Default for PacerTotals {
+    fn default() -> Self {
+        PacerTotals {
+            frames_sent: Default::default(),
+            late_frames: Default::default(),
+            deviation: crate::metrics::AtomicHistogram::new(crate::metrics::DEVIATION_BOUNDS),
+        }
+    }
+}
+
+impl PacerTotals {
+    /// One frame sent `deviation_us` off its deadline.
+    pub fn observe(&self, deviation_us: u64, late: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.frames_sent.fetch_add(1, Relaxed);
+        if late {
+            self.late_frames.fetch_add(1, Relaxed);
+        }
+        self.deviation.observe(deviation_us as f64 / 1e6);
+    }
+}

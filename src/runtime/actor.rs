@@ -5,7 +5,7 @@
 //! settings. Calls it started live on in the call manager.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 use wasmtime::Store;
@@ -21,8 +21,7 @@ pub(super) struct Actor {
     pub pre: BotPre<PluginState>,
     pub manager: CallManager,
     pub settings: Arc<str>,
-    pub restarts: Arc<AtomicU64>,
-    pub delivered: Arc<AtomicU64>,
+    pub counters: Arc<super::PluginCounters>,
 }
 
 struct Live {
@@ -78,6 +77,13 @@ impl Actor {
 
     /// Runs one event on the instance; Err means it trapped (already logged and answered).
     async fn deliver(&self, l: &mut Live, event: Event) -> Result<(), ()> {
+        let t0 = std::time::Instant::now();
+        let r = self.deliver_inner(l, event).await;
+        self.counters.latency.observe(t0.elapsed().as_secs_f64());
+        r
+    }
+
+    async fn deliver_inner(&self, l: &mut Live, event: Event) -> Result<(), ()> {
         let h = l.bot.wasmcalls_bot_handler();
         let s = &mut l.store;
         let (what, result) = match event {
@@ -110,7 +116,7 @@ impl Actor {
                 }
             }
         };
-        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.counters.delivered.fetch_add(1, Ordering::Relaxed);
         result.map_err(|e| {
             self.trapped(what, &e);
         })
@@ -134,7 +140,7 @@ impl Actor {
     }
 
     fn trapped(&self, event: &'static str, e: &wasmtime::Error) -> PluginError {
-        let n = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self.counters.restarts.fetch_add(1, Ordering::Relaxed) + 1;
         let err = PluginError::Trap { name: self.name.to_string(), event, reason: format!("{e:#}") };
         tracing::error!(plugin = %self.name, restarts = n, "{err}; restarting it for the next event");
         err

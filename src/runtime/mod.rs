@@ -144,12 +144,32 @@ pub struct LoadReport {
     pub took: Duration,
 }
 
+/// What a plugin's actor counts, read by `status` and `/metrics`.
+#[derive(Debug)]
+pub struct PluginCounters {
+    /// Events delivered without a trap.
+    pub delivered: AtomicU64,
+    /// Traps, each followed by a fresh instance.
+    pub restarts: AtomicU64,
+    /// Time an event spends in the plugin (seconds).
+    pub latency: crate::metrics::AtomicHistogram,
+}
+
+impl Default for PluginCounters {
+    fn default() -> Self {
+        PluginCounters {
+            delivered: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            latency: crate::metrics::AtomicHistogram::new(crate::metrics::LATENCY_BOUNDS),
+        }
+    }
+}
+
 /// A running plugin as the host sees it.
 struct Plugin {
     name: Arc<str>,
     tx: mpsc::Sender<Event>,
-    restarts: Arc<AtomicU64>,
-    delivered: Arc<AtomicU64>,
+    counters: Arc<PluginCounters>,
 }
 
 /// Counters of one plugin.
@@ -208,18 +228,16 @@ impl PluginHost {
         let pre = bindings::BotPre::new(pre).map_err(wrong_world)?;
 
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let restarts = Arc::new(AtomicU64::new(0));
-        let delivered = Arc::new(AtomicU64::new(0));
+        let counters = Arc::new(PluginCounters::default());
         let actor = actor::Actor {
             name: name.clone(),
             pre,
             manager: self.manager.clone(),
             settings: spec.settings.to_string().into(),
-            restarts: restarts.clone(),
-            delivered: delivered.clone(),
+            counters: counters.clone(),
         };
         tokio::spawn(actor.run(rx));
-        self.plugins.lock().expect("plugins lock").push(Plugin { name, tx, restarts, delivered });
+        self.plugins.lock().expect("plugins lock").push(Plugin { name, tx, counters });
         let report = LoadReport { loaded, took: t0.elapsed() };
         tracing::info!(plugin = %spec.name, "loaded {} ({:?}, {:.1} ms)", spec.wasm.display(), loaded, report.took.as_secs_f64() * 1e3);
         Ok(report)
@@ -289,11 +307,16 @@ impl PluginHost {
             .iter()
             .map(|p| PluginStatus {
                 name: p.name.to_string(),
-                delivered: p.delivered.load(Ordering::Relaxed),
-                restarts: p.restarts.load(Ordering::Relaxed),
+                delivered: p.counters.delivered.load(Ordering::Relaxed),
+                restarts: p.counters.restarts.load(Ordering::Relaxed),
                 queued: QUEUE_CAPACITY - p.tx.capacity(),
             })
             .collect()
+    }
+
+    /// Each plugin's name and counters, in load order.
+    pub fn counters(&self) -> Vec<(String, Arc<PluginCounters>)> {
+        self.plugins.lock().expect("plugins lock").iter().map(|p| (p.name.to_string(), p.counters.clone())).collect()
     }
 
     /// True when no plugin has an event waiting or running.

@@ -68,6 +68,8 @@ async fn kicked_and_call_ended_reach_the_plugin_and_drop_the_call() {
     host.app.loopback.kick(CHAT);
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     assert!(host.app.manager.joined_chats().is_empty(), "the call is dropped");
+    // The raw form of the same update follows the routed one.
+    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("updateChannel"))).await;
     let seen = host.api("t", json!({ "cmd": "events" })).await;
     assert!(seen.as_array().unwrap().contains(&json!({ "on-kicked": CHAT })), "{seen}");
     assert!(

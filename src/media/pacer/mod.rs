@@ -25,7 +25,7 @@ pub use session::FRAME;
 
 use super::encoder::EncoderConfig;
 use super::source::PcmFormat;
-use super::stats::CallStats;
+use super::stats::{CallStats, PacerTotals};
 use super::stream::{Stream, StreamError, StreamId};
 use crate::transport::OutboundPeer;
 
@@ -128,6 +128,7 @@ impl ShardHandle {
 /// Handle to the pacer threads. Cheap to share behind an `Arc`.
 pub struct MediaPlane {
     shards: Vec<ShardHandle>,
+    totals: Arc<PacerTotals>,
     calls: Mutex<HashMap<CallId, usize>>,
     next_call: AtomicU64,
     next_stream: AtomicU64,
@@ -138,13 +139,14 @@ impl MediaPlane {
     /// Starts the shard threads; media events arrive on the returned receiver.
     pub fn start(config: PacerConfig) -> Result<(Self, mpsc::UnboundedReceiver<MediaEvent>), MediaError> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let totals = Arc::new(PacerTotals::default());
         let mut shards = Vec::new();
         for i in 0..config.shards.max(1) {
             let poll = mio::Poll::new().map_err(MediaError::Spawn)?;
             let waker = Arc::new(mio::Waker::new(poll.registry(), shard::WAKER).map_err(MediaError::Spawn)?);
             let (tx, rx) = channel();
             let load = Arc::new(AtomicUsize::new(0));
-            let shard = shard::Shard { poll, cmds: rx, events: events_tx.clone(), load: load.clone() };
+            let shard = shard::Shard { poll, cmds: rx, events: events_tx.clone(), load: load.clone(), totals: totals.clone() };
             let thread = std::thread::Builder::new()
                 .name(format!("wasmcalls-pacer-{i}"))
                 .spawn(move || shard.run())
@@ -153,6 +155,7 @@ impl MediaPlane {
         }
         let plane = MediaPlane {
             shards,
+            totals,
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
             next_stream: AtomicU64::new(1),
@@ -212,6 +215,11 @@ impl MediaPlane {
         if self.shards[idx].send(Command::Remove { call, reply: Some(reply) }).is_ok() {
             let _ = rx.await;
         }
+    }
+
+    /// Totals over every call paced so far.
+    pub fn totals(&self) -> &PacerTotals {
+        &self.totals
     }
 
     /// Calls currently held.

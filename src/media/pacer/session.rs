@@ -91,6 +91,7 @@ pub struct Session {
 pub struct Ctx<'a> {
     pub events: &'a tokio::sync::mpsc::UnboundedSender<MediaEvent>,
     pub epoch: Instant,
+    pub totals: &'a crate::media::stats::PacerTotals,
 }
 
 impl Session {
@@ -219,10 +220,12 @@ impl Session {
                 self.frames_sent += 1;
                 let late = sent_at.saturating_duration_since(deadline).as_micros() as u64;
                 let early = deadline.saturating_duration_since(sent_at).as_micros() as u64;
-                let _ = self.deviation.record(late.max(early).max(1));
+                let deviation = late.max(early).max(1);
+                let _ = self.deviation.record(deviation);
                 if late > LATE_AFTER_US {
                     self.late_frames += 1;
                 }
+                ctx.totals.observe(deviation, late > LATE_AFTER_US);
                 if let Some(s) = self.stream.as_mut() {
                     s.pop();
                 }

@@ -35,6 +35,7 @@ pub struct Shard {
     pub cmds: Receiver<Command>,
     pub events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
     pub load: Arc<AtomicUsize>,
+    pub totals: Arc<crate::media::stats::PacerTotals>,
 }
 
 impl Shard {
@@ -60,7 +61,7 @@ impl Shard {
         let mut encode_cost = EncodeCost::default();
         let cpu_start = thread_cpu_time();
         let mut report = ShardReport::default();
-        let ctx = Ctx { events: &self.events, epoch };
+        let ctx = Ctx { events: &self.events, epoch, totals: &self.totals };
 
         'run: loop {
             let now = Instant::now();
