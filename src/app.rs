@@ -25,6 +25,8 @@ pub struct App {
     pub plugins: Arc<PluginHost>,
     /// Where the loopback's HTTP control endpoint listens, if configured.
     pub control: Option<SocketAddr>,
+    /// Where the HTTP API (`POST /api`, `/healthz`, `/metrics`, `/status`) listens.
+    pub api: SocketAddr,
     /// Each configured plugin's load result, in config order.
     pub loaded: Vec<(String, Result<LoadReport, PluginError>)>,
     tap: broadcast::Sender<HostEvent>,
@@ -65,6 +67,12 @@ impl App {
             }
             None => None,
         };
+        // Bound before anything else is built, so `get-port-server` reports the real port.
+        let api_addr = SocketAddr::new(config.host.api_bind, config.host.api_port);
+        let api_listener = tokio::net::TcpListener::bind(api_addr)
+            .await
+            .with_context(|| format!("host.api_port: cannot listen on {api_addr} (is another wasmcalls running?)"))?;
+        let api = api_listener.local_addr()?;
         let backend: Arc<dyn Backend> = Arc::new(loopback.clone());
         let (manager, mut events) = CallManager::start(
             media.clone(),
@@ -72,7 +80,7 @@ impl App {
             backend.clone(),
             ManagerConfig {
                 bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                api_port: config.host.api_port,
+                api_port: api.port(),
                 encoder: EncoderConfig::default(),
                 files_base: config.base.clone(),
             },
@@ -98,6 +106,24 @@ impl App {
             loaded.push((p.name.clone(), result));
         }
 
+        let routes = config
+            .plugins
+            .iter()
+            .zip(&loaded)
+            .filter(|(p, (_, r))| p.api && r.is_ok())
+            .map(|(p, _)| p.name.clone())
+            .collect();
+        let state = Arc::new(crate::http::ApiState::new(
+            plugins.clone(),
+            manager.clone(),
+            media.clone(),
+            crate::http::Limits::from_config(config),
+            routes,
+            config.host.default_plugin.clone(),
+        ));
+        tasks.push(crate::http::spawn(api_listener, state));
+        tracing::info!("custom API on {}", crate::http::describe(api));
+
         let pump_plugins = plugins.clone();
         let tap = broadcast::channel(1024).0;
         let pump_tap = tap.clone();
@@ -110,7 +136,7 @@ impl App {
         }));
         let my_id = backend.me().context("reading the account's user id")?;
         plugins.start_all(my_id);
-        Ok(App { media, loopback, manager, plugins, control, loaded, tap, tasks })
+        Ok(App { media, loopback, manager, plugins, control, api, loaded, tap, tasks })
     }
 
     /// Every event from now on, after it was queued for the plugins. Each plugin

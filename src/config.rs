@@ -58,8 +58,27 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
+    /// Port of the HTTP API (`POST /api`, `/healthz`, `/metrics`, `/status`); 0 picks a free one.
     #[serde(default = "default_api_port")]
     pub api_port: u16,
+    /// Address the HTTP API binds to. Anything but loopback requires `api_token`.
+    #[serde(default = "default_api_bind")]
+    pub api_bind: std::net::IpAddr,
+    /// Bearer token required on every API request except `/healthz` (when set).
+    #[serde(default)]
+    pub api_token: Option<String>,
+    /// Largest request body, in bytes.
+    #[serde(default = "default_max_body")]
+    pub api_max_body: usize,
+    /// How long a plugin may take to answer, in milliseconds.
+    #[serde(default = "default_api_timeout")]
+    pub api_timeout_ms: u64,
+    /// Requests one plugin may have in flight; more get 429.
+    #[serde(default = "default_api_concurrency")]
+    pub api_concurrency: usize,
+    /// Plugin that answers `POST /api` (the seed's route); default: the first plugin.
+    #[serde(default)]
+    pub default_plugin: Option<String>,
     #[serde(default = "default_log")]
     pub log: String,
     #[serde(default)]
@@ -72,10 +91,32 @@ fn default_api_port() -> u16 {
 fn default_log() -> String {
     "info".into()
 }
+fn default_api_bind() -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 1])
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn default_api_timeout() -> u64 {
+    5_000
+}
+fn default_api_concurrency() -> usize {
+    8
+}
 
 impl Default for HostConfig {
     fn default() -> Self {
-        HostConfig { api_port: default_api_port(), log: default_log(), cache_dir: None }
+        HostConfig {
+            api_port: default_api_port(),
+            api_bind: default_api_bind(),
+            api_token: None,
+            api_max_body: default_max_body(),
+            api_timeout_ms: default_api_timeout(),
+            api_concurrency: default_api_concurrency(),
+            default_plugin: None,
+            log: default_log(),
+            cache_dir: None,
+        }
     }
 }
 
@@ -117,9 +158,16 @@ pub struct PluginConfig {
     /// `cargo build --release --target wasm32-wasip2` before loading.
     #[serde(default)]
     pub build: Option<PathBuf>,
+    /// Whether `POST /api/<name>` reaches this plugin.
+    #[serde(default = "yes")]
+    pub api: bool,
     /// Passed to the plugin as JSON (`settings` import).
     #[serde(default = "empty_table")]
     pub settings: toml::Table,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn empty_table() -> toml::Table {
@@ -143,6 +191,22 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        let h = &self.host;
+        if !h.api_bind.is_loopback() && h.api_token.as_deref().is_none_or(str::is_empty) {
+            return Err(format!(
+                "host.api_bind = {} exposes the API beyond this machine: set host.api_token too \
+                 (clients then send `Authorization: Bearer <token>`)",
+                h.api_bind
+            ));
+        }
+        if let Some(d) = &h.default_plugin
+            && !self.plugins.iter().any(|p| &p.name == d)
+        {
+            return Err(format!("host.default_plugin = {d:?} names no plugin in this file"));
+        }
+        if h.api_concurrency == 0 || h.api_timeout_ms == 0 || h.api_max_body == 0 {
+            return Err("host.api_concurrency, api_timeout_ms and api_max_body must be above 0".into());
+        }
         let mut seen = std::collections::HashSet::new();
         for p in &self.plugins {
             let ok = !p.name.is_empty()
@@ -205,6 +269,15 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
         let err = Config::parse("[[plugins]]\nname = \"a\"\n", Path::new(".")).unwrap_err();
         assert!(err.contains("wasm"), "{err}");
+    }
+
+    #[test]
+    fn a_public_api_needs_a_token() {
+        let err = Config::parse("[host]\napi_bind = \"0.0.0.0\"\n", Path::new(".")).unwrap_err();
+        assert!(err.contains("api_token"), "{err}");
+        Config::parse("[host]\napi_bind = \"0.0.0.0\"\napi_token = \"s3cret\"\n", Path::new(".")).unwrap();
+        let err = Config::parse("[host]\ndefault_plugin = \"x\"\n", Path::new(".")).unwrap_err();
+        assert!(err.contains("names no plugin"), "{err}");
     }
 
     #[test]

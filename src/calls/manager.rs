@@ -400,6 +400,11 @@ impl CallManager {
         self.inner.config.api_port
     }
 
+    /// Every call's state, without asking the media plane (cheap; for metrics).
+    pub fn states(&self) -> Vec<CallState> {
+        self.inner.calls.lock().expect("calls lock").values().map(|e| e.state).collect()
+    }
+
     /// Chats with a joined (or joining) call.
     pub fn joined_chats(&self) -> Vec<ChatId> {
         let mut v: Vec<ChatId> = self.inner.calls.lock().expect("calls lock").keys().copied().collect();

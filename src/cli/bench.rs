@@ -84,7 +84,9 @@ async fn plugins(a: PluginArgs) -> Result<()> {
             a.wasm.display()
         );
     }
-    let app = crate::app::App::start(&crate::config::Config::default()).await?;
+    let mut config = crate::config::Config::default();
+    config.host.api_port = 0;
+    let app = crate::app::App::start(&config).await?;
     let cache = tempfile::tempdir()?;
     let spec = || PluginSpec { name: "bench".into(), wasm: a.wasm.clone(), settings: serde_json::Value::Null };
     let size = std::fs::metadata(&a.wasm)?.len();

@@ -4,6 +4,7 @@ mod bench;
 mod loopback;
 mod play;
 mod run;
+mod status;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the host and its plugins from a configuration file
     Run(run::RunArgs),
+    /// Show what a running host is doing: plugins, calls, counters
+    Status(status::StatusArgs),
     /// Stream a raw PCM file into a group call (the embedded loopback Telegram by default)
     Play(play::PlayArgs),
     /// Run the loopback Telegram on its own
@@ -86,6 +89,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(args, config.expect("loaded above")).await,
             Command::Play(args) => play::run(args).await,
+            Command::Status(args) => status::run(args).await,
             Command::Loopback(cmd) => loopback::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }

@@ -56,7 +56,7 @@ fn run_plays_the_jukebox_demo_and_exits_when_idle() {
     std::fs::write(
         &config,
         format!(
-            "[host]\ncache_dir = \"cache\"\n[loopback]\nrecord_dir = \"heard\"\n[[loopback.chats]]\nid = -100\n\
+            "[host]\napi_port = 0\ncache_dir = \"cache\"\n[loopback]\nrecord_dir = \"heard\"\n[[loopback.chats]]\nid = -100\n\
              [[plugins]]\nname = \"jukebox\"\nwasm = {:?}\n\
              settings = {{ chat = -100, bitrate = 48000, playlist = [\"a.raw\", \"b.raw\"] }}\n",
             crate::support::plugin("jukebox")

@@ -197,7 +197,11 @@ impl Host {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, toml: &str) -> Host {
-        let text = toml.replace("{dir}", dir.path().to_str().unwrap());
+        let mut text = toml.replace("{dir}", dir.path().to_str().unwrap());
+        if !text.contains("[host]") {
+            // Tests run in parallel: every host gets its own free API port.
+            text = format!("[host]\napi_port = 0\n{text}");
+        }
         let config = wasmcalls::config::Config::parse(&text, dir.path()).expect("test config parses");
         let app = wasmcalls::app::App::start(&config).await.expect("host starts");
         Host { app, dir }

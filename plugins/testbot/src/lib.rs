@@ -85,6 +85,17 @@ impl Bot for TestBot {
             "port" => json!(calls::get_port_server()),
             "events" => EVENTS.with(|e| json!(e.borrow().clone())),
             "trap" => panic!("asked to trap"),
+            "spin" => {
+                let ms = b["ms"].as_u64().unwrap_or(100);
+                let t = std::time::Instant::now();
+                while t.elapsed().as_millis() < ms as u128 {}
+                json!({ "spun": ms })
+            }
+            "big" => json!("x".repeat(b["bytes"].as_u64().unwrap_or(0) as usize)),
+            "reply" => {
+                let status = b["status"].as_u64().unwrap_or(200) as u16;
+                return ApiResponse { status, body: b["body"].as_str().unwrap_or("").to_owned() };
+            }
             "echo" => b.clone(),
             other => json!({ "unknown": other }),
         };

@@ -1,0 +1,63 @@
+//! `GET /metrics`: calls by state, frames and late frames, pacing deviation,
+//! plugin events / latency / traps / restarts / reloads, API requests by status.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::ApiState;
+use crate::calls::CallState;
+use crate::metrics::Exposition;
+
+pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
+    let mut e = Exposition::default();
+
+    let states = state.manager.states();
+    e.family("wasmcalls_calls", "gauge", "Joined group calls, by state.");
+    for (s, name) in [
+        (CallState::Connecting, "connecting"),
+        (CallState::Playing, "playing"),
+        (CallState::Paused, "paused"),
+        (CallState::Idle, "idle"),
+    ] {
+        let n = states.iter().filter(|x| **x == s).count();
+        e.sample("wasmcalls_calls", &[("state", name)], n as f64);
+    }
+
+    let t = state.media.totals();
+    e.family("wasmcalls_frames_sent_total", "counter", "20 ms audio frames sent, over all calls.")
+        .sample("wasmcalls_frames_sent_total", &[], t.frames_sent.load(Relaxed) as f64);
+    e.family("wasmcalls_late_frames_total", "counter", "Frames sent more than 5 ms after their deadline.")
+        .sample("wasmcalls_late_frames_total", &[], t.late_frames.load(Relaxed) as f64);
+    e.family("wasmcalls_pacing_deviation_seconds", "histogram", "|send time - deadline| per frame.")
+        .histogram("wasmcalls_pacing_deviation_seconds", &[], &t.deviation);
+
+    let plugins = state.plugins.counters();
+    e.family("wasmcalls_plugin_events_total", "counter", "Events a plugin handled without trapping.");
+    for (name, c) in &plugins {
+        e.sample("wasmcalls_plugin_events_total", &[("plugin", name)], c.delivered.load(Relaxed) as f64);
+    }
+    e.family("wasmcalls_plugin_event_duration_seconds", "histogram", "Time an event spent in the plugin.");
+    for (name, c) in &plugins {
+        e.histogram("wasmcalls_plugin_event_duration_seconds", &[("plugin", name)], &c.latency);
+    }
+    e.family("wasmcalls_plugin_traps_total", "counter", "Traps (panics, aborts) in a plugin.");
+    for (name, c) in &plugins {
+        e.sample("wasmcalls_plugin_traps_total", &[("plugin", name)], c.restarts.load(Relaxed) as f64);
+    }
+    e.family("wasmcalls_plugin_restarts_total", "counter", "Fresh instances made after a trap.");
+    for (name, c) in &plugins {
+        e.sample("wasmcalls_plugin_restarts_total", &[("plugin", name)], c.restarts.load(Relaxed) as f64);
+    }
+    e.family("wasmcalls_plugin_reloads_total", "counter", "Hot reloads of a plugin's component.");
+    for (name, _) in &plugins {
+        e.sample("wasmcalls_plugin_reloads_total", &[("plugin", name)], 0.0);
+    }
+
+    e.family("wasmcalls_api_requests_total", "counter", "Custom API requests, by response status.");
+    let mut codes: Vec<_> = requests.iter().collect();
+    codes.sort();
+    for (code, n) in codes {
+        e.sample("wasmcalls_api_requests_total", &[("status", &code.to_string())], *n as f64);
+    }
+    e.finish()
+}

@@ -1,0 +1,237 @@
+//! The HTTP surface. Seed-compatible `POST /api` (the default plugin's
+//! `on-custom-api`, JSON in, JSON out) and `POST /api/<plugin>`; `GET /healthz`,
+//! `GET /metrics` (Prometheus text), `GET /status` (JSON for `wasmcalls status`).
+//!
+//! Safe by default: bound to 127.0.0.1; another address needs a bearer token (the
+//! config refuses otherwise). Bodies are capped, plugins get a deadline and a cap on
+//! requests in flight, and every failure is a JSON body naming the cause — the host
+//! never hangs or crashes on a request.
+
+mod metrics;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::calls::CallManager;
+use crate::config::Config;
+use crate::media::MediaPlane;
+use crate::runtime::{ApiCall, PluginError, PluginHost};
+
+/// Plugin replies larger than this are refused (502): a plugin cannot make the host
+/// buffer and send without bound.
+pub const MAX_REPLY: usize = 1024 * 1024;
+
+/// API limits, from `[host]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub token: Option<String>,
+    pub max_body: usize,
+    pub timeout: Duration,
+    pub concurrency: usize,
+}
+
+impl Limits {
+    pub fn from_config(c: &Config) -> Self {
+        Limits {
+            token: c.host.api_token.clone().filter(|t| !t.is_empty()),
+            max_body: c.host.api_max_body,
+            timeout: Duration::from_millis(c.host.api_timeout_ms),
+            concurrency: c.host.api_concurrency,
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct ApiState {
+    pub plugins: Arc<PluginHost>,
+    pub manager: CallManager,
+    pub media: Arc<MediaPlane>,
+    pub limits: Limits,
+    /// Plugins reachable at `/api/<name>`, with their in-flight limit.
+    routes: HashMap<String, Arc<Semaphore>>,
+    default_plugin: Option<String>,
+    requests: Mutex<HashMap<u16, u64>>,
+    started: Instant,
+}
+
+impl ApiState {
+    /// `routes`: plugins with an API route, in config order (the first is the default
+    /// unless `default_plugin` names another).
+    pub fn new(
+        plugins: Arc<PluginHost>,
+        manager: CallManager,
+        media: Arc<MediaPlane>,
+        limits: Limits,
+        routes: Vec<String>,
+        default_plugin: Option<String>,
+    ) -> Self {
+        let default_plugin = default_plugin.or_else(|| routes.first().cloned());
+        let routes = routes.into_iter().map(|r| (r, Arc::new(Semaphore::new(limits.concurrency)))).collect();
+        ApiState { plugins, manager, media, limits, routes, default_plugin, requests: Mutex::new(HashMap::new()), started: Instant::now() }
+    }
+
+    fn count(&self, status: StatusCode) {
+        *self.requests.lock().expect("requests lock").entry(status.as_u16()).or_default() += 1;
+    }
+}
+
+/// The router; `state` is shared by every request.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api", post(api_default))
+        .route("/api/{plugin}", post(api_named))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/status", get(status))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on an already bound listener until the task is aborted.
+pub fn spawn(listener: tokio::net::TcpListener, state: Arc<ApiState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router(state)).await {
+            tracing::error!("the HTTP API stopped: {e}");
+        }
+    })
+}
+
+/// A JSON error response.
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], json!({ "error": message.to_string() }).to_string()).into_response()
+}
+
+fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.limits.token else { return true };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+/// Compares without leaking where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn api_default(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
+    let Some(plugin) = state.default_plugin.clone() else {
+        let r = error(StatusCode::NOT_FOUND, "no plugin answers /api: none is loaded with an API route");
+        state.count(r.status());
+        return r;
+    };
+    let r = call_plugin(&state, &plugin, "/api".to_owned(), headers, body).await;
+    state.count(r.status());
+    r
+}
+
+async fn api_named(State(state): State<Arc<ApiState>>, Path(plugin): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let path = format!("/api/{plugin}");
+    let r = call_plugin(&state, &plugin, path, headers, body).await;
+    state.count(r.status());
+    r
+}
+
+async fn call_plugin(state: &ApiState, plugin: &str, path: String, headers: HeaderMap, body: Body) -> Response {
+    if !authorized(state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (send `Authorization: Bearer <api_token>`)");
+    }
+    let Some(permits) = state.routes.get(plugin) else {
+        return error(StatusCode::NOT_FOUND, format!("no plugin {plugin:?} answers API requests"));
+    };
+    let bytes: Bytes = match axum::body::to_bytes(body, state.limits.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {} bytes", state.limits.max_body));
+        }
+    };
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 JSON"),
+    };
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
+        return error(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}"));
+    }
+    let Ok(_permit) = permits.clone().try_acquire_owned() else {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("plugin {plugin} already has {} requests in flight; retry later", state.limits.concurrency),
+        );
+    };
+    let call = ApiCall { path, body: text.to_owned() };
+    let reply = match tokio::time::timeout(state.limits.timeout, state.plugins.custom_api(plugin, call)).await {
+        Err(_) => {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("plugin {plugin} did not answer within {} ms", state.limits.timeout.as_millis()),
+            );
+        }
+        Ok(Err(e @ PluginError::Unknown(_))) => return error(StatusCode::NOT_FOUND, e),
+        Ok(Err(e @ PluginError::QueueFull { .. })) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Ok(Err(e)) => return error(StatusCode::BAD_GATEWAY, e),
+        Ok(Ok(reply)) => reply,
+    };
+    if reply.body.len() > MAX_REPLY {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            format!("plugin {plugin} answered {} bytes; replies are capped at {MAX_REPLY}", reply.body.len()),
+        );
+    }
+    if serde_json::from_str::<serde_json::Value>(&reply.body).is_err() {
+        return error(StatusCode::BAD_GATEWAY, format!("plugin {plugin} answered with a body that is not JSON"));
+    }
+    let Ok(status) = StatusCode::from_u16(reply.status) else {
+        return error(StatusCode::BAD_GATEWAY, format!("plugin {plugin} answered with status {}", reply.status));
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], reply.body).into_response()
+}
+
+async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
+    let body = json!({
+        "status": "ok",
+        "plugins": state.plugins.status().len(),
+        "calls": state.manager.states().len(),
+        "uptime_s": state.started.elapsed().as_secs(),
+    });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let requests = state.requests.lock().expect("requests lock").clone();
+    let text = metrics::render(&state, &requests);
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn status(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let totals = state.media.totals();
+    let body = json!({
+        "plugins": state.plugins.status(),
+        "calls": state.manager.calls().await,
+        "frames_sent": totals.frames_sent.load(std::sync::atomic::Ordering::Relaxed),
+        "late_frames": totals.late_frames.load(std::sync::atomic::Ordering::Relaxed),
+        "uptime_s": state.started.elapsed().as_secs(),
+    });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// Where the API listens, for logs.
+pub fn describe(addr: SocketAddr) -> String {
+    format!("http://{addr}/api")
+}

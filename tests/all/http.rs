@@ -1,0 +1,183 @@
+//! The HTTP surface, with real requests against a running host on the loopback.
+
+use serde_json::{Value, json};
+use wasmcalls::calls::HostEvent;
+
+use crate::support::*;
+
+const CHAT: i64 = -1001185324811;
+
+fn config(host: &str, plugins: &[(&str, &str, &str)]) -> String {
+    let mut s = format!("[host]\napi_port = 0\n{host}\n[[loopback.chats]]\nid = {CHAT}\n");
+    for (name, wasm, extra) in plugins {
+        s += &format!("[[plugins]]\nname = \"{name}\"\nwasm = {:?}\n{extra}\n", plugin(wasm));
+    }
+    s
+}
+
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+async fn post(host: &Host, path: &str, body: &str, token: Option<&str>) -> Reply {
+    let mut req = reqwest::Client::new().post(format!("http://{}{path}", host.app.api)).body(body.to_owned());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = req.send().await.expect("the host answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON {text:?}: {e}"));
+    Reply { status, body }
+}
+
+async fn get(host: &Host, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = reqwest::Client::new().get(format!("http://{}{path}", host.app.api));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_round_trip_and_per_plugin_routes() {
+    let juke = format!("settings = {{ chat = {CHAT}, autostart = false, playlist = [] }}");
+    let host = Host::start(&config("", &[("jukebox", "jukebox", &juke), ("t", "testbot", ""), ("quiet", "testbot", "api = false")])).await;
+    // PyTgCalls: POST http://127.0.0.1:<port>/api with a JSON body, a JSON dict back.
+    let r = post(&host, "/api", r#"{"action":"status"}"#, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["calls"], json!([]), "the first plugin (jukebox) answered: {}", r.body);
+    let r = post(&host, "/api/t", r#"{"cmd":"echo","x":[1,2]}"#, None).await;
+    assert_eq!((r.status, r.body["x"].clone()), (200, json!([1, 2])));
+    // The plugin's own status code comes through.
+    let r = post(&host, "/api/t", r#"{"cmd":"reply","status":418,"body":"{\"teapot\":true}"}"#, None).await;
+    assert_eq!((r.status, r.body), (418, json!({ "teapot": true })));
+    for path in ["/api/nobody", "/api/quiet"] {
+        let r = post(&host, path, "{}", None).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert!(r.body["error"].as_str().unwrap().contains("answers API requests"), "{}", r.body);
+    }
+    let (code, body) = get(&host, "/healthz", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["plugins"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_required_when_configured() {
+    let host = Host::start(&config("api_token = \"s3cret\"", &[("t", "testbot", "")])).await;
+    for token in [None, Some("wrong"), Some("s3cre")] {
+        let r = post(&host, "/api", r#"{"cmd":"echo"}"#, token).await;
+        assert_eq!(r.status, 401, "{token:?}");
+        assert!(r.body["error"].as_str().unwrap().contains("bearer token"));
+    }
+    assert_eq!(post(&host, "/api", r#"{"cmd":"echo"}"#, Some("s3cret")).await.status, 200);
+    assert_eq!(get(&host, "/metrics", None).await.0, 401);
+    assert_eq!(get(&host, "/status", Some("nope")).await.0, 401);
+    assert_eq!(get(&host, "/metrics", Some("s3cret")).await.0, 200);
+    assert_eq!(get(&host, "/healthz", None).await.0, 200, "health needs no token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_has_its_status_and_a_json_error() {
+    let limits = "api_max_body = 1024\napi_timeout_ms = 300";
+    let host = Host::start(&config(limits, &[("t", "testbot", "")])).await;
+    let cases: [(&str, String, u16, &str); 6] = [
+        ("malformed JSON", "{not json".into(), 400, "not JSON"),
+        ("oversized body", format!("{{\"pad\":\"{}\"}}", "x".repeat(2000)), 413, "larger than 1024"),
+        ("a trap", r#"{"cmd":"trap"}"#.into(), 502, "trapped"),
+        ("a non-JSON reply", r#"{"cmd":"reply","body":"plain text"}"#.into(), 502, "not JSON"),
+        ("a multi-megabyte reply", r#"{"cmd":"big","bytes":2000000}"#.into(), 502, "capped"),
+        // Last: until the sandbox cancels timed-out events, the plugin stays busy
+        // until its handler returns, and later requests queue behind it.
+        ("a slow plugin", r#"{"cmd":"spin","ms":1500}"#.into(), 504, "did not answer within 300 ms"),
+    ];
+    for (what, body, status, needle) in cases {
+        let r = post(&host, "/api/t", &body, None).await;
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        let msg = r.body["error"].as_str().unwrap_or_else(|| panic!("{what}: no error field in {}", r.body));
+        assert!(msg.contains(needle), "{what}: {msg:?} lacks {needle:?}");
+    }
+    // Nothing stuck: the host answers at once, and the plugin once its handler is done.
+    assert_eq!(get(&host, "/healthz", None).await.0, 200);
+    assert_eq!(host.api("t", json!({ "cmd": "echo", "ok": 1 })).await["ok"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_a_plugins_concurrency_get_429() {
+    let host = Host::start(&config("api_concurrency = 1", &[("t", "testbot", "")])).await;
+    let body = r#"{"cmd":"spin","ms":300}"#;
+    let replies = futures::future::join_all((0..5).map(|_| post(&host, "/api/t", body, None))).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let busy = replies.iter().filter(|r| r.status == 429).count();
+    assert!(ok >= 1 && busy >= 1 && ok + busy == 5, "ok {ok}, busy {busy}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_move_when_audio_plays() {
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "a.raw", &tones(&[(440.0, 0.3)], 0.5, RATE, 2));
+    let host = Host::start_in(dir, &config("", &[("t", "testbot", "")])).await;
+    let scrape = || async {
+        let (code, text) = get(&host, "/metrics", None).await;
+        assert_eq!(code, 200);
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("metrics do not parse: {e}\n{text}"))
+    };
+    let value = |s: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>| -> f64 {
+        s.samples
+            .iter()
+            .find(|x| x.metric == name && label.is_none_or(|(k, v)| x.labels.get(k) == Some(v)))
+            .map(|x| match x.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no sample {name} {label:?}"))
+    };
+    let before = scrape().await;
+    assert_eq!(value(&before, "wasmcalls_frames_sent_total", None), 0.0);
+
+    let mut events = host.app.events();
+    let r = post(&host, "/api/t", &json!({ "cmd": "join", "chat": CHAT, "file": "a.raw" }).to_string(), None).await;
+    assert_eq!(r.body, json!({ "ok": null }));
+    host.event(&mut events, |e| *e == HostEvent::StreamEnd(CHAT)).await;
+
+    let after = scrape().await;
+    assert_eq!(value(&after, "wasmcalls_frames_sent_total", None), 25.0, "0.5 s is 25 frames");
+    assert_eq!(value(&after, "wasmcalls_late_frames_total", None), 0.0);
+    assert_eq!(value(&after, "wasmcalls_calls", Some(("state", "idle"))), 1.0);
+    assert!(value(&after, "wasmcalls_plugin_events_total", Some(("plugin", "t"))) >= 2.0);
+    assert_eq!(value(&after, "wasmcalls_plugin_traps_total", Some(("plugin", "t"))), 0.0);
+    assert!(value(&after, "wasmcalls_api_requests_total", Some(("status", "200"))) >= 1.0);
+    let deviation = after
+        .samples
+        .iter()
+        .find(|s| s.metric == "wasmcalls_pacing_deviation_seconds")
+        .expect("the pacing histogram is there");
+    match &deviation.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            assert_eq!(buckets.last().unwrap().count, 25.0, "every frame observed: {buckets:?}")
+        }
+        other => panic!("pacing deviation is not a histogram: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasmcalls_status_prints_plugins_and_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 10.0, RATE, 2));
+    let host = Host::start_in(dir, &config("", &[("t", "testbot", "")])).await;
+    let r = post(&host, "/api/t", &json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" }).to_string(), None).await;
+    assert_eq!(r.body, json!({ "ok": null }));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmcalls"))
+        .args(["status", "--url", &format!("http://{}", host.app.api)])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("PLUGIN") && stdout.lines().any(|l| l.starts_with("t ")), "{stdout}");
+    assert!(stdout.contains(&CHAT.to_string()) && stdout.contains("playing") && stdout.contains("long.raw"), "{stdout}");
+    assert!(stdout.contains("/0:10"), "duration shown: {stdout}");
+}
