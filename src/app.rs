@@ -95,7 +95,12 @@ impl App {
             };
             let result = match result {
                 Ok(()) => {
-                    let spec = PluginSpec { name: p.name.clone(), wasm: config.resolve(&p.wasm), settings: settings_json(&p.settings) };
+                    let spec = PluginSpec {
+                        name: p.name.clone(),
+                        wasm: config.resolve(&p.wasm),
+                        settings: settings_json(&p.settings),
+                        limits: p.limits,
+                    };
                     plugins.load(spec).await
                 }
                 Err(e) => Err(e),

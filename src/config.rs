@@ -164,6 +164,9 @@ pub struct PluginConfig {
     /// Passed to the plugin as JSON (`settings` import).
     #[serde(default = "empty_table")]
     pub settings: toml::Table,
+    /// CPU, memory, queue and log limits (defaults: 200 ms/event, 64 MiB, 1024, 50 lines/s).
+    #[serde(default)]
+    pub limits: crate::runtime::limits::Limits,
 }
 
 fn yes() -> bool {

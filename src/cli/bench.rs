@@ -161,7 +161,7 @@ async fn plugins(a: PluginArgs) -> Result<()> {
     config.host.api_port = 0;
     let app = crate::app::App::start(&config).await?;
     let cache = tempfile::tempdir()?;
-    let spec = || PluginSpec { name: "bench".into(), wasm: a.wasm.clone(), settings: serde_json::Value::Null };
+    let spec = || PluginSpec { name: "bench".into(), wasm: a.wasm.clone(), settings: serde_json::Value::Null, limits: Default::default() };
     let size = std::fs::metadata(&a.wasm)?.len();
     let cold = PluginHost::new(app.manager.clone(), Some(cache.path().into())).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let compiled = cold.load(spec()).await?;

@@ -178,7 +178,9 @@ async fn call_plugin(state: &ApiState, plugin: &str, path: String, headers: Head
             );
         }
         Ok(Err(e @ PluginError::Unknown(_))) => return error(StatusCode::NOT_FOUND, e),
-        Ok(Err(e @ PluginError::QueueFull { .. })) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Ok(Err(e @ (PluginError::QueueFull { .. } | PluginError::Disabled { .. }))) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, e);
+        }
         Ok(Err(e)) => return error(StatusCode::BAD_GATEWAY, e),
         Ok(Ok(reply)) => reply,
     };

@@ -3,16 +3,24 @@
 //! logged with the plugin's name and the next event runs on a fresh instance from
 //! the `InstancePre`, which first receives `on-start` again so it can re-read its
 //! settings. Calls it started live on in the call manager.
+//!
+//! Limits ([`super::limits`]): an event that spends its CPU budget is interrupted
+//! (a trap like any other); memory growth past the cap traps; restarts back off
+//! (50 ms doubling to 5 s), and `max_traps` traps within the crash window disable
+//! the plugin until the host restarts.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use wasmtime::Store;
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::exports::wasmcalls::bot::handler::{ApiRequest, ApiResponse};
 use super::bindings::{Bot, BotPre, wasmcalls::bot::types::Invite};
 use super::host::PluginState;
+use super::limits::Limits;
 use super::{Event, PluginError};
 use crate::calls::CallManager;
 
@@ -22,6 +30,7 @@ pub(super) struct Actor {
     pub manager: CallManager,
     pub settings: Arc<str>,
     pub counters: Arc<super::PluginCounters>,
+    pub limits: Limits,
 }
 
 struct Live {
@@ -31,8 +40,22 @@ struct Live {
 
 impl Actor {
     async fn instantiate(&self) -> Result<Live, PluginError> {
-        let state = PluginState::new(self.name.clone(), self.manager.clone(), self.settings.clone());
+        let state = PluginState::new(
+            self.name.clone(),
+            self.manager.clone(),
+            self.settings.clone(),
+            &self.limits,
+            self.counters.logs_dropped.clone(),
+        );
         let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        let budget = self.limits.cpu_budget();
+        store.epoch_deadline_callback(move |ctx| {
+            // Each tick: yield to the executor, or stop an event past its budget.
+            if ctx.data().cpu.guest_time() > budget { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+        });
+        store.data_mut().cpu.begin();
+        store.set_epoch_deadline(1);
         let bot = self
             .pre
             .instantiate_async(&mut store)
@@ -45,7 +68,30 @@ impl Actor {
         let mut live: Option<Live> = None;
         // The id `on-start` was given: replayed to a fresh instance after a trap.
         let mut started: Option<i64> = None;
+        let mut traps: VecDeque<Instant> = VecDeque::new();
         while let Some(event) = rx.recv().await {
+            if self.counters.disabled.load(Ordering::Relaxed) {
+                event.fail(PluginError::Disabled { name: self.name.to_string() });
+                continue;
+            }
+            if live.is_none() && !traps.is_empty() {
+                let window = Duration::from_secs(self.limits.crash_window_s as u64);
+                while traps.front().is_some_and(|t| t.elapsed() > window) {
+                    traps.pop_front();
+                }
+                if traps.len() >= self.limits.max_traps as usize {
+                    self.counters.disabled.store(true, Ordering::Relaxed);
+                    tracing::error!(
+                        plugin = %self.name,
+                        "disabled: {} traps within {} s; fix it and restart the host (its calls keep playing)",
+                        traps.len(),
+                        window.as_secs()
+                    );
+                    event.fail(PluginError::Disabled { name: self.name.to_string() });
+                    continue;
+                }
+                tokio::time::sleep(self.limits.backoff(traps.len() as u32)).await;
+            }
             if live.is_none() {
                 match self.instantiate().await {
                     Ok(mut l) => {
@@ -53,6 +99,7 @@ impl Actor {
                             && !matches!(event, Event::Start(_))
                             && self.deliver(&mut l, Event::Start(id)).await.is_err()
                         {
+                            traps.push_back(Instant::now());
                             event.fail(PluginError::Gone { name: self.name.to_string() });
                             continue;
                         }
@@ -71,12 +118,15 @@ impl Actor {
             let l = live.as_mut().expect("instantiated above");
             if self.deliver(l, event).await.is_err() {
                 live = None; // the instance is dead after a trap; the next event gets a new one
+                traps.push_back(Instant::now());
             }
         }
     }
 
     /// Runs one event on the instance; Err means it trapped (already logged and answered).
     async fn deliver(&self, l: &mut Live, event: Event) -> Result<(), ()> {
+        l.store.data_mut().cpu.begin();
+        l.store.set_epoch_deadline(1);
         let t0 = std::time::Instant::now();
         let r = self.deliver_inner(l, event).await;
         self.counters.latency.observe(t0.elapsed().as_secs_f64());
@@ -141,7 +191,15 @@ impl Actor {
 
     fn trapped(&self, event: &'static str, e: &wasmtime::Error) -> PluginError {
         let n = self.counters.restarts.fetch_add(1, Ordering::Relaxed) + 1;
-        let err = PluginError::Trap { name: self.name.to_string(), event, reason: format!("{e:#}") };
+        let reason = match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => format!("it used its CPU budget of {} ms for one event", self.limits.cpu_ms_per_event),
+            Some(Trap::StackOverflow) => "it overflowed its stack (unbounded recursion?)".to_owned(),
+            _ if format!("{e:#}").contains("forcing trap when growing memory") => {
+                format!("it reached its memory cap of {} MiB", self.limits.memory_mb)
+            }
+            _ => format!("{e:#}"),
+        };
+        let err = PluginError::Trap { name: self.name.to_string(), event, reason };
         tracing::error!(plugin = %self.name, restarts = n, "{err}; restarting it for the next event");
         err
     }

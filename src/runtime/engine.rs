@@ -11,11 +11,26 @@ use wasmtime::{Config, Engine};
 
 use super::PluginError;
 
-/// Builds the engine plugins share.
+/// Builds the engine plugins share, and starts its epoch ticker: every
+/// [`super::limits::TICK`] each running plugin checks its CPU budget.
 pub fn engine() -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
-    Engine::new(&config)
+    config.epoch_interruption(true);
+    let engine = Engine::new(&config)?;
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasmcalls-epoch".into())
+        .spawn(move || {
+            // Ends with the engine: the ticker holds only a weak reference.
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(super::limits::TICK);
+            }
+        })
+        .map_err(wasmtime::Error::from)?;
+    Ok(engine)
 }
 
 /// Compiled components on disk.

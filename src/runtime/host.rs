@@ -3,15 +3,18 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tokio::io::AsyncWrite;
+use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::wasmcalls::bot::{calls, types};
+use super::limits::{CpuMeter, Limits, LogBudget};
 use crate::calls::{CallError, CallManager, CallState, CallStatus};
 
 /// A plugin instance's host state.
@@ -21,16 +24,42 @@ pub struct PluginState {
     table: ResourceTable,
     manager: CallManager,
     settings: Arc<str>,
+    /// Memory cap, consulted by wasmtime on every grow.
+    pub(super) limits: StoreLimits,
+    /// Guest time of the event in flight.
+    pub(super) cpu: CpuMeter,
+    logs: Arc<Mutex<LogBudget>>,
 }
 
 impl PluginState {
-    pub(super) fn new(name: Arc<str>, manager: CallManager, settings: Arc<str>) -> Self {
+    pub(super) fn new(
+        name: Arc<str>,
+        manager: CallManager,
+        settings: Arc<str>,
+        limits: &Limits,
+        logs_dropped: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        let logs = LogBudget::new(name.clone(), limits.log_lines_per_s, logs_dropped);
         let mut b = WasiCtx::builder();
         // No environment, no arguments, no preopened directories, no network: a plugin
         // reaches the world only through `calls`.
-        b.stdout(AsyncStdoutStream::new(4096, LogWriter::new(name.clone(), "stdout")));
-        b.stderr(AsyncStdoutStream::new(4096, LogWriter::new(name.clone(), "stderr")));
-        PluginState { name, wasi: b.build(), table: ResourceTable::new(), manager, settings }
+        b.stdout(AsyncStdoutStream::new(4096, LogWriter::new(name.clone(), "stdout", logs.clone())));
+        b.stderr(AsyncStdoutStream::new(4096, LogWriter::new(name.clone(), "stderr", logs.clone())));
+        PluginState {
+            name,
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            manager,
+            settings,
+            limits: limits.store_limits(),
+            cpu: CpuMeter::default(),
+            logs,
+        }
+    }
+
+    /// Charges the time since `t0` to the host, not the plugin's CPU budget.
+    fn host_since(&mut self, t0: Instant) {
+        self.cpu.host(t0.elapsed());
     }
 }
 
@@ -85,12 +114,16 @@ impl types::Host for PluginState {}
 
 impl calls::Host for PluginState {
     async fn join_group_call(&mut self, chat: i64, file_path: String, bitrate: u32) -> Result<(), types::CallError> {
+        let t0 = Instant::now();
         let r = self.manager.join(chat, file_path.as_ref(), bitrate).await;
+        self.host_since(t0);
         self.logged("join-group-call", chat, r)
     }
 
     async fn leave_group_call(&mut self, chat: i64) -> Result<(), types::CallError> {
+        let t0 = Instant::now();
         let r = self.manager.leave(chat).await;
+        self.host_since(t0);
         self.logged("leave-group-call", chat, r)
     }
 
@@ -115,11 +148,17 @@ impl calls::Host for PluginState {
     }
 
     async fn calls(&mut self) -> Vec<types::CallStatus> {
-        self.manager.calls().await.into_iter().map(status_to_wit).collect()
+        let t0 = Instant::now();
+        let r = self.manager.calls().await.into_iter().map(status_to_wit).collect();
+        self.host_since(t0);
+        r
     }
 
     async fn active_calls(&mut self) -> Vec<types::CallStatus> {
-        self.manager.active_calls().await.into_iter().map(status_to_wit).collect()
+        let t0 = Instant::now();
+        let r = self.manager.active_calls().await.into_iter().map(status_to_wit).collect();
+        self.host_since(t0);
+        r
     }
 
     async fn get_cache_id(&mut self) -> Result<i64, types::CallError> {
@@ -135,6 +174,9 @@ impl calls::Host for PluginState {
     }
 
     async fn log(&mut self, level: types::LogLevel, message: String) {
+        if !self.logs.lock().expect("log budget lock").allow() {
+            return;
+        }
         let name = &*self.name;
         match level {
             types::LogLevel::Trace => tracing::trace!(plugin = name, "{message}"),
@@ -151,17 +193,21 @@ struct LogWriter {
     plugin: Arc<str>,
     stream: &'static str,
     line: Vec<u8>,
+    budget: Arc<Mutex<LogBudget>>,
 }
 
 /// A longer line is split: a plugin cannot make the host buffer without bound.
 const MAX_LINE: usize = 4096;
 
 impl LogWriter {
-    fn new(plugin: Arc<str>, stream: &'static str) -> Self {
-        LogWriter { plugin, stream, line: Vec::new() }
+    fn new(plugin: Arc<str>, stream: &'static str, budget: Arc<Mutex<LogBudget>>) -> Self {
+        LogWriter { plugin, stream, line: Vec::new(), budget }
     }
 
     fn emit(&mut self) {
+        if !self.line.is_empty() && !self.budget.lock().expect("log budget lock").allow() {
+            self.line.clear();
+        }
         if !self.line.is_empty() {
             let text = String::from_utf8_lossy(&self.line);
             tracing::info!(plugin = %self.plugin, stream = self.stream, "{}", text.trim_end());

@@ -11,6 +11,7 @@ mod actor;
 mod bindings;
 mod engine;
 mod host;
+pub mod limits;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,10 +29,6 @@ use host::PluginState;
 use crate::calls::{CallManager, HostEvent};
 use crate::telegram::{ChatId, Invite};
 
-/// Events waiting for a plugin beyond this are dropped (and logged): a stuck plugin
-/// must not make the host buffer without bound.
-pub const QUEUE_CAPACITY: usize = 1024;
-
 /// Why a plugin could not be loaded or did not answer. A command's own failure is
 /// not here: that is a [`crate::calls::CallError`] the plugin receives and handles.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -46,8 +43,10 @@ pub enum PluginError {
     Trap { name: String, event: &'static str, reason: String },
     #[error("plugin {name} is not running")]
     Gone { name: String },
-    #[error("plugin {name} is busy: {QUEUE_CAPACITY} events are already waiting")]
+    #[error("plugin {name} is busy: its event queue is full")]
     QueueFull { name: String },
+    #[error("plugin {name} is disabled after repeated traps; fix it and restart the host")]
+    Disabled { name: String },
     #[error("no plugin is named {0:?}")]
     Unknown(String),
     #[error("a plugin named {0:?} is already loaded")]
@@ -134,6 +133,7 @@ pub struct PluginSpec {
     pub wasm: PathBuf,
     /// Handed to the plugin as JSON by the `settings` import.
     pub settings: serde_json::Value,
+    pub limits: limits::Limits,
 }
 
 /// How a load went, for logs and benchmarks.
@@ -153,6 +153,10 @@ pub struct PluginCounters {
     pub restarts: AtomicU64,
     /// Time an event spends in the plugin (seconds).
     pub latency: crate::metrics::AtomicHistogram,
+    /// Set after a crash loop: events are refused.
+    pub disabled: std::sync::atomic::AtomicBool,
+    /// Log lines dropped by the rate cap.
+    pub logs_dropped: Arc<AtomicU64>,
 }
 
 impl Default for PluginCounters {
@@ -161,6 +165,8 @@ impl Default for PluginCounters {
             delivered: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             latency: crate::metrics::AtomicHistogram::new(crate::metrics::LATENCY_BOUNDS),
+            disabled: Default::default(),
+            logs_dropped: Default::default(),
         }
     }
 }
@@ -181,6 +187,10 @@ pub struct PluginStatus {
     /// Traps, each followed by a fresh instance.
     pub restarts: u64,
     pub queued: usize,
+    /// Disabled after a crash loop.
+    pub disabled: bool,
+    /// Log lines dropped by the rate cap.
+    pub logs_dropped: u64,
 }
 
 /// The plugins of one host.
@@ -227,7 +237,7 @@ impl PluginHost {
         let pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = bindings::BotPre::new(pre).map_err(wrong_world)?;
 
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (tx, rx) = mpsc::channel(spec.limits.queue.max(1));
         let counters = Arc::new(PluginCounters::default());
         let actor = actor::Actor {
             name: name.clone(),
@@ -235,6 +245,7 @@ impl PluginHost {
             manager: self.manager.clone(),
             settings: spec.settings.to_string().into(),
             counters: counters.clone(),
+            limits: spec.limits,
         };
         tokio::spawn(actor.run(rx));
         self.plugins.lock().expect("plugins lock").push(Plugin { name, tx, counters });
@@ -251,7 +262,7 @@ impl PluginHost {
         match p.tx.try_send(ev) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(ev)) => {
-                tracing::warn!(plugin = %p.name, "event dropped: {QUEUE_CAPACITY} events are already waiting");
+                tracing::warn!(plugin = %p.name, "event dropped: {} events are already waiting", p.tx.max_capacity());
                 ev.fail(PluginError::QueueFull { name: p.name.to_string() });
             }
             Err(mpsc::error::TrySendError::Closed(ev)) => ev.fail(PluginError::Gone { name: p.name.to_string() }),
@@ -309,7 +320,9 @@ impl PluginHost {
                 name: p.name.to_string(),
                 delivered: p.counters.delivered.load(Ordering::Relaxed),
                 restarts: p.counters.restarts.load(Ordering::Relaxed),
-                queued: QUEUE_CAPACITY - p.tx.capacity(),
+                queued: p.tx.max_capacity() - p.tx.capacity(),
+                disabled: p.counters.disabled.load(Ordering::Relaxed),
+                logs_dropped: p.counters.logs_dropped.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -321,6 +334,6 @@ impl PluginHost {
 
     /// True when no plugin has an event waiting or running.
     pub fn idle(&self) -> bool {
-        self.plugins.lock().expect("plugins lock").iter().all(|p| p.tx.capacity() == QUEUE_CAPACITY)
+        self.plugins.lock().expect("plugins lock").iter().all(|p| p.tx.capacity() == p.tx.max_capacity())
     }
 }

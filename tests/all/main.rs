@@ -2,6 +2,7 @@
 //! One binary, one module per area (links once, runs in parallel).
 
 mod cli;
+mod hostile;
 mod http;
 mod inputs;
 mod media;

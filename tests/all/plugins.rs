@@ -203,7 +203,7 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     let empty = write("empty.wasm", &wat::parse_str("(component)").unwrap());
     let host = Host::start(&loopback_chats()).await;
     let load = |name: &str, wasm: std::path::PathBuf| {
-        host.app.plugins.load(PluginSpec { name: name.into(), wasm, settings: Value::Null })
+        host.app.plugins.load(PluginSpec { name: name.into(), wasm, settings: Value::Null, limits: Default::default() })
     };
 
     let e = load("junk", junk).await.unwrap_err();
@@ -235,7 +235,7 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
 async fn compiled_plugins_are_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
     let host = Host::start("").await;
-    let spec = || PluginSpec { name: "t".into(), wasm: plugin("testbot"), settings: Value::Null };
+    let spec = || PluginSpec { name: "t".into(), wasm: plugin("testbot"), settings: Value::Null, limits: Default::default() };
     let first = PluginHost::new(host.app.manager.clone(), Some(cache.path().into())).unwrap();
     assert_eq!(first.load(spec()).await.unwrap().loaded, Loaded::Compiled);
     let second = PluginHost::new(host.app.manager.clone(), Some(cache.path().into())).unwrap();

@@ -38,6 +38,23 @@ fn done(r: Result<(), CallError>) -> Value {
     }
 }
 
+/// Recurses without bound (the guard is never true; the optimizer cannot know).
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if std::hint::black_box(depth) == u64::MAX {
+        return 0;
+    }
+    std::hint::black_box(recurse(std::hint::black_box(depth + 1))) + 1
+}
+
+/// `trap_always` in the settings: every event traps.
+fn maybe_trap_always() {
+    let settings: Value = serde_json::from_str(&calls::settings()).unwrap_or(Value::Null);
+    if settings["trap_always"].as_bool() == Some(true) {
+        panic!("trap_always is set");
+    }
+}
+
 struct TestBot;
 
 impl Bot for TestBot {
@@ -58,6 +75,7 @@ impl Bot for TestBot {
         record(json!({ "on-group-call-invite": { "chat": invite.chat, "inviter": invite.inviter, "message-id": invite.message_id } }));
     }
     fn on_raw_update(update: String) {
+        maybe_trap_always();
         // The host's dispatch benchmark: one short event that issues one command.
         if update == "ping" {
             let _ = calls::get_port_server();
@@ -66,6 +84,7 @@ impl Bot for TestBot {
         record(json!({ "on-raw-update": serde_json::from_str::<Value>(&update).unwrap_or(Value::String(update)) }));
     }
     fn on_custom_api(request: ApiRequest) -> ApiResponse {
+        maybe_trap_always();
         let b: Value = serde_json::from_str(&request.body).unwrap_or(Value::Null);
         let chat = b["chat"].as_i64().unwrap_or(0);
         let file = b["file"].as_str().unwrap_or("");
@@ -92,6 +111,29 @@ impl Bot for TestBot {
                 json!({ "spun": ms })
             }
             "big" => json!("x".repeat(b["bytes"].as_u64().unwrap_or(0) as usize)),
+            // Hostile behaviour, for the sandbox tests.
+            "loop" => loop {
+                std::hint::black_box(0u64);
+            },
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "recurse" => json!(recurse(0)),
+            "flood" => {
+                let n = b["lines"].as_u64().unwrap_or(10_000);
+                for i in 0..n {
+                    if i % 2 == 0 {
+                        log(LogLevel::Info, format!("flood {i}"));
+                    } else {
+                        println!("flood {i}");
+                    }
+                }
+                json!({ "logged": n })
+            }
             "reply" => {
                 let status = b["status"].as_u64().unwrap_or(200) as u16;
                 return ApiResponse { status, body: b["body"].as_str().unwrap_or("").to_owned() };

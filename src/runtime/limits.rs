@@ -1,0 +1,158 @@
+//! What one plugin may use: CPU per event, memory, queued events, log lines. The
+//! defaults are what a tenant gets unless the operator grants more.
+//!
+//! CPU is *guest* time: the epoch ticker wakes the store every [`TICK`]; the
+//! callback charges the time since the event began minus the time spent in host
+//! calls (a `join-group-call` that waits 200 ms for ICE costs the plugin nothing),
+//! yields to the executor so a busy plugin never monopolises a thread, and
+//! interrupts the event once the budget is spent.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+
+/// How often the engine's epoch advances.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Per-plugin limits, `[plugins.limits]` in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Linear memory, in MiB; growing past it traps.
+    pub memory_mb: u32,
+    /// Guest CPU time one event may take, in ms; past it the event is interrupted.
+    pub cpu_ms_per_event: u32,
+    /// Events that may wait for the plugin; more are dropped and logged.
+    pub queue: usize,
+    /// Log lines per second (stdout, stderr and `log` together), bursts of 4 s allowed.
+    pub log_lines_per_s: u32,
+    /// This many traps within `crash_window_s` disable the plugin.
+    pub max_traps: u32,
+    pub crash_window_s: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_mb: 64, cpu_ms_per_event: 200, queue: 1024, log_lines_per_s: 50, max_traps: 5, crash_window_s: 60 }
+    }
+}
+
+impl Limits {
+    pub fn cpu_budget(&self) -> Duration {
+        Duration::from_millis(self.cpu_ms_per_event as u64)
+    }
+
+    pub fn store_limits(&self) -> StoreLimits {
+        StoreLimitsBuilder::new()
+            .memory_size(self.memory_mb as usize * 1024 * 1024)
+            .trap_on_grow_failure(true)
+            .build()
+    }
+
+    /// Restart delay after the n-th recent trap: 50 ms doubling, at most 5 s.
+    pub fn backoff(&self, recent_traps: u32) -> Duration {
+        Duration::from_millis(50u64 << recent_traps.saturating_sub(1).min(7)).min(Duration::from_secs(5))
+    }
+}
+
+/// Guest-time accounting for the event in flight.
+#[derive(Debug, Default)]
+pub struct CpuMeter {
+    started: Option<Instant>,
+    in_host: Duration,
+}
+
+impl CpuMeter {
+    pub fn begin(&mut self) {
+        self.started = Some(Instant::now());
+        self.in_host = Duration::ZERO;
+    }
+
+    /// Time spent in a host call, not charged to the plugin.
+    pub fn host(&mut self, spent: Duration) {
+        self.in_host += spent;
+    }
+
+    pub fn guest_time(&self) -> Duration {
+        self.started.map_or(Duration::ZERO, |s| s.elapsed().saturating_sub(self.in_host))
+    }
+}
+
+/// A token bucket for log lines, shared by a plugin's stdout, stderr and `log`.
+#[derive(Debug)]
+pub struct LogBudget {
+    plugin: Arc<str>,
+    dropped_total: Arc<std::sync::atomic::AtomicU64>,
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+    dropped: u64,
+    last_report: Instant,
+}
+
+impl LogBudget {
+    pub fn new(plugin: Arc<str>, lines_per_s: u32, dropped_total: Arc<std::sync::atomic::AtomicU64>) -> Arc<Mutex<LogBudget>> {
+        let rate = lines_per_s.max(1) as f64;
+        Arc::new(Mutex::new(LogBudget {
+            plugin,
+            dropped_total,
+            rate,
+            tokens: rate * 4.0,
+            last: Instant::now(),
+            dropped: 0,
+            last_report: Instant::now(),
+        }))
+    }
+
+    /// Whether one more line may be logged now; reports drops at most once a second.
+    pub fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate * 4.0);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return true;
+        }
+        self.dropped += 1;
+        self.dropped_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if now.duration_since(self.last_report) >= Duration::from_secs(1) {
+            tracing::warn!(plugin = %self.plugin, "{} log lines dropped: over {} lines/s", self.dropped, self.rate);
+            self.dropped = 0;
+            self.last_report = now;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let l = Limits::default();
+        assert_eq!(l.backoff(1), Duration::from_millis(50));
+        assert_eq!(l.backoff(2), Duration::from_millis(100));
+        assert_eq!(l.backoff(4), Duration::from_millis(400));
+        assert_eq!(l.backoff(30), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_log_budget_allows_a_burst_then_drops() {
+        let b = LogBudget::new("p".into(), 10, Default::default());
+        let mut b = b.lock().unwrap();
+        let allowed = (0..100).filter(|_| b.allow()).count();
+        assert_eq!(allowed, 40, "a 4 s burst at 10 lines/s");
+    }
+
+    #[test]
+    fn host_time_is_not_charged() {
+        let mut m = CpuMeter::default();
+        m.begin();
+        std::thread::sleep(Duration::from_millis(30));
+        m.host(Duration::from_millis(30));
+        assert!(m.guest_time() < Duration::from_millis(10), "{:?}", m.guest_time());
+    }
+}
