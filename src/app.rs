@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::calls::{CallManager, HostEvent, ManagerConfig};
 use crate::config::{Config, settings_json};
 use crate::media::{EncoderConfig, MediaPlane, PacerConfig};
+use crate::runtime::grants::Grants;
 use crate::runtime::{LoadReport, PluginError, PluginHost, PluginSpec};
 use crate::telegram::Backend;
 use crate::telegram::loopback::{Loopback, LoopbackOptions, http};
@@ -93,13 +94,16 @@ impl App {
                 Some(dir) => build_plugin(&p.name, &config.resolve(dir)).await,
                 None => Ok(()),
             };
-            let result = match result {
-                Ok(()) => {
+            let result = match result.and_then(|()| {
+                Grants::resolve(&p.grants, &config.base).map_err(|reason| PluginError::Grants { name: p.name.clone(), reason })
+            }) {
+                Ok(grants) => {
                     let spec = PluginSpec {
                         name: p.name.clone(),
                         wasm: config.resolve(&p.wasm),
                         settings: settings_json(&p.settings),
                         limits: p.limits,
+                        grants,
                     };
                     plugins.load(spec).await
                 }

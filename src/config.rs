@@ -164,6 +164,9 @@ pub struct PluginConfig {
     /// Passed to the plugin as JSON (`settings` import).
     #[serde(default = "empty_table")]
     pub settings: toml::Table,
+    /// Chats and folders the plugin may use; none unless granted.
+    #[serde(default)]
+    pub grants: crate::runtime::grants::GrantsConfig,
     /// CPU, memory, queue and log limits (defaults: 200 ms/event, 64 MiB, 1024, 50 lines/s).
     #[serde(default)]
     pub limits: crate::runtime::limits::Limits,

@@ -94,7 +94,7 @@ async fn http(a: HttpArgs) -> Result<()> {
         );
     }
     let text = format!(
-        "[host]\napi_port = 0\napi_concurrency = {}\n[[plugins]]\nname = \"echo\"\nwasm = {:?}\n",
+        "[host]\napi_port = 0\napi_concurrency = {}\n[[plugins]]\nname = \"echo\"\nwasm = {:?}\ngrants = {{ chats = \"all\" }}\n",
         a.clients.max(1) * 2,
         a.wasm.canonicalize()?
     );
@@ -161,7 +161,7 @@ async fn plugins(a: PluginArgs) -> Result<()> {
     config.host.api_port = 0;
     let app = crate::app::App::start(&config).await?;
     let cache = tempfile::tempdir()?;
-    let spec = || PluginSpec { name: "bench".into(), wasm: a.wasm.clone(), settings: serde_json::Value::Null, limits: Default::default() };
+    let spec = || PluginSpec { name: "bench".into(), wasm: a.wasm.clone(), settings: serde_json::Value::Null, limits: Default::default(), grants: crate::runtime::grants::Grants::all_chats(Path::new(".")) };
     let size = std::fs::metadata(&a.wasm)?.len();
     let cold = PluginHost::new(app.manager.clone(), Some(cache.path().into())).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let compiled = cold.load(spec()).await?;

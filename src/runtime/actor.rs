@@ -31,6 +31,7 @@ pub(super) struct Actor {
     pub settings: Arc<str>,
     pub counters: Arc<super::PluginCounters>,
     pub limits: Limits,
+    pub grants: Arc<super::grants::Grants>,
 }
 
 struct Live {
@@ -46,6 +47,7 @@ impl Actor {
             self.settings.clone(),
             &self.limits,
             self.counters.logs_dropped.clone(),
+            self.grants.clone(),
         );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

@@ -11,9 +11,10 @@ use tokio::io::AsyncWrite;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::AsyncStdoutStream;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::wasmcalls::bot::{calls, types};
+use super::grants::Grants;
 use super::limits::{CpuMeter, Limits, LogBudget};
 use crate::calls::{CallError, CallManager, CallState, CallStatus};
 
@@ -29,6 +30,7 @@ pub struct PluginState {
     /// Guest time of the event in flight.
     pub(super) cpu: CpuMeter,
     logs: Arc<Mutex<LogBudget>>,
+    grants: Arc<Grants>,
 }
 
 impl PluginState {
@@ -38,13 +40,19 @@ impl PluginState {
         settings: Arc<str>,
         limits: &Limits,
         logs_dropped: Arc<std::sync::atomic::AtomicU64>,
+        grants: Arc<Grants>,
     ) -> Self {
         let logs = LogBudget::new(name.clone(), limits.log_lines_per_s, logs_dropped);
         let mut b = WasiCtx::builder();
-        // No environment, no arguments, no preopened directories, no network: a plugin
-        // reaches the world only through `calls`.
+        // No environment, no arguments, no network; only the granted folders, read-only.
+        // Otherwise a plugin reaches the world only through `calls`.
         b.stdout(AsyncStdoutStream::new(4096, LogWriter::new(name.clone(), "stdout", logs.clone())));
         b.stderr(AsyncStdoutStream::new(4096, LogWriter::new(name.clone(), "stderr", logs.clone())));
+        for (host, guest) in grants.preopens() {
+            if let Err(e) = b.preopened_dir(host, guest, FsPerms::ReadOnly) {
+                tracing::warn!(plugin = %name, "cannot open granted folder {}: {e}", host.display());
+            }
+        }
         PluginState {
             name,
             wasi: b.build(),
@@ -54,7 +62,21 @@ impl PluginState {
             limits: limits.store_limits(),
             cpu: CpuMeter::default(),
             logs,
+            grants,
         }
+    }
+
+    fn chat(&self, chat: i64) -> Result<(), types::CallError> {
+        self.grants.check_chat(&self.name, chat).map_err(to_wit)
+    }
+
+    fn file(&self, requested: &str) -> Result<std::path::PathBuf, types::CallError> {
+        self.grants.check_file(&self.name, requested).map_err(to_wit)
+    }
+
+    fn denied<T>(&self, command: &str, chat: i64, e: types::CallError) -> Result<T, types::CallError> {
+        tracing::warn!(plugin = %self.name, chat, "{command} refused: {e:?}");
+        Err(e)
     }
 
     /// Charges the time since `t0` to the host, not the plugin's CPU budget.
@@ -114,13 +136,20 @@ impl types::Host for PluginState {}
 
 impl calls::Host for PluginState {
     async fn join_group_call(&mut self, chat: i64, file_path: String, bitrate: u32) -> Result<(), types::CallError> {
+        let file = match self.chat(chat).and_then(|()| self.file(&file_path)) {
+            Ok(f) => f,
+            Err(e) => return self.denied("join-group-call", chat, e),
+        };
         let t0 = Instant::now();
-        let r = self.manager.join(chat, file_path.as_ref(), bitrate).await;
+        let r = self.manager.join(chat, &file, bitrate).await;
         self.host_since(t0);
         self.logged("join-group-call", chat, r)
     }
 
     async fn leave_group_call(&mut self, chat: i64) -> Result<(), types::CallError> {
+        if let Err(e) = self.chat(chat) {
+            return self.denied("leave-group-call", chat, e);
+        }
         let t0 = Instant::now();
         let r = self.manager.leave(chat).await;
         self.host_since(t0);
@@ -128,35 +157,48 @@ impl calls::Host for PluginState {
     }
 
     async fn change_volume_call(&mut self, chat: i64, volume: u16) -> Result<(), types::CallError> {
+        if let Err(e) = self.chat(chat) {
+            return self.denied("change-volume-call", chat, e);
+        }
         let r = self.manager.set_volume(chat, volume);
         self.logged("change-volume-call", chat, r)
     }
 
     async fn pause_stream(&mut self, chat: i64) -> Result<(), types::CallError> {
+        if let Err(e) = self.chat(chat) {
+            return self.denied("pause-stream", chat, e);
+        }
         let r = self.manager.pause(chat);
         self.logged("pause-stream", chat, r)
     }
 
     async fn resume_stream(&mut self, chat: i64) -> Result<(), types::CallError> {
+        if let Err(e) = self.chat(chat) {
+            return self.denied("resume-stream", chat, e);
+        }
         let r = self.manager.resume(chat);
         self.logged("resume-stream", chat, r)
     }
 
     async fn change_stream(&mut self, chat: i64, file_path: String) -> Result<(), types::CallError> {
-        let r = self.manager.change_stream(chat, file_path.as_ref());
+        let file = match self.chat(chat).and_then(|()| self.file(&file_path)) {
+            Ok(f) => f,
+            Err(e) => return self.denied("change-stream", chat, e),
+        };
+        let r = self.manager.change_stream(chat, &file);
         self.logged("change-stream", chat, r)
     }
 
     async fn calls(&mut self) -> Vec<types::CallStatus> {
         let t0 = Instant::now();
-        let r = self.manager.calls().await.into_iter().map(status_to_wit).collect();
+        let r = self.manager.calls().await.into_iter().filter(|c| self.grants.chat_allowed(c.chat)).map(status_to_wit).collect();
         self.host_since(t0);
         r
     }
 
     async fn active_calls(&mut self) -> Vec<types::CallStatus> {
         let t0 = Instant::now();
-        let r = self.manager.active_calls().await.into_iter().map(status_to_wit).collect();
+        let r = self.manager.active_calls().await.into_iter().filter(|c| self.grants.chat_allowed(c.chat)).map(status_to_wit).collect();
         self.host_since(t0);
         r
     }

@@ -10,6 +10,7 @@
 mod actor;
 mod bindings;
 mod engine;
+pub mod grants;
 mod host;
 pub mod limits;
 
@@ -45,6 +46,8 @@ pub enum PluginError {
     Gone { name: String },
     #[error("plugin {name} is busy: its event queue is full")]
     QueueFull { name: String },
+    #[error("plugin {name}: {reason}")]
+    Grants { name: String, reason: String },
     #[error("plugin {name} is disabled after repeated traps; fix it and restart the host")]
     Disabled { name: String },
     #[error("no plugin is named {0:?}")]
@@ -134,6 +137,7 @@ pub struct PluginSpec {
     /// Handed to the plugin as JSON by the `settings` import.
     pub settings: serde_json::Value,
     pub limits: limits::Limits,
+    pub grants: grants::Grants,
 }
 
 /// How a load went, for logs and benchmarks.
@@ -176,6 +180,7 @@ struct Plugin {
     name: Arc<str>,
     tx: mpsc::Sender<Event>,
     counters: Arc<PluginCounters>,
+    grants: Arc<grants::Grants>,
 }
 
 /// Counters of one plugin.
@@ -239,6 +244,7 @@ impl PluginHost {
 
         let (tx, rx) = mpsc::channel(spec.limits.queue.max(1));
         let counters = Arc::new(PluginCounters::default());
+        let grants = Arc::new(spec.grants);
         let actor = actor::Actor {
             name: name.clone(),
             pre,
@@ -246,9 +252,10 @@ impl PluginHost {
             settings: spec.settings.to_string().into(),
             counters: counters.clone(),
             limits: spec.limits,
+            grants: grants.clone(),
         };
         tokio::spawn(actor.run(rx));
-        self.plugins.lock().expect("plugins lock").push(Plugin { name, tx, counters });
+        self.plugins.lock().expect("plugins lock").push(Plugin { name, tx, counters, grants });
         let report = LoadReport { loaded, took: t0.elapsed() };
         tracing::info!(plugin = %spec.name, "loaded {} ({:?}, {:.1} ms)", spec.wasm.display(), loaded, report.took.as_secs_f64() * 1e3);
         Ok(report)
@@ -276,9 +283,9 @@ impl PluginHost {
         }
     }
 
-    /// Delivers a host event to every plugin, in order per plugin.
+    /// Delivers a host event to every plugin granted its chat, in order per plugin.
     pub fn dispatch(&self, ev: &HostEvent) {
-        for p in self.plugins.lock().expect("plugins lock").iter() {
+        for p in self.plugins.lock().expect("plugins lock").iter().filter(|p| p.grants.sees(ev)) {
             Self::send(p, Event::from_host(ev));
         }
     }

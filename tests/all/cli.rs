@@ -58,7 +58,8 @@ fn run_plays_the_jukebox_demo_and_exits_when_idle() {
         format!(
             "[host]\napi_port = 0\ncache_dir = \"cache\"\n[loopback]\nrecord_dir = \"heard\"\n[[loopback.chats]]\nid = -100\n\
              [[plugins]]\nname = \"jukebox\"\nwasm = {:?}\n\
-             settings = {{ chat = -100, bitrate = 48000, playlist = [\"a.raw\", \"b.raw\"] }}\n",
+             settings = {{ chat = -100, bitrate = 48000, playlist = [\"a.raw\", \"b.raw\"] }}\n\
+             grants = {{ chats = [-100], files = [\".\"] }}\n",
             crate::support::plugin("jukebox")
         ),
     )

@@ -10,7 +10,10 @@ const CHAT: i64 = -1001185324811;
 fn config(host: &str, plugins: &[(&str, &str, &str)]) -> String {
     let mut s = format!("[host]\napi_port = 0\n{host}\n[[loopback.chats]]\nid = {CHAT}\n");
     for (name, wasm, extra) in plugins {
-        s += &format!("[[plugins]]\nname = \"{name}\"\nwasm = {:?}\n{extra}\n", plugin(wasm));
+        s += &format!(
+            "[[plugins]]\nname = \"{name}\"\nwasm = {:?}\ngrants = {{ chats = \"all\", files = [\".\"] }}\n{extra}\n",
+            plugin(wasm)
+        );
     }
     s
 }

@@ -9,6 +9,8 @@ use crate::support::*;
 
 const CHAT: i64 = -1001185324811;
 const NO_CALL: i64 = -1002000000002;
+/// Every chat and the test's folder: these tests are about calls, not grants.
+const ALL: &str = "grants = { chats = \"all\", files = [\".\"] }";
 
 fn loopback_chats() -> String {
     format!(
@@ -18,12 +20,12 @@ fn loopback_chats() -> String {
 }
 
 fn testbot(name: &str, settings: &str) -> String {
-    format!("[[plugins]]\nname = \"{name}\"\nwasm = {:?}\nsettings = {{ {settings} }}\n", plugin("testbot"))
+    format!("[[plugins]]\nname = \"{name}\"\nwasm = {:?}\nsettings = {{ {settings} }}\n{ALL}\n", plugin("testbot"))
 }
 
 fn jukebox(chat: i64, playlist: &[&str], autostart: bool) -> String {
     format!(
-        "[[plugins]]\nname = \"jukebox\"\nwasm = {:?}\nsettings = {{ chat = {chat}, bitrate = 48000, autostart = {autostart}, playlist = {:?} }}\n",
+        "[[plugins]]\nname = \"jukebox\"\nwasm = {:?}\nsettings = {{ chat = {chat}, bitrate = 48000, autostart = {autostart}, playlist = {:?} }}\n{ALL}\n",
         plugin("jukebox"),
         playlist
     )
@@ -203,7 +205,7 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     let empty = write("empty.wasm", &wat::parse_str("(component)").unwrap());
     let host = Host::start(&loopback_chats()).await;
     let load = |name: &str, wasm: std::path::PathBuf| {
-        host.app.plugins.load(PluginSpec { name: name.into(), wasm, settings: Value::Null, limits: Default::default() })
+        host.app.plugins.load(PluginSpec { name: name.into(), wasm, settings: Value::Null, limits: Default::default(), grants: Default::default() })
     };
 
     let e = load("junk", junk).await.unwrap_err();
@@ -235,7 +237,7 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
 async fn compiled_plugins_are_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
     let host = Host::start("").await;
-    let spec = || PluginSpec { name: "t".into(), wasm: plugin("testbot"), settings: Value::Null, limits: Default::default() };
+    let spec = || PluginSpec { name: "t".into(), wasm: plugin("testbot"), settings: Value::Null, limits: Default::default(), grants: Default::default() };
     let first = PluginHost::new(host.app.manager.clone(), Some(cache.path().into())).unwrap();
     assert_eq!(first.load(spec()).await.unwrap().loaded, Loaded::Compiled);
     let second = PluginHost::new(host.app.manager.clone(), Some(cache.path().into())).unwrap();

@@ -102,6 +102,10 @@ impl Bot for TestBot {
                 Err(e) => json!({ "err": error_json(&e) }),
             },
             "port" => json!(calls::get_port_server()),
+            "read" => match std::fs::read(b["path"].as_str().unwrap_or("")) {
+                Ok(bytes) => json!({ "ok": bytes.len() }),
+                Err(e) => json!({ "err": e.to_string() }),
+            },
             "events" => EVENTS.with(|e| json!(e.borrow().clone())),
             "trap" => panic!("asked to trap"),
             "spin" => {
