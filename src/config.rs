@@ -224,6 +224,7 @@ impl Config {
                     p.name
                 ));
             }
+            p.limits.validate().map_err(|e| format!("plugins.{}: {e}", p.name))?;
             if !seen.insert(&p.name) {
                 return Err(format!("plugins: two plugins are named {:?}; names must be unique", p.name));
             }

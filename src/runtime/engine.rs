@@ -17,6 +17,25 @@ pub fn engine() -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // Only what bot toolchains emit (Rust, componentize-py, jco target the MVP plus
+    // bulk memory, reference types, multi-value, SIMD): every proposal left on is
+    // attack surface a tenant's code could reach.
+    config
+        .wasm_threads(false)
+        .wasm_shared_everything_threads(false)
+        .wasm_gc(false)
+        .wasm_function_references(false)
+        .wasm_exceptions(false)
+        .wasm_stack_switching(false)
+        .wasm_memory64(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_wide_arithmetic(false)
+        .wasm_component_model_async(false);
+    // The default reserves 4 GiB + guards of address space per linear memory; with
+    // hundreds of plugins (and a second instance during reloads) that is terabytes.
+    // 256 MiB covers every memory cap we allow without moving; beyond it memories
+    // may move, and bounds checks are explicit past the guard.
+    config.memory_reservation(256 << 20).memory_guard_size(32 << 20);
     let engine = Engine::new(&config)?;
     let weak = engine.weak();
     std::thread::Builder::new()

@@ -40,6 +40,17 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Checks the limits are usable.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.memory_mb == 0 || self.memory_mb > 4096 {
+            return Err(format!("limits.memory_mb = {} must be 1–4096", self.memory_mb));
+        }
+        if self.cpu_ms_per_event == 0 || self.queue == 0 || self.log_lines_per_s == 0 || self.max_traps == 0 {
+            return Err("limits: cpu_ms_per_event, queue, log_lines_per_s and max_traps must be above 0".into());
+        }
+        Ok(())
+    }
+
     pub fn cpu_budget(&self) -> Duration {
         Duration::from_millis(self.cpu_ms_per_event as u64)
     }

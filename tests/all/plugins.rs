@@ -203,6 +203,7 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     let core = write("core.wasm", &wat::parse_str("(module)").unwrap());
     let other = write("other.wasm", &wat::parse_str("(component (import \"x:y/z\" (func)))").unwrap());
     let empty = write("empty.wasm", &wat::parse_str("(component)").unwrap());
+    let threads = write("threads.wasm", &wat::parse_str("(component (core module (memory 1 1 shared)))").unwrap());
     let host = Host::start(&loopback_chats()).await;
     let load = |name: &str, wasm: std::path::PathBuf| {
         host.app.plugins.load(PluginSpec { name: name.into(), wasm, settings: Value::Null, limits: Default::default(), grants: Default::default() })
@@ -216,6 +217,8 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     assert!(matches!(e, PluginError::WrongWorld { .. }) && e.to_string().contains("wit/bot.wit"), "{e}");
     let e = load("empty", empty).await.unwrap_err();
     assert!(matches!(e, PluginError::WrongWorld { .. }), "{e}");
+    let e = load("threads", threads).await.unwrap_err();
+    assert!(matches!(e, PluginError::NotAComponent { .. }) && e.to_string().contains("threads"), "a disabled proposal: {e}");
     let e = load("missing", dir.path().join("nope.wasm")).await.unwrap_err();
     assert!(matches!(e, PluginError::Read { .. }) && e.to_string().contains("nope.wasm"), "{e}");
     assert!(host.app.plugins.status().is_empty(), "none of them runs");
