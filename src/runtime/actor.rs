@@ -199,7 +199,9 @@ impl Actor {
             _ if format!("{e:#}").contains("forcing trap when growing memory") => {
                 format!("it reached its memory cap of {} MiB", self.limits.memory_mb)
             }
-            _ => format!("{e:#}"),
+            // The trap's own message; the wasm backtrace would only fill the log.
+            Some(trap) => trap.to_string(),
+            None => e.root_cause().to_string(),
         };
         let err = PluginError::Trap { name: self.name.to_string(), event, reason };
         tracing::error!(plugin = %self.name, restarts = n, "{err}; restarting it for the next event");
