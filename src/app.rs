@@ -14,7 +14,7 @@ use crate::calls::{CallManager, HostEvent, ManagerConfig};
 use crate::config::{Config, settings_json};
 use crate::media::{EncoderConfig, MediaPlane, PacerConfig};
 use crate::runtime::grants::Grants;
-use crate::runtime::{LoadReport, PluginError, PluginHost, PluginSpec};
+use crate::runtime::{Capacity, LoadReport, PluginError, PluginHost, PluginSpec};
 use crate::telegram::Backend;
 use crate::telegram::loopback::{Loopback, LoopbackOptions, http};
 
@@ -86,7 +86,13 @@ impl App {
                 files_base: config.base.clone(),
             },
         );
-        let plugins = Arc::new(PluginHost::new(manager.clone(), Some(config.cache_dir())).map_err(|e| anyhow::anyhow!("{e:#}"))?);
+        let capacity = Capacity {
+            plugins: config.plugins.len().max(1),
+            memory_mb: config.plugins.iter().map(|p| p.limits.memory_mb).max().unwrap_or(64),
+        };
+        let plugins = Arc::new(
+            PluginHost::new(manager.clone(), Some(config.cache_dir()), capacity).map_err(|e| anyhow::anyhow!("{e:#}"))?,
+        );
 
         let mut loaded = Vec::new();
         for p in &config.plugins {

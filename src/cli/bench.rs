@@ -226,9 +226,9 @@ async fn plugins(a: PluginArgs) -> Result<()> {
     let cache = tempfile::tempdir()?;
     let spec = || PluginSpec { name: "bench".into(), wasm: a.wasm.clone(), settings: serde_json::Value::Null, limits: Default::default(), grants: crate::runtime::grants::Grants::all_chats(Path::new(".")) };
     let size = std::fs::metadata(&a.wasm)?.len();
-    let cold = PluginHost::new(app.manager.clone(), Some(cache.path().into())).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let cold = PluginHost::new(app.manager.clone(), Some(cache.path().into()), Default::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let compiled = cold.load(spec()).await?;
-    let warm = PluginHost::new(app.manager.clone(), Some(cache.path().into())).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let warm = PluginHost::new(app.manager.clone(), Some(cache.path().into()), Default::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let cached = warm.load(spec()).await?;
     warm.bench("bench", 1000).await?; // warm-up
     let report = warm.bench("bench", a.rounds).await?;

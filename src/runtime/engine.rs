@@ -7,13 +7,37 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::PluginError;
 
+/// How many plugins, and how much memory each, the engine's instance pool holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    pub plugins: usize,
+    /// The largest `memory_mb` any plugin may have.
+    pub memory_mb: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity { plugins: 16, memory_mb: 64 }
+    }
+}
+
+/// Each plugin may need two instances at once (the live one and a fresh one while
+/// replacing it), plus a little slack.
+fn slots(c: Capacity) -> u32 {
+    (c.plugins as u32) * 2 + 2
+}
+
 /// Builds the engine plugins share, and starts its epoch ticker: every
 /// [`super::limits::TICK`] each running plugin checks its CPU budget.
-pub fn engine() -> wasmtime::Result<Engine> {
+///
+/// Instances come from a pooling allocator sized by `capacity`: instantiation (and
+/// restart after a trap) reuses pre-reserved slots instead of mapping memory, and the
+/// address space reserved is slots × memories × the memory cap — not 4 GiB each.
+pub fn engine(capacity: Capacity) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
@@ -31,11 +55,22 @@ pub fn engine() -> wasmtime::Result<Engine> {
         .wasm_custom_page_sizes(false)
         .wasm_wide_arithmetic(false)
         .wasm_component_model_async(false);
-    // The default reserves 4 GiB + guards of address space per linear memory; with
-    // hundreds of plugins (and a second instance during reloads) that is terabytes.
-    // 256 MiB covers every memory cap we allow without moving; beyond it memories
-    // may move, and bounds checks are explicit past the guard.
-    config.memory_reservation(256 << 20).memory_guard_size(32 << 20);
+    let memory = (capacity.memory_mb as u64) << 20;
+    let n = slots(capacity);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .max_core_instances_per_component(32)
+        .total_core_instances(n * 32)
+        .max_memories_per_component(2)
+        .total_memories(n * 2)
+        .max_tables_per_component(8)
+        .total_tables(n * 8)
+        .total_stacks(n)
+        .max_memory_size(memory as usize);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Reserve exactly the cap per memory (the default is 4 GiB plus guards); bounds
+    // checks past the small guard are explicit.
+    config.memory_reservation(memory).memory_guard_size(64 << 10);
     let engine = Engine::new(&config)?;
     let weak = engine.weak();
     std::thread::Builder::new()

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
-pub use engine::Loaded;
+pub use engine::{Capacity, Loaded};
 use engine::CompileCache;
 use host::PluginState;
 
@@ -201,6 +201,7 @@ pub struct PluginStatus {
 /// The plugins of one host.
 pub struct PluginHost {
     engine: Engine,
+    capacity: Capacity,
     linker: Linker<PluginState>,
     cache: CompileCache,
     manager: CallManager,
@@ -208,13 +209,14 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
-    /// A host whose plugins command `manager`; compiled code is cached in `cache_dir`.
-    pub fn new(manager: CallManager, cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
-        let engine = engine::engine()?;
+    /// A host for up to `capacity` plugins commanding `manager`; compiled code is cached
+    /// in `cache_dir`.
+    pub fn new(manager: CallManager, cache_dir: Option<PathBuf>, capacity: Capacity) -> wasmtime::Result<Self> {
+        let engine = engine::engine(capacity)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Bot::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
-        Ok(PluginHost { engine, linker, cache: CompileCache::new(cache_dir), manager, plugins: Mutex::new(Vec::new()) })
+        Ok(PluginHost { engine, capacity, linker, cache: CompileCache::new(cache_dir), manager, plugins: Mutex::new(Vec::new()) })
     }
 
     /// Compiles (or loads from cache), links and starts a plugin. Compilation runs on a
@@ -222,8 +224,21 @@ impl PluginHost {
     pub async fn load(&self, spec: PluginSpec) -> Result<LoadReport, PluginError> {
         let t0 = Instant::now();
         let name: Arc<str> = spec.name.as_str().into();
-        if self.names().iter().any(|n| **n == *name) {
+        let names = self.names();
+        if names.iter().any(|n| **n == *name) {
             return Err(PluginError::Duplicate(spec.name));
+        }
+        if names.len() >= self.capacity.plugins {
+            return Err(PluginError::Grants {
+                name: spec.name,
+                reason: format!("the host was sized for {} plugins", self.capacity.plugins),
+            });
+        }
+        if spec.limits.memory_mb > self.capacity.memory_mb {
+            return Err(PluginError::Grants {
+                name: spec.name,
+                reason: format!("limits.memory_mb = {} is above the host's {} MiB", spec.limits.memory_mb, self.capacity.memory_mb),
+            });
         }
         let wasm = tokio::fs::read(&spec.wasm).await.map_err(|e| PluginError::Read {
             name: spec.name.clone(),

@@ -241,15 +241,15 @@ async fn compiled_plugins_are_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
     let host = Host::start("").await;
     let spec = || PluginSpec { name: "t".into(), wasm: plugin("testbot"), settings: Value::Null, limits: Default::default(), grants: Default::default() };
-    let first = PluginHost::new(host.app.manager.clone(), Some(cache.path().into())).unwrap();
+    let first = PluginHost::new(host.app.manager.clone(), Some(cache.path().into()), Default::default()).unwrap();
     assert_eq!(first.load(spec()).await.unwrap().loaded, Loaded::Compiled);
-    let second = PluginHost::new(host.app.manager.clone(), Some(cache.path().into())).unwrap();
+    let second = PluginHost::new(host.app.manager.clone(), Some(cache.path().into()), Default::default()).unwrap();
     assert_eq!(second.load(spec()).await.unwrap().loaded, Loaded::FromCache);
     // A corrupt entry is ignored, not trusted: it is recompiled.
     for entry in std::fs::read_dir(cache.path()).unwrap() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
     }
-    let third = PluginHost::new(host.app.manager.clone(), Some(cache.path().into())).unwrap();
+    let third = PluginHost::new(host.app.manager.clone(), Some(cache.path().into()), Default::default()).unwrap();
     assert_eq!(third.load(spec()).await.unwrap().loaded, Loaded::Compiled);
 }
 
