@@ -32,6 +32,7 @@ pub struct App {
     pub loaded: Vec<(String, Result<LoadReport, PluginError>)>,
     tap: broadcast::Sender<HostEvent>,
     tasks: Vec<JoinHandle<()>>,
+    _watch: Option<crate::runtime::watch::WatchHandle>,
 }
 
 impl App {
@@ -149,9 +150,27 @@ impl App {
                 let _ = pump_tap.send(ev);
             }
         }));
+        let watch = if config.host.hot_reload {
+            let targets: Vec<_> = config
+                .plugins
+                .iter()
+                .zip(&loaded)
+                .filter(|(_, (_, r))| r.is_ok())
+                .map(|(p, _)| (p.name.clone(), config.resolve(&p.wasm)))
+                .collect();
+            match crate::runtime::watch::watch(plugins.clone(), targets) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!("hot reload is off: cannot watch the plugin files: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let my_id = backend.me().context("reading the account's user id")?;
         plugins.start_all(my_id);
-        Ok(App { media, loopback, manager, plugins, control, api, loaded, tap, tasks })
+        Ok(App { media, loopback, manager, plugins, control, api, loaded, tap, tasks, _watch: watch })
     }
 
     /// Every event from now on, after it was queued for the plugins. Each plugin

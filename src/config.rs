@@ -79,6 +79,9 @@ pub struct HostConfig {
     /// Plugin that answers `POST /api` (the seed's route); default: the first plugin.
     #[serde(default)]
     pub default_plugin: Option<String>,
+    /// Reload a plugin when its `.wasm` changes.
+    #[serde(default = "yes")]
+    pub hot_reload: bool,
     #[serde(default = "default_log")]
     pub log: String,
     #[serde(default)]
@@ -114,6 +117,7 @@ impl Default for HostConfig {
             api_timeout_ms: default_api_timeout(),
             api_concurrency: default_api_concurrency(),
             default_plugin: None,
+            hot_reload: true,
             log: default_log(),
             cache_dir: None,
         }
@@ -167,7 +171,7 @@ pub struct PluginConfig {
     /// Chats and folders the plugin may use; none unless granted.
     #[serde(default)]
     pub grants: crate::runtime::grants::GrantsConfig,
-    /// CPU, memory, queue and log limits (defaults: 200 ms/event, 64 MiB, 1024, 50 lines/s).
+    /// CPU, memory, queue and log limits (defaults: 1000 ms/event, 64 MiB, 1024, 50 lines/s).
     #[serde(default)]
     pub limits: crate::runtime::limits::Limits,
 }

@@ -49,8 +49,8 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
         e.sample("wasmcalls_plugin_restarts_total", &[("plugin", name)], c.restarts.load(Relaxed) as f64);
     }
     e.family("wasmcalls_plugin_reloads_total", "counter", "Hot reloads of a plugin's component.");
-    for (name, _) in &plugins {
-        e.sample("wasmcalls_plugin_reloads_total", &[("plugin", name)], 0.0);
+    for (name, c) in &plugins {
+        e.sample("wasmcalls_plugin_reloads_total", &[("plugin", name)], c.reloads.load(Relaxed) as f64);
     }
 
     e.family("wasmcalls_api_requests_total", "counter", "Custom API requests, by response status.");

@@ -19,6 +19,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::exports::wasmcalls::bot::handler::{ApiRequest, ApiResponse};
 use super::bindings::{Bot, BotPre, wasmcalls::bot::types::Invite};
+use wasmtime::component::Instance;
 use super::host::PluginState;
 use super::limits::Limits;
 use super::{Event, PluginError};
@@ -37,10 +38,18 @@ pub(super) struct Actor {
 struct Live {
     store: Store<PluginState>,
     bot: Bot,
+    instance: Instance,
 }
+
+/// The optional state-handover interface (`wit/bot.wit`).
+const STATE_INTERFACE: &str = "wasmcalls:bot/state@0.1.0";
 
 impl Actor {
     async fn instantiate(&self) -> Result<Live, PluginError> {
+        self.instantiate_from(&self.pre).await
+    }
+
+    async fn instantiate_from(&self, pre: &BotPre<PluginState>) -> Result<Live, PluginError> {
         let state = PluginState::new(
             self.name.clone(),
             self.manager.clone(),
@@ -49,7 +58,7 @@ impl Actor {
             self.counters.logs_dropped.clone(),
             self.grants.clone(),
         );
-        let mut store = Store::new(self.pre.engine(), state);
+        let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         let budget = self.limits.cpu_budget();
         store.epoch_deadline_callback(move |ctx| {
@@ -58,15 +67,17 @@ impl Actor {
         });
         store.data_mut().cpu.begin();
         store.set_epoch_deadline(1);
-        let bot = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| PluginError::Trap { name: self.name.to_string(), event: "instantiation", reason: format!("{e:#}") })?;
-        Ok(Live { store, bot })
+        let failed = |e: wasmtime::Error| PluginError::Trap {
+            name: self.name.to_string(),
+            event: "instantiation",
+            reason: e.root_cause().to_string(),
+        };
+        let instance = pre.instance_pre().instantiate_async(&mut store).await.map_err(failed)?;
+        let bot = Bot::new(&mut store, &instance).map_err(failed)?;
+        Ok(Live { store, bot, instance })
     }
 
-    pub(super) async fn run(self, mut rx: mpsc::Receiver<Event>) {
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         let mut live: Option<Live> = None;
         // The id `on-start` was given: replayed to a fresh instance after a trap.
         let mut started: Option<i64> = None;
@@ -114,6 +125,16 @@ impl Actor {
                     }
                 }
             }
+            if let Event::Swap(pre, reply) = event {
+                // Between two events: the one before finished on the old version, the
+                // ones queued behind this go to whichever version is serving after it.
+                let r = self.swap(&mut live, *pre, started).await;
+                if r.is_ok() {
+                    traps.clear();
+                }
+                let _ = reply.send(r);
+                continue;
+            }
             if let Event::Start(id) = event {
                 started = Some(id);
             }
@@ -147,6 +168,11 @@ impl Actor {
                 ("on-group-call-invite", h.call_on_group_call_invite(s, invite).await)
             }
             Event::RawUpdate(json) => ("on-raw-update", h.call_on_raw_update(s, &json).await),
+            // Handled by `run` before delivery; never reaches an instance.
+            Event::Swap(_, reply) => {
+                let _ = reply.send(Err(PluginError::Gone { name: self.name.to_string() }));
+                return Ok(());
+            }
             Event::Bench(rounds, reply) => {
                 let r = self.bench(l, rounds).await;
                 let ok = r.is_ok();
@@ -172,6 +198,66 @@ impl Actor {
         result.map_err(|e| {
             self.trapped(what, &e);
         })
+    }
+
+    /// Replaces the running version with `pre`, handing its state over when both sides
+    /// speak the `state` interface. A new version that cannot be instantiated, or traps
+    /// in `on-start`, never replaces the old one; a `restore` that traps falls back to a
+    /// fresh start of the new version.
+    async fn swap(&mut self, live: &mut Option<Live>, pre: BotPre<PluginState>, started: Option<i64>) -> Result<super::SwapReport, PluginError> {
+        let saved = match live.as_mut() {
+            Some(old) => self.call_state(old, "save", None).await.ok().flatten().filter(|b| !b.is_empty()),
+            None => None,
+        };
+        let mut fresh = self.instantiate_from(&pre).await?;
+        let mut restored = false;
+        if let Some(bytes) = saved {
+            match self.call_state(&mut fresh, "restore", Some(bytes)).await {
+                Ok(Some(_)) => restored = true,
+                Ok(None) => {} // the new version has no `state`: it starts fresh
+                Err(e) => {
+                    tracing::warn!(plugin = %self.name, "the new version's restore failed ({e}); starting it fresh");
+                    fresh = self.instantiate_from(&pre).await?;
+                }
+            }
+        }
+        if !restored && let Some(id) = started {
+            let h = fresh.bot.wasmcalls_bot_handler();
+            fresh.store.data_mut().cpu.begin();
+            fresh.store.set_epoch_deadline(1);
+            if let Err(e) = h.call_on_start(&mut fresh.store, id).await {
+                return Err(PluginError::Trap { name: self.name.to_string(), event: "on-start", reason: e.root_cause().to_string() });
+            }
+        }
+        self.pre = pre;
+        *live = Some(fresh);
+        self.counters.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok(super::SwapReport { restored })
+    }
+
+    /// Calls `save` (no argument) or `restore(bytes)` of the optional state interface.
+    /// `Ok(None)`: the component does not export it.
+    async fn call_state(&self, l: &mut Live, func: &str, arg: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, PluginError> {
+        let Some(iface) = l.instance.get_export_index(&mut l.store, None, STATE_INTERFACE) else { return Ok(None) };
+        let Some(index) = l.instance.get_export_index(&mut l.store, Some(&iface), func) else { return Ok(None) };
+        let trap = |e: wasmtime::Error| PluginError::Trap {
+            name: self.name.to_string(),
+            event: if arg.is_some() { "restore" } else { "save" },
+            reason: e.root_cause().to_string(),
+        };
+        l.store.data_mut().cpu.begin();
+        l.store.set_epoch_deadline(1);
+        match &arg {
+            None => {
+                let f = l.instance.get_typed_func::<(), (Vec<u8>,)>(&mut l.store, &index).map_err(trap)?;
+                Ok(Some(f.call_async(&mut l.store, ()).await.map_err(trap)?.0))
+            }
+            Some(bytes) => {
+                let f = l.instance.get_typed_func::<(Vec<u8>,), ()>(&mut l.store, &index).map_err(trap)?;
+                f.call_async(&mut l.store, (bytes.clone(),)).await.map_err(trap)?;
+                Ok(Some(Vec::new()))
+            }
+        }
     }
 
     async fn bench(&self, l: &mut Live, rounds: usize) -> Result<super::BenchReport, PluginError> {

@@ -13,6 +13,7 @@ mod engine;
 pub mod grants;
 mod host;
 pub mod limits;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +95,15 @@ enum Event {
     CustomApi(ApiCall, oneshot::Sender<Result<ApiReply, PluginError>>),
     /// Times `rounds` dispatches of `on-raw-update("ping")` and as many instantiations.
     Bench(usize, oneshot::Sender<Result<BenchReport, PluginError>>),
+    /// Replace the running version with this one, between two events.
+    Swap(Box<bindings::BotPre<PluginState>>, oneshot::Sender<Result<SwapReport, PluginError>>),
+}
+
+/// How a reload went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwapReport {
+    /// The old version's state was handed to the new one.
+    pub restored: bool,
 }
 
 /// Per-call timings from [`PluginHost::bench`].
@@ -113,6 +123,9 @@ impl Event {
                 let _ = reply.send(Err(e));
             }
             Event::Bench(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Event::Swap(_, reply) => {
                 let _ = reply.send(Err(e));
             }
             _ => {}
@@ -161,6 +174,8 @@ pub struct PluginCounters {
     pub disabled: std::sync::atomic::AtomicBool,
     /// Log lines dropped by the rate cap.
     pub logs_dropped: Arc<AtomicU64>,
+    /// Hot reloads that replaced the running version.
+    pub reloads: AtomicU64,
 }
 
 impl Default for PluginCounters {
@@ -171,6 +186,7 @@ impl Default for PluginCounters {
             latency: crate::metrics::AtomicHistogram::new(crate::metrics::LATENCY_BOUNDS),
             disabled: Default::default(),
             logs_dropped: Default::default(),
+            reloads: AtomicU64::new(0),
         }
     }
 }
@@ -196,10 +212,13 @@ pub struct PluginStatus {
     pub disabled: bool,
     /// Log lines dropped by the rate cap.
     pub logs_dropped: u64,
+    /// Hot reloads that replaced the running version.
+    pub reloads: u64,
 }
 
 /// The plugins of one host.
 pub struct PluginHost {
+    reloads: tokio::sync::broadcast::Sender<(String, Result<SwapReport, PluginError>)>,
     engine: Engine,
     capacity: Capacity,
     linker: Linker<PluginState>,
@@ -216,7 +235,8 @@ impl PluginHost {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Bot::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
-        Ok(PluginHost { engine, capacity, linker, cache: CompileCache::new(cache_dir), manager, plugins: Mutex::new(Vec::new()) })
+        let reloads = tokio::sync::broadcast::channel(64).0;
+        Ok(PluginHost { reloads, engine, capacity, linker, cache: CompileCache::new(cache_dir), manager, plugins: Mutex::new(Vec::new()) })
     }
 
     /// Compiles (or loads from cache), links and starts a plugin. Compilation runs on a
@@ -240,22 +260,7 @@ impl PluginHost {
                 reason: format!("limits.memory_mb = {} is above the host's {} MiB", spec.limits.memory_mb, self.capacity.memory_mb),
             });
         }
-        let wasm = tokio::fs::read(&spec.wasm).await.map_err(|e| PluginError::Read {
-            name: spec.name.clone(),
-            path: spec.wasm.clone(),
-            reason: e.to_string(),
-        })?;
-        let (engine, cache, n, p) = (self.engine.clone(), self.cache.clone(), spec.name.clone(), spec.wasm.clone());
-        let (component, loaded) = tokio::task::spawn_blocking(move || cache.load(&engine, &n, &p, &wasm))
-            .await
-            .map_err(|e| PluginError::Gone { name: format!("{} (compiler: {e})", spec.name) })??;
-        let wrong_world = |e: wasmtime::Error| PluginError::WrongWorld {
-            name: spec.name.clone(),
-            path: spec.wasm.clone(),
-            reason: format!("{e:#}"),
-        };
-        let pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
-        let pre = bindings::BotPre::new(pre).map_err(wrong_world)?;
+        let (pre, loaded) = self.prepare(&spec.name, &spec.wasm).await?;
 
         let (tx, rx) = mpsc::channel(spec.limits.queue.max(1));
         let counters = Arc::new(PluginCounters::default());
@@ -274,6 +279,47 @@ impl PluginHost {
         let report = LoadReport { loaded, took: t0.elapsed() };
         tracing::info!(plugin = %spec.name, "loaded {} ({:?}, {:.1} ms)", spec.wasm.display(), loaded, report.took.as_secs_f64() * 1e3);
         Ok(report)
+    }
+
+    /// Reads, compiles (or loads from cache) and links a component, off the event path.
+    async fn prepare(&self, name: &str, path: &Path) -> Result<(bindings::BotPre<PluginState>, Loaded), PluginError> {
+        let wasm = tokio::fs::read(path).await.map_err(|e| PluginError::Read {
+            name: name.to_owned(),
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let (engine, cache, n, p) = (self.engine.clone(), self.cache.clone(), name.to_owned(), path.to_path_buf());
+        let (component, loaded) = tokio::task::spawn_blocking(move || cache.load(&engine, &n, &p, &wasm))
+            .await
+            .map_err(|e| PluginError::Gone { name: format!("{name} (compiler: {e})") })??;
+        let wrong_world = |e: wasmtime::Error| PluginError::WrongWorld {
+            name: name.to_owned(),
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
+        Ok((bindings::BotPre::new(pre).map_err(wrong_world)?, loaded))
+    }
+
+    /// Hot-reloads `plugin` from `path`: compiled and linked off the event path, then
+    /// swapped in between two events. Queued events go to the new version, none lost
+    /// and none twice; calls are untouched. A broken version leaves the old one serving.
+    pub async fn reload(&self, plugin: &str, path: &Path) -> Result<SwapReport, PluginError> {
+        let result = match self.prepare(plugin, path).await {
+            Ok((pre, _)) => self.ask(plugin, |reply| Event::Swap(Box::new(pre), reply)).await,
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(r) => tracing::info!(plugin, restored = r.restored, "reloaded {}", path.display()),
+            Err(e) => tracing::error!(plugin, "reload refused, the running version keeps serving: {e}"),
+        }
+        let _ = self.reloads.send((plugin.to_owned(), result.clone()));
+        result
+    }
+
+    /// Every reload's outcome from now on (plugin name, result).
+    pub fn reloads(&self) -> tokio::sync::broadcast::Receiver<(String, Result<SwapReport, PluginError>)> {
+        self.reloads.subscribe()
     }
 
     fn names(&self) -> Vec<Arc<str>> {
@@ -345,6 +391,7 @@ impl PluginHost {
                 queued: p.tx.max_capacity() - p.tx.capacity(),
                 disabled: p.counters.disabled.load(Ordering::Relaxed),
                 logs_dropped: p.counters.logs_dropped.load(Ordering::Relaxed),
+                reloads: p.counters.reloads.load(Ordering::Relaxed),
             })
             .collect()
     }

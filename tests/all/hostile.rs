@@ -89,6 +89,7 @@ async fn unbounded_allocation_hits_the_memory_cap() {
 async fn unbounded_recursion_traps_without_hurting_the_host() {
     let (host, heard) = arena("", "").await;
     let reason = trap_reason(offend(&host, json!({ "cmd": "recurse" })).await);
+    assert!(reason.contains("stack"), "{reason}");
     assert!(!reason.is_empty());
     others_unharmed(&host, &heard).await;
 }

@@ -7,5 +7,6 @@ mod http;
 mod inputs;
 mod media;
 mod plugins;
+mod reload;
 mod sfu;
 mod support;

@@ -98,7 +98,9 @@ async fn an_invited_jukebox_joins_and_plays() {
     let mut events = host.app.events();
     let invite = host.app.loopback.invite(-3, 4242);
     host.event(&mut events, |e| matches!(e, HostEvent::Invite(i) if *i == invite)).await;
-    let heard = tokio::time::timeout(PATIENCE, host.app.loopback.participant(-3)).await.unwrap();
+    let Ok(heard) = tokio::time::timeout(PATIENCE, host.app.loopback.participant(-3)).await else {
+        panic!("the jukebox never joined the invited chat: {:?}", host.app.plugins.status());
+    };
     tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 20)).await.expect("audio in the invited chat");
     assert!(host.app.loopback.calls().iter().all(|c| c.chat() == -3), "it joined the chat it was invited to only");
 }

@@ -69,6 +69,22 @@ fn play_from(chat: ChatId, i: usize) -> Result<(), CallError> {
 struct Jukebox;
 
 impl Bot for Jukebox {
+    /// On hot reload the new version keeps playing where this one was.
+    fn save() -> Vec<u8> {
+        with(|s| json!({ "playing": s.playing }).to_string().into_bytes())
+    }
+
+    fn restore(state: Vec<u8>) {
+        let settings: Settings = serde_json::from_str(&calls::settings()).unwrap_or_default();
+        let saved: Value = serde_json::from_slice(&state).unwrap_or(Value::Null);
+        let playing = serde_json::from_value(saved["playing"].clone()).unwrap_or(None);
+        with(|s| {
+            s.settings = settings;
+            s.playing = playing;
+        });
+        log(LogLevel::Info, format!("reloaded; still playing {playing:?}"));
+    }
+
     fn on_start(my_id: i64) {
         let settings: Settings = match serde_json::from_str(&calls::settings()) {
             Ok(s) => s,

@@ -21,7 +21,7 @@
 extern crate self as wasmcalls_bot;
 
 wit_bindgen::generate!({
-    world: "bot",
+    world: "bot-with-state",
     path: "../../wit",
     pub_export_macro: true,
     export_macro_name: "__export_bot",
@@ -76,6 +76,15 @@ pub trait Bot {
     fn on_raw_update(update: String) {
         let _ = update;
     }
+    /// On hot reload, the state to hand to the new version. The default hands over
+    /// nothing, and the new version starts fresh with `on_start`.
+    fn save() -> Vec<u8> {
+        Vec::new()
+    }
+    /// In the new version, instead of `on_start`: what the old version saved.
+    fn restore(state: Vec<u8>) {
+        let _ = state;
+    }
 }
 
 /// Logs a line through the host, prefixed with the plugin's name.
@@ -107,6 +116,14 @@ macro_rules! bot {
             }
             fn on_raw_update(update: String) {
                 <$bot as $crate::Bot>::on_raw_update(update)
+            }
+        }
+        impl $crate::exports::wasmcalls::bot::state::Guest for __WasmcallsBot {
+            fn save() -> Vec<u8> {
+                <$bot as $crate::Bot>::save()
+            }
+            fn restore(state: Vec<u8>) {
+                <$bot as $crate::Bot>::restore(state)
             }
         }
         $crate::__export_bot!(__WasmcallsBot with_types_in $crate);

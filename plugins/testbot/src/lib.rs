@@ -10,6 +10,8 @@ use wasmcalls_bot::{ApiRequest, ApiResponse, Bot, CallError, Invite, LogLevel, c
 
 thread_local! {
     static EVENTS: RefCell<Vec<Value>> = const { RefCell::new(Vec::new()) };
+    /// Survives hot reloads through save/restore.
+    static COUNT: RefCell<u64> = const { RefCell::new(0) };
 }
 
 fn record(event: Value) {
@@ -76,6 +78,11 @@ impl Bot for TestBot {
     }
     fn on_raw_update(update: String) {
         maybe_trap_always();
+        // Counted, for the reload tests: each must arrive exactly once.
+        if update.contains("\"count\"") {
+            COUNT.with(|c| *c.borrow_mut() += 1);
+            return;
+        }
         // The host's dispatch benchmark: one short event that issues one command.
         if update == "ping" {
             let _ = calls::get_port_server();
@@ -83,6 +90,24 @@ impl Bot for TestBot {
         }
         record(json!({ "on-raw-update": serde_json::from_str::<Value>(&update).unwrap_or(Value::String(update)) }));
     }
+    fn save() -> Vec<u8> {
+        let settings: Value = serde_json::from_str(&calls::settings()).unwrap_or(Value::Null);
+        if settings["stateless"].as_bool() == Some(true) {
+            return Vec::new();
+        }
+        COUNT.with(|c| c.borrow().to_le_bytes().to_vec())
+    }
+
+    fn restore(state: Vec<u8>) {
+        let settings: Value = serde_json::from_str(&calls::settings()).unwrap_or(Value::Null);
+        if settings["trap_on_restore"].as_bool() == Some(true) {
+            panic!("trap_on_restore is set");
+        }
+        let n = u64::from_le_bytes(state.try_into().unwrap_or([0; 8]));
+        COUNT.with(|c| *c.borrow_mut() = n);
+        record(json!({ "restored": n }));
+    }
+
     fn on_custom_api(request: ApiRequest) -> ApiResponse {
         maybe_trap_always();
         let b: Value = serde_json::from_str(&request.body).unwrap_or(Value::Null);
@@ -143,6 +168,10 @@ impl Bot for TestBot {
                 return ApiResponse { status, body: b["body"].as_str().unwrap_or("").to_owned() };
             }
             "echo" => b.clone(),
+            "count" => COUNT.with(|c| {
+                *c.borrow_mut() += 1;
+                json!(*c.borrow())
+            }),
             other => json!({ "unknown": other }),
         };
         ApiResponse { status: 200, body: out.to_string() }

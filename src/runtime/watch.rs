@@ -1,0 +1,84 @@
+//! Hot reload: each plugin's `.wasm` is watched (its folder, so an atomic rename is
+//! seen as well as an in-place write), changes are debounced until the file has been
+//! quiet for [`QUIET`], and a reload happens only when the content's hash changed —
+//! so a file written slowly, or replaced by rename, reloads exactly once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::PluginHost;
+
+/// How long a file must stay unchanged before it is loaded.
+pub const QUIET: Duration = Duration::from_millis(200);
+
+/// Keeps the watch alive; dropping it stops watching.
+pub struct WatchHandle {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn hash(path: &Path) -> Option<[u8; 32]> {
+    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+}
+
+/// Watches `targets` (plugin name, `.wasm` path) and reloads a plugin when its file changes.
+pub fn watch(plugins: Arc<PluginHost>, targets: Vec<(String, PathBuf)>) -> notify::Result<WatchHandle> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            for p in ev.paths {
+                let _ = tx.send(p);
+            }
+        }
+    })?;
+    let mut dirs: Vec<PathBuf> = targets.iter().filter_map(|(_, p)| p.parent().map(Path::to_path_buf)).collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in &dirs {
+        watcher.watch(d, RecursiveMode::NonRecursive)?;
+    }
+    let mut known: HashMap<PathBuf, (String, Option<[u8; 32]>)> =
+        targets.into_iter().map(|(name, p)| (p.clone(), (name, hash(&p)))).collect();
+    let task = tokio::spawn(async move {
+        let mut pending: Vec<PathBuf> = Vec::new();
+        loop {
+            // Wait for a change, then until nothing has changed for QUIET.
+            let first = if pending.is_empty() { rx.recv().await } else { None };
+            if let Some(p) = first {
+                pending.push(p);
+            }
+            loop {
+                match tokio::time::timeout(QUIET, rx.recv()).await {
+                    Ok(Some(p)) => pending.push(p),
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            pending.sort();
+            pending.dedup();
+            for p in pending.drain(..) {
+                let Some((name, last)) = known.get_mut(&p) else { continue };
+                let now = hash(&p);
+                if now.is_none() || now == *last {
+                    continue; // removed (a rename in progress) or unchanged
+                }
+                // Hash what was tried, so a broken version is not retried until it changes.
+                *last = now;
+                let _ = plugins.reload(name, &p).await;
+            }
+        }
+    });
+    Ok(WatchHandle { _watcher: watcher, task })
+}
