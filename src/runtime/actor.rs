@@ -205,6 +205,7 @@ impl Actor {
     /// in `on-start`, never replaces the old one; a `restore` that traps falls back to a
     /// fresh start of the new version.
     async fn swap(&mut self, live: &mut Option<Live>, pre: BotPre<PluginState>, started: Option<i64>) -> Result<super::SwapReport, PluginError> {
+        let t0 = Instant::now();
         let saved = match live.as_mut() {
             Some(old) => self.call_state(old, "save", None).await.ok().flatten().filter(|b| !b.is_empty()),
             None => None,
@@ -232,7 +233,7 @@ impl Actor {
         self.pre = pre;
         *live = Some(fresh);
         self.counters.reloads.fetch_add(1, Ordering::Relaxed);
-        Ok(super::SwapReport { restored })
+        Ok(super::SwapReport { restored, prepare: Duration::ZERO, swap: t0.elapsed() })
     }
 
     /// Calls `save` (no argument) or `restore(bytes)` of the optional state interface.

@@ -1,7 +1,9 @@
 //! Hot reload: each plugin's `.wasm` is watched (its folder, so an atomic rename is
-//! seen as well as an in-place write), changes are debounced until the file has been
-//! quiet for [`QUIET`], and a reload happens only when the content's hash changed —
-//! so a file written slowly, or replaced by rename, reloads exactly once.
+//! seen as well as an in-place write). A change is tried once the file has been quiet
+//! for [`QUIET`] and only if its hash changed. A file that does not parse yet is
+//! taken for a write in progress: the watcher waits up to [`SETTLE`] for more changes
+//! before reporting it broken. So a file written slowly, or replaced by rename,
+//! reloads exactly once, and an atomic replace is serving within milliseconds.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,10 +14,12 @@ use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::PluginHost;
+use super::{PluginError, PluginHost};
 
-/// How long a file must stay unchanged before it is loaded.
-pub const QUIET: Duration = Duration::from_millis(200);
+/// How long a file must stay unchanged before it is tried.
+pub const QUIET: Duration = Duration::from_millis(25);
+/// How long a file that does not parse may stay that way before it is reported.
+pub const SETTLE: Duration = Duration::from_millis(500);
 
 /// Keeps the watch alive; dropping it stops watching.
 pub struct WatchHandle {
@@ -68,15 +72,29 @@ pub fn watch(plugins: Arc<PluginHost>, targets: Vec<(String, PathBuf)>) -> notif
             }
             pending.sort();
             pending.dedup();
-            for p in pending.drain(..) {
+            for p in std::mem::take(&mut pending) {
                 let Some((name, last)) = known.get_mut(&p) else { continue };
                 let now = hash(&p);
                 if now.is_none() || now == *last {
                     continue; // removed (a rename in progress) or unchanged
                 }
+                let result = plugins.reload_quietly(name, &p).await;
+                let unfinished = matches!(result, Err(PluginError::NotAComponent { .. } | PluginError::Read { .. }));
+                if unfinished {
+                    // Probably still being written: give it SETTLE to change again.
+                    match tokio::time::timeout(SETTLE, rx.recv()).await {
+                        Ok(Some(more)) => {
+                            pending.push(more);
+                            pending.push(p);
+                            continue;
+                        }
+                        Ok(None) => return,
+                        Err(_) => {}
+                    }
+                }
                 // Hash what was tried, so a broken version is not retried until it changes.
                 *last = now;
-                let _ = plugins.reload(name, &p).await;
+                plugins.announce(name, &p, &result);
             }
         }
     });
