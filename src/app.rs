@@ -97,10 +97,7 @@ impl App {
 
         let mut loaded = Vec::new();
         for p in &config.plugins {
-            let result = match &p.build {
-                Some(dir) => build_plugin(&p.name, &config.resolve(dir)).await,
-                None => Ok(()),
-            };
+            let result = build(config, p).await;
             let result = match result.and_then(|()| {
                 Grants::resolve(&p.grants, &config.base).map_err(|reason| PluginError::Grants { name: p.name.clone(), reason })
             }) {
@@ -191,20 +188,42 @@ impl App {
     }
 }
 
+/// Builds a plugin as its config says: its `build_command`, or cargo for a `build`
+/// crate; nothing if neither is set.
+pub async fn build(config: &Config, p: &crate::config::PluginConfig) -> Result<(), PluginError> {
+    let dir = p.build.as_ref().map_or_else(|| config.base.clone(), |d| config.resolve(d));
+    match (&p.build_command, &p.build) {
+        (Some(cmd), _) => build_with(&p.name, &dir, cmd).await,
+        (None, Some(_)) => build_plugin(&p.name, &dir).await,
+        (None, None) => Ok(()),
+    }
+}
+
+/// Runs a plugin's own build command (`sh -c`) in `dir`.
+async fn build_with(name: &str, dir: &Path, cmd: &str) -> Result<(), PluginError> {
+    tracing::info!(plugin = name, "building: {cmd}");
+    let out = tokio::process::Command::new("sh").arg("-c").arg(cmd).current_dir(dir).output().await;
+    finish_build(name, dir, out.map_err(|e| format!("cannot run `{cmd}`: {e}")))
+}
+
 /// `cargo build --release --target wasm32-wasip2` in `dir`, with its errors shown plainly.
 pub async fn build_plugin(name: &str, dir: &Path) -> Result<(), PluginError> {
-    let fail = |reason: String| PluginError::Read { name: name.to_owned(), path: dir.to_path_buf(), reason };
     let manifest = dir.join("Cargo.toml");
     if !manifest.exists() {
-        return Err(fail("no Cargo.toml there to build".into()));
+        return finish_build(name, dir, Err("no Cargo.toml there to build".into()));
     }
     tracing::info!(plugin = name, "building {}", dir.display());
     let out = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
         .arg(&manifest)
         .output()
-        .await
-        .map_err(|e| fail(format!("cannot run cargo: {e}")))?;
+        .await;
+    finish_build(name, dir, out.map_err(|e| format!("cannot run cargo: {e}")))
+}
+
+fn finish_build(name: &str, dir: &Path, out: Result<std::process::Output, String>) -> Result<(), PluginError> {
+    let fail = |reason: String| PluginError::Build { name: name.to_owned(), path: dir.to_path_buf(), reason };
+    let out = out.map_err(fail)?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(30).collect();

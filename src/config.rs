@@ -162,6 +162,10 @@ pub struct PluginConfig {
     /// `cargo build --release --target wasm32-wasip2` before loading.
     #[serde(default)]
     pub build: Option<PathBuf>,
+    /// For other languages: a shell command that builds `wasm`, run in `build` (or the
+    /// config's folder) instead of cargo, e.g. `componentize-py … -o bot.wasm`.
+    #[serde(default)]
+    pub build_command: Option<String>,
     /// Whether `POST /api/<name>` reaches this plugin.
     #[serde(default = "yes")]
     pub api: bool,

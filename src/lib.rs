@@ -17,6 +17,7 @@ pub mod app;
 pub mod calls;
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod http;
 pub mod media;
 pub mod metrics;

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the host and its plugins from a configuration file
     Run(run::RunArgs),
+    /// Like run, and rebuild each plugin from source on save, then hot-reload it
+    Dev(run::RunArgs),
     /// Show what a running host is doing: plugins, calls, counters
     Status(status::StatusArgs),
     /// Stream a raw PCM file into a group call (the embedded loopback Telegram by default)
@@ -59,7 +61,7 @@ pub fn main() -> ExitCode {
     // `run` logs at its config's level; the other commands only warn.
     let mut config = None;
     let mut level = DEFAULT_LOG.to_owned();
-    if let Command::Run(args) = &cli.command {
+    if let Command::Run(args) | Command::Dev(args) = &cli.command {
         match crate::config::Config::load(&args.config) {
             Ok(c) => {
                 level = format!("{},rtc=warn,rtc_dtls=error,rtc_ice=error", c.host.log);
@@ -87,7 +89,8 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::run(args, config.expect("loaded above")).await,
+            Command::Run(args) => run::run(args, config.expect("loaded above"), false).await,
+            Command::Dev(args) => run::run(args, config.expect("loaded above"), true).await,
             Command::Play(args) => play::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Loopback(cmd) => loopback::run(cmd).await,

@@ -20,8 +20,11 @@ pub struct RunArgs {
     exit_when_idle: bool,
 }
 
-pub async fn run(args: RunArgs, config: Config) -> Result<()> {
+pub async fn run(args: RunArgs, config: Config, dev: bool) -> Result<()> {
     let app = App::start(&config).await?;
+    // `dev`: rebuild plugins from source on save (their reload then follows).
+    let (rebuilt, _) = tokio::sync::mpsc::unbounded_channel();
+    let _sources = if dev { crate::dev::watch_sources(&config, rebuilt)? } else { None };
     let loaded = app.loaded.iter().filter(|(_, r)| r.is_ok()).count();
     tracing::info!("wasmcalls is running: {loaded}/{} plugin(s) loaded; Ctrl-C leaves every call and exits", config.plugins.len());
 

@@ -49,6 +49,8 @@ pub enum PluginError {
     QueueFull { name: String },
     #[error("plugin {name}: {reason}")]
     Grants { name: String, reason: String },
+    #[error("plugin {name}: building {path} failed: {reason}")]
+    Build { name: String, path: PathBuf, reason: String },
     #[error("plugin {name} is disabled after repeated traps; fix it and restart the host")]
     Disabled { name: String },
     #[error("no plugin is named {0:?}")]

@@ -21,10 +21,35 @@ pub const QUIET: Duration = Duration::from_millis(25);
 /// How long a file that does not parse may stay that way before it is reported.
 pub const SETTLE: Duration = Duration::from_millis(500);
 
-/// Keeps the watch alive; dropping it stops watching.
+/// Keeps a watch alive; dropping it stops watching.
 pub struct WatchHandle {
     _watcher: notify::RecommendedWatcher,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl WatchHandle {
+    pub(crate) fn new(watcher: notify::RecommendedWatcher, task: tokio::task::JoinHandle<()>) -> Self {
+        WatchHandle { _watcher: watcher, task }
+    }
+}
+
+/// Watches `dirs` and sends the path of every change that can alter a file's content;
+/// reads (our own hashing, a build reading its sources) are not changes.
+pub(crate) fn changes(dirs: &[PathBuf], mode: RecursiveMode) -> notify::Result<(notify::RecommendedWatcher, mpsc::UnboundedReceiver<PathBuf>)> {
+    let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res
+            && !matches!(ev.kind, notify::EventKind::Access(_))
+        {
+            for p in ev.paths {
+                let _ = tx.send(p);
+            }
+        }
+    })?;
+    for d in dirs {
+        watcher.watch(d, mode)?;
+    }
+    Ok((watcher, rx))
 }
 
 impl Drop for WatchHandle {
@@ -39,20 +64,10 @@ fn hash(path: &Path) -> Option<[u8; 32]> {
 
 /// Watches `targets` (plugin name, `.wasm` path) and reloads a plugin when its file changes.
 pub fn watch(plugins: Arc<PluginHost>, targets: Vec<(String, PathBuf)>) -> notify::Result<WatchHandle> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            for p in ev.paths {
-                let _ = tx.send(p);
-            }
-        }
-    })?;
     let mut dirs: Vec<PathBuf> = targets.iter().filter_map(|(_, p)| p.parent().map(Path::to_path_buf)).collect();
     dirs.sort();
     dirs.dedup();
-    for d in &dirs {
-        watcher.watch(d, RecursiveMode::NonRecursive)?;
-    }
+    let (watcher, mut rx) = changes(&dirs, RecursiveMode::NonRecursive)?;
     let mut known: HashMap<PathBuf, (String, Option<[u8; 32]>)> =
         targets.into_iter().map(|(name, p)| (p.clone(), (name, hash(&p)))).collect();
     let task = tokio::spawn(async move {
@@ -98,5 +113,5 @@ pub fn watch(plugins: Arc<PluginHost>, targets: Vec<(String, PathBuf)>) -> notif
             }
         }
     });
-    Ok(WatchHandle { _watcher: watcher, task })
+    Ok(WatchHandle::new(watcher, task))
 }

@@ -164,3 +164,46 @@ async fn the_watcher_reloads_once_for_a_slow_write_and_once_for_a_rename() {
     assert_eq!(count(&host).await, 2, "state carried through both reloads");
     assert_eq!(host.app.plugins.status()[0].reloads, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_rebuilds_on_save_reloads_and_keeps_serving_through_a_failed_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("version.txt"), "v1").unwrap();
+    std::fs::write(dir.path().join("next.wasm"), new_version(&plugin("testbot"), "v1")).unwrap();
+    // The "compiler": fails when the source says so, else copies the next version in.
+    std::fs::write(
+        dir.path().join("build.sh"),
+        "if grep -q broken version.txt; then echo 'error[E0308]: version.txt is broken' >&2; exit 1; fi\n\
+         cp ../next.wasm ../bot.wasm.tmp && mv ../bot.wasm.tmp ../bot.wasm\n",
+    )
+    .unwrap();
+    let config = format!(
+        "[host]\napi_port = 0\n[[plugins]]\nname = \"bot\"\nwasm = \"bot.wasm\"\nbuild = \"src\"\n\
+         build_command = \"sh ../build.sh\"\ngrants = {{ chats = \"all\" }}\n"
+    );
+    let host = Host::start_in(dir, &config).await; // builds once at start, like `run`
+    let config = wasmcalls::config::Config::parse(&config, host.dir.path()).unwrap();
+    let (tx, mut rebuilt) = tokio::sync::mpsc::unbounded_channel();
+    let _watch = wasmcalls::dev::watch_sources(&config, tx).unwrap().expect("a source to watch");
+    let mut reloads = host.app.plugins.reloads();
+    assert_eq!(count(&host).await, 1);
+
+    // Save a source file: rebuilt, then reloaded with its state.
+    std::fs::write(host.dir.path().join("next.wasm"), new_version(&plugin("testbot"), "v2")).unwrap();
+    std::fs::write(src.join("version.txt"), "v2").unwrap();
+    let r = tokio::time::timeout(PATIENCE, rebuilt.recv()).await.unwrap().unwrap();
+    assert!(r.result.is_ok(), "{r:?}");
+    let (_, reloaded) = tokio::time::timeout(PATIENCE, reloads.recv()).await.unwrap().unwrap();
+    assert!(reloaded.unwrap().restored);
+    assert_eq!(count(&host).await, 2);
+
+    // A failed build: its error comes back plainly and the running version serves on.
+    std::fs::write(src.join("version.txt"), "broken").unwrap();
+    let r = tokio::time::timeout(PATIENCE, rebuilt.recv()).await.unwrap().unwrap();
+    let err = r.result.unwrap_err();
+    assert!(err.contains("error[E0308]: version.txt is broken"), "{err}");
+    assert_eq!(count(&host).await, 3);
+    assert_eq!(host.app.plugins.status()[0].reloads, 1);
+}
