@@ -1,6 +1,4 @@
-//! `wasmcalls bench pacing`: N concurrent calls streamed into a loopback Telegram that
-//! runs in a child process (so the host's CPU and memory are measured alone), with
-//! `ffmpeg -re … -c:a libopus -f rtp` run on the same input beside it when installed.
+//! N concurrent calls into a loopback child process, with ffmpeg beside them.
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
@@ -9,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::Args;
 
 use crate::calls::dial;
 use crate::media::stats::{Percentiles, new_histogram};
@@ -17,65 +15,6 @@ use crate::media::encoder::SignalHint;
 use crate::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
 use crate::telegram::sfu::SfuServer;
 
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Stream N concurrent calls and report CPU, send jitter and memory per call
-    Pacing(PacingArgs),
-    /// Time event dispatch into a plugin (host → plugin → command → back) and instantiation
-    Plugins(PluginArgs),
-    /// Load the custom HTTP API: a fixed number of requests from a few concurrent clients
-    Http(HttpArgs),
-    /// Play calls while a hostile plugin loops, hoards memory, recurses and floods the log
-    Hostile(HostileArgs),
-    /// Time hot reloads: file change → new version serving, cold and warm cache, and the swap
-    Reload(ReloadArgs),
-}
-
-#[derive(Args)]
-pub struct ReloadArgs {
-    /// Reloads of each kind
-    #[arg(long, default_value_t = 10)]
-    rounds: usize,
-    /// The plugin to reload (the testbot hands its state over)
-    #[arg(long, default_value = "plugins/target/wasm32-wasip2/release/testbot.wasm")]
-    wasm: PathBuf,
-}
-
-#[derive(Args)]
-pub struct HostileArgs {
-    /// Seconds the calls play
-    #[arg(long, default_value_t = 10)]
-    seconds: u32,
-    /// Calls playing meanwhile
-    #[arg(long, default_value_t = 10)]
-    calls: usize,
-    /// The test plugin (offender and player)
-    #[arg(long, default_value = "plugins/target/wasm32-wasip2/release/testbot.wasm")]
-    wasm: PathBuf,
-}
-
-#[derive(Args)]
-pub struct HttpArgs {
-    /// Requests in all
-    #[arg(long, default_value_t = 20000)]
-    requests: usize,
-    /// Concurrent clients (keep-alive connections)
-    #[arg(long, default_value_t = 4)]
-    clients: usize,
-    /// The plugin answering (must echo `{"cmd":"echo"}`: the testbot does)
-    #[arg(long, default_value = "plugins/target/wasm32-wasip2/release/testbot.wasm")]
-    wasm: PathBuf,
-}
-
-#[derive(Args)]
-pub struct PluginArgs {
-    /// Dispatches to time (instantiations: at most 1000)
-    #[arg(long, default_value_t = 20000)]
-    rounds: usize,
-    /// The plugin: it must answer on-raw-update("ping") by calling get-port-server
-    #[arg(long, default_value = "plugins/target/wasm32-wasip2/release/testbot.wasm")]
-    wasm: PathBuf,
-}
 
 #[derive(Args)]
 pub struct PacingArgs {
@@ -86,7 +25,7 @@ pub struct PacingArgs {
     #[arg(long, default_value_t = 20)]
     seconds: u32,
     /// Opus bitrate per stream
-    #[arg(long, default_value = "64k", value_parser = super::parse_bitrate)]
+    #[arg(long, default_value = "64k", value_parser = crate::cli::parse_bitrate)]
     bitrate: u32,
     /// libopus complexity (0–10)
     #[arg(long, default_value_t = 10)]
@@ -105,245 +44,10 @@ pub struct PacingArgs {
     ffmpeg: usize,
 }
 
-pub async fn run(cmd: BenchCommand) -> Result<()> {
-    match cmd {
-        BenchCommand::Pacing(args) => pacing(args).await,
-        BenchCommand::Plugins(args) => plugins(args).await,
-        BenchCommand::Http(args) => http(args).await,
-        BenchCommand::Hostile(args) => hostile(args).await,
-        BenchCommand::Reload(args) => reload(args).await,
-    }
-}
-
-type Timings = (Vec<Duration>, Vec<Duration>, Vec<Duration>);
-
-/// Replaces `target` by rename with each version in turn (as editors and build tools
-/// do) and times each until the new version serves: end to end, prepare, swap.
-async fn timed_reloads(
-    reloads: &mut tokio::sync::broadcast::Receiver<(String, Result<crate::runtime::SwapReport, crate::runtime::PluginError>)>,
-    dir: &Path,
-    target: &Path,
-    versions: Vec<Vec<u8>>,
-) -> Result<Timings> {
-    let (mut e2e, mut prepare, mut swap) = (Vec::new(), Vec::new(), Vec::new());
-    for v in versions {
-        let tmp = dir.join("bot.wasm.tmp");
-        std::fs::write(&tmp, v)?;
-        let t0 = Instant::now();
-        std::fs::rename(&tmp, target)?;
-        let (_, r) = tokio::time::timeout(Duration::from_secs(30), reloads.recv()).await??;
-        let r = r.map_err(|e| anyhow::anyhow!("reload failed: {e}"))?;
-        e2e.push(t0.elapsed());
-        prepare.push(r.prepare);
-        swap.push(r.swap);
-    }
-    Ok((e2e, prepare, swap))
-}
-
-/// The component with a custom section appended: a distinct version (new hash) that behaves the same.
-fn tagged(wasm: &[u8], tag: &str) -> Vec<u8> {
-    let name = b"wasmcalls-bench-version";
-    let payload = [&[name.len() as u8][..], name, tag.as_bytes()].concat();
-    let mut out = wasm.to_vec();
-    out.push(0);
-    out.push(payload.len() as u8);
-    out.extend(payload);
-    out
-}
-
-async fn reload(a: ReloadArgs) -> Result<()> {
-    if !a.wasm.exists() {
-        bail!("{} does not exist; build the plugins (see README)", a.wasm.display());
-    }
-    let original = std::fs::read(&a.wasm)?;
-    let dir = tempfile::tempdir()?;
-    let target = dir.path().join("bot.wasm");
-    std::fs::write(&target, &original)?;
-    let text = "[host]\napi_port = 0\ncache_dir = \"cache\"\n[[plugins]]\nname = \"bot\"\nwasm = \"bot.wasm\"\n";
-    let config = crate::config::Config::parse(text, dir.path()).map_err(|e| anyhow::anyhow!(e))?;
-    let app = crate::app::App::start(&config).await?;
-    crate::app::require_all_loaded(&app)?;
-    let mut reloads = app.plugins.reloads();
-    let cold: Vec<Vec<u8>> = (0..a.rounds).map(|i| tagged(&original, &format!("cold-{i}"))).collect();
-    let (c_e2e, c_prep, c_swap) = timed_reloads(&mut reloads, dir.path(), &target, cold).await?;
-    // Two versions alternating: after the first pass both are in the compile cache.
-    let (va, vb) = (tagged(&original, "warm-a"), tagged(&original, "warm-b"));
-    timed_reloads(&mut reloads, dir.path(), &target, vec![va.clone(), vb.clone()]).await?;
-    let warm: Vec<Vec<u8>> = (0..a.rounds).map(|i| if i % 2 == 0 { va.clone() } else { vb.clone() }).collect();
-    let (w_e2e, w_prep, w_swap) = timed_reloads(&mut reloads, dir.path(), &target, warm).await?;
-    let ms = |v: Vec<Duration>| {
-        let (p50, _, max) = percentiles(v);
-        format!("p50 {:.1} ms, max {:.1} ms", p50 / 1e3, max / 1e3)
-    };
-    let us = |v: Vec<Duration>| {
-        let (p50, _, max) = percentiles(v);
-        format!("p50 {p50:.0} µs, max {max:.0} µs")
-    };
-    println!("wasmcalls reload bench: {} ({} KiB), {} reloads of each kind, state handed over each time", a.wasm.display(), original.len() / 1024, a.rounds);
-    println!("  file renamed → new version serving, compile needed: {}", ms(c_e2e));
-    println!("    of which compile + link: {}", ms(c_prep));
-    println!("  file renamed → new version serving, from the compile cache: {}", ms(w_e2e));
-    println!("    of which cache load + link: {}", ms(w_prep));
-    println!("  the swap on the event path (save, instantiate, restore): cold {}; warm {}", us(c_swap), us(w_swap));
-    println!("  (the watcher waits {} ms for a file to go quiet before trying it)", crate::runtime::watch::QUIET.as_millis());
-    app.shutdown().await;
-    Ok(())
-}
-
-async fn hostile(a: HostileArgs) -> Result<()> {
-    use crate::runtime::ApiCall;
-    if !a.wasm.exists() {
-        bail!("{} does not exist; build the plugins (see README)", a.wasm.display());
-    }
-    let dir = tempfile::tempdir()?;
-    write_input(dir.path(), a.seconds)?;
-    let wasm = a.wasm.canonicalize()?;
-    let text = format!(
-        "[host]\napi_port = 0\n\
-         [[plugins]]\nname = \"player\"\nwasm = {wasm:?}\ngrants = {{ chats = \"all\", files = [\".\"] }}\n\
-         [[plugins]]\nname = \"offender\"\nwasm = {wasm:?}\nlimits = {{ max_traps = 1000000 }}\n"
-    );
-    let config = crate::config::Config::parse(&text, dir.path()).map_err(|e| anyhow::anyhow!(e))?;
-    let app = crate::app::App::start(&config).await?;
-    crate::app::require_all_loaded(&app)?;
-    for i in 0..a.calls {
-        let body = format!(r#"{{"cmd":"join","chat":{},"file":"bench-input.raw"}}"#, -(i as i64) - 1);
-        let r = app.plugins.custom_api("player", ApiCall { path: "/api".into(), body }).await?;
-        if !r.body.contains("\"ok\"") {
-            bail!("the player could not join: {}", r.body);
-        }
-    }
-    println!("wasmcalls hostile bench: {} calls × {} s while a plugin misbehaves non-stop", a.calls, a.seconds);
-    let t0 = Instant::now();
-    let mut offences = std::collections::BTreeMap::<&str, u32>::new();
-    let cmds = [r#"{"cmd":"loop"}"#, r#"{"cmd":"alloc"}"#, r#"{"cmd":"recurse"}"#, r#"{"cmd":"flood","lines":2000}"#, r#"{"cmd":"trap"}"#];
-    while t0.elapsed() < Duration::from_secs(a.seconds as u64) {
-        for c in cmds {
-            let _ = app.plugins.custom_api("offender", ApiCall { path: "/api".into(), body: c.into() }).await;
-            *offences.entry(c).or_default() += 1;
-        }
-    }
-    let totals = app.media.totals();
-    let frames = totals.frames_sent.load(std::sync::atomic::Ordering::Relaxed);
-    let late = totals.late_frames.load(std::sync::atomic::Ordering::Relaxed);
-    let lost: u64 = app.loopback.calls().iter().map(|c| c.stats().lost).sum();
-    let offender = app.plugins.status().into_iter().find(|p| p.name == "offender");
-    println!("  offences: {}", offences.iter().map(|(k, v)| format!("{v}× {k}")).collect::<Vec<_>>().join(", "));
-    if let Some(o) = offender {
-        println!("  offender: {} traps (each interrupted or caught, then restarted), {} log lines dropped", o.restarts, o.logs_dropped);
-    }
-    println!("  the calls: {frames} frames sent, {late} late (> 5 ms), {lost} packets lost at the loopback");
-    app.shutdown().await;
-    Ok(())
-}
-
-async fn http(a: HttpArgs) -> Result<()> {
-    if !a.wasm.exists() {
-        bail!(
-            "{} does not exist; build the plugins with `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml`",
-            a.wasm.display()
-        );
-    }
-    let text = format!(
-        "[host]\napi_port = 0\napi_concurrency = {}\n[[plugins]]\nname = \"echo\"\nwasm = {:?}\ngrants = {{ chats = \"all\" }}\n",
-        a.clients.max(1) * 2,
-        a.wasm.canonicalize()?
-    );
-    let config = crate::config::Config::parse(&text, Path::new(".")).map_err(|e| anyhow::anyhow!(e))?;
-    let app = crate::app::App::start(&config).await?;
-    crate::app::require_all_loaded(&app)?;
-    let url = format!("http://{}/api", app.api);
-    let per_client = a.requests / a.clients.max(1);
-    let t0 = Instant::now();
-    let clients = (0..a.clients.max(1)).map(|_| {
-        let url = url.clone();
-        tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            let mut lat = Vec::with_capacity(per_client);
-            let mut failed = 0usize;
-            for i in 0..per_client {
-                let t = Instant::now();
-                let ok = client
-                    .post(&url)
-                    .body(format!("{{\"cmd\":\"echo\",\"n\":{i}}}"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if ok {
-                    lat.push(t.elapsed());
-                } else {
-                    failed += 1;
-                }
-            }
-            (lat, failed)
-        })
-    });
-    let mut all = Vec::new();
-    let mut failed = 0;
-    for c in futures::future::join_all(clients).await {
-        let (lat, f) = c?;
-        all.extend(lat);
-        failed += f;
-    }
-    let wall = t0.elapsed();
-    let n = all.len();
-    let (p50, p99, max) = percentiles(all);
-    println!("wasmcalls http bench: {} requests from {} clients to POST /api (testbot echo)", per_client * a.clients.max(1), a.clients.max(1));
-    println!("  {:.0} requests/s; latency p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs; {failed} failed", n as f64 / wall.as_secs_f64());
-    app.shutdown().await;
-    Ok(())
-}
-
-fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
-    v.sort_unstable();
-    let at = |q: f64| v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1e6);
-    (at(0.5), at(0.99), v.last().map_or(0.0, |d| d.as_secs_f64() * 1e6))
-}
-
-async fn plugins(a: PluginArgs) -> Result<()> {
-    use crate::runtime::{PluginHost, PluginSpec};
-    if !a.wasm.exists() {
-        bail!(
-            "{} does not exist; build the plugins with `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml`",
-            a.wasm.display()
-        );
-    }
-    let mut config = crate::config::Config::default();
-    config.host.api_port = 0;
-    let app = crate::app::App::start(&config).await?;
-    let cache = tempfile::tempdir()?;
-    let spec = || PluginSpec { name: "bench".into(), wasm: a.wasm.clone(), settings: serde_json::Value::Null, limits: Default::default(), grants: crate::runtime::grants::Grants::all_chats(Path::new(".")) };
-    let size = std::fs::metadata(&a.wasm)?.len();
-    let cold = PluginHost::new(app.manager.clone(), Some(cache.path().into()), Default::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let compiled = cold.load(spec()).await?;
-    let warm = PluginHost::new(app.manager.clone(), Some(cache.path().into()), Default::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let cached = warm.load(spec()).await?;
-    warm.bench("bench", 1000).await?; // warm-up
-    let report = warm.bench("bench", a.rounds).await?;
-    let mut queued = Vec::with_capacity(a.rounds.min(5000));
-    for _ in 0..a.rounds.min(5000) {
-        let call = crate::runtime::ApiCall { path: "/api".into(), body: r#"{"cmd":"port"}"#.into() };
-        let t = Instant::now();
-        warm.custom_api("bench", call).await?;
-        queued.push(t.elapsed());
-    }
-    let (q50, q99, qmax) = percentiles(queued);
-    let (d50, d99, dmax) = percentiles(report.dispatch);
-    let (i50, i99, imax) = percentiles(report.instantiate);
-    println!("wasmcalls plugin bench: {} ({} KiB), {} dispatches", a.wasm.display(), size / 1024, a.rounds);
-    println!("  load: compile {:.1} ms; from the compile cache {:.2} ms", compiled.took.as_secs_f64() * 1e3, cached.took.as_secs_f64() * 1e3);
-    println!("  instantiate from InstancePre: p50 {i50:.1} µs, p99 {i99:.1} µs, max {imax:.1} µs");
-    println!("  dispatch on-raw-update(\"ping\") → get-port-server → back: p50 {d50:.2} µs, p99 {d99:.2} µs, max {dmax:.1} µs");
-    println!(
-        "  through the plugin's event queue (custom API round trip, JSON in and out): p50 {q50:.1} µs, p99 {q99:.1} µs, max {qmax:.1} µs"
-    );
-    app.shutdown().await;
-    Ok(())
-}
 
 /// A music-like stereo test signal: a few drifting partials plus a little noise,
 /// so the encoder works as hard as on real content.
-fn write_input(dir: &Path, seconds: u32) -> Result<PathBuf> {
+pub(super) fn write_input(dir: &Path, seconds: u32) -> Result<PathBuf> {
     let path = dir.join("bench-input.raw");
     let n = 48000 * seconds as usize;
     let mut bytes = Vec::with_capacity(n * 4);
@@ -428,7 +132,7 @@ fn spawn_loopback() -> Result<(LoopbackChild, String)> {
     Ok((LoopbackChild(child), url))
 }
 
-async fn pacing(a: PacingArgs) -> Result<()> {
+pub async fn run(a: PacingArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let input = match &a.input {
         Some(p) => p.clone(),
@@ -693,3 +397,4 @@ fn ffmpeg_run(input: &Path, n: usize, bitrate: u32, complexity: u8, seconds: u32
         arrival: Percentiles::of(&all),
     })
 }
+

@@ -1,0 +1,66 @@
+//! `wasmcalls bench …`: figures, printed, never asserted (these machines are shared).
+//! One file per benchmark.
+
+mod hostile;
+mod http;
+mod pacing;
+mod plugins;
+mod reload;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+pub use hostile::HostileArgs;
+pub use http::HttpArgs;
+pub use pacing::PacingArgs;
+pub use plugins::PluginArgs;
+pub use reload::ReloadArgs;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Stream N concurrent calls and report CPU, send jitter and memory per call
+    Pacing(PacingArgs),
+    /// Time event dispatch into a plugin (host → plugin → command → back) and instantiation
+    Plugins(PluginArgs),
+    /// Load the custom HTTP API: a fixed number of requests from a few concurrent clients
+    Http(HttpArgs),
+    /// Play calls while a hostile plugin loops, hoards memory, recurses and floods the log
+    Hostile(HostileArgs),
+    /// Time hot reloads: file change → new version serving, cold and warm cache, and the swap
+    Reload(ReloadArgs),
+}
+
+pub async fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Pacing(args) => pacing::run(args).await,
+        BenchCommand::Plugins(args) => plugins::run(args).await,
+        BenchCommand::Http(args) => http::run(args).await,
+        BenchCommand::Hostile(args) => hostile::run(args).await,
+        BenchCommand::Reload(args) => reload::run(args).await,
+    }
+}
+
+
+/// p50, p99 and max of durations, in microseconds.
+pub(super) fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
+    v.sort_unstable();
+    let at = |q: f64| v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1e6);
+    (at(0.5), at(0.99), v.last().map_or(0.0, |d| d.as_secs_f64() * 1e6))
+}
+
+
+/// The testbot's default build location, for the benchmarks that drive it.
+pub(super) const TESTBOT: &str = "plugins/target/wasm32-wasip2/release/testbot.wasm";
+
+/// Fails with the build command when a benchmark's plugin is missing.
+pub(super) fn require_plugin(path: &std::path::Path) -> Result<()> {
+    if !path.exists() {
+        anyhow::bail!(
+            "{} does not exist; build the plugins with `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml`",
+            path.display()
+        );
+    }
+    Ok(())
+}
