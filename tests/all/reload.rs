@@ -179,12 +179,10 @@ async fn dev_rebuilds_on_save_reloads_and_keeps_serving_through_a_failed_build()
          cp ../next.wasm ../bot.wasm.tmp && mv ../bot.wasm.tmp ../bot.wasm\n",
     )
     .unwrap();
-    let config = format!(
-        "[host]\napi_port = 0\n[[plugins]]\nname = \"bot\"\nwasm = \"bot.wasm\"\nbuild = \"src\"\n\
-         build_command = \"sh ../build.sh\"\ngrants = {{ chats = \"all\" }}\n"
-    );
-    let host = Host::start_in(dir, &config).await; // builds once at start, like `run`
-    let config = wasmcalls::config::Config::parse(&config, host.dir.path()).unwrap();
+    let config = "[host]\napi_port = 0\n[[plugins]]\nname = \"bot\"\nwasm = \"bot.wasm\"\nbuild = \"src\"\n\
+                  build_command = \"sh ../build.sh\"\ngrants = { chats = \"all\" }\n";
+    let host = Host::start_in(dir, config).await; // builds once at start, like `run`
+    let config = wasmcalls::config::Config::parse(config, host.dir.path()).unwrap();
     let (tx, mut rebuilt) = tokio::sync::mpsc::unbounded_channel();
     let _watch = wasmcalls::dev::watch_sources(&config, tx).unwrap().expect("a source to watch");
     let mut reloads = host.app.plugins.reloads();

@@ -57,7 +57,8 @@ pub enum Control {
 }
 
 pub(crate) enum Command {
-    Add { call: CallId, peer: OutboundPeer, connect_timeout: Duration, ready: oneshot::Sender<Result<(), String>> },
+    /// Boxed: a peer connection is large, and every command shares the channel's slot size.
+    Add { call: CallId, peer: Box<OutboundPeer>, connect_timeout: Duration, ready: oneshot::Sender<Result<(), String>> },
     Control { call: CallId, control: Control },
     Stats { call: CallId, reply: oneshot::Sender<Option<CallStats>> },
     Remove { call: CallId, reply: Option<oneshot::Sender<()>> },
@@ -180,7 +181,7 @@ impl MediaPlane {
             .unwrap_or(0);
         self.calls.lock().expect("calls lock").insert(call, idx);
         let (ready, rx) = oneshot::channel();
-        self.shards[idx].send(Command::Add { call, peer, connect_timeout: self.config.connect_timeout, ready })?;
+        self.shards[idx].send(Command::Add { call, peer: Box::new(peer), connect_timeout: self.config.connect_timeout, ready })?;
         match rx.await {
             Ok(Ok(())) => Ok(call),
             Ok(Err(reason)) => {

@@ -84,7 +84,7 @@ impl Shard {
                         let slot = phase_order().min_by_key(|&i| phase_load[i]).unwrap_or(0);
                         phase_load[slot] += 1;
                         let phase = FRAME / PHASE_SLOTS as u32 * slot as u32;
-                        let mut s = Session::new(call, peer, phase, connect_timeout, ready);
+                        let mut s = Session::new(call, *peer, phase, connect_timeout, ready);
                         s.phase_slot = slot;
                         if let Err(e) = self.poll.registry().register(&mut s.socket, token, Interest::READABLE) {
                             tracing::error!(call, "pacer: cannot register socket: {e}");
@@ -155,11 +155,11 @@ impl Shard {
                 let _ = timer.arm(w);
             }
             // With nothing scheduled the thread sleeps until a command or datagram.
-            if let Err(e) = self.poll.poll(&mut events, if wake.is_some() { None } else { Some(Duration::from_secs(1)) }) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    tracing::error!("pacer: poll failed: {e}");
-                    break;
-                }
+            if let Err(e) = self.poll.poll(&mut events, if wake.is_some() { None } else { Some(Duration::from_secs(1)) })
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                tracing::error!("pacer: poll failed: {e}");
+                break;
             }
             for ev in events.iter() {
                 match ev.token() {
