@@ -25,9 +25,11 @@ use super::limits::Limits;
 use super::{Event, PluginError};
 use crate::calls::CallManager;
 
-pub(super) struct Actor {
+/// Everything needed to make an instance of a plugin, shared by its actor and the
+/// host (which builds a reload's new instance off the event path).
+#[derive(Clone)]
+pub(super) struct Recipe {
     pub name: Arc<str>,
-    pub pre: BotPre<PluginState>,
     pub manager: CallManager,
     pub settings: Arc<str>,
     pub counters: Arc<super::PluginCounters>,
@@ -35,7 +37,19 @@ pub(super) struct Actor {
     pub grants: Arc<super::grants::Grants>,
 }
 
-struct Live {
+pub(super) struct Actor {
+    pub recipe: Recipe,
+    pub pre: BotPre<PluginState>,
+}
+
+impl std::ops::Deref for Actor {
+    type Target = Recipe;
+    fn deref(&self) -> &Recipe {
+        &self.recipe
+    }
+}
+
+pub(super) struct Live {
     store: Store<PluginState>,
     bot: Bot,
     instance: Instance,
@@ -46,10 +60,17 @@ const STATE_INTERFACE: &str = "wasmcalls:bot/state@0.1.0";
 
 impl Actor {
     async fn instantiate(&self) -> Result<Live, PluginError> {
-        self.instantiate_from(&self.pre).await
+        self.recipe.instantiate(&self.pre).await
     }
 
     async fn instantiate_from(&self, pre: &BotPre<PluginState>) -> Result<Live, PluginError> {
+        self.recipe.instantiate(pre).await
+    }
+}
+
+impl Recipe {
+    /// A fresh instance in a fresh store, with the plugin's limits armed.
+    pub(super) async fn instantiate(&self, pre: &BotPre<PluginState>) -> Result<Live, PluginError> {
         let state = PluginState::new(
             self.name.clone(),
             self.manager.clone(),
@@ -76,6 +97,9 @@ impl Actor {
         let bot = Bot::new(&mut store, &instance).map_err(failed)?;
         Ok(Live { store, bot, instance })
     }
+}
+
+impl Actor {
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         let mut live: Option<Live> = None;
@@ -125,10 +149,11 @@ impl Actor {
                     }
                 }
             }
-            if let Event::Swap(pre, reply) = event {
+            if let Event::Swap(next, reply) = event {
                 // Between two events: the one before finished on the old version, the
                 // ones queued behind this go to whichever version is serving after it.
-                let r = self.swap(&mut live, *pre, started).await;
+                let (pre, fresh) = *next;
+                let r = self.swap(&mut live, pre, fresh, started).await;
                 if r.is_ok() {
                     traps.clear();
                 }
@@ -204,13 +229,18 @@ impl Actor {
     /// speak the `state` interface. A new version that cannot be instantiated, or traps
     /// in `on-start`, never replaces the old one; a `restore` that traps falls back to a
     /// fresh start of the new version.
-    async fn swap(&mut self, live: &mut Option<Live>, pre: BotPre<PluginState>, started: Option<i64>) -> Result<super::SwapReport, PluginError> {
+    async fn swap(
+        &mut self,
+        live: &mut Option<Live>,
+        pre: BotPre<PluginState>,
+        mut fresh: Live,
+        started: Option<i64>,
+    ) -> Result<super::SwapReport, PluginError> {
         let t0 = Instant::now();
         let saved = match live.as_mut() {
             Some(old) => self.call_state(old, "save", None).await.ok().flatten().filter(|b| !b.is_empty()),
             None => None,
         };
-        let mut fresh = self.instantiate_from(&pre).await?;
         let mut restored = false;
         if let Some(bytes) = saved {
             match self.call_state(&mut fresh, "restore", Some(bytes)).await {

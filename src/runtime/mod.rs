@@ -97,8 +97,9 @@ enum Event {
     CustomApi(ApiCall, oneshot::Sender<Result<ApiReply, PluginError>>),
     /// Times `rounds` dispatches of `on-raw-update("ping")` and as many instantiations.
     Bench(usize, oneshot::Sender<Result<BenchReport, PluginError>>),
-    /// Replace the running version with this one, between two events.
-    Swap(Box<bindings::BotPre<PluginState>>, oneshot::Sender<Result<SwapReport, PluginError>>),
+    /// Replace the running version with this one (instantiated off the event path),
+    /// between two events.
+    Swap(Box<(bindings::BotPre<PluginState>, actor::Live)>, oneshot::Sender<Result<SwapReport, PluginError>>),
 }
 
 /// How a reload went.
@@ -203,6 +204,7 @@ struct Plugin {
     tx: mpsc::Sender<Event>,
     counters: Arc<PluginCounters>,
     grants: Arc<grants::Grants>,
+    recipe: actor::Recipe,
 }
 
 /// Counters of one plugin.
@@ -267,21 +269,21 @@ impl PluginHost {
             });
         }
         let (pre, loaded) = self.prepare(&spec.name, &spec.wasm).await?;
+        self.warm_up(&spec.name, &spec.wasm, &pre).await?;
 
         let (tx, rx) = mpsc::channel(spec.limits.queue.max(1));
         let counters = Arc::new(PluginCounters::default());
         let grants = Arc::new(spec.grants);
-        let actor = actor::Actor {
+        let recipe = actor::Recipe {
             name: name.clone(),
-            pre,
             manager: self.manager.clone(),
             settings: spec.settings.to_string().into(),
             counters: counters.clone(),
             limits: spec.limits,
             grants: grants.clone(),
         };
-        tokio::spawn(actor.run(rx));
-        self.plugins.lock().expect("plugins lock").push(Plugin { name, tx, counters, grants });
+        tokio::spawn(actor::Actor { recipe: recipe.clone(), pre }.run(rx));
+        self.plugins.lock().expect("plugins lock").push(Plugin { name, tx, counters, grants, recipe });
         let report = LoadReport { loaded, took: t0.elapsed() };
         tracing::info!(plugin = %spec.name, "loaded {} ({:?}, {:.1} ms)", spec.wasm.display(), loaded, report.took.as_secs_f64() * 1e3);
         Ok(report)
@@ -304,23 +306,24 @@ impl PluginHost {
             reason: format!("{e:#}"),
         };
         let pre = bindings::BotPre::new(self.linker.instantiate_pre(&component).map_err(wrong_world)?).map_err(wrong_world)?;
-        // Pre-instantiate once in a throwaway store: the first instance of a component
-        // pays one-time setup (~150 µs measured) that should not land on the event path
-        // of a swap or a restart.
-        let state = PluginState::new(
-            name.into(),
-            self.manager.clone(),
-            "{}".into(),
-            &limits::Limits::default(),
-            Default::default(),
-            Default::default(),
-        );
+        Ok((pre, loaded))
+    }
+
+    /// Instantiates once in a throwaway store: the first instance of a component pays
+    /// one-time setup (~150 µs measured) that should not land on the first event's path,
+    /// and a component that cannot be instantiated is refused now rather than later.
+    async fn warm_up(&self, name: &str, path: &Path, pre: &bindings::BotPre<PluginState>) -> Result<(), PluginError> {
+        let state = PluginState::new(name.into(), self.manager.clone(), "{}".into(), &limits::Limits::default(), Default::default(), Default::default());
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(100);
         store.epoch_deadline_trap();
-        pre.instance_pre().instantiate_async(&mut store).await.map_err(wrong_world)?;
-        Ok((pre, loaded))
+        pre.instance_pre().instantiate_async(&mut store).await.map_err(|e| PluginError::WrongWorld {
+            name: name.to_owned(),
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        })?;
+        Ok(())
     }
 
     /// Hot-reloads `plugin` from `path`: compiled and linked off the event path, then
@@ -337,8 +340,15 @@ impl PluginHost {
     pub(crate) async fn reload_quietly(&self, plugin: &str, path: &Path) -> Result<SwapReport, PluginError> {
         let t0 = Instant::now();
         let (pre, _) = self.prepare(plugin, path).await?;
+        let recipe = {
+            let plugins = self.plugins.lock().expect("plugins lock");
+            plugins.iter().find(|p| &*p.name == plugin).map(|p| p.recipe.clone()).ok_or_else(|| PluginError::Unknown(plugin.to_owned()))?
+        };
+        // The new version's store and instance are made here, off the event path; the
+        // swap itself is then only save and restore.
+        let fresh = recipe.instantiate(&pre).await?;
         let prepare = t0.elapsed();
-        let mut report = self.ask(plugin, |reply| Event::Swap(Box::new(pre), reply)).await?;
+        let mut report = self.ask(plugin, |reply| Event::Swap(Box::new((pre, fresh)), reply)).await?;
         report.prepare = prepare;
         Ok(report)
     }

@@ -86,7 +86,7 @@ pub async fn run(a: ReloadArgs) -> Result<()> {
     println!("    of which compile + link: {}", ms(c_prep));
     println!("  file renamed → new version serving, from the compile cache: {}", ms(w_e2e));
     println!("    of which cache load + link: {}", ms(w_prep));
-    println!("  the swap on the event path (save, instantiate, restore): cold {}; warm {}", us(c_swap), us(w_swap));
+    println!("  the swap on the event path (save, restore; the new instance is built beforehand): cold {}; warm {}", us(c_swap), us(w_swap));
     println!("  (the watcher waits {} ms for a file to go quiet before trying it)", crate::runtime::watch::QUIET.as_millis());
     app.shutdown().await;
     Ok(())
