@@ -62,10 +62,6 @@ impl Actor {
     async fn instantiate(&self) -> Result<Live, PluginError> {
         self.recipe.instantiate(&self.pre).await
     }
-
-    async fn instantiate_from(&self, pre: &BotPre<PluginState>) -> Result<Live, PluginError> {
-        self.recipe.instantiate(pre).await
-    }
 }
 
 impl Recipe {
@@ -248,7 +244,7 @@ impl Actor {
                 Ok(None) => {} // the new version has no `state`: it starts fresh
                 Err(e) => {
                     tracing::warn!(plugin = %self.name, "the new version's restore failed ({e}); starting it fresh");
-                    fresh = self.instantiate_from(&pre).await?;
+                    fresh = self.recipe.instantiate(&pre).await?;
                 }
             }
         }

@@ -200,11 +200,16 @@ impl Default for PluginCounters {
 
 /// A running plugin as the host sees it.
 struct Plugin {
-    name: Arc<str>,
     tx: mpsc::Sender<Event>,
-    counters: Arc<PluginCounters>,
-    grants: Arc<grants::Grants>,
+    /// Its name, counters and grants (shared with its actor).
     recipe: actor::Recipe,
+}
+
+impl std::ops::Deref for Plugin {
+    type Target = actor::Recipe;
+    fn deref(&self) -> &actor::Recipe {
+        &self.recipe
+    }
 }
 
 /// Counters of one plugin.
@@ -283,7 +288,7 @@ impl PluginHost {
             grants: grants.clone(),
         };
         tokio::spawn(actor::Actor { recipe: recipe.clone(), pre }.run(rx));
-        self.plugins.lock().expect("plugins lock").push(Plugin { name, tx, counters, grants, recipe });
+        self.plugins.lock().expect("plugins lock").push(Plugin { tx, recipe });
         let report = LoadReport { loaded, took: t0.elapsed() };
         tracing::info!(plugin = %spec.name, "loaded {} ({:?}, {:.1} ms)", spec.wasm.display(), loaded, report.took.as_secs_f64() * 1e3);
         Ok(report)
@@ -340,10 +345,7 @@ impl PluginHost {
     pub(crate) async fn reload_quietly(&self, plugin: &str, path: &Path) -> Result<SwapReport, PluginError> {
         let t0 = Instant::now();
         let (pre, _) = self.prepare(plugin, path).await?;
-        let recipe = {
-            let plugins = self.plugins.lock().expect("plugins lock");
-            plugins.iter().find(|p| &*p.name == plugin).map(|p| p.recipe.clone()).ok_or_else(|| PluginError::Unknown(plugin.to_owned()))?
-        };
+        let recipe = self.with_plugin(plugin, |p| p.recipe.clone())?;
         // The new version's store and instance are made here, off the event path; the
         // swap itself is then only save and restore.
         let fresh = recipe.instantiate(&pre).await?;
@@ -403,6 +405,12 @@ impl PluginHost {
         }
     }
 
+    /// Runs `f` on the plugin named `plugin`, or answers that there is none.
+    fn with_plugin<R>(&self, plugin: &str, f: impl FnOnce(&Plugin) -> R) -> Result<R, PluginError> {
+        let plugins = self.plugins.lock().expect("plugins lock");
+        plugins.iter().find(|p| &*p.name == plugin).map(f).ok_or_else(|| PluginError::Unknown(plugin.to_owned()))
+    }
+
     /// Queues an event that carries its own reply channel for `plugin`, and awaits the reply.
     async fn ask<R>(
         &self,
@@ -410,11 +418,7 @@ impl PluginHost {
         event: impl FnOnce(oneshot::Sender<Result<R, PluginError>>) -> Event,
     ) -> Result<R, PluginError> {
         let (reply, rx) = oneshot::channel();
-        {
-            let plugins = self.plugins.lock().expect("plugins lock");
-            let p = plugins.iter().find(|p| &*p.name == plugin).ok_or_else(|| PluginError::Unknown(plugin.to_owned()))?;
-            Self::send(p, event(reply));
-        }
+        self.with_plugin(plugin, |p| Self::send(p, event(reply)))?;
         rx.await.map_err(|_| PluginError::Gone { name: plugin.to_owned() })?
     }
 
