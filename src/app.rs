@@ -92,14 +92,16 @@ impl App {
             memory_mb: config.plugins.iter().map(|p| p.limits.memory_mb).max().unwrap_or(64),
         };
         let plugins = Arc::new(
-            PluginHost::new(manager.clone(), Some(config.cache_dir()), capacity).map_err(|e| anyhow::anyhow!("{e:#}"))?,
+            PluginHost::new(manager.clone(), Some(config.cache_dir()), capacity)
+                .map_err(|e| anyhow::anyhow!("{e:#}"))?,
         );
 
         let mut loaded = Vec::new();
         for p in &config.plugins {
             let result = build(config, p).await;
             let result = match result.and_then(|()| {
-                Grants::resolve(&p.grants, &config.base).map_err(|reason| PluginError::Grants { name: p.name.clone(), reason })
+                Grants::resolve(&p.grants, &config.base)
+                    .map_err(|reason| PluginError::Grants { name: p.name.clone(), reason })
             }) {
                 Ok(grants) => {
                     let spec = PluginSpec {

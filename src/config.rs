@@ -272,7 +272,8 @@ mod tests {
     fn unknown_keys_name_the_key_and_line() {
         let err = Config::parse("[host]\napi_port = 1\nlisten = 3\n", Path::new(".")).unwrap_err();
         assert!(err.contains("line 3") && err.contains("listen"), "{err}");
-        let err = Config::parse("[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\npath = \"x\"\n", Path::new(".")).unwrap_err();
+        let err =
+            Config::parse("[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\npath = \"x\"\n", Path::new(".")).unwrap_err();
         assert!(err.contains("line 4") && err.contains("path"), "{err}");
     }
 

@@ -58,8 +58,13 @@ pub fn watch_sources(config: &Config, report: mpsc::UnboundedSender<Rebuilt>) ->
                 eprintln!("wasmcalls dev: {} changed, rebuilding {}", dir.display(), plugin.name);
                 let result = crate::app::build(&config, plugin).await.map_err(|e| e.to_string());
                 match &result {
-                    Ok(()) => eprintln!("wasmcalls dev: built {}; it reloads as soon as its .wasm settles", plugin.name),
-                    Err(e) => eprintln!("wasmcalls dev: {e}\nwasmcalls dev: the running version of {} keeps serving", plugin.name),
+                    Ok(()) => {
+                        eprintln!("wasmcalls dev: built {}; it reloads as soon as its .wasm settles", plugin.name)
+                    }
+                    Err(e) => eprintln!(
+                        "wasmcalls dev: {e}\nwasmcalls dev: the running version of {} keeps serving",
+                        plugin.name
+                    ),
                 }
                 let _ = report.send(Rebuilt { plugin: plugin.name.clone(), result });
             }

@@ -37,9 +37,8 @@ impl AtomicHistogram {
 }
 
 /// Seconds buckets for sub-millisecond-to-second latencies.
-pub const LATENCY_BOUNDS: &[f64] = &[
-    0.000_005, 0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
-];
+pub const LATENCY_BOUNDS: &[f64] =
+    &[0.000_005, 0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
 /// Seconds buckets for pacing deviation (|send − deadline|).
 pub const DEVIATION_BOUNDS: &[f64] = &[0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05];
 

@@ -164,7 +164,8 @@ impl CallManager {
                 tracing::warn!(chat, "call connection lost: {reason}");
                 self.drop_call(chat).await;
                 self.emit(HostEvent::RawUpdate(
-                    serde_json::json!({ "_": "wasmcalls.connectionLost", "chat_id": chat, "reason": reason }).to_string(),
+                    serde_json::json!({ "_": "wasmcalls.connectionLost", "chat_id": chat, "reason": reason })
+                        .to_string(),
                 ));
                 self.emit(HostEvent::Kicked(chat));
             }
@@ -285,7 +286,11 @@ impl CallManager {
     }
 
     /// Applies `f` to a connected call's entry and returns its media id.
-    fn connected<R>(&self, chat: ChatId, f: impl FnOnce(&mut Entry) -> Result<R, CallError>) -> Result<(CallId, R), CallError> {
+    fn connected<R>(
+        &self,
+        chat: ChatId,
+        f: impl FnOnce(&mut Entry) -> Result<R, CallError>,
+    ) -> Result<(CallId, R), CallError> {
         let mut calls = self.inner.calls.lock().expect("calls lock");
         let e = calls.get_mut(&chat).ok_or(CallError::NotInCall(chat))?;
         let call = e.call.ok_or_else(|| CallError::Other(format!("chat {chat}'s call is still connecting")))?;

@@ -53,12 +53,9 @@ pub struct RawArgs {
 
 async fn control(url: &str, path: &str, body: String) -> Result<()> {
     let full = format!("{}{path}", url.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
-        .post(&full)
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("reaching the loopback control endpoint at {url} (is `wasmcalls run` up with [loopback] control set?)"))?;
+    let resp = reqwest::Client::new().post(&full).body(body).send().await.with_context(|| {
+        format!("reaching the loopback control endpoint at {url} (is `wasmcalls run` up with [loopback] control set?)")
+    })?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
@@ -88,23 +85,26 @@ pub async fn run(cmd: LoopbackCommand) -> Result<()> {
         LoopbackCommand::Serve(args) => args,
         LoopbackCommand::Kick(a) => return control(&a.url, &format!("/chats/{}/kick", a.chat), String::new()).await,
         LoopbackCommand::Invite(a) => {
-            return control(&a.chat.url, &format!("/chats/{}/invite?inviter={}", a.chat.chat, a.inviter), String::new()).await;
+            return control(
+                &a.chat.url,
+                &format!("/chats/{}/invite?inviter={}", a.chat.chat, a.inviter),
+                String::new(),
+            )
+            .await;
         }
-        LoopbackCommand::StartCall(a) => return control(&a.url, &format!("/chats/{}/start", a.chat), String::new()).await,
+        LoopbackCommand::StartCall(a) => {
+            return control(&a.url, &format!("/chats/{}/start", a.chat), String::new()).await;
+        }
         LoopbackCommand::EndCall(a) => return control(&a.url, &format!("/chats/{}/end", a.chat), String::new()).await,
         LoopbackCommand::Raw(a) => return control(&a.url, "/updates", a.json).await,
     };
     if let Some(dir) = &args.record_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let loopback = Loopback::new(LoopbackOptions {
-        decode: !args.no_decode,
-        record_dir: args.record_dir,
-        ..Default::default()
-    });
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let loopback =
+        Loopback::new(LoopbackOptions { decode: !args.no_decode, record_dir: args.record_dir, ..Default::default() });
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("loopback Telegram listening: POST http://{addr}/join?chat=<chat id>");
     axum::serve(listener, http::router(loopback.clone()))

@@ -11,9 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::calls::dial;
 use crate::media::{Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
+use crate::telegram::GroupCallServer;
 use crate::telegram::loopback::{Loopback, LoopbackOptions};
 use crate::telegram::sfu::SfuServer;
-use crate::telegram::GroupCallServer;
 
 #[derive(Args)]
 pub struct PlayArgs {
@@ -46,7 +46,11 @@ pub async fn run(args: PlayArgs) -> Result<()> {
     let format = PcmFormat::new(args.rate, args.channels)?;
     let (media, mut events) = MediaPlane::start(PacerConfig::default())?;
     // Open first: a bad file is reported before anything connects.
-    let stream = media.open_stream(&args.file, format, EncoderConfig { bitrate: args.bitrate, signal: args.signal, ..Default::default() })?;
+    let stream = media.open_stream(
+        &args.file,
+        format,
+        EncoderConfig { bitrate: args.bitrate, signal: args.signal, ..Default::default() },
+    )?;
     let total = stream.total_frames();
 
     if args.record.is_some() && args.sfu.is_some() {

@@ -26,7 +26,10 @@ pub async fn run(args: RunArgs, config: Config, dev: bool) -> Result<()> {
     let (rebuilt, _) = tokio::sync::mpsc::unbounded_channel();
     let _sources = if dev { crate::dev::watch_sources(&config, rebuilt)? } else { None };
     let loaded = app.loaded.iter().filter(|(_, r)| r.is_ok()).count();
-    tracing::info!("wasmcalls is running: {loaded}/{} plugin(s) loaded; Ctrl-C leaves every call and exits", config.plugins.len());
+    tracing::info!(
+        "wasmcalls is running: {loaded}/{} plugin(s) loaded; Ctrl-C leaves every call and exits",
+        config.plugins.len()
+    );
 
     let started = Instant::now();
     let mut had_calls = false;

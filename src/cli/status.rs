@@ -33,7 +33,13 @@ pub async fn run(a: StatusArgs) -> Result<()> {
     let v: Value = serde_json::from_str(&body).context("parsing the status")?;
     println!("{:<20} {:>8} {:>9} {:>7}", "PLUGIN", "EVENTS", "RESTARTS", "QUEUED");
     for p in v["plugins"].as_array().into_iter().flatten() {
-        println!("{:<20} {:>8} {:>9} {:>7}", p["name"].as_str().unwrap_or("?"), p["delivered"], p["restarts"], p["queued"]);
+        println!(
+            "{:<20} {:>8} {:>9} {:>7}",
+            p["name"].as_str().unwrap_or("?"),
+            p["delivered"],
+            p["restarts"],
+            p["queued"]
+        );
     }
     println!();
     let calls = v["calls"].as_array().cloned().unwrap_or_default();
@@ -42,7 +48,11 @@ pub async fn run(a: StatusArgs) -> Result<()> {
     } else {
         println!("{:<16} {:<10} {:<13} {:>6}  FILE", "CHAT", "STATE", "POSITION", "VOLUME");
         for c in calls {
-            let pos = format!("{}/{}", mmss(c["position_ms"].as_u64().unwrap_or(0)), mmss(c["duration_ms"].as_u64().unwrap_or(0)));
+            let pos = format!(
+                "{}/{}",
+                mmss(c["position_ms"].as_u64().unwrap_or(0)),
+                mmss(c["duration_ms"].as_u64().unwrap_or(0))
+            );
             println!(
                 "{:<16} {:<10} {:<13} {:>5}%  {}",
                 c["chat"],

@@ -24,12 +24,21 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
     }
 
     let t = state.media.totals();
-    e.family("wasmcalls_frames_sent_total", "counter", "20 ms audio frames sent, over all calls.")
-        .sample("wasmcalls_frames_sent_total", &[], t.frames_sent.load(Relaxed) as f64);
-    e.family("wasmcalls_late_frames_total", "counter", "Frames sent more than 5 ms after their deadline.")
-        .sample("wasmcalls_late_frames_total", &[], t.late_frames.load(Relaxed) as f64);
-    e.family("wasmcalls_pacing_deviation_seconds", "histogram", "|send time - deadline| per frame.")
-        .histogram("wasmcalls_pacing_deviation_seconds", &[], &t.deviation);
+    e.family("wasmcalls_frames_sent_total", "counter", "20 ms audio frames sent, over all calls.").sample(
+        "wasmcalls_frames_sent_total",
+        &[],
+        t.frames_sent.load(Relaxed) as f64,
+    );
+    e.family("wasmcalls_late_frames_total", "counter", "Frames sent more than 5 ms after their deadline.").sample(
+        "wasmcalls_late_frames_total",
+        &[],
+        t.late_frames.load(Relaxed) as f64,
+    );
+    e.family("wasmcalls_pacing_deviation_seconds", "histogram", "|send time - deadline| per frame.").histogram(
+        "wasmcalls_pacing_deviation_seconds",
+        &[],
+        &t.deviation,
+    );
 
     let plugins = state.plugins.counters();
     e.family("wasmcalls_plugin_events_total", "counter", "Events a plugin handled without trapping.");

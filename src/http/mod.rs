@@ -78,7 +78,16 @@ impl ApiState {
     ) -> Self {
         let default_plugin = default_plugin.or_else(|| routes.first().cloned());
         let routes = routes.into_iter().map(|r| (r, Arc::new(Semaphore::new(limits.concurrency)))).collect();
-        ApiState { plugins, manager, media, limits, routes, default_plugin, requests: Mutex::new(HashMap::new()), started: Instant::now() }
+        ApiState {
+            plugins,
+            manager,
+            media,
+            limits,
+            routes,
+            default_plugin,
+            requests: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+        }
     }
 
     fn count(&self, status: StatusCode) {
@@ -108,7 +117,8 @@ pub fn spawn(listener: tokio::net::TcpListener, state: Arc<ApiState>) -> tokio::
 
 /// A JSON error response.
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], json!({ "error": message.to_string() }).to_string()).into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], json!({ "error": message.to_string() }).to_string())
+        .into_response()
 }
 
 fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
@@ -136,7 +146,12 @@ async fn api_default(State(state): State<Arc<ApiState>>, headers: HeaderMap, bod
     r
 }
 
-async fn api_named(State(state): State<Arc<ApiState>>, Path(plugin): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn api_named(
+    State(state): State<Arc<ApiState>>,
+    Path(plugin): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let path = format!("/api/{plugin}");
     let r = call_plugin(&state, &plugin, path, headers, body).await;
     state.count(r.status());
@@ -145,7 +160,10 @@ async fn api_named(State(state): State<Arc<ApiState>>, Path(plugin): Path<String
 
 async fn call_plugin(state: &ApiState, plugin: &str, path: String, headers: HeaderMap, body: Body) -> Response {
     if !authorized(state, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (send `Authorization: Bearer <api_token>`)");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (send `Authorization: Bearer <api_token>`)",
+        );
     }
     let Some(permits) = state.routes.get(plugin) else {
         return error(StatusCode::NOT_FOUND, format!("no plugin {plugin:?} answers API requests"));
@@ -153,7 +171,10 @@ async fn call_plugin(state: &ApiState, plugin: &str, path: String, headers: Head
     let bytes: Bytes = match axum::body::to_bytes(body, state.limits.max_body).await {
         Ok(b) => b,
         Err(_) => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {} bytes", state.limits.max_body));
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {} bytes", state.limits.max_body),
+            );
         }
     };
     let text = match std::str::from_utf8(&bytes) {

@@ -84,9 +84,7 @@ impl Encoder {
             _ => SampleRate::Hz48000, // PcmFormat admits only Opus rates
         };
         let mut inner = opusic_c::Encoder::new(channels, rate, Application::Audio).map_err(EncodeError)?;
-        inner
-            .set_bitrate(Bitrate::Value(config.bitrate_for(format.channels())))
-            .map_err(EncodeError)?;
+        inner.set_bitrate(Bitrate::Value(config.bitrate_for(format.channels()))).map_err(EncodeError)?;
         inner.set_complexity(config.complexity.min(10)).map_err(EncodeError)?;
         inner.set_inband_fec(InbandFec::Mode2).map_err(EncodeError)?;
         // FEC data is only produced when the encoder expects loss.

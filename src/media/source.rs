@@ -20,16 +20,22 @@ pub enum SourceError {
     IsDirectory { path: PathBuf },
     #[error("{path}: is empty; a raw audio file needs at least one sample")]
     Empty { path: PathBuf },
-    #[error("{path}: {len} bytes is not a whole number of {channels}-channel s16le samples \
-             ({frame} bytes each); is it really raw PCM s16le with {channels} channel(s)?")]
+    #[error(
+        "{path}: {len} bytes is not a whole number of {channels}-channel s16le samples \
+             ({frame} bytes each); is it really raw PCM s16le with {channels} channel(s)?"
+    )]
     OddByteCount { path: PathBuf, len: u64, channels: u8, frame: u64 },
-    #[error("{path}: is a WAV file; wasmcalls streams raw PCM s16le — convert it with \
-             `ffmpeg -i {path} -f s16le -ac 2 -ar 48000 out.raw`")]
+    #[error(
+        "{path}: is a WAV file; wasmcalls streams raw PCM s16le — convert it with \
+             `ffmpeg -i {path} -f s16le -ac 2 -ar 48000 out.raw`"
+    )]
     LooksLikeWav { path: PathBuf },
     #[error("sample rate {0} Hz is above Telegram's 48000 Hz limit")]
     RateTooHigh(u32),
-    #[error("sample rate {0} Hz is not supported: Opus takes 8000, 12000, 16000, 24000 or 48000 Hz; \
-             resample with `ffmpeg -f s16le -ar {0} -ac 2 -i in.raw -f s16le -ar 48000 out.raw`")]
+    #[error(
+        "sample rate {0} Hz is not supported: Opus takes 8000, 12000, 16000, 24000 or 48000 Hz; \
+             resample with `ffmpeg -f s16le -ar {0} -ac 2 -i in.raw -f s16le -ar 48000 out.raw`"
+    )]
     UnsupportedRate(u32),
     #[error("{0} channels is not supported: raw PCM must be mono (1) or stereo (2)")]
     UnsupportedChannels(u8),

@@ -56,12 +56,7 @@ pub struct Stream {
 
 impl Stream {
     /// Opens `path` as raw PCM in `format`. File checks happen here, off the pacer thread.
-    pub fn open(
-        id: StreamId,
-        path: &Path,
-        format: PcmFormat,
-        config: EncoderConfig,
-    ) -> Result<Self, StreamError> {
+    pub fn open(id: StreamId, path: &Path, format: PcmFormat, config: EncoderConfig) -> Result<Self, StreamError> {
         let source = PcmSource::open(path, format)?;
         let encoder = Encoder::new(format, config)?;
         Ok(Stream {

@@ -19,11 +19,11 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::exports::wasmcalls::bot::handler::{ApiRequest, ApiResponse};
 use super::bindings::{Bot, BotPre, wasmcalls::bot::types::Invite};
-use wasmtime::component::Instance;
 use super::host::PluginState;
 use super::limits::Limits;
 use super::{Event, PluginError};
 use crate::calls::CallManager;
+use wasmtime::component::Instance;
 
 /// Everything needed to make an instance of a plugin, shared by its actor and the
 /// host (which builds a reload's new instance off the event path).
@@ -80,7 +80,11 @@ impl Recipe {
         let budget = self.limits.cpu_budget();
         store.epoch_deadline_callback(move |ctx| {
             // Each tick: yield to the executor, or stop an event past its budget.
-            if ctx.data().cpu.guest_time() > budget { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+            if ctx.data().cpu.guest_time() > budget {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
         });
         store.data_mut().cpu.begin();
         store.set_epoch_deadline(1);
@@ -96,7 +100,6 @@ impl Recipe {
 }
 
 impl Actor {
-
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         let mut live: Option<Live> = None;
         // The id `on-start` was given: replayed to a fresh instance after a trap.
@@ -253,7 +256,11 @@ impl Actor {
             fresh.store.data_mut().cpu.begin();
             fresh.store.set_epoch_deadline(1);
             if let Err(e) = h.call_on_start(&mut fresh.store, id).await {
-                return Err(PluginError::Trap { name: self.name.to_string(), event: "on-start", reason: e.root_cause().to_string() });
+                return Err(PluginError::Trap {
+                    name: self.name.to_string(),
+                    event: "on-start",
+                    reason: e.root_cause().to_string(),
+                });
             }
         }
         self.pre = pre;
@@ -307,7 +314,9 @@ impl Actor {
     fn trapped(&self, event: &'static str, e: &wasmtime::Error) -> PluginError {
         let n = self.counters.restarts.fetch_add(1, Ordering::Relaxed) + 1;
         let reason = match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => format!("it used its CPU budget of {} ms for one event", self.limits.cpu_ms_per_event),
+            Some(Trap::Interrupt) => {
+                format!("it used its CPU budget of {} ms for one event", self.limits.cpu_ms_per_event)
+            }
             Some(Trap::StackOverflow) => "it overflowed its stack (unbounded recursion?)".to_owned(),
             _ if format!("{e:#}").contains("forcing trap when growing memory") => {
                 format!("it reached its memory cap of {} MiB", self.limits.memory_mb)

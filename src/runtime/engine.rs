@@ -116,7 +116,13 @@ impl CompileCache {
     }
 
     /// Compiles `wasm` (the bytes of `path`) or loads its compiled form from the cache.
-    pub fn load(&self, engine: &Engine, name: &str, path: &Path, wasm: &[u8]) -> Result<(Component, Loaded), PluginError> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        name: &str,
+        path: &Path,
+        wasm: &[u8],
+    ) -> Result<(Component, Loaded), PluginError> {
         let cached = self.dir.as_ref().map(|d| d.join(format!("{}.cwasm", Self::key(engine, wasm))));
         // Read into memory rather than `deserialize_file`: a mapped file truncated
         // under the host (another process, a cleanup job) would crash it with SIGBUS.

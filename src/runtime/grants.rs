@@ -62,9 +62,8 @@ impl Grants {
         let mut dirs = Vec::new();
         for d in &cfg.files {
             let host = if d.is_absolute() { d.clone() } else { base.join(d) };
-            let canonical = host
-                .canonicalize()
-                .map_err(|e| format!("grants.files: {} cannot be used: {e}", host.display()))?;
+            let canonical =
+                host.canonicalize().map_err(|e| format!("grants.files: {} cannot be used: {e}", host.display()))?;
             if !canonical.is_dir() {
                 return Err(format!("grants.files: {} is not a folder", host.display()));
             }
@@ -140,10 +139,7 @@ impl Grants {
 /// The chat a raw update concerns, from the fields Telegram's updates use.
 fn raw_update_chat(json: &str) -> Option<ChatId> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    ["chat_id", "channel_id"]
-        .iter()
-        .find_map(|k| v[*k].as_i64())
-        .or_else(|| v["message"]["peer_id"].as_i64())
+    ["chat_id", "channel_id"].iter().find_map(|k| v[*k].as_i64()).or_else(|| v["message"]["peer_id"].as_i64())
 }
 
 #[cfg(test)]

@@ -191,14 +191,28 @@ impl calls::Host for PluginState {
 
     async fn calls(&mut self) -> Vec<types::CallStatus> {
         let t0 = Instant::now();
-        let r = self.manager.calls().await.into_iter().filter(|c| self.grants.chat_allowed(c.chat)).map(status_to_wit).collect();
+        let r = self
+            .manager
+            .calls()
+            .await
+            .into_iter()
+            .filter(|c| self.grants.chat_allowed(c.chat))
+            .map(status_to_wit)
+            .collect();
         self.host_since(t0);
         r
     }
 
     async fn active_calls(&mut self) -> Vec<types::CallStatus> {
         let t0 = Instant::now();
-        let r = self.manager.active_calls().await.into_iter().filter(|c| self.grants.chat_allowed(c.chat)).map(status_to_wit).collect();
+        let r = self
+            .manager
+            .active_calls()
+            .await
+            .into_iter()
+            .filter(|c| self.grants.chat_allowed(c.chat))
+            .map(status_to_wit)
+            .collect();
         self.host_since(t0);
         r
     }

@@ -37,7 +37,14 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_mb: 64, cpu_ms_per_event: 1000, queue: 1024, log_lines_per_s: 50, max_traps: 5, crash_window_s: 60 }
+        Limits {
+            memory_mb: 64,
+            cpu_ms_per_event: 1000,
+            queue: 1024,
+            log_lines_per_s: 50,
+            max_traps: 5,
+            crash_window_s: 60,
+        }
     }
 }
 
@@ -58,10 +65,7 @@ impl Limits {
     }
 
     pub fn store_limits(&self) -> StoreLimits {
-        StoreLimitsBuilder::new()
-            .memory_size(self.memory_mb as usize * 1024 * 1024)
-            .trap_on_grow_failure(true)
-            .build()
+        StoreLimitsBuilder::new().memory_size(self.memory_mb as usize * 1024 * 1024).trap_on_grow_failure(true).build()
     }
 
     /// Restart delay after the n-th recent trap: 50 ms doubling, at most 5 s.
@@ -106,7 +110,11 @@ pub struct LogBudget {
 }
 
 impl LogBudget {
-    pub fn new(plugin: Arc<str>, lines_per_s: u32, dropped_total: Arc<std::sync::atomic::AtomicU64>) -> Arc<Mutex<LogBudget>> {
+    pub fn new(
+        plugin: Arc<str>,
+        lines_per_s: u32,
+        dropped_total: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Arc<Mutex<LogBudget>> {
         let rate = lines_per_s.max(1) as f64;
         Arc::new(Mutex::new(LogBudget {
             plugin,

@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
-pub use engine::{Capacity, Loaded};
 use engine::CompileCache;
+pub use engine::{Capacity, Loaded};
 use host::PluginState;
 
 use crate::calls::{CallManager, HostEvent};
@@ -37,9 +37,13 @@ use crate::telegram::{ChatId, Invite};
 pub enum PluginError {
     #[error("plugin {name}: cannot read {path}: {reason}")]
     Read { name: String, path: PathBuf, reason: String },
-    #[error("plugin {name}: {path} is not a WebAssembly component ({reason}); build it with `cargo build --target wasm32-wasip2` (or another component toolchain)")]
+    #[error(
+        "plugin {name}: {path} is not a WebAssembly component ({reason}); build it with `cargo build --target wasm32-wasip2` (or another component toolchain)"
+    )]
     NotAComponent { name: String, path: PathBuf, reason: String },
-    #[error("plugin {name}: {path} is not a wasmcalls bot: {reason}; it must target the `bot` world of wit/bot.wit (wasmcalls:bot@0.1.0)")]
+    #[error(
+        "plugin {name}: {path} is not a wasmcalls bot: {reason}; it must target the `bot` world of wit/bot.wit (wasmcalls:bot@0.1.0)"
+    )]
     WrongWorld { name: String, path: PathBuf, reason: String },
     #[error("plugin {name} trapped in {event}: {reason}")]
     Trap { name: String, event: &'static str, reason: String },
@@ -249,7 +253,15 @@ impl PluginHost {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Bot::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
         let reloads = tokio::sync::broadcast::channel(64).0;
-        Ok(PluginHost { reloads, engine, capacity, linker, cache: CompileCache::new(cache_dir), manager, plugins: Mutex::new(Vec::new()) })
+        Ok(PluginHost {
+            reloads,
+            engine,
+            capacity,
+            linker,
+            cache: CompileCache::new(cache_dir),
+            manager,
+            plugins: Mutex::new(Vec::new()),
+        })
     }
 
     /// Compiles (or loads from cache), links and starts a plugin. Compilation runs on a
@@ -270,7 +282,10 @@ impl PluginHost {
         if spec.limits.memory_mb > self.capacity.memory_mb {
             return Err(PluginError::Grants {
                 name: spec.name,
-                reason: format!("limits.memory_mb = {} is above the host's {} MiB", spec.limits.memory_mb, self.capacity.memory_mb),
+                reason: format!(
+                    "limits.memory_mb = {} is above the host's {} MiB",
+                    spec.limits.memory_mb, self.capacity.memory_mb
+                ),
             });
         }
         let (pre, loaded) = self.prepare(&spec.name, &spec.wasm).await?;
@@ -310,7 +325,8 @@ impl PluginHost {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
         };
-        let pre = bindings::BotPre::new(self.linker.instantiate_pre(&component).map_err(wrong_world)?).map_err(wrong_world)?;
+        let pre = bindings::BotPre::new(self.linker.instantiate_pre(&component).map_err(wrong_world)?)
+            .map_err(wrong_world)?;
         Ok((pre, loaded))
     }
 
@@ -318,7 +334,14 @@ impl PluginHost {
     /// one-time setup (~150 µs measured) that should not land on the first event's path,
     /// and a component that cannot be instantiated is refused now rather than later.
     async fn warm_up(&self, name: &str, path: &Path, pre: &bindings::BotPre<PluginState>) -> Result<(), PluginError> {
-        let state = PluginState::new(name.into(), self.manager.clone(), "{}".into(), &limits::Limits::default(), Default::default(), Default::default());
+        let state = PluginState::new(
+            name.into(),
+            self.manager.clone(),
+            "{}".into(),
+            &limits::Limits::default(),
+            Default::default(),
+            Default::default(),
+        );
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(100);

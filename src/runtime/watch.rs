@@ -35,7 +35,10 @@ impl WatchHandle {
 
 /// Watches `dirs` and sends the path of every change that can alter a file's content;
 /// reads (our own hashing, a build reading its sources) are not changes.
-pub(crate) fn changes(dirs: &[PathBuf], mode: RecursiveMode) -> notify::Result<(notify::RecommendedWatcher, mpsc::UnboundedReceiver<PathBuf>)> {
+pub(crate) fn changes(
+    dirs: &[PathBuf],
+    mode: RecursiveMode,
+) -> notify::Result<(notify::RecommendedWatcher, mpsc::UnboundedReceiver<PathBuf>)> {
     let (tx, rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res

@@ -65,7 +65,11 @@ pub trait Backend: GroupCallServer {
 /// Whoever terminates our group call's media: Telegram, the loopback, or an SFU.
 pub trait GroupCallServer: Send + Sync {
     /// `phone.joinGroupCall`: sends our join JSON, returns the transport to connect to.
-    fn join<'a>(&'a self, chat: ChatId, params: &'a JoinParams) -> BoxFuture<'a, Result<TransportAnswer, TelegramError>>;
+    fn join<'a>(
+        &'a self,
+        chat: ChatId,
+        params: &'a JoinParams,
+    ) -> BoxFuture<'a, Result<TransportAnswer, TelegramError>>;
 
     /// `phone.leaveGroupCall(source = ssrc)`.
     fn leave(&self, chat: ChatId, ssrc: u32) -> BoxFuture<'_, Result<(), TelegramError>>;

@@ -32,7 +32,11 @@ impl SfuServer {
 }
 
 impl GroupCallServer for SfuServer {
-    fn join<'a>(&'a self, chat: ChatId, params: &'a JoinParams) -> BoxFuture<'a, Result<TransportAnswer, TelegramError>> {
+    fn join<'a>(
+        &'a self,
+        chat: ChatId,
+        params: &'a JoinParams,
+    ) -> BoxFuture<'a, Result<TransportAnswer, TelegramError>> {
         Box::pin(async move {
             let resp = self
                 .client

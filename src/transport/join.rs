@@ -20,11 +20,15 @@ pub const OPUS_PAYLOAD_TYPE: u8 = 111;
 /// Why a join could not be turned into a working transport.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum JoinError {
-    #[error("the group call answered in broadcast mode ({0}): it has no WebRTC transport to stream into; \
-             only voice chats (not live streams/RTMP broadcasts) can be joined")]
+    #[error(
+        "the group call answered in broadcast mode ({0}): it has no WebRTC transport to stream into; \
+             only voice chats (not live streams/RTMP broadcasts) can be joined"
+    )]
     Broadcast(&'static str),
-    #[error("the group call answer carried no WebRTC transport (`\"transport\": null`); \
-             the call may have ended or the join was refused — try joining again")]
+    #[error(
+        "the group call answer carried no WebRTC transport (`\"transport\": null`); \
+             the call may have ended or the join was refused — try joining again"
+    )]
     NoTransport,
     #[error("malformed group call answer: {0}")]
     Malformed(String),
@@ -98,8 +102,7 @@ impl JoinParams {
         let ufrag = find_attr(&sd, "ice-ufrag").ok_or(JoinError::BadOffer("a=ice-ufrag"))?;
         let pwd = find_attr(&sd, "ice-pwd").ok_or(JoinError::BadOffer("a=ice-pwd"))?;
         let fp = find_attr(&sd, "fingerprint").ok_or(JoinError::BadOffer("a=fingerprint"))?;
-        let (hash, fingerprint) =
-            fp.split_once(' ').ok_or(JoinError::BadOffer("a well-formed a=fingerprint"))?;
+        let (hash, fingerprint) = fp.split_once(' ').ok_or(JoinError::BadOffer("a well-formed a=fingerprint"))?;
         Ok(JoinParams {
             ufrag,
             pwd,
@@ -125,8 +128,8 @@ impl JoinParams {
 
     /// Parses a join JSON (what the loopback or an SFU receives).
     pub fn parse(json: &str) -> Result<Self, JoinError> {
-        let p: JoinParams = serde_json::from_str(json)
-            .map_err(|e| JoinError::Malformed(format!("join params: {e}")))?;
+        let p: JoinParams =
+            serde_json::from_str(json).map_err(|e| JoinError::Malformed(format!("join params: {e}")))?;
         if p.ssrc == 0 {
             return Err(JoinError::Malformed("join params: ssrc must be non-zero".into()));
         }
@@ -256,11 +259,9 @@ pub struct TransportAnswer {
 impl TransportAnswer {
     /// Parses and validates Telegram's answer, with an error that says what is wrong.
     pub fn parse(json: &str) -> Result<Self, JoinError> {
-        let value: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| JoinError::Malformed(format!("not JSON: {e}")))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| JoinError::Malformed("expected a JSON object".into()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| JoinError::Malformed(format!("not JSON: {e}")))?;
+        let obj = value.as_object().ok_or_else(|| JoinError::Malformed("expected a JSON object".into()))?;
         match obj.get("transport") {
             None | Some(serde_json::Value::Null) => {
                 if obj.contains_key("rtmp") {
@@ -273,8 +274,8 @@ impl TransportAnswer {
             }
             Some(_) => {}
         }
-        let answer: TransportAnswer = serde_json::from_value(value)
-            .map_err(|e| JoinError::Malformed(format!("transport: {e}")))?;
+        let answer: TransportAnswer =
+            serde_json::from_value(value).map_err(|e| JoinError::Malformed(format!("transport: {e}")))?;
         answer.validate()?;
         Ok(answer)
     }
@@ -318,11 +319,7 @@ impl TransportAnswer {
             .iter()
             .find(|m| m.media_name.media == "audio")
             .ok_or(JoinError::BadOffer("an audio m-line"))?;
-        let mid = media
-            .attribute("mid")
-            .flatten()
-            .ok_or(JoinError::BadOffer("a=mid"))?
-            .to_owned();
+        let mid = media.attribute("mid").flatten().ok_or(JoinError::BadOffer("a=mid"))?.to_owned();
         let offered_ext: Vec<(String, String)> = media
             .attributes
             .iter()
@@ -330,9 +327,10 @@ impl TransportAnswer {
             .filter_map(|a| a.value.as_deref())
             .filter_map(|v| v.split_once(' ').map(|(id, uri)| (id.to_owned(), uri.to_owned())))
             .collect();
-        let offered_twcc = media.attributes.iter().any(|a| {
-            a.key == "rtcp-fb" && a.value.as_deref().is_some_and(|v| v.ends_with("transport-cc"))
-        });
+        let offered_twcc = media
+            .attributes
+            .iter()
+            .any(|a| a.key == "rtcp-fb" && a.value.as_deref().is_some_and(|v| v.ends_with("transport-cc")));
 
         let fp = &self.transport.fingerprints[0];
         let their_setup = match fp.setup {
@@ -348,11 +346,7 @@ impl TransportAnswer {
             )));
         }
 
-        let opus = self
-            .audio
-            .payload_types
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case("opus"));
+        let opus = self.audio.payload_types.iter().find(|p| p.name.eq_ignore_ascii_case("opus"));
         let pt = opus.map_or(OPUS_PAYLOAD_TYPE, |p| p.id);
         let fmtp = opus
             .filter(|p| !p.parameters.is_empty())
@@ -367,8 +361,7 @@ impl TransportAnswer {
                     .join(";")
             })
             .unwrap_or_else(|| "minptime=10;useinbandfec=1".to_owned());
-        let twcc = offered_twcc
-            && opus.is_some_and(|p| p.rtcp_fbs.iter().any(|f| f.typ == "transport-cc"));
+        let twcc = offered_twcc && opus.is_some_and(|p| p.rtcp_fbs.iter().any(|f| f.typ == "transport-cc"));
 
         let mut s = String::with_capacity(1024);
         let session_id = u32::from_be_bytes(mid_hash(&self.transport.ufrag));
@@ -400,10 +393,7 @@ impl TransportAnswer {
             }
             let _ = write!(s, " generation {}\r\n", c.generation);
         }
-        let _ = write!(
-            s,
-            "a=end-of-candidates\r\na=rtpmap:{pt} opus/48000/2\r\na=fmtp:{pt} {fmtp}\r\na=rtcp-mux\r\n"
-        );
+        let _ = write!(s, "a=end-of-candidates\r\na=rtpmap:{pt} opus/48000/2\r\na=fmtp:{pt} {fmtp}\r\na=rtcp-mux\r\n");
         if twcc {
             let _ = write!(s, "a=rtcp-fb:{pt} transport-cc\r\n");
         }

@@ -112,8 +112,7 @@ pub struct OutboundPeer {
 impl OutboundPeer {
     /// Binds a socket on `bind_ip`, creates the peer and its local offer.
     pub fn new(bind_ip: IpAddr) -> Result<Self, PeerError> {
-        let socket =
-            UdpSocket::bind(SocketAddr::new(bind_ip, 0)).map_err(|e| PeerError::Bind(bind_ip, e))?;
+        let socket = UdpSocket::bind(SocketAddr::new(bind_ip, 0)).map_err(|e| PeerError::Bind(bind_ip, e))?;
         let local_addr = socket.local_addr().map_err(|e| PeerError::Bind(bind_ip, e))?;
         let now = Instant::now();
         let me = audio_media_engine()?;
@@ -133,10 +132,7 @@ impl OutboundPeer {
             "audio".to_owned(),
             RtpCodecKind::Audio,
             vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
                 codec: opus_codec().rtp_codec,
                 ..Default::default()
             }],
@@ -216,12 +212,7 @@ pub fn feed_datagram(
 ) -> Result<(), rtc::shared::error::Error> {
     pc.handle_read(TaggedBytesMut {
         now,
-        transport: TransportContext {
-            local_addr,
-            peer_addr,
-            ecn: None,
-            transport_protocol: TransportProtocol::UDP,
-        },
+        transport: TransportContext { local_addr, peer_addr, ecn: None, transport_protocol: TransportProtocol::UDP },
         message: BytesMut::from(data),
     })
 }

@@ -15,7 +15,10 @@ const CHAT: i64 = -1001185324811;
 
 /// A host with a jukebox playing `seconds` of audio in CHAT, a bystander testbot and
 /// an offender testbot with `settings`/`limits`.
-async fn arena(offender_settings: &str, offender_limits: &str) -> (Host, std::sync::Arc<wasmcalls::telegram::loopback::HeardCall>) {
+async fn arena(
+    offender_settings: &str,
+    offender_limits: &str,
+) -> (Host, std::sync::Arc<wasmcalls::telegram::loopback::HeardCall>) {
     let dir = tempfile::tempdir().unwrap();
     write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 20.0, RATE, 2));
     // The offender's own folder, with a symlink that leads out of it.
@@ -48,7 +51,9 @@ async fn offend(host: &Host, cmd: serde_json::Value) -> Result<wasmcalls::runtim
 async fn others_unharmed(host: &Host, heard: &wasmcalls::telegram::loopback::HeardCall) {
     assert_eq!(host.api("bystander", json!({ "cmd": "echo", "alive": true })).await["alive"], true);
     let before = heard.stats().packets;
-    tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= before + 10)).await.expect("the call keeps playing");
+    tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= before + 10))
+        .await
+        .expect("the call keeps playing");
     assert_eq!(heard.stats().lost, 0, "no packet lost while the offender misbehaved");
     assert_eq!(host.app.manager.joined_chats(), vec![CHAT]);
     let jukebox = host.app.plugins.status().into_iter().find(|p| p.name == "jukebox").unwrap();
@@ -162,7 +167,8 @@ async fn events_for_other_chats_are_never_delivered() {
     let (host, _heard) = arena("", "").await;
     let mut events = host.app.events();
     host.app.loopback.kick(CHAT);
-    host.event(&mut events, |e| matches!(e, wasmcalls::calls::HostEvent::RawUpdate(j) if j.contains("updateChannel"))).await;
+    host.event(&mut events, |e| matches!(e, wasmcalls::calls::HostEvent::RawUpdate(j) if j.contains("updateChannel")))
+        .await;
     let seen = host.api("offender", json!({ "cmd": "events" })).await;
     assert_eq!(seen, json!([{ "on-start": wasmcalls::telegram::loopback::DEFAULT_USER_ID }]), "nothing about {CHAT}");
     // The bystander has no grants at all, so it hears nothing either.

@@ -31,7 +31,8 @@ async fn post(host: &Host, path: &str, body: &str, token: Option<&str>) -> Reply
     let resp = req.send().await.expect("the host answers");
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON {text:?}: {e}"));
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON {text:?}: {e}"));
     Reply { status, body }
 }
 
@@ -47,7 +48,11 @@ async fn get(host: &Host, path: &str, token: Option<&str>) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_round_trip_and_per_plugin_routes() {
     let juke = format!("settings = {{ chat = {CHAT}, autostart = false, playlist = [] }}");
-    let host = Host::start(&config("", &[("jukebox", "jukebox", &juke), ("t", "testbot", ""), ("quiet", "testbot", "api = false")])).await;
+    let host = Host::start(&config(
+        "",
+        &[("jukebox", "jukebox", &juke), ("t", "testbot", ""), ("quiet", "testbot", "api = false")],
+    ))
+    .await;
     // PyTgCalls: POST http://127.0.0.1:<port>/api with a JSON body, a JSON dict back.
     let r = post(&host, "/api", r#"{"action":"status"}"#, None).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -110,7 +115,8 @@ async fn every_failure_has_its_status_and_a_json_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_a_plugins_concurrency_get_429() {
-    let host = Host::start(&config("api_concurrency = 1", &[("t", "testbot", "limits = { cpu_ms_per_event = 5000 }")])).await;
+    let host =
+        Host::start(&config("api_concurrency = 1", &[("t", "testbot", "limits = { cpu_ms_per_event = 5000 }")])).await;
     let body = r#"{"cmd":"spin","ms":300}"#;
     let replies = futures::future::join_all((0..5).map(|_| post(&host, "/api/t", body, None))).await;
     let ok = replies.iter().filter(|r| r.status == 200).count();
@@ -134,7 +140,9 @@ async fn metrics_parse_and_move_when_audio_plays() {
             .iter()
             .find(|x| x.metric == name && label.is_none_or(|(k, v)| x.labels.get(k) == Some(v)))
             .map(|x| match x.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
                 _ => f64::NAN,
             })
             .unwrap_or_else(|| panic!("no sample {name} {label:?}"))
@@ -183,6 +191,9 @@ async fn wasmcalls_status_prints_plugins_and_calls() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("PLUGIN") && stdout.lines().any(|l| l.starts_with("t ")), "{stdout}");
-    assert!(stdout.contains(&CHAT.to_string()) && stdout.contains("playing") && stdout.contains("long.raw"), "{stdout}");
+    assert!(
+        stdout.contains(&CHAT.to_string()) && stdout.contains("playing") && stdout.contains("long.raw"),
+        "{stdout}"
+    );
     assert!(stdout.contains("/0:10"), "duration shown: {stdout}");
 }

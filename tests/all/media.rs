@@ -161,11 +161,7 @@ async fn volume_zero_is_silence_and_200_is_twice_as_loud() {
     let unity = per_frame[5..25].iter().sum::<f64>() / 20.0;
     let tail = &per_frame[per_frame.len() - 25..per_frame.len() - 5];
     let loud = tail.iter().sum::<f64>() / tail.len() as f64;
-    let silent_run = per_frame
-        .split(|r| *r > unity * 0.01)
-        .map(|run| run.len())
-        .max()
-        .unwrap_or(0);
+    let silent_run = per_frame.split(|r| *r > unity * 0.01).map(|run| run.len()).max().unwrap_or(0);
     assert!(silent_run >= 30, "volume 0 gave no silent stretch (longest {silent_run} frames)");
     let ratio = loud / unity;
     assert!((1.8..=2.2).contains(&ratio), "200 % is {ratio:.2}× unity, not 2×");

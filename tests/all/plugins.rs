@@ -115,12 +115,21 @@ async fn every_command_reports_its_error_variant_to_the_plugin() {
     let api = |body: Value| host.api("t", body);
 
     // No active group call / not in the call: PyTgCalls' JOIN_ERROR and NOT_IN_GROUP.
-    assert_eq!(api(json!({ "cmd": "join", "chat": NO_CALL, "file": long })).await, json!({ "err": { "no-active-group-call": NO_CALL } }));
+    assert_eq!(
+        api(json!({ "cmd": "join", "chat": NO_CALL, "file": long })).await,
+        json!({ "err": { "no-active-group-call": NO_CALL } })
+    );
     for cmd in ["leave", "pause", "resume"] {
         assert_eq!(api(json!({ "cmd": cmd, "chat": CHAT })).await, json!({ "err": { "not-in-call": CHAT } }), "{cmd}");
     }
-    assert_eq!(api(json!({ "cmd": "volume", "chat": CHAT, "volume": 50 })).await, json!({ "err": { "not-in-call": CHAT } }));
-    assert_eq!(api(json!({ "cmd": "change", "chat": CHAT, "file": long })).await, json!({ "err": { "not-in-call": CHAT } }));
+    assert_eq!(
+        api(json!({ "cmd": "volume", "chat": CHAT, "volume": 50 })).await,
+        json!({ "err": { "not-in-call": CHAT } })
+    );
+    assert_eq!(
+        api(json!({ "cmd": "change", "chat": CHAT, "file": long })).await,
+        json!({ "err": { "not-in-call": CHAT } })
+    );
 
     // Bad files and arguments, before anything connects.
     let r = api(json!({ "cmd": "join", "chat": CHAT, "file": "missing.raw" })).await;
@@ -148,7 +157,10 @@ async fn every_command_reports_its_error_variant_to_the_plugin() {
     assert!(calls[0]["file"].as_str().unwrap().ends_with("long.raw"), "{calls}");
     assert_eq!(api(json!({ "cmd": "resume", "chat": CHAT })).await, json!({ "ok": null }));
     assert_eq!(api(json!({ "cmd": "change", "chat": CHAT, "file": long })).await, json!({ "ok": null }));
-    assert_eq!(api(json!({ "cmd": "cache-id" })).await, json!({ "ok": wasmcalls::telegram::loopback::DEFAULT_USER_ID }));
+    assert_eq!(
+        api(json!({ "cmd": "cache-id" })).await,
+        json!({ "ok": wasmcalls::telegram::loopback::DEFAULT_USER_ID })
+    );
     assert_eq!(api(json!({ "cmd": "port" })).await, json!(host.app.api.port()), "the port the API really listens on");
     assert_eq!(api(json!({ "cmd": "leave", "chat": CHAT })).await, json!({ "ok": null }));
     assert_eq!(api(json!({ "cmd": "calls" })).await, json!([]));
@@ -208,7 +220,13 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     let threads = write("threads.wasm", &wat::parse_str("(component (core module (memory 1 1 shared)))").unwrap());
     let host = Host::start(&loopback_chats()).await;
     let load = |name: &str, wasm: std::path::PathBuf| {
-        host.app.plugins.load(PluginSpec { name: name.into(), wasm, settings: Value::Null, limits: Default::default(), grants: Default::default() })
+        host.app.plugins.load(PluginSpec {
+            name: name.into(),
+            wasm,
+            settings: Value::Null,
+            limits: Default::default(),
+            grants: Default::default(),
+        })
     };
 
     let e = load("junk", junk).await.unwrap_err();
@@ -220,7 +238,10 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     let e = load("empty", empty).await.unwrap_err();
     assert!(matches!(e, PluginError::WrongWorld { .. }), "{e}");
     let e = load("threads", threads).await.unwrap_err();
-    assert!(matches!(e, PluginError::NotAComponent { .. }) && e.to_string().contains("threads"), "a disabled proposal: {e}");
+    assert!(
+        matches!(e, PluginError::NotAComponent { .. }) && e.to_string().contains("threads"),
+        "a disabled proposal: {e}"
+    );
     let e = load("missing", dir.path().join("nope.wasm")).await.unwrap_err();
     assert!(matches!(e, PluginError::Read { .. }) && e.to_string().contains("nope.wasm"), "{e}");
     assert!(host.app.plugins.status().is_empty(), "none of them runs");
@@ -242,7 +263,13 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
 async fn compiled_plugins_are_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
     let host = Host::start("").await;
-    let spec = || PluginSpec { name: "t".into(), wasm: plugin("testbot"), settings: Value::Null, limits: Default::default(), grants: Default::default() };
+    let spec = || PluginSpec {
+        name: "t".into(),
+        wasm: plugin("testbot"),
+        settings: Value::Null,
+        limits: Default::default(),
+        grants: Default::default(),
+    };
     let first = PluginHost::new(host.app.manager.clone(), Some(cache.path().into()), Default::default()).unwrap();
     assert_eq!(first.load(spec()).await.unwrap().loaded, Loaded::Compiled);
     let second = PluginHost::new(host.app.manager.clone(), Some(cache.path().into()), Default::default()).unwrap();
@@ -260,9 +287,13 @@ async fn raw_updates_reach_every_plugin() {
     let host = Host::start(&format!("{}{}{}", loopback_chats(), testbot("a", ""), testbot("b", ""))).await;
     let mut events = host.app.events();
     host.app.loopback.raw_update(json!({ "_": "updateGroupCallParticipants", "participants": [] }));
-    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("updateGroupCallParticipants"))).await;
+    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("updateGroupCallParticipants")))
+        .await;
     for p in ["a", "b"] {
         let seen = host.api(p, json!({ "cmd": "events" })).await;
-        assert!(seen.as_array().unwrap().iter().any(|e| e["on-raw-update"]["_"] == "updateGroupCallParticipants"), "{p}: {seen}");
+        assert!(
+            seen.as_array().unwrap().iter().any(|e| e["on-raw-update"]["_"] == "updateGroupCallParticipants"),
+            "{p}: {seen}"
+        );
     }
 }

@@ -7,9 +7,9 @@ use axum::Router;
 use axum::routing::post;
 use wasmcalls::calls::{DialError, dial};
 use wasmcalls::media::{Control, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
+use wasmcalls::telegram::TelegramError;
 use wasmcalls::telegram::loopback::{Loopback, LoopbackOptions, http};
 use wasmcalls::telegram::sfu::SfuServer;
-use wasmcalls::telegram::TelegramError;
 use wasmcalls::transport::JoinError;
 
 use crate::support::*;
@@ -56,10 +56,7 @@ async fn a_broadcast_answer_fails_fast_with_a_clear_error() {
     let media = plane();
     let started = std::time::Instant::now();
     let err = dial(&media, &SfuServer::new(url), 1, "127.0.0.1".parse().unwrap()).await.unwrap_err();
-    assert!(
-        matches!(err, DialError::Telegram(TelegramError::Join(JoinError::Broadcast("rtmp")))),
-        "{err:?}"
-    );
+    assert!(matches!(err, DialError::Telegram(TelegramError::Join(JoinError::Broadcast("rtmp")))), "{err:?}");
     assert!(err.to_string().contains("broadcast"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5), "no hang");
     assert_eq!(media.call_count(), 0, "nothing left behind");
@@ -67,10 +64,8 @@ async fn a_broadcast_answer_fails_fast_with_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sfu_errors_name_the_url_and_status() {
-    let router = Router::new().route(
-        "/join",
-        post(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "overloaded") }),
-    );
+    let router =
+        Router::new().route("/join", post(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "overloaded") }));
     let url = serve(router).await;
     let err = dial(&plane(), &SfuServer::new(url.clone()), 1, "127.0.0.1".parse().unwrap()).await.unwrap_err();
     let msg = err.to_string();
@@ -92,11 +87,8 @@ async fn a_transport_nobody_answers_on_times_out_with_a_clear_error() {
             "candidates":[{{"generation":"0","component":"1","protocol":"udp","port":"{port}","ip":"127.0.0.1","foundation":"1","id":"1","priority":"2130706431","type":"host","network":"1"}}]}}}}"#
     );
     let url = serve(Router::new().route("/join", post(move || async move { answer }))).await;
-    let (media, _) = MediaPlane::start(PacerConfig {
-        shards: 1,
-        connect_timeout: Duration::from_millis(1500),
-    })
-    .unwrap();
+    let (media, _) =
+        MediaPlane::start(PacerConfig { shards: 1, connect_timeout: Duration::from_millis(1500) }).unwrap();
     let err = dial(&media, &SfuServer::new(url), 1, "127.0.0.1".parse().unwrap()).await.unwrap_err();
     assert!(err.to_string().contains("did not connect"), "{err}");
     assert_eq!(media.call_count(), 0);

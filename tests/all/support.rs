@@ -177,7 +177,9 @@ pub fn plugin(name: &str) -> PathBuf {
     });
     match dir {
         Ok(d) => d.join(format!("{name}.wasm")),
-        Err(e) => panic!("building the plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`):\n{e}"),
+        Err(e) => panic!(
+            "building the plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`):\n{e}"
+        ),
     }
 }
 
@@ -219,7 +221,11 @@ impl Host {
     }
 
     /// Waits for the next host event matching `pred`.
-    pub async fn event(&self, rx: &mut tokio::sync::broadcast::Receiver<wasmcalls::calls::HostEvent>, pred: impl Fn(&wasmcalls::calls::HostEvent) -> bool) -> wasmcalls::calls::HostEvent {
+    pub async fn event(
+        &self,
+        rx: &mut tokio::sync::broadcast::Receiver<wasmcalls::calls::HostEvent>,
+        pred: impl Fn(&wasmcalls::calls::HostEvent) -> bool,
+    ) -> wasmcalls::calls::HostEvent {
         tokio::time::timeout(PATIENCE, async {
             loop {
                 let ev = rx.recv().await.expect("event tap open");

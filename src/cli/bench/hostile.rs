@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Args;
 
-
 #[derive(Args)]
 pub struct HostileArgs {
     /// Seconds the calls play
@@ -19,7 +18,6 @@ pub struct HostileArgs {
     #[arg(long, default_value = super::TESTBOT)]
     wasm: PathBuf,
 }
-
 
 pub async fn run(a: HostileArgs) -> Result<()> {
     use crate::runtime::ApiCall;
@@ -45,7 +43,13 @@ pub async fn run(a: HostileArgs) -> Result<()> {
     println!("wasmcalls hostile bench: {} calls × {} s while a plugin misbehaves non-stop", a.calls, a.seconds);
     let t0 = Instant::now();
     let mut offences = std::collections::BTreeMap::<&str, u32>::new();
-    let cmds = [r#"{"cmd":"loop"}"#, r#"{"cmd":"alloc"}"#, r#"{"cmd":"recurse"}"#, r#"{"cmd":"flood","lines":2000}"#, r#"{"cmd":"trap"}"#];
+    let cmds = [
+        r#"{"cmd":"loop"}"#,
+        r#"{"cmd":"alloc"}"#,
+        r#"{"cmd":"recurse"}"#,
+        r#"{"cmd":"flood","lines":2000}"#,
+        r#"{"cmd":"trap"}"#,
+    ];
     while t0.elapsed() < Duration::from_secs(a.seconds as u64) {
         for c in cmds {
             let _ = app.plugins.custom_api("offender", ApiCall { path: "/api".into(), body: c.into() }).await;
@@ -59,10 +63,12 @@ pub async fn run(a: HostileArgs) -> Result<()> {
     let offender = app.plugins.status().into_iter().find(|p| p.name == "offender");
     println!("  offences: {}", offences.iter().map(|(k, v)| format!("{v}× {k}")).collect::<Vec<_>>().join(", "));
     if let Some(o) = offender {
-        println!("  offender: {} traps (each interrupted or caught, then restarted), {} log lines dropped", o.restarts, o.logs_dropped);
+        println!(
+            "  offender: {} traps (each interrupted or caught, then restarted), {} log lines dropped",
+            o.restarts, o.logs_dropped
+        );
     }
     println!("  the calls: {frames} frames sent, {late} late (> 5 ms), {lost} packets lost at the loopback");
     app.shutdown().await;
     Ok(())
 }
-

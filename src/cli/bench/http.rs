@@ -21,7 +21,6 @@ pub struct HttpArgs {
     wasm: PathBuf,
 }
 
-
 pub async fn run(a: HttpArgs) -> Result<()> {
     super::require_plugin(&a.wasm)?;
     let text = format!(
@@ -68,9 +67,15 @@ pub async fn run(a: HttpArgs) -> Result<()> {
     let wall = t0.elapsed();
     let n = all.len();
     let (p50, p99, max) = percentiles(all);
-    println!("wasmcalls http bench: {} requests from {} clients to POST /api (testbot echo)", per_client * a.clients.max(1), a.clients.max(1));
-    println!("  {:.0} requests/s; latency p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs; {failed} failed", n as f64 / wall.as_secs_f64());
+    println!(
+        "wasmcalls http bench: {} requests from {} clients to POST /api (testbot echo)",
+        per_client * a.clients.max(1),
+        a.clients.max(1)
+    );
+    println!(
+        "  {:.0} requests/s; latency p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs; {failed} failed",
+        n as f64 / wall.as_secs_f64()
+    );
     app.shutdown().await;
     Ok(())
 }
-

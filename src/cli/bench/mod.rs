@@ -42,14 +42,14 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     }
 }
 
-
 /// p50, p99 and max of durations, in microseconds.
 pub(super) fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
     v.sort_unstable();
-    let at = |q: f64| v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1e6);
+    let at = |q: f64| {
+        v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
     (at(0.5), at(0.99), v.last().map_or(0.0, |d| d.as_secs_f64() * 1e6))
 }
-
 
 /// The testbot's default build location, for the benchmarks that drive it.
 pub(super) const TESTBOT: &str = "plugins/target/wasm32-wasip2/release/testbot.wasm";

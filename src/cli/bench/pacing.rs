@@ -10,11 +10,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::calls::dial;
-use crate::media::stats::{Percentiles, new_histogram};
 use crate::media::encoder::SignalHint;
+use crate::media::stats::{Percentiles, new_histogram};
 use crate::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
 use crate::telegram::sfu::SfuServer;
-
 
 #[derive(Args)]
 pub struct PacingArgs {
@@ -43,7 +42,6 @@ pub struct PacingArgs {
     #[arg(long, default_value_t = 4)]
     ffmpeg: usize,
 }
-
 
 /// A music-like stereo test signal: a few drifting partials plus a little noise,
 /// so the encoder works as hard as on real content.
@@ -140,7 +138,8 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     };
     let (child, url) = spawn_loopback()?;
     let child_pid = child.0.id().to_string();
-    let config = PacerConfig { shards: a.shards.unwrap_or_else(|| PacerConfig::default().shards), ..Default::default() };
+    let config =
+        PacerConfig { shards: a.shards.unwrap_or_else(|| PacerConfig::default().shards), ..Default::default() };
     let shards = config.shards;
     let (media, mut events) = MediaPlane::start(config)?;
     let enc = EncoderConfig { bitrate: Some(a.bitrate), complexity: a.complexity, signal: a.signal };
@@ -150,7 +149,12 @@ pub async fn run(a: PacingArgs) -> Result<()> {
 
     println!(
         "wasmcalls pacing bench: {} calls × {} s, stereo {} kb/s, complexity {}, signal {:?}, {} pacer thread(s)",
-        a.calls, a.seconds, a.bitrate / 1000, a.complexity, a.signal, shards
+        a.calls,
+        a.seconds,
+        a.bitrate / 1000,
+        a.complexity,
+        a.signal,
+        shards
     );
     let rss_before = rss_kib("self").unwrap_or(0);
     let t0 = Instant::now();
@@ -223,10 +227,7 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         per_frame_us,
         20_000.0 / per_frame_us
     );
-    println!(
-        "    of which libopus encoding alone: {:.1} µs per frame (measured on one thread, no network)",
-        encode_us
-    );
+    println!("    of which libopus encoding alone: {:.1} µs per frame (measured on one thread, no network)", encode_us);
     println!(
         "  send deviation from deadline, per call: p50 median {} µs; p99 median {} µs, worst {} µs; max {} µs",
         median(&p50s),
@@ -262,10 +263,7 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     if a.ffmpeg > 0 {
         match ffmpeg_run(&input, a.ffmpeg, a.bitrate, a.complexity, a.seconds) {
             Ok(f) => {
-                println!(
-                    "ffmpeg -re … -c:a libopus -f rtp, {} processes on the same input:",
-                    a.ffmpeg
-                );
+                println!("ffmpeg -re … -c:a libopus -f rtp, {} processes on the same input:", a.ffmpeg);
                 println!(
                     "  CPU {:.1} µs per frame per stream = {:.0} streams per core; RSS {:.1} MiB per stream",
                     f.per_frame_us,
@@ -397,4 +395,3 @@ fn ffmpeg_run(input: &Path, n: usize, bitrate: u32, complexity: u8, seconds: u32
         arrival: Percentiles::of(&all),
     })
 }
-

@@ -18,7 +18,6 @@ pub struct PluginArgs {
     wasm: PathBuf,
 }
 
-
 pub async fn run(a: PluginArgs) -> Result<()> {
     use crate::runtime::{PluginHost, PluginSpec};
     super::require_plugin(&a.wasm)?;
@@ -26,11 +25,19 @@ pub async fn run(a: PluginArgs) -> Result<()> {
     config.host.api_port = 0;
     let app = crate::app::App::start(&config).await?;
     let cache = tempfile::tempdir()?;
-    let spec = || PluginSpec { name: "bench".into(), wasm: a.wasm.clone(), settings: serde_json::Value::Null, limits: Default::default(), grants: crate::runtime::grants::Grants::all_chats(Path::new(".")) };
+    let spec = || PluginSpec {
+        name: "bench".into(),
+        wasm: a.wasm.clone(),
+        settings: serde_json::Value::Null,
+        limits: Default::default(),
+        grants: crate::runtime::grants::Grants::all_chats(Path::new(".")),
+    };
     let size = std::fs::metadata(&a.wasm)?.len();
-    let cold = PluginHost::new(app.manager.clone(), Some(cache.path().into()), Default::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let cold = PluginHost::new(app.manager.clone(), Some(cache.path().into()), Default::default())
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let compiled = cold.load(spec()).await?;
-    let warm = PluginHost::new(app.manager.clone(), Some(cache.path().into()), Default::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let warm = PluginHost::new(app.manager.clone(), Some(cache.path().into()), Default::default())
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let cached = warm.load(spec()).await?;
     warm.bench("bench", 1000).await?; // warm-up
     let report = warm.bench("bench", a.rounds).await?;
@@ -45,13 +52,18 @@ pub async fn run(a: PluginArgs) -> Result<()> {
     let (d50, d99, dmax) = percentiles(report.dispatch);
     let (i50, i99, imax) = percentiles(report.instantiate);
     println!("wasmcalls plugin bench: {} ({} KiB), {} dispatches", a.wasm.display(), size / 1024, a.rounds);
-    println!("  load: compile {:.1} ms; from the compile cache {:.2} ms", compiled.took.as_secs_f64() * 1e3, cached.took.as_secs_f64() * 1e3);
+    println!(
+        "  load: compile {:.1} ms; from the compile cache {:.2} ms",
+        compiled.took.as_secs_f64() * 1e3,
+        cached.took.as_secs_f64() * 1e3
+    );
     println!("  instantiate from InstancePre: p50 {i50:.1} µs, p99 {i99:.1} µs, max {imax:.1} µs");
-    println!("  dispatch on-raw-update(\"ping\") → get-port-server → back: p50 {d50:.2} µs, p99 {d99:.2} µs, max {dmax:.1} µs");
+    println!(
+        "  dispatch on-raw-update(\"ping\") → get-port-server → back: p50 {d50:.2} µs, p99 {d99:.2} µs, max {dmax:.1} µs"
+    );
     println!(
         "  through the plugin's event queue (custom API round trip, JSON in and out): p50 {q50:.1} µs, p99 {q99:.1} µs, max {qmax:.1} µs"
     );
     app.shutdown().await;
     Ok(())
 }
-

@@ -18,13 +18,15 @@ pub struct ReloadArgs {
     wasm: PathBuf,
 }
 
-
 type Timings = (Vec<Duration>, Vec<Duration>, Vec<Duration>);
 
 /// Replaces `target` by rename with each version in turn (as editors and build tools
 /// do) and times each until the new version serves: end to end, prepare, swap.
 async fn timed_reloads(
-    reloads: &mut tokio::sync::broadcast::Receiver<(String, Result<crate::runtime::SwapReport, crate::runtime::PluginError>)>,
+    reloads: &mut tokio::sync::broadcast::Receiver<(
+        String,
+        Result<crate::runtime::SwapReport, crate::runtime::PluginError>,
+    )>,
     dir: &Path,
     target: &Path,
     versions: Vec<Vec<u8>>,
@@ -81,14 +83,25 @@ pub async fn run(a: ReloadArgs) -> Result<()> {
         let (p50, _, max) = percentiles(v);
         format!("p50 {p50:.0} µs, max {max:.0} µs")
     };
-    println!("wasmcalls reload bench: {} ({} KiB), {} reloads of each kind, state handed over each time", a.wasm.display(), original.len() / 1024, a.rounds);
+    println!(
+        "wasmcalls reload bench: {} ({} KiB), {} reloads of each kind, state handed over each time",
+        a.wasm.display(),
+        original.len() / 1024,
+        a.rounds
+    );
     println!("  file renamed → new version serving, compile needed: {}", ms(c_e2e));
     println!("    of which compile + link: {}", ms(c_prep));
     println!("  file renamed → new version serving, from the compile cache: {}", ms(w_e2e));
     println!("    of which cache load + link: {}", ms(w_prep));
-    println!("  the swap on the event path (save, restore; the new instance is built beforehand): cold {}; warm {}", us(c_swap), us(w_swap));
-    println!("  (the watcher waits {} ms for a file to go quiet before trying it)", crate::runtime::watch::QUIET.as_millis());
+    println!(
+        "  the swap on the event path (save, restore; the new instance is built beforehand): cold {}; warm {}",
+        us(c_swap),
+        us(w_swap)
+    );
+    println!(
+        "  (the watcher waits {} ms for a file to go quiet before trying it)",
+        crate::runtime::watch::QUIET.as_millis()
+    );
     app.shutdown().await;
     Ok(())
 }
-

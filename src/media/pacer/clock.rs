@@ -24,9 +24,7 @@ fn monotonic_now() -> Duration {
 impl Timer {
     pub fn new() -> io::Result<Self> {
         // SAFETY: plain syscall; the returned fd is owned below.
-        let fd = unsafe {
-            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
-        };
+        let fd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -51,9 +49,8 @@ impl Timer {
             },
         };
         // SAFETY: valid fd and itimerspec pointer; old value not requested.
-        let rc = unsafe {
-            libc::timerfd_settime(self.fd.as_raw_fd(), libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut())
-        };
+        let rc =
+            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) };
         if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
     }
 

@@ -58,10 +58,24 @@ pub enum Control {
 
 pub(crate) enum Command {
     /// Boxed: a peer connection is large, and every command shares the channel's slot size.
-    Add { call: CallId, peer: Box<OutboundPeer>, connect_timeout: Duration, ready: oneshot::Sender<Result<(), String>> },
-    Control { call: CallId, control: Control },
-    Stats { call: CallId, reply: oneshot::Sender<Option<CallStats>> },
-    Remove { call: CallId, reply: Option<oneshot::Sender<()>> },
+    Add {
+        call: CallId,
+        peer: Box<OutboundPeer>,
+        connect_timeout: Duration,
+        ready: oneshot::Sender<Result<(), String>>,
+    },
+    Control {
+        call: CallId,
+        control: Control,
+    },
+    Stats {
+        call: CallId,
+        reply: oneshot::Sender<Option<CallStats>>,
+    },
+    Remove {
+        call: CallId,
+        reply: Option<oneshot::Sender<()>>,
+    },
     Shutdown,
 }
 
@@ -147,7 +161,8 @@ impl MediaPlane {
             let waker = Arc::new(mio::Waker::new(poll.registry(), shard::WAKER).map_err(MediaError::Spawn)?);
             let (tx, rx) = channel();
             let load = Arc::new(AtomicUsize::new(0));
-            let shard = shard::Shard { poll, cmds: rx, events: events_tx.clone(), load: load.clone(), totals: totals.clone() };
+            let shard =
+                shard::Shard { poll, cmds: rx, events: events_tx.clone(), load: load.clone(), totals: totals.clone() };
             let thread = std::thread::Builder::new()
                 .name(format!("wasmcalls-pacer-{i}"))
                 .spawn(move || shard.run())
@@ -167,7 +182,12 @@ impl MediaPlane {
 
     /// Opens a raw PCM file as a new stream (file checks and encoder setup happen here,
     /// never on a pacer thread).
-    pub fn open_stream(&self, path: &Path, format: PcmFormat, config: EncoderConfig) -> Result<Box<Stream>, StreamError> {
+    pub fn open_stream(
+        &self,
+        path: &Path,
+        format: PcmFormat,
+        config: EncoderConfig,
+    ) -> Result<Box<Stream>, StreamError> {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(Stream::open(id, path, format, config)?))
     }
@@ -176,12 +196,15 @@ impl MediaPlane {
     /// until ICE and DTLS are up.
     pub async fn connect(&self, peer: OutboundPeer) -> Result<CallId, MediaError> {
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
-        let idx = (0..self.shards.len())
-            .min_by_key(|&i| self.shards[i].load.load(Ordering::Relaxed))
-            .unwrap_or(0);
+        let idx = (0..self.shards.len()).min_by_key(|&i| self.shards[i].load.load(Ordering::Relaxed)).unwrap_or(0);
         self.calls.lock().expect("calls lock").insert(call, idx);
         let (ready, rx) = oneshot::channel();
-        self.shards[idx].send(Command::Add { call, peer: Box::new(peer), connect_timeout: self.config.connect_timeout, ready })?;
+        self.shards[idx].send(Command::Add {
+            call,
+            peer: Box::new(peer),
+            connect_timeout: self.config.connect_timeout,
+            ready,
+        })?;
         match rx.await {
             Ok(Ok(())) => Ok(call),
             Ok(Err(reason)) => {

@@ -191,7 +191,8 @@ impl Session {
                     return;
                 }
             }
-            let front = self.stream.as_ref().and_then(|s| s.front()).map(|f| (Bytes::copy_from_slice(f.payload()), f.level));
+            let front =
+                self.stream.as_ref().and_then(|s| s.front()).map(|f| (Bytes::copy_from_slice(f.payload()), f.level));
             if let Some((payload, level)) = front {
                 let mut header = Header {
                     version: 2,
@@ -319,11 +320,9 @@ impl Session {
             && *deadline <= now
         {
             if let Some(ready) = ready.take() {
-                let _ = ready.send(Err(
-                    "ICE/DTLS did not connect in time: the media server is unreachable over UDP \
+                let _ = ready.send(Err("ICE/DTLS did not connect in time: the media server is unreachable over UDP \
                      (check firewalls, or that the loopback/SFU is running)"
-                        .to_owned(),
-                ));
+                    .to_owned()));
             }
             self.link = Link::Lost;
         }
@@ -382,12 +381,8 @@ impl Session {
         let mut sender = self.pc.rtp_sender(self.sender)?;
         let params = sender.get_parameters();
         let payload_type = params.rtp_parameters.codecs.first()?.payload_type;
-        let level_ext = params
-            .rtp_parameters
-            .header_extensions
-            .iter()
-            .find(|h| h.uri == AUDIO_LEVEL_URI)
-            .map(|h| h.id as u8);
+        let level_ext =
+            params.rtp_parameters.header_extensions.iter().find(|h| h.uri == AUDIO_LEVEL_URI).map(|h| h.id as u8);
         Some(Negotiated { payload_type, level_ext })
     }
 

@@ -48,7 +48,11 @@ impl Shard {
                 return ShardReport::default();
             }
         };
-        if let Err(e) = self.poll.registry().register(&mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&timer)), TIMER, Interest::READABLE) {
+        if let Err(e) = self.poll.registry().register(
+            &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&timer)),
+            TIMER,
+            Interest::READABLE,
+        ) {
             tracing::error!("pacer: cannot register timerfd: {e}");
             return ShardReport::default();
         }
@@ -155,7 +159,8 @@ impl Shard {
                 let _ = timer.arm(w);
             }
             // With nothing scheduled the thread sleeps until a command or datagram.
-            if let Err(e) = self.poll.poll(&mut events, if wake.is_some() { None } else { Some(Duration::from_secs(1)) })
+            if let Err(e) =
+                self.poll.poll(&mut events, if wake.is_some() { None } else { Some(Duration::from_secs(1)) })
                 && e.kind() != std::io::ErrorKind::Interrupted
             {
                 tracing::error!("pacer: poll failed: {e}");

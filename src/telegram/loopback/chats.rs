@@ -75,7 +75,8 @@ impl World {
     pub(super) fn set_call(&self, chat: ChatId, active: bool) {
         let mut guard = self.chats.lock().expect("chats lock");
         let map = guard.get_or_insert_with(HashMap::new);
-        map.entry(chat).or_insert_with(|| Chat { id: chat, title: String::new(), active_call: active }).active_call = active;
+        map.entry(chat).or_insert_with(|| Chat { id: chat, title: String::new(), active_call: active }).active_call =
+            active;
         drop(guard);
         if active {
             self.send(None, serde_json::json!({ "_": "updateGroupCall", "chat_id": chat, "call": { "_": "groupCall", "id": chat.unsigned_abs() } }));

@@ -8,10 +8,10 @@
 //! `POST /chats/<id>/start`, `POST /chats/<id>/end`, `POST /updates` (a JSON body,
 //! delivered as a raw update), and `GET /chats`.
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
@@ -57,7 +57,11 @@ fn default_inviter() -> i64 {
     1
 }
 
-async fn invite(State(lb): State<Loopback>, Path(chat): Path<ChatId>, Query(q): Query<InviteQuery>) -> Json<crate::telegram::Invite> {
+async fn invite(
+    State(lb): State<Loopback>,
+    Path(chat): Path<ChatId>,
+    Query(q): Query<InviteQuery>,
+) -> Json<crate::telegram::Invite> {
     Json(lb.invite(chat, q.inviter))
 }
 
@@ -77,7 +81,9 @@ async fn raw(State(lb): State<Loopback>, body: String) -> (StatusCode, String) {
             lb.raw_update(v);
             (StatusCode::NO_CONTENT, String::new())
         }
-        Err(e) => (StatusCode::BAD_REQUEST, serde_json::json!({ "error": format!("body is not JSON: {e}") }).to_string()),
+        Err(e) => {
+            (StatusCode::BAD_REQUEST, serde_json::json!({ "error": format!("body is not JSON: {e}") }).to_string())
+        }
     }
 }
 

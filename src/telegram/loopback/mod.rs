@@ -43,7 +43,14 @@ pub const DEFAULT_USER_ID: i64 = 777_000_001;
 
 impl Default for LoopbackOptions {
     fn default() -> Self {
-        LoopbackOptions { bind_ip: IpAddr::from([127, 0, 0, 1]), decode: true, keep_audio: false, record_dir: None, user_id: DEFAULT_USER_ID, chats: None }
+        LoopbackOptions {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            decode: true,
+            keep_audio: false,
+            record_dir: None,
+            user_id: DEFAULT_USER_ID,
+            chats: None,
+        }
     }
 }
 
@@ -186,7 +193,11 @@ impl Backend for Loopback {
 }
 
 impl GroupCallServer for Loopback {
-    fn join<'a>(&'a self, chat: ChatId, params: &'a JoinParams) -> BoxFuture<'a, Result<TransportAnswer, TelegramError>> {
+    fn join<'a>(
+        &'a self,
+        chat: ChatId,
+        params: &'a JoinParams,
+    ) -> BoxFuture<'a, Result<TransportAnswer, TelegramError>> {
         Box::pin(async move {
             // Round-trip through the wire format, exactly what Telegram would parse.
             let json = self.join_json(chat, &params.to_json()).await?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::Registry;
+use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
@@ -15,19 +16,18 @@ use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::RTCDtlsRole;
-use rtc::peer_connection::RTCPeerConnection;
 use rtc::sansio::Protocol;
 use tokio::net::UdpSocket;
 
 use super::LoopbackOptions;
 use super::recorder::HeardCall;
 use crate::telegram::TelegramError;
+use crate::transport::JoinParams;
 use crate::transport::join::{
-    AUDIO_LEVEL_URI, AudioParams, Candidate, Fingerprint, HeaderExt, OPUS_PAYLOAD_TYPE, PayloadType, RtcpFb,
-    Setup, Transport, TransportAnswer, find_attr, parse_sdp,
+    AUDIO_LEVEL_URI, AudioParams, Candidate, Fingerprint, HeaderExt, OPUS_PAYLOAD_TYPE, PayloadType, RtcpFb, Setup,
+    Transport, TransportAnswer, find_attr, parse_sdp,
 };
 use crate::transport::peer::{add_host_candidate, audio_media_engine, feed_datagram};
-use crate::transport::JoinParams;
 
 /// Audio-level extension id, as Telegram numbers it.
 const LEVEL_EXT_ID: u8 = 1;
@@ -54,7 +54,11 @@ pub(super) fn offer_from_join(p: &JoinParams) -> String {
          a=rtpmap:{OPUS_PAYLOAD_TYPE} opus/48000/2\r\na=fmtp:{OPUS_PAYLOAD_TYPE} minptime=10;useinbandfec=1\r\n\
          a=extmap:{LEVEL_EXT_ID} {AUDIO_LEVEL_URI}\r\na=rtcp-mux\r\na=sendonly\r\n\
          a=msid:wasmcalls audio\r\na=ssrc:{} cname:wasmcalls\r\n",
-        p.ufrag, p.pwd, fp.hash, fp.fingerprint, p.ssrc_u32()
+        p.ufrag,
+        p.pwd,
+        fp.hash,
+        fp.fingerprint,
+        p.ssrc_u32()
     );
     s
 }
@@ -72,9 +76,7 @@ pub(super) async fn spawn(
     let now = Instant::now();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(
-            SettingEngineBuilder::new().with_lite(true).with_answering_dtls_role(our_role).build(),
-        )
+        .with_setting_engine(SettingEngineBuilder::new().with_lite(true).with_answering_dtls_role(our_role).build())
         .with_media_engine(audio_media_engine().map_err(rtc_err)?)
         .with_interceptor_registry(configure_rtcp_reports(Registry::new()))
         .build(now)
@@ -150,9 +152,7 @@ async fn receive(mut pc: RTCPeerConnection, socket: UdpSocket, local: SocketAddr
                 heard.on_rtp(&packet, arrived);
             }
         }
-        let wait = pc
-            .poll_timeout()
-            .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
+        let wait = pc.poll_timeout().map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
         tokio::select! {
             _ = hang_up.notified() => break,
             _ = tokio::time::sleep(wait) => {

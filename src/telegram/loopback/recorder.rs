@@ -83,9 +83,8 @@ pub struct HeardCall {
 
 impl HeardCall {
     pub(super) fn new(chat: ChatId, ssrc: u32, opts: &LoopbackOptions) -> Self {
-        let decoder = opts
-            .decode
-            .then(|| opus::Decoder::new(48000, opus::Channels::Stereo).expect("48 kHz stereo decoder"));
+        let decoder =
+            opts.decode.then(|| opus::Decoder::new(48000, opus::Channels::Stereo).expect("48 kHz stereo decoder"));
         HeardCall {
             chat,
             ssrc,

@@ -96,10 +96,9 @@ fn numeric_candidate_fields_are_accepted_too() {
 
 #[test]
 fn optional_candidate_fields_reach_the_sdp() {
-    let json = REFERENCE_ANSWER.replace(
-        r#""network":"1"}"#,
-        r#""network":"1","rel-addr":"10.0.0.1","rel-port":"5000","tcptype":"passive"}"#,
-    ).replace(r#""type":"host""#, r#""type":"srflx""#);
+    let json = REFERENCE_ANSWER
+        .replace(r#""network":"1"}"#, r#""network":"1","rel-addr":"10.0.0.1","rel-port":"5000","tcptype":"passive"}"#)
+        .replace(r#""type":"host""#, r#""type":"srflx""#);
     let a = TransportAnswer::parse(&json).unwrap();
     let sdp = a.to_answer_sdp(&offer(), Setup::Active).unwrap();
     assert!(sdp.contains("typ srflx raddr 10.0.0.1 rport 5000 generation 0"), "{sdp}");
