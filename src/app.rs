@@ -1,6 +1,7 @@
-//! The host assembled from a [`Config`]: media plane, Telegram backend (the
-//! loopback), call manager and plugins, with the pump that carries the manager's
-//! events to the plugins. `wasmcalls run` is this plus signal handling.
+//! The host assembled from a [`Config`]: media plane, Telegram backend (real
+//! Telegram when `[telegram]` is configured, else the loopback), call manager and
+//! plugins, with the pump that carries the manager's events to the plugins.
+//! `wasmcalls run` is this plus signal handling.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -17,11 +18,13 @@ use crate::runtime::grants::Grants;
 use crate::runtime::{Capacity, LoadReport, PluginError, PluginHost, PluginSpec};
 use crate::telegram::Backend;
 use crate::telegram::loopback::{Loopback, LoopbackOptions, http};
+use crate::telegram::mtproto::{TelegramOptions, session};
 
 /// A running host.
 pub struct App {
     pub media: Arc<MediaPlane>,
-    pub loopback: Loopback,
+    /// The loopback Telegram, when the host runs on it.
+    pub loopback: Option<Loopback>,
     pub manager: CallManager,
     pub plugins: Arc<PluginHost>,
     /// Where the loopback's HTTP control endpoint listens, if configured.
@@ -39,49 +42,47 @@ impl App {
     /// Starts everything; a plugin that fails to build or load is reported and
     /// skipped, the others run.
     pub async fn start(config: &Config) -> Result<App> {
+        match &config.telegram {
+            Some(t) => {
+                let path = session::session_path(&config.base, t);
+                let opts = TelegramOptions {
+                    check_interval: std::time::Duration::from_secs(t.check_interval_s),
+                    invite_hashes: t.invite_hashes().map_err(anyhow::Error::msg)?,
+                };
+                let telegram = session::start(t, &path, opts).await.context("connecting to Telegram")?;
+                let media_ip = t.media_ip.unwrap_or_else(default_route_ip);
+                tracing::info!(%media_ip, "media sockets announce this address to Telegram");
+                App::start_with(config, Arc::new(telegram), media_ip).await
+            }
+            None => {
+                let (loopback, control, tasks) = start_loopback(config).await?;
+                let backend = Arc::new(loopback.clone());
+                let mut app = App::start_with(config, backend, IpAddr::V4(Ipv4Addr::LOCALHOST)).await?;
+                app.loopback = Some(loopback);
+                app.control = control;
+                app.tasks.extend(tasks);
+                Ok(app)
+            }
+        }
+    }
+
+    /// Starts the host on any `backend`, with media sockets on `media_ip`.
+    pub async fn start_with(config: &Config, backend: Arc<dyn Backend>, media_ip: IpAddr) -> Result<App> {
+        let mut tasks = Vec::new();
         let (media, media_events) = MediaPlane::start(PacerConfig::default())?;
         let media = Arc::new(media);
-        let record_dir = config.loopback.record_dir.as_ref().map(|d| config.resolve(d));
-        if let Some(d) = &record_dir {
-            std::fs::create_dir_all(d).with_context(|| format!("creating the record folder {}", d.display()))?;
-        }
-        let loopback = Loopback::new(LoopbackOptions {
-            record_dir,
-            user_id: config.loopback.user_id,
-            chats: (!config.loopback.chats.is_empty()).then(|| config.loopback.chats.clone()),
-            ..Default::default()
-        });
-        let mut tasks = Vec::new();
-        let control = match config.loopback.control {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("loopback.control: cannot listen on {addr}"))?;
-                let bound = listener.local_addr()?;
-                let router = http::router(loopback.clone());
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, router).await {
-                        tracing::error!("loopback control endpoint stopped: {e}");
-                    }
-                }));
-                tracing::info!("loopback control on http://{bound}");
-                Some(bound)
-            }
-            None => None,
-        };
         // Bound before anything else is built, so `get-port-server` reports the real port.
         let api_addr = SocketAddr::new(config.host.api_bind, config.host.api_port);
         let api_listener = tokio::net::TcpListener::bind(api_addr)
             .await
             .with_context(|| format!("host.api_port: cannot listen on {api_addr} (is another wasmcalls running?)"))?;
         let api = api_listener.local_addr()?;
-        let backend: Arc<dyn Backend> = Arc::new(loopback.clone());
         let (manager, mut events) = CallManager::start(
             media.clone(),
             media_events,
             backend.clone(),
             ManagerConfig {
-                bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                bind_ip: media_ip,
                 api_port: api.port(),
                 encoder: EncoderConfig::default(),
                 files_base: config.base.clone(),
@@ -169,7 +170,12 @@ impl App {
         };
         let my_id = backend.me().context("reading the account's user id")?;
         plugins.start_all(my_id);
-        Ok(App { media, loopback, manager, plugins, control, api, loaded, tap, tasks, _watch: watch })
+        Ok(App { media, loopback: None, manager, plugins, control: None, api, loaded, tap, tasks, _watch: watch })
+    }
+
+    /// The loopback Telegram; panics on another backend (for tests and benches that start on it).
+    pub fn loopback(&self) -> &Loopback {
+        self.loopback.as_ref().expect("this host runs on the loopback Telegram")
     }
 
     /// Every event from now on, after it was queued for the plugins. Each plugin
@@ -184,8 +190,57 @@ impl App {
         for t in self.tasks {
             t.abort();
         }
-        for c in self.loopback.calls() {
+        for c in self.loopback.iter().flat_map(Loopback::calls) {
             let _ = c.finish_recording();
+        }
+    }
+}
+
+/// The loopback Telegram `[loopback]` describes, with its control endpoint if configured.
+async fn start_loopback(config: &Config) -> Result<(Loopback, Option<SocketAddr>, Vec<JoinHandle<()>>)> {
+    let record_dir = config.loopback.record_dir.as_ref().map(|d| config.resolve(d));
+    if let Some(d) = &record_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("creating the record folder {}", d.display()))?;
+    }
+    let loopback = Loopback::new(LoopbackOptions {
+        record_dir,
+        user_id: config.loopback.user_id,
+        chats: (!config.loopback.chats.is_empty()).then(|| config.loopback.chats.clone()),
+        ..Default::default()
+    });
+    let mut tasks = Vec::new();
+    let control = match config.loopback.control {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("loopback.control: cannot listen on {addr}"))?;
+            let bound = listener.local_addr()?;
+            let router = http::router(loopback.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!("loopback control endpoint stopped: {e}");
+                }
+            }));
+            tracing::info!("loopback control on http://{bound}");
+            Some(bound)
+        }
+        None => None,
+    };
+    Ok((loopback, control, tasks))
+}
+
+/// This machine's address on its default route: what Telegram's media servers can
+/// reach. Found by "connecting" a UDP socket, which sends nothing.
+fn default_route_ip() -> IpAddr {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+        s.connect("149.154.167.50:443")?; // a Telegram data centre
+        s.local_addr()
+    });
+    match probe {
+        Ok(a) => a.ip(),
+        Err(e) => {
+            tracing::warn!("no default route ({e}); media sockets bind 0.0.0.0 — set telegram.media_ip");
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         }
     }
 }

@@ -16,6 +16,11 @@
 //! title = "demo"
 //! active_call = true
 //!
+//! [telegram]                 # present: real Telegram over MTProto instead of the loopback
+//! api_id = 12345              # from https://my.telegram.org
+//! api_hash = "0123456789abcdef0123456789abcdef"
+//! session = "wasmcalls.session"  # written by `wasmcalls login`
+//!
 //! [[plugins]]
 //! name = "jukebox"
 //! wasm = "plugins/target/wasm32-wasip2/release/jukebox.wasm"
@@ -47,6 +52,9 @@ pub struct Config {
     pub host: HostConfig,
     #[serde(default)]
     pub loopback: LoopbackConfig,
+    /// Real Telegram; absent → the loopback.
+    #[serde(default)]
+    pub telegram: Option<TelegramConfig>,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
     /// Where the file lives; relative paths in it are resolved against this.
@@ -150,6 +158,55 @@ impl Default for LoopbackConfig {
     }
 }
 
+/// `[telegram]`: a user account over MTProto.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// The application's id from <https://my.telegram.org>.
+    pub api_id: i32,
+    /// The application's hash from the same page.
+    pub api_hash: String,
+    /// The SQLite session `wasmcalls login` writes (mode 0600).
+    #[serde(default = "default_session")]
+    pub session: PathBuf,
+    /// Address our media sockets announce to Telegram; default: this machine's
+    /// address on its default route.
+    #[serde(default)]
+    pub media_ip: Option<std::net::IpAddr>,
+    /// Seconds between `phone.checkGroupCall` keep-alives per call.
+    #[serde(default = "default_check_interval")]
+    pub check_interval_s: u64,
+    /// Longest `FLOOD_WAIT` waited out before a request fails instead, in seconds.
+    #[serde(default = "default_flood_wait")]
+    pub max_flood_wait_s: u64,
+    /// Invite hashes (from `t.me/…?voicechat=<hash>` links) to join with, by chat id.
+    #[serde(default)]
+    pub invite_hashes: std::collections::BTreeMap<String, String>,
+}
+
+impl TelegramConfig {
+    /// `invite_hashes` keyed by chat id.
+    pub fn invite_hashes(&self) -> Result<std::collections::HashMap<i64, String>, String> {
+        self.invite_hashes
+            .iter()
+            .map(|(k, v)| match k.parse::<i64>() {
+                Ok(chat) => Ok((chat, v.clone())),
+                Err(_) => Err(format!("telegram.invite_hashes: {k:?} is not a chat id (e.g. \"-1001185324811\")")),
+            })
+            .collect()
+    }
+}
+
+fn default_session() -> PathBuf {
+    "wasmcalls.session".into()
+}
+fn default_check_interval() -> u64 {
+    5
+}
+fn default_flood_wait() -> u64 {
+    120
+}
+
 /// `[[plugins]]`: one bot.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +277,17 @@ impl Config {
         }
         if h.api_concurrency == 0 || h.api_timeout_ms == 0 || h.api_max_body == 0 {
             return Err("host.api_concurrency, api_timeout_ms and api_max_body must be above 0".into());
+        }
+        if let Some(t) = &self.telegram {
+            if t.api_id <= 0 || t.api_hash.len() != 32 || !t.api_hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err("telegram: api_id must be a positive number and api_hash 32 hex digits, \
+                     both from https://my.telegram.org → API development tools"
+                    .into());
+            }
+            if t.check_interval_s == 0 {
+                return Err("telegram.check_interval_s must be above 0".into());
+            }
+            t.invite_hashes()?;
         }
         let mut seen = std::collections::HashSet::new();
         for p in &self.plugins {
@@ -294,6 +362,29 @@ mod tests {
         Config::parse("[host]\napi_bind = \"0.0.0.0\"\napi_token = \"s3cret\"\n", Path::new(".")).unwrap();
         let err = Config::parse("[host]\ndefault_plugin = \"x\"\n", Path::new(".")).unwrap_err();
         assert!(err.contains("names no plugin"), "{err}");
+    }
+
+    #[test]
+    fn telegram_section_is_checked() {
+        let c = Config::parse(
+            "[telegram]\napi_id = 12345\napi_hash = \"0123456789abcdef0123456789abcdef\"\nsession = \"me.session\"\n",
+            Path::new("/srv/bot"),
+        )
+        .unwrap();
+        let t = c.telegram.as_ref().unwrap();
+        assert_eq!((t.api_id, t.check_interval_s, t.max_flood_wait_s), (12345, 5, 120));
+        assert_eq!(c.resolve(&t.session), Path::new("/srv/bot/me.session"));
+        let hashes =
+            "[telegram]\napi_id = 1\napi_hash = \"0123456789abcdef0123456789abcdef\"\n[telegram.invite_hashes]\n";
+        let c = Config::parse(&format!("{hashes}\"-100123\" = \"abc\"\n"), Path::new(".")).unwrap();
+        assert_eq!(c.telegram.unwrap().invite_hashes().unwrap()[&-100123], "abc");
+        let err = Config::parse(&format!("{hashes}demo = \"abc\"\n"), Path::new(".")).unwrap_err();
+        assert!(err.contains("not a chat id"), "{err}");
+        let err = Config::parse("[telegram]\napi_id = 1\napi_hash = \"nope\"\n", Path::new(".")).unwrap_err();
+        assert!(err.contains("my.telegram.org"), "{err}");
+        let err =
+            Config::parse("[telegram]\napi_hash = \"0123456789abcdef0123456789abcdef\"\n", Path::new(".")).unwrap_err();
+        assert!(err.contains("api_id"), "{err}");
     }
 
     #[test]

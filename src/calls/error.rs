@@ -1,7 +1,7 @@
 //! The errors a command can end in: PyTgCalls' five exceptions plus the host's own.
 //! The plugin runtime maps each variant one to one onto the WIT `call-error`.
 
-use crate::telegram::ChatId;
+use crate::telegram::{ChatId, TelegramError};
 
 /// Why a call command failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,4 +29,24 @@ pub enum CallError {
     FileError(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl CallError {
+    /// The contract's variant for a Telegram-side failure.
+    pub fn from_telegram(e: TelegramError) -> CallError {
+        match e {
+            TelegramError::NoActiveGroupCall(c) => CallError::NoActiveGroupCall(c),
+            // The client cannot act: no session, or Telegram out of reach.
+            TelegramError::NotLoggedIn(_) | TelegramError::Network { .. } | TelegramError::Session { .. } => {
+                CallError::ClientNotRunning
+            }
+            TelegramError::NotAGroup(_) | TelegramError::UnknownChat(_) => CallError::InvalidArgument(e.to_string()),
+            TelegramError::Rpc { ref name, .. }
+                if name.starts_with("CHAT_ADMIN_REQUIRED") || name.ends_with("FORBIDDEN") =>
+            {
+                CallError::PermissionDenied(e.to_string())
+            }
+            other => CallError::Other(other.to_string()),
+        }
+    }
 }

@@ -18,7 +18,7 @@ use super::error::CallError;
 use crate::media::source::SourceError;
 use crate::media::stream::StreamError;
 use crate::media::{CallId, Control, EncoderConfig, MediaEvent, MediaPlane, PcmFormat, StreamId};
-use crate::telegram::{Backend, ChatId, Invite, TelegramError, Update};
+use crate::telegram::{Backend, ChatId, Invite, Update};
 
 /// What a joined call is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -139,7 +139,9 @@ impl CallManager {
         match ev {
             MediaEvent::Connected { .. } => {}
             MediaEvent::StreamEnded { call, stream, error } => {
-                let Some(chat) = self.chat_of(call) else { return };
+                let Some(chat) = self.chat_of(call) else {
+                    return;
+                };
                 let ended = {
                     let mut calls = self.inner.calls.lock().expect("calls lock");
                     match calls.get_mut(&chat) {
@@ -160,14 +162,10 @@ impl CallManager {
                 }
             }
             MediaEvent::ConnectionLost { call, reason } => {
-                let Some(chat) = self.chat_of(call) else { return };
-                tracing::warn!(chat, "call connection lost: {reason}");
-                self.drop_call(chat).await;
-                self.emit(HostEvent::RawUpdate(
-                    serde_json::json!({ "_": "wasmcalls.connectionLost", "chat_id": chat, "reason": reason })
-                        .to_string(),
-                ));
-                self.emit(HostEvent::Kicked(chat));
+                let Some(chat) = self.chat_of(call) else {
+                    return;
+                };
+                self.lost(chat, reason).await;
             }
         }
     }
@@ -189,8 +187,24 @@ impl CallManager {
                 tracing::info!(chat = invite.chat, inviter = invite.inviter, "invited");
                 self.emit(HostEvent::Invite(invite));
             }
+            Update::Lost { chat, reason } => {
+                if self.inner.calls.lock().expect("calls lock").contains_key(&chat) {
+                    self.lost(chat, reason).await;
+                }
+            }
             Update::Raw(json) => self.emit(HostEvent::RawUpdate(json.to_string())),
         }
+    }
+
+    /// The call's media or its Telegram membership is gone: forget it and tell the
+    /// plugins (a raw `wasmcalls.connectionLost` with the reason, then on-kicked).
+    async fn lost(&self, chat: ChatId, reason: String) {
+        tracing::warn!(chat, "call connection lost: {reason}");
+        self.drop_call(chat).await;
+        self.emit(HostEvent::RawUpdate(
+            serde_json::json!({ "_": "wasmcalls.connectionLost", "chat_id": chat, "reason": reason }).to_string(),
+        ));
+        self.emit(HostEvent::Kicked(chat));
     }
 
     /// Forgets a call whose other side is gone; true if there was one.
@@ -244,7 +258,7 @@ impl CallManager {
             Err(e) => {
                 self.inner.calls.lock().expect("calls lock").remove(&chat);
                 return Err(match e {
-                    DialError::Telegram(TelegramError::NoActiveGroupCall(c)) => CallError::NoActiveGroupCall(c),
+                    DialError::Telegram(e) => CallError::from_telegram(e),
                     other => CallError::Other(format!("joining chat {chat} failed: {other}")),
                 });
             }
@@ -394,10 +408,7 @@ impl CallManager {
 
     /// `get_cache_id`: the account's own user id.
     pub fn my_id(&self) -> Result<i64, CallError> {
-        self.inner.backend.me().map_err(|e| match e {
-            TelegramError::NoActiveGroupCall(_) | TelegramError::Join(_) => CallError::Other(e.to_string()),
-            _ => CallError::ClientNotRunning,
-        })
+        self.inner.backend.me().map_err(CallError::from_telegram)
     }
 
     /// `get_port_server`: the custom API's port.

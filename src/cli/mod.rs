@@ -1,5 +1,6 @@
 //! The `wasmcalls` command line.
 
+mod account;
 mod bench;
 mod loopback;
 mod play;
@@ -23,6 +24,10 @@ enum Command {
     Run(run::RunArgs),
     /// Like run, and rebuild each plugin from source on save, then hot-reload it
     Dev(run::RunArgs),
+    /// Sign a Telegram user account in (phone, code, 2FA password) and store its session
+    Login(account::AccountArgs),
+    /// Print the Telegram account the configured session is signed in as
+    Whoami(account::AccountArgs),
     /// Show what a running host is doing: plugins, calls, counters
     Status(status::StatusArgs),
     /// Stream a raw PCM file into a group call (the embedded loopback Telegram by default)
@@ -93,6 +98,8 @@ pub fn main() -> ExitCode {
             Command::Dev(args) => run::run(args, config.expect("loaded above"), true).await,
             Command::Play(args) => play::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Login(args) => account::login(args).await,
+            Command::Whoami(args) => account::whoami(args).await,
             Command::Loopback(cmd) => loopback::run(cmd).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }

@@ -55,7 +55,7 @@ pub async fn run(args: RunArgs, config: Config, dev: bool) -> Result<()> {
             }
         }
     }
-    let heard: Vec<_> = app.loopback.calls().iter().map(|c| (c.chat(), c.ssrc(), c.stats())).collect();
+    let heard: Vec<_> = app.loopback.iter().flat_map(|l| l.calls()).map(|c| (c.chat(), c.ssrc(), c.stats())).collect();
     let status = app.plugins.status();
     app.shutdown().await;
     for p in status {
@@ -69,7 +69,7 @@ pub async fn run(args: RunArgs, config: Config, dev: bool) -> Result<()> {
             s.timeline_samples as f64 / 48000.0
         );
     }
-    if let Some(dir) = &config.loopback.record_dir {
+    if let Some(dir) = config.loopback.record_dir.as_ref().filter(|_| config.telegram.is_none()) {
         let dir = config.resolve(dir);
         println!("recordings are in {}", dir.canonicalize().unwrap_or(dir).display());
     }

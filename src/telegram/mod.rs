@@ -1,8 +1,10 @@
 //! The Telegram side of a group call, behind one trait: who answers our join JSON
 //! with a transport. The embedded [`loopback`] is the default; [`sfu`] POSTs the join
-//! JSON to an independent peer over HTTP; MTProto arrives as a third implementation.
+//! JSON to an independent peer over HTTP; [`mtproto`] is real Telegram through a user
+//! account (grammers), chosen when the config has a `[telegram]` section.
 
 pub mod loopback;
+pub mod mtproto;
 pub mod sfu;
 
 use std::future::Future;
@@ -27,6 +29,30 @@ pub enum TelegramError {
     Loopback(String),
     #[error("the SFU at {url} failed: {reason}")]
     Sfu { url: String, reason: String },
+    /// No usable session: never logged in, or Telegram revoked it.
+    #[error("not logged in to Telegram ({0}); run `wasmcalls login` with this config")]
+    NotLoggedIn(String),
+    /// Telegram asked us to wait longer than we are willing to.
+    #[error("Telegram asks to wait {seconds} s before {request} again (FLOOD_WAIT); try later")]
+    FloodWait { request: &'static str, seconds: u32 },
+    /// Telegram refused a request.
+    #[error("Telegram refused {request}: {code} {name}")]
+    Rpc { request: &'static str, code: i32, name: String },
+    /// Telegram could not be reached (or the client stopped).
+    #[error("cannot reach Telegram for {request}: {reason}")]
+    Network { request: &'static str, reason: String },
+    /// Telegram answered something we cannot use.
+    #[error("Telegram's answer to {request} is unusable: {what}")]
+    Unexpected { request: &'static str, what: String },
+    /// Group calls live in groups and channels; a user id has none.
+    #[error("{0} is a user id, not a group or channel; group calls live in groups (-…) and channels (-100…)")]
+    NotAGroup(ChatId),
+    /// The account does not know the chat (not a member, or never seen).
+    #[error("chat {0} is not among this account's chats; join the group with the account first")]
+    UnknownChat(ChatId),
+    /// The session file could not be opened or written.
+    #[error("the Telegram session {path}: {reason}")]
+    Session { path: std::path::PathBuf, reason: String },
 }
 
 /// An invitation to a group call (`messageActionInviteToGroupCall`).
@@ -46,6 +72,8 @@ pub enum Update {
     Invited(Invite),
     /// The chat's group call was discarded.
     CallEnded(ChatId),
+    /// Telegram dropped us from the call and a rejoin could not keep the connection.
+    Lost { chat: ChatId, reason: String },
     /// Every update, as JSON: `{"_": "<constructor>", …fields}`.
     Raw(serde_json::Value),
 }

@@ -38,7 +38,7 @@ async fn arena(
         plugin("testbot"),
     );
     let host = Host::start_in(dir, &config).await;
-    let heard = tokio::time::timeout(PATIENCE, host.app.loopback.participant(CHAT)).await.unwrap();
+    let heard = tokio::time::timeout(PATIENCE, host.app.loopback().participant(CHAT)).await.unwrap();
     tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 10)).await.unwrap();
     (host, heard)
 }
@@ -166,7 +166,7 @@ async fn the_plugin_sees_only_its_granted_folder_through_wasi() {
 async fn events_for_other_chats_are_never_delivered() {
     let (host, _heard) = arena("", "").await;
     let mut events = host.app.events();
-    host.app.loopback.kick(CHAT);
+    host.app.loopback().kick(CHAT);
     host.event(&mut events, |e| matches!(e, wasmcalls::calls::HostEvent::RawUpdate(j) if j.contains("updateChannel")))
         .await;
     let seen = host.api("offender", json!({ "cmd": "events" })).await;

@@ -10,3 +10,4 @@ mod plugins;
 mod reload;
 mod sfu;
 mod support;
+mod telegram;

@@ -44,7 +44,7 @@ async fn the_jukebox_plays_its_playlist_then_leaves() {
     let host = Host::start_in(dir, &format!("{}{}", loopback_chats(), jukebox(CHAT, &[&a, &b], true))).await;
     let mut events = host.app.events();
     // start → join → audio heard
-    let heard = tokio::time::timeout(PATIENCE, host.app.loopback.participant(CHAT)).await.unwrap();
+    let heard = tokio::time::timeout(PATIENCE, host.app.loopback().participant(CHAT)).await.unwrap();
     // → stream end → next → stream end → leave
     for _ in 0..2 {
         host.event(&mut events, |e| *e == HostEvent::StreamEnd(CHAT)).await;
@@ -67,7 +67,7 @@ async fn kicked_and_call_ended_reach_the_plugin_and_drop_the_call() {
 
     let r = host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": long })).await;
     assert_eq!(r, json!({ "ok": null }));
-    host.app.loopback.kick(CHAT);
+    host.app.loopback().kick(CHAT);
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     assert!(host.app.manager.joined_chats().is_empty(), "the call is dropped");
     // The raw form of the same update follows the routed one.
@@ -82,7 +82,7 @@ async fn kicked_and_call_ended_reach_the_plugin_and_drop_the_call() {
     // A call whose voice chat ends is dropped the same way.
     let r = host.api("t", json!({ "cmd": "join", "chat": -3, "file": long })).await;
     assert_eq!(r, json!({ "ok": null }));
-    host.app.loopback.end_call(-3);
+    host.app.loopback().end_call(-3);
     host.event(&mut events, |e| *e == HostEvent::Kicked(-3)).await;
     assert!(host.app.manager.joined_chats().is_empty());
     // …and the chat has no call to join any more.
@@ -96,13 +96,13 @@ async fn an_invited_jukebox_joins_and_plays() {
     let a = tone_file(dir.path(), "a.raw", 523.0, 0.4);
     let host = Host::start_in(dir, &format!("{}{}", loopback_chats(), jukebox(CHAT, &[&a], false))).await;
     let mut events = host.app.events();
-    let invite = host.app.loopback.invite(-3, 4242);
+    let invite = host.app.loopback().invite(-3, 4242);
     host.event(&mut events, |e| matches!(e, HostEvent::Invite(i) if *i == invite)).await;
-    let Ok(heard) = tokio::time::timeout(PATIENCE, host.app.loopback.participant(-3)).await else {
+    let Ok(heard) = tokio::time::timeout(PATIENCE, host.app.loopback().participant(-3)).await else {
         panic!("the jukebox never joined the invited chat: {:?}", host.app.plugins.status());
     };
     tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 20)).await.expect("audio in the invited chat");
-    assert!(host.app.loopback.calls().iter().all(|c| c.chat() == -3), "it joined the chat it was invited to only");
+    assert!(host.app.loopback().calls().iter().all(|c| c.chat() == -3), "it joined the chat it was invited to only");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +138,7 @@ async fn every_command_reports_its_error_variant_to_the_plugin() {
     assert!(r["err"]["file-error"].as_str().unwrap().contains("not a whole number"), "{r}");
     let r = api(json!({ "cmd": "join", "chat": CHAT, "file": long, "bitrate": 44100 })).await;
     assert!(r["err"]["invalid-argument"].as_str().unwrap().contains("44100"), "{r}");
-    assert!(host.app.loopback.calls().is_empty(), "nothing connected for a bad request");
+    assert!(host.app.loopback().calls().is_empty(), "nothing connected for a bad request");
 
     // A joined call: every command succeeds, and the illegal ones say why.
     assert_eq!(api(json!({ "cmd": "join", "chat": CHAT, "file": long })).await, json!({ "ok": null }));
@@ -172,7 +172,7 @@ async fn a_trapping_plugin_restarts_while_another_plugins_call_keeps_playing() {
     let long = tone_file(dir.path(), "long.raw", 440.0, 6.0);
     let config = format!("{}{}{}", loopback_chats(), jukebox(CHAT, &[&long], true), testbot("crashy", ""));
     let host = Host::start_in(dir, &config).await;
-    let heard = tokio::time::timeout(PATIENCE, host.app.loopback.participant(CHAT)).await.unwrap();
+    let heard = tokio::time::timeout(PATIENCE, host.app.loopback().participant(CHAT)).await.unwrap();
     tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 25)).await.unwrap();
 
     let call = wasmcalls::runtime::ApiCall { path: "/api".into(), body: json!({ "cmd": "trap" }).to_string() };
@@ -286,7 +286,7 @@ async fn compiled_plugins_are_cached_on_disk() {
 async fn raw_updates_reach_every_plugin() {
     let host = Host::start(&format!("{}{}{}", loopback_chats(), testbot("a", ""), testbot("b", ""))).await;
     let mut events = host.app.events();
-    host.app.loopback.raw_update(json!({ "_": "updateGroupCallParticipants", "participants": [] }));
+    host.app.loopback().raw_update(json!({ "_": "updateGroupCallParticipants", "participants": [] }));
     host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("updateGroupCallParticipants")))
         .await;
     for p in ["a", "b"] {

@@ -54,7 +54,7 @@ async fn state_survives_and_events_during_a_reload_arrive_exactly_once() {
     let reload = tokio::spawn(async move { plugins.reload("bot", &next).await });
     const N: u64 = 50;
     for i in 0..N {
-        host.app.loopback.raw_update(json!({ "_": "count", "i": i }));
+        host.app.loopback().raw_update(json!({ "_": "count", "i": i }));
     }
     for _ in 0..N {
         host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("\"count\""))).await;
@@ -114,7 +114,7 @@ async fn a_reload_during_playback_leaves_the_audio_untouched() {
          settings = {{ chat = {CHAT}, bitrate = 48000, playlist = [\"a.raw\"] }}\ngrants = {{ chats = [{CHAT}], files = [\".\"] }}\n"
     );
     let host = Host::start_in(dir, &config).await;
-    let heard = tokio::time::timeout(PATIENCE, host.app.loopback.participant(CHAT)).await.unwrap();
+    let heard = tokio::time::timeout(PATIENCE, host.app.loopback().participant(CHAT)).await.unwrap();
     tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 25)).await.unwrap();
     let next = host.dir.path().join("jukebox-v2.wasm");
     std::fs::write(&next, new_version(&wasm, "v2")).unwrap();

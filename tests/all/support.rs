@@ -199,14 +199,30 @@ impl Host {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, toml: &str) -> Host {
+        let config = Host::config(&dir, toml);
+        let app = wasmcalls::app::App::start(&config).await.expect("host starts");
+        Host { app, dir }
+    }
+
+    /// Starts a host on another Telegram side (media sockets on 127.0.0.1).
+    pub async fn start_on(
+        dir: tempfile::TempDir,
+        toml: &str,
+        backend: std::sync::Arc<dyn wasmcalls::telegram::Backend>,
+    ) -> Host {
+        let config = Host::config(&dir, toml);
+        let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
+        let app = wasmcalls::app::App::start_with(&config, backend, localhost).await.expect("host starts");
+        Host { app, dir }
+    }
+
+    fn config(dir: &tempfile::TempDir, toml: &str) -> wasmcalls::config::Config {
         let mut text = toml.replace("{dir}", dir.path().to_str().unwrap());
         if !text.contains("[host]") {
             // Tests run in parallel: every host gets its own free API port.
             text = format!("[host]\napi_port = 0\n{text}");
         }
-        let config = wasmcalls::config::Config::parse(&text, dir.path()).expect("test config parses");
-        let app = wasmcalls::app::App::start(&config).await.expect("host starts");
-        Host { app, dir }
+        wasmcalls::config::Config::parse(&text, dir.path()).expect("test config parses")
     }
 
     /// Calls a plugin's custom API with a JSON body and parses the JSON answer.

@@ -59,7 +59,7 @@ pub async fn run(a: HostileArgs) -> Result<()> {
     let totals = app.media.totals();
     let frames = totals.frames_sent.load(std::sync::atomic::Ordering::Relaxed);
     let late = totals.late_frames.load(std::sync::atomic::Ordering::Relaxed);
-    let lost: u64 = app.loopback.calls().iter().map(|c| c.stats().lost).sum();
+    let lost: u64 = app.loopback.iter().flat_map(|l| l.calls()).map(|c| c.stats().lost).sum();
     let offender = app.plugins.status().into_iter().find(|p| p.name == "offender");
     println!("  offences: {}", offences.iter().map(|(k, v)| format!("{v}× {k}")).collect::<Vec<_>>().join(", "));
     if let Some(o) = offender {

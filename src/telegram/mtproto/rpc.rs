@@ -1,0 +1,179 @@
+//! The one seam between our MTProto logic and the network: [`Rpc`] sends a TL
+//! function and returns its answer. Production uses grammers' [`Client`]; the
+//! offline tests put a fake Telegram behind it that reads our requests back from
+//! their bytes. Also here: how grammers' errors become [`TelegramError`]s, and the
+//! retry policy that waits out `FLOOD_WAIT`.
+
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use grammers_client::Client;
+use grammers_mtsender::{InvocationError, RetryContext, RetryPolicy};
+use grammers_session::Session;
+use grammers_session::storages::SqliteSession;
+use grammers_session::types::{PeerId, PeerRef};
+use grammers_tl_types as tl;
+
+use crate::telegram::TelegramError;
+
+/// Sends TL functions to Telegram.
+pub trait Rpc: Send + Sync + 'static {
+    /// `request` → its answer, or grammers' error.
+    fn invoke<R>(&self, request: &R) -> impl Future<Output = Result<R::Return, InvocationError>> + Send
+    where
+        R: tl::RemoteCall + Send + Sync;
+
+    /// The session's reference (id + access hash) for `peer`, looking through the
+    /// account's dialogs when the session has not seen it yet.
+    fn peer_ref(&self, peer: PeerId) -> impl Future<Output = Result<Option<PeerRef>, InvocationError>> + Send;
+}
+
+/// Real Telegram: grammers' client over its SQLite session.
+#[derive(Clone)]
+pub struct MtProto {
+    pub client: Client,
+    pub session: Arc<SqliteSession>,
+}
+
+impl Rpc for MtProto {
+    fn invoke<R>(&self, request: &R) -> impl Future<Output = Result<R::Return, InvocationError>> + Send
+    where
+        R: tl::RemoteCall + Send + Sync,
+    {
+        self.client.invoke(request)
+    }
+
+    async fn peer_ref(&self, peer: PeerId) -> Result<Option<PeerRef>, InvocationError> {
+        if let Some(r) = self.session.peer_ref(peer).await.map_err(|e| InvocationError::Session(Box::new(e)))? {
+            return Ok(Some(r));
+        }
+        // Walking the dialogs caches every chat they mention in the session.
+        let mut dialogs = self.client.iter_dialogs();
+        while let Some(d) = dialogs.next().await? {
+            if d.peer().id() == peer {
+                break;
+            }
+        }
+        self.session.peer_ref(peer).await.map_err(|e| InvocationError::Session(Box::new(e)))
+    }
+}
+
+/// RPC error names that mean the session no longer authorizes anything.
+const LOGGED_OUT: &[&str] = &[
+    "AUTH_KEY_UNREGISTERED",
+    "AUTH_KEY_INVALID",
+    "SESSION_REVOKED",
+    "SESSION_EXPIRED",
+    "USER_DEACTIVATED",
+    "USER_DEACTIVATED_BAN",
+];
+
+/// Names `e` for `request` (a TL function name such as `phone.joinGroupCall`).
+pub fn classify(request: &'static str, e: InvocationError) -> TelegramError {
+    match e {
+        InvocationError::Rpc(rpc) if LOGGED_OUT.contains(&rpc.name.as_str()) || rpc.code == 401 => {
+            TelegramError::NotLoggedIn(format!("{request}: {} {}", rpc.code, rpc.name))
+        }
+        InvocationError::Rpc(rpc) if rpc.code == 420 => {
+            TelegramError::FloodWait { request, seconds: rpc.value.unwrap_or(0) }
+        }
+        InvocationError::Rpc(rpc) => TelegramError::Rpc {
+            request,
+            code: rpc.code,
+            name: match rpc.value {
+                // grammers moves the digits out of the name: FLOOD_WAIT_31 → FLOOD_WAIT + 31.
+                Some(v) => format!("{} ({v})", rpc.name),
+                None => rpc.name,
+            },
+        },
+        InvocationError::Deserialize(d) => TelegramError::Unexpected { request, what: d.to_string() },
+        InvocationError::Session(s) => TelegramError::Network { request, reason: format!("session storage: {s}") },
+        other => TelegramError::Network { request, reason: other.to_string() },
+    }
+}
+
+/// Waits out `FLOOD_WAIT_X` up to a limit (logged, so an operator sees why a join
+/// is slow), and retries a dropped connection a few times, a second apart.
+pub struct FloodPolicy {
+    pub max_wait: Duration,
+}
+
+/// Connection errors retried before a request fails.
+const IO_RETRIES: u32 = 3;
+
+impl RetryPolicy for FloodPolicy {
+    fn should_retry(&self, ctx: &RetryContext) -> ControlFlow<(), Duration> {
+        match &ctx.error {
+            InvocationError::Rpc(rpc) if rpc.code == 420 => {
+                let wait = Duration::from_secs(rpc.value.unwrap_or(1).into());
+                if ctx.slept_so_far + wait > self.max_wait {
+                    tracing::warn!(
+                        "Telegram asks to wait {} s ({}); that is beyond telegram.max_flood_wait_s, giving up",
+                        wait.as_secs(),
+                        rpc.name
+                    );
+                    return ControlFlow::Break(());
+                }
+                tracing::warn!("Telegram asks to wait {} s ({}); waiting, then retrying", wait.as_secs(), rpc.name);
+                ControlFlow::Continue(wait)
+            }
+            InvocationError::Io(e) if ctx.fail_count.get() <= IO_RETRIES => {
+                tracing::warn!("connection to Telegram failed ({e}); reconnecting in 1 s");
+                ControlFlow::Continue(Duration::from_secs(1))
+            }
+            _ => ControlFlow::Break(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use grammers_mtsender::RpcError;
+
+    use super::*;
+
+    fn rpc(code: i32, message: &str) -> InvocationError {
+        InvocationError::Rpc(RpcError::from(tl::types::RpcError { error_code: code, error_message: message.into() }))
+    }
+
+    fn ctx(error: InvocationError, fail_count: u32, slept: u64) -> RetryContext {
+        RetryContext {
+            fail_count: NonZeroU32::new(fail_count).unwrap(),
+            slept_so_far: Duration::from_secs(slept),
+            error,
+        }
+    }
+
+    #[test]
+    fn flood_waits_are_waited_out_up_to_the_limit() {
+        let p = FloodPolicy { max_wait: Duration::from_secs(120) };
+        assert_eq!(
+            p.should_retry(&ctx(rpc(420, "FLOOD_WAIT_31"), 1, 0)),
+            ControlFlow::Continue(Duration::from_secs(31))
+        );
+        assert_eq!(p.should_retry(&ctx(rpc(420, "FLOOD_WAIT_31"), 2, 100)), ControlFlow::Break(()));
+        assert_eq!(p.should_retry(&ctx(rpc(420, "FLOOD_WAIT_3600"), 1, 0)), ControlFlow::Break(()));
+        assert_eq!(p.should_retry(&ctx(rpc(400, "GROUPCALL_INVALID"), 1, 0)), ControlFlow::Break(()));
+        let io = || InvocationError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(p.should_retry(&ctx(io(), 3, 2)), ControlFlow::Continue(Duration::from_secs(1)));
+        assert_eq!(p.should_retry(&ctx(io(), 4, 3)), ControlFlow::Break(()));
+    }
+
+    #[test]
+    fn errors_are_named() {
+        let e = classify("phone.joinGroupCall", rpc(401, "AUTH_KEY_UNREGISTERED"));
+        assert!(matches!(e, TelegramError::NotLoggedIn(_)) && e.to_string().contains("wasmcalls login"), "{e}");
+        let e = classify("phone.joinGroupCall", rpc(406, "SESSION_REVOKED"));
+        assert!(matches!(e, TelegramError::NotLoggedIn(_)), "{e}");
+        let e = classify("phone.joinGroupCall", rpc(420, "FLOOD_WAIT_600"));
+        assert!(matches!(e, TelegramError::FloodWait { seconds: 600, .. }), "{e}");
+        let e = classify("phone.joinGroupCall", rpc(400, "GROUPCALL_SSRC_DUPLICATE_MUCH"));
+        assert_eq!(e.to_string(), "Telegram refused phone.joinGroupCall: 400 GROUPCALL_SSRC_DUPLICATE_MUCH");
+        let e = classify("phone.leaveGroupCall", InvocationError::Dropped("the client stopped"));
+        assert!(matches!(e, TelegramError::Network { .. }), "{e}");
+    }
+}

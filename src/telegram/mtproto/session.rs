@@ -1,0 +1,309 @@
+//! The account side: grammers' SQLite session (kept 0600: it holds the account's
+//! authorization key), `wasmcalls login`, `wasmcalls whoami`, and connecting the
+//! backend with its update feed.
+
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use grammers_client::Client;
+use grammers_client::client::{LoginToken, SignInError};
+use grammers_mtsender::{ConnectionParams, SenderPool, SenderPoolFatHandle, UpdatesConfiguration, UpdatesReceiver};
+use grammers_session::Session;
+use grammers_session::storages::SqliteSession;
+use grammers_session::types::{PeerId, PeerInfo};
+
+use super::rpc::{FloodPolicy, MtProto, classify};
+use super::{Telegram, TelegramOptions};
+use crate::config::TelegramConfig;
+use crate::telegram::TelegramError;
+
+/// How long `whoami` and the start-up check wait for Telegram.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Opens (or creates) the session at `path`, readable by its owner only.
+pub async fn open_session(path: &Path) -> Result<Arc<SqliteSession>, TelegramError> {
+    let err = |reason: String| TelegramError::Session { path: path.to_path_buf(), reason };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create its folder: {e}")))?;
+    }
+    // Created 0600 before SQLite writes a key into it; tightened if it existed looser.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| err(format!("cannot open it: {e}")))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| err(format!("cannot make it private (0600): {e}")))?;
+    let session = SqliteSession::open(path)
+        .await
+        .map_err(|e| err(format!("not a usable session ({e}); delete it and run `wasmcalls login`")))?;
+    Ok(Arc::new(session))
+}
+
+/// The account the session is signed in as, if any (no network).
+pub async fn signed_in_as(session: &SqliteSession) -> Option<i64> {
+    match session.peer(PeerId::self_user()).await.ok()?? {
+        PeerInfo::User { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
+/// A connected client and the task driving its connections (stopped on drop).
+pub struct Connection {
+    pub rpc: MtProto,
+    handle: SenderPoolFatHandle,
+    updates: Option<tokio::sync::mpsc::Receiver<grammers_session::updates::UpdatesLike>>,
+    runner: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.runner.abort();
+    }
+}
+
+/// Connects to Telegram with the session at `path` (connections open on demand,
+/// and reopen after network loss on the next request).
+pub async fn connect(cfg: &TelegramConfig, path: &Path) -> Result<Connection, TelegramError> {
+    let session = open_session(path).await?;
+    let params = ConnectionParams {
+        retry_policy: Box::new(FloodPolicy { max_wait: Duration::from_secs(cfg.max_flood_wait_s) }),
+        app_version: env!("CARGO_PKG_VERSION").into(),
+        device_model: "wasmcalls".into(),
+        ..Default::default()
+    };
+    let pool = SenderPool::with_configuration(session.clone(), cfg.api_id, params);
+    let client = Client::new(pool.handle.clone());
+    let runner = tokio::spawn(pool.runner.run());
+    Ok(Connection { rpc: MtProto { client, session }, handle: pool.handle, updates: Some(pool.updates), runner })
+}
+
+/// Starts the backend from `[telegram]`: the session must be signed in (else "run
+/// `wasmcalls login`"); updates are routed from then on.
+pub async fn start(
+    cfg: &TelegramConfig,
+    path: &Path,
+    opts: TelegramOptions,
+) -> Result<Telegram<MtProto>, TelegramError> {
+    if !path.exists() {
+        return Err(TelegramError::NotLoggedIn(format!("no session at {}", path.display())));
+    }
+    let mut conn = connect(cfg, path).await?;
+    let me = signed_in_as(&conn.rpc.session)
+        .await
+        .ok_or_else(|| TelegramError::NotLoggedIn(format!("the session at {} is not signed in", path.display())))?;
+    // A revoked session fails here rather than at the first join; an unreachable
+    // Telegram does not stop the host (connections are retried on demand).
+    match tokio::time::timeout(ANSWER_TIMEOUT, conn.rpc.client.get_me()).await {
+        Ok(Ok(_)) => tracing::info!(me, "connected to Telegram"),
+        Ok(Err(e)) => match classify("users.getUsers", e) {
+            e @ TelegramError::NotLoggedIn(_) => return Err(e),
+            e => tracing::warn!("{e}; continuing, requests will retry"),
+        },
+        Err(_) => tracing::warn!("Telegram did not answer within {ANSWER_TIMEOUT:?}; continuing, requests will retry"),
+    }
+    let updates = conn.updates.take().expect("a new connection has its updates");
+    let receiver = UpdatesReceiver::create(
+        conn.handle.thin.clone(),
+        conn.handle.session.clone(),
+        updates,
+        UpdatesConfiguration { catch_up: false },
+    )
+    .await
+    .map_err(|e| TelegramError::Session { path: path.to_path_buf(), reason: e.to_string() })?;
+    let tg = Telegram::new(conn.rpc.clone(), me, opts);
+    tokio::spawn(pump_updates(tg.clone(), receiver, conn));
+    Ok(tg)
+}
+
+/// Feeds Telegram's updates to the backend for as long as the session is valid.
+async fn pump_updates(tg: Telegram<MtProto>, mut receiver: UpdatesReceiver, _conn: Connection) {
+    loop {
+        match receiver.next().await {
+            Ok((updates, _users, chats)) => {
+                let updates: Vec<_> = updates.into_iter().map(|(u, _state)| u).collect();
+                tg.feed(&updates, &chats);
+            }
+            Err(e) => match classify("updates.getDifference", e) {
+                e @ TelegramError::NotLoggedIn(_) => {
+                    tracing::error!("Telegram updates stopped: {e}");
+                    return;
+                }
+                e => {
+                    tracing::warn!("Telegram updates: {e}; retrying in 5 s");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Questions `login` asks; a terminal in practice.
+pub trait Prompt {
+    fn line(&mut self, question: &str) -> io::Result<String>;
+    /// Asked without echo.
+    fn secret(&mut self, question: &str) -> io::Result<String>;
+}
+
+/// Asks on the terminal (the password through `rpassword`, not echoed).
+pub struct Terminal;
+
+impl Prompt for Terminal {
+    fn line(&mut self, question: &str) -> io::Result<String> {
+        print!("{question}");
+        io::stdout().flush()?;
+        let mut s = String::new();
+        if io::stdin().lock().read_line(&mut s)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no answer on standard input"));
+        }
+        Ok(s.trim().to_owned())
+    }
+
+    fn secret(&mut self, question: &str) -> io::Result<String> {
+        rpassword::prompt_password(question)
+    }
+}
+
+/// Who the session is signed in as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub username: Option<String>,
+}
+
+impl std::fmt::Display for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (id {}", self.name, self.id)?;
+        if let Some(u) = &self.username {
+            write!(f, ", @{u}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+fn account(u: &grammers_client::peer::User) -> Account {
+    Account { id: u.id().bare_id().unwrap_or_default(), name: u.full_name(), username: u.username().map(str::to_owned) }
+}
+
+/// Tries the code and the 2FA password this many times before giving up.
+const ATTEMPTS: usize = 3;
+
+/// Signs the session at `path` in, asking `prompt` for the phone, code and password.
+pub async fn login(cfg: &TelegramConfig, path: &Path, prompt: &mut dyn Prompt) -> Result<Account, LoginError> {
+    let conn = connect(cfg, path).await?;
+    let client = &conn.rpc.client;
+    if signed_in_as(&conn.rpc.session).await.is_some()
+        && client.is_authorized().await.map_err(|e| classify("updates.getState", e))?
+    {
+        let me = client.get_me().await.map_err(|e| classify("users.getUsers", e))?;
+        return Ok(account(&me));
+    }
+    let phone = prompt.line("Phone number (international format, e.g. +15551234567): ")?;
+    let token: LoginToken =
+        client.request_login_code(&phone, &cfg.api_hash).await.map_err(|e| classify("auth.sendCode", e))?;
+    let mut outcome = Err(SignInError::InvalidCode);
+    for _ in 0..ATTEMPTS {
+        let code = prompt.line("Login code (sent to your Telegram app): ")?;
+        outcome = client.sign_in(&token, &code).await;
+        if !matches!(outcome, Err(SignInError::InvalidCode)) {
+            break;
+        }
+        eprintln!("That code is not valid; try again.");
+    }
+    let user = match outcome {
+        Ok(user) => user,
+        Err(SignInError::PasswordRequired(mut token)) => {
+            let mut tries = 0;
+            loop {
+                let hint = token.hint().map(|h| format!(" (hint: {h})")).unwrap_or_default();
+                let password = prompt.secret(&format!("Two-step verification password{hint}: "))?;
+                match client.check_password(token, password.trim()).await {
+                    Ok(user) => break user,
+                    Err(SignInError::InvalidPassword(t)) if tries + 1 < ATTEMPTS => {
+                        eprintln!("Wrong password; try again.");
+                        token = t;
+                        tries += 1;
+                    }
+                    Err(e) => return Err(LoginError::SignIn(e.to_string())),
+                }
+            }
+        }
+        Err(SignInError::SignUpRequired) => {
+            return Err(LoginError::SignIn(format!(
+                "{phone} has no Telegram account; create one in an official app first"
+            )));
+        }
+        Err(e) => return Err(LoginError::SignIn(e.to_string())),
+    };
+    Ok(account(&user))
+}
+
+/// `whoami`: asks Telegram who the session is.
+pub async fn whoami(cfg: &TelegramConfig, path: &Path) -> Result<Account, TelegramError> {
+    if !path.exists() {
+        return Err(TelegramError::NotLoggedIn(format!("no session at {}", path.display())));
+    }
+    let conn = connect(cfg, path).await?;
+    if signed_in_as(&conn.rpc.session).await.is_none() {
+        return Err(TelegramError::NotLoggedIn(format!("the session at {} is not signed in", path.display())));
+    }
+    let me = tokio::time::timeout(ANSWER_TIMEOUT, conn.rpc.client.get_me())
+        .await
+        .map_err(|_| TelegramError::Network {
+            request: "users.getUsers",
+            reason: format!("no answer within {ANSWER_TIMEOUT:?}"),
+        })?
+        .map_err(|e| classify("users.getUsers", e))?;
+    Ok(account(&me))
+}
+
+/// Why `login` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error(transparent)]
+    Telegram(#[from] TelegramError),
+    #[error("reading the answer: {0}")]
+    Prompt(#[from] io::Error),
+    #[error("signing in failed: {0}")]
+    SignIn(String),
+}
+
+/// The session file `[telegram] session` names, resolved against the config's folder.
+pub fn session_path(base: &Path, cfg: &TelegramConfig) -> PathBuf {
+    if cfg.session.is_absolute() { cfg.session.clone() } else { base.join(&cfg.session) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_new_session_is_private_and_not_signed_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/me.session");
+        let session = open_session(&path).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(signed_in_as(&session).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_loose_session_is_tightened_and_a_corrupt_one_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loose.session");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        open_session(&path).await.unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+
+        let bad = dir.path().join("bad.session");
+        std::fs::write(&bad, vec![0x42u8; 8192]).unwrap();
+        let err = open_session(&bad).await.err().expect("garbage is not a session").to_string();
+        assert!(err.contains("bad.session") && err.contains("wasmcalls login"), "{err}");
+    }
+}

@@ -1,0 +1,533 @@
+//! The MTProto backend without a network: a fake Telegram stands behind the `Rpc`
+//! seam. It reads every request back from its TL bytes (as Telegram would), answers
+//! with TL bytes built from grammers' types, and terminates media on the loopback —
+//! so a plugin's join travels plugin → call manager → MTProto requests → the
+//! loopback's WebRTC peer, which decodes the audio. Only the MTProto wire itself
+//! (grammers' sender) is not in the loop; see the README's "Running against Telegram".
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use grammers_mtsender::{InvocationError, RpcError};
+use grammers_session::types::{PeerAuth, PeerId, PeerRef};
+use grammers_tl_types::{self as tl, Deserializable, Identifiable, Serializable};
+use serde_json::json;
+use wasmcalls::calls::HostEvent;
+use wasmcalls::telegram::loopback::{Loopback, LoopbackOptions};
+use wasmcalls::telegram::mtproto::requests::CallRef;
+use wasmcalls::telegram::mtproto::rpc::Rpc;
+use wasmcalls::telegram::mtproto::{Telegram, TelegramOptions};
+use wasmcalls::telegram::{GroupCallServer, TelegramError};
+use wasmcalls::transport::JoinParams;
+
+use crate::support::*;
+
+const ME: i64 = 5_000_001;
+/// A supergroup with a voice chat (`-100` + its bare id).
+const CHANNEL: i64 = 1_185_324_811;
+const CHAT: i64 = -1_001_185_324_811;
+const CHANNEL_HASH: i64 = 0x5eed;
+const CALL: CallRef = CallRef { id: 4_000_001, access_hash: 4_000_002 };
+/// A basic group with a voice chat, and a supergroup without one.
+const BASIC: i64 = 4242;
+const BASIC_CALL: CallRef = CallRef { id: 4_000_003, access_hash: 4_000_004 };
+const QUIET_CHANNEL: i64 = 1_000_000_007;
+const QUIET: i64 = -1_001_000_000_007;
+
+/// What the fake Telegram saw and how it answers.
+#[derive(Default)]
+struct Seen {
+    joins: Vec<tl::functions::phone::JoinGroupCall>,
+    leaves: Vec<tl::functions::phone::LeaveGroupCall>,
+    checks: Vec<tl::functions::phone::CheckGroupCall>,
+    full_channels: Vec<tl::functions::channels::GetFullChannel>,
+    /// Transport JSON handed out per source, so a rejoin gets the same one.
+    transports: HashMap<i32, String>,
+    /// Sources the calls still list (cleared to make the keep-alive rejoin).
+    sources: Vec<i32>,
+    /// Replaces the next join answer.
+    next_join: Option<tl::enums::Updates>,
+}
+
+#[derive(Clone)]
+struct FakeTelegram {
+    loopback: Loopback,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl FakeTelegram {
+    fn new() -> FakeTelegram {
+        FakeTelegram { loopback: Loopback::new(LoopbackOptions::default()), seen: Arc::default() }
+    }
+
+    fn seen<T>(&self, f: impl FnOnce(&mut Seen) -> T) -> T {
+        f(&mut self.seen.lock().unwrap())
+    }
+
+    async fn answer(&self, id: u32, body: &[u8]) -> Result<Vec<u8>, InvocationError> {
+        use tl::functions::{channels, messages, phone};
+        Ok(match id {
+            channels::GetFullChannel::CONSTRUCTOR_ID => {
+                let req = channels::GetFullChannel::from_bytes(body).expect("getFullChannel parses");
+                self.seen(|s| s.full_channels.push(req.clone()));
+                let tl::enums::InputChannel::Channel(c) = &req.channel else {
+                    return Err(rpc(400, "CHANNEL_INVALID"));
+                };
+                if c.access_hash != CHANNEL_HASH {
+                    return Err(rpc(400, "CHANNEL_INVALID"));
+                }
+                let call = (c.channel_id == CHANNEL).then(|| CALL.input());
+                full(channel_full(c.channel_id, call))
+            }
+            messages::GetFullChat::CONSTRUCTOR_ID => {
+                let req = messages::GetFullChat::from_bytes(body).expect("getFullChat parses");
+                full(chat_full(req.chat_id, (req.chat_id == BASIC).then(|| BASIC_CALL.input())))
+            }
+            phone::JoinGroupCall::CONSTRUCTOR_ID => {
+                let req = phone::JoinGroupCall::from_bytes(body).expect("joinGroupCall parses");
+                let tl::enums::DataJson::Json(params) = &req.params;
+                let ssrc = JoinParams::parse(&params.data).expect("the join JSON is ours").ssrc;
+                let chat = if req.call == CALL.input() { CHAT } else { -BASIC };
+                self.seen(|s| s.joins.push(req.clone()));
+                if let Some(answer) = self.seen(|s| s.next_join.take()) {
+                    return Ok(answer.to_bytes());
+                }
+                let known = self.seen(|s| s.transports.get(&ssrc).cloned());
+                let transport = match known {
+                    Some(t) => t,
+                    None => {
+                        let t = self.loopback.join_json(chat, &params.data).await.expect("the loopback answers");
+                        self.seen(|s| s.transports.insert(ssrc, t.clone()));
+                        t
+                    }
+                };
+                self.seen(|s| s.sources.push(ssrc));
+                updates(vec![
+                    tl::types::UpdateGroupCallConnection {
+                        presentation: false,
+                        params: tl::types::DataJson { data: transport }.into(),
+                    }
+                    .into(),
+                ])
+                .to_bytes()
+            }
+            phone::LeaveGroupCall::CONSTRUCTOR_ID => {
+                let req = phone::LeaveGroupCall::from_bytes(body).expect("leaveGroupCall parses");
+                self.seen(|s| {
+                    s.sources.retain(|x| *x != req.source);
+                    s.leaves.push(req.clone());
+                });
+                let chat = if req.call == CALL.input() { CHAT } else { -BASIC };
+                self.loopback.leave(chat, req.source as u32).await.unwrap();
+                updates(vec![]).to_bytes()
+            }
+            phone::CheckGroupCall::CONSTRUCTOR_ID => {
+                let req = phone::CheckGroupCall::from_bytes(body).expect("checkGroupCall parses");
+                let listed: Vec<i32> = self.seen(|s| {
+                    s.checks.push(req.clone());
+                    req.sources.iter().copied().filter(|x| s.sources.contains(x)).collect()
+                });
+                listed.to_bytes()
+            }
+            other => return Err(rpc(400, &format!("FAKE_DOES_NOT_KNOW_{other:08x}"))),
+        })
+    }
+}
+
+impl Rpc for FakeTelegram {
+    async fn invoke<R>(&self, request: &R) -> Result<R::Return, InvocationError>
+    where
+        R: tl::RemoteCall + Send + Sync,
+    {
+        let bytes = request.to_bytes();
+        let id = u32::from_le_bytes(bytes[..4].try_into().unwrap());
+        let answer = self.answer(id, &bytes[4..]).await?;
+        Ok(R::Return::from_bytes(&answer).expect("the fake's answer parses as the request's return type"))
+    }
+
+    async fn peer_ref(&self, peer: PeerId) -> Result<Option<PeerRef>, InvocationError> {
+        let known = [PeerId::channel(CHANNEL).unwrap(), PeerId::channel(QUIET_CHANNEL).unwrap()];
+        Ok(known.contains(&peer).then(|| PeerRef { id: peer, auth: PeerAuth::from_hash(CHANNEL_HASH) }))
+    }
+}
+
+fn rpc(code: i32, message: &str) -> InvocationError {
+    InvocationError::Rpc(RpcError::from(tl::types::RpcError { error_code: code, error_message: message.into() }))
+}
+
+fn updates(list: Vec<tl::enums::Update>) -> tl::enums::Updates {
+    tl::types::Updates { updates: list, users: vec![], chats: vec![], date: 1, seq: 0 }.into()
+}
+
+fn full(chat: tl::enums::ChatFull) -> Vec<u8> {
+    let f: tl::enums::messages::ChatFull =
+        tl::types::messages::ChatFull { full_chat: chat, chats: vec![], users: vec![] }.into();
+    f.to_bytes()
+}
+
+fn notify() -> tl::enums::PeerNotifySettings {
+    tl::types::PeerNotifySettings {
+        show_previews: None,
+        silent: None,
+        mute_until: None,
+        ios_sound: None,
+        android_sound: None,
+        other_sound: None,
+        stories_muted: None,
+        stories_hide_sender: None,
+        stories_ios_sound: None,
+        stories_android_sound: None,
+        stories_other_sound: None,
+    }
+    .into()
+}
+
+fn chat_full(id: i64, call: Option<tl::enums::InputGroupCall>) -> tl::enums::ChatFull {
+    tl::types::ChatFull {
+        can_set_username: false,
+        has_scheduled: false,
+        translations_disabled: false,
+        has_welcome_messages: false,
+        id,
+        about: String::new(),
+        participants: tl::types::ChatParticipantsForbidden { chat_id: id, self_participant: None }.into(),
+        chat_photo: None,
+        notify_settings: notify(),
+        exported_invite: None,
+        bot_info: None,
+        pinned_msg_id: None,
+        folder_id: None,
+        call,
+        ttl_period: None,
+        groupcall_default_join_as: None,
+        theme_emoticon: None,
+        requests_pending: None,
+        recent_requesters: None,
+        available_reactions: None,
+        reactions_limit: None,
+    }
+    .into()
+}
+
+fn channel_full(id: i64, call: Option<tl::enums::InputGroupCall>) -> tl::enums::ChatFull {
+    tl::types::ChannelFull {
+        can_view_participants: false,
+        can_set_username: false,
+        can_set_stickers: false,
+        hidden_prehistory: false,
+        can_set_location: false,
+        has_scheduled: false,
+        can_view_stats: false,
+        blocked: false,
+        can_delete_channel: false,
+        antispam: false,
+        participants_hidden: false,
+        translations_disabled: false,
+        stories_pinned_available: false,
+        view_forum_as_messages: false,
+        restricted_sponsored: false,
+        can_view_revenue: false,
+        paid_media_allowed: false,
+        can_view_stars_revenue: false,
+        paid_reactions_available: false,
+        stargifts_available: false,
+        paid_messages_available: false,
+        has_welcome_messages: false,
+        id,
+        about: String::new(),
+        participants_count: Some(3),
+        admins_count: None,
+        kicked_count: None,
+        banned_count: None,
+        online_count: None,
+        read_inbox_max_id: 0,
+        read_outbox_max_id: 0,
+        unread_count: 0,
+        chat_photo: tl::types::PhotoEmpty { id: 0 }.into(),
+        notify_settings: notify(),
+        exported_invite: None,
+        bot_info: vec![],
+        migrated_from_chat_id: None,
+        migrated_from_max_id: None,
+        pinned_msg_id: None,
+        stickerset: None,
+        available_min_id: None,
+        folder_id: None,
+        linked_chat_id: None,
+        location: None,
+        slowmode_seconds: None,
+        slowmode_next_send_date: None,
+        stats_dc: None,
+        pts: 1,
+        call,
+        ttl_period: None,
+        pending_suggestions: None,
+        groupcall_default_join_as: None,
+        theme_emoticon: None,
+        requests_pending: None,
+        recent_requesters: None,
+        default_send_as: None,
+        available_reactions: None,
+        reactions_limit: None,
+        stories: None,
+        wallpaper: None,
+        boosts_applied: None,
+        boosts_unrestrict: None,
+        emojiset: None,
+        bot_verification: None,
+        stargifts_count: None,
+        send_paid_messages_stars: None,
+        main_tab: None,
+        guard_bot_id: None,
+    }
+    .into()
+}
+
+/// Updates as Telegram pushes them: through their bytes, then into the backend.
+fn push(tg: &Telegram<FakeTelegram>, list: Vec<tl::enums::Update>, chats: Vec<tl::enums::Chat>) {
+    let sent: tl::enums::Updates = tl::types::Updates { updates: list, users: vec![], chats, date: 1, seq: 0 }.into();
+    let tl::enums::Updates::Updates(u) = tl::enums::Updates::from_bytes(&sent.to_bytes()).unwrap() else {
+        unreachable!()
+    };
+    tg.feed(&u.updates, &u.chats);
+}
+
+fn options(check_every: Duration) -> TelegramOptions {
+    TelegramOptions { check_interval: check_every, ..Default::default() }
+}
+
+const ALL: &str = "grants = { chats = \"all\", files = [\".\"] }";
+
+async fn host_on(fake: &FakeTelegram, check_every: Duration) -> (Host, Telegram<FakeTelegram>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 20.0, RATE, 2));
+    let tg = Telegram::new(fake.clone(), ME, options(check_every));
+    let toml = format!("[[plugins]]\nname = \"t\"\nwasm = {:?}\n{ALL}\n", plugin("testbot"));
+    let host = Host::start_on(dir, &toml, Arc::new(tg.clone())).await;
+    (host, tg, "long.raw".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_joins_over_mtproto_and_the_loopback_hears_it() {
+    let fake = FakeTelegram::new();
+    let (host, tg, file) = host_on(&fake, Duration::from_secs(3600)).await;
+    let mut events = host.app.events();
+
+    // get-cache-id is the session's account.
+    assert_eq!(host.api("t", json!({ "cmd": "cache-id" })).await, json!({ "ok": ME }));
+    assert_eq!(host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": file })).await, json!({ "ok": null }));
+    let heard = tokio::time::timeout(PATIENCE, fake.loopback.participant(CHAT)).await.unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while heard.stats().packets < 25 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("audio reaches the loopback through the MTProto join");
+
+    // The requests, as Telegram read them.
+    let (full, join) = fake.seen(|s| (s.full_channels.clone(), s.joins.clone()));
+    assert_eq!(full[0].channel, tl::types::InputChannel { channel_id: CHANNEL, access_hash: CHANNEL_HASH }.into());
+    let join = &join[0];
+    assert_eq!(
+        (join.muted, join.call.clone(), join.join_as.clone()),
+        (false, CALL.input(), tl::enums::InputPeer::PeerSelf)
+    );
+    let tl::enums::DataJson::Json(params) = &join.params;
+    let params = JoinParams::parse(&params.data).unwrap();
+    assert_eq!(params.ssrc as u32, heard.ssrc(), "the loopback hears the source we joined with");
+
+    // The voice chat ends on Telegram: the plugin is told and the call is gone.
+    let discarded: tl::enums::Update = tl::types::UpdateGroupCall {
+        live_story: false,
+        peer: None,
+        call: tl::types::GroupCallDiscarded { id: CALL.id, access_hash: CALL.access_hash, duration: 9 }.into(),
+    }
+    .into();
+    push(&tg, vec![discarded], vec![]);
+    host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
+    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("groupCallDiscarded"))).await;
+    assert!(host.app.manager.joined_chats().is_empty());
+    let seen = host.api("t", json!({ "cmd": "events" })).await;
+    let seen = seen.as_array().unwrap();
+    assert!(seen.contains(&json!({ "on-kicked": CHAT })), "{seen:?}");
+    let raw: Vec<_> = seen.iter().filter_map(|e| e.get("on-raw-update")).collect();
+    assert!(raw.iter().any(|r| r["_"] == "updateGroupCall" && r["call"]["_"] == "groupCallDiscarded"), "{raw:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_sends_our_source_and_basic_groups_work_too() {
+    let fake = FakeTelegram::new();
+    let (host, _tg, file) = host_on(&fake, Duration::from_secs(3600)).await;
+    assert_eq!(host.api("t", json!({ "cmd": "join", "chat": -BASIC, "file": file })).await, json!({ "ok": null }));
+    let heard = tokio::time::timeout(PATIENCE, fake.loopback.participant(-BASIC)).await.unwrap();
+    assert_eq!(host.api("t", json!({ "cmd": "leave", "chat": -BASIC })).await, json!({ "ok": null }));
+    let leaves = fake.seen(|s| s.leaves.clone());
+    assert_eq!(leaves.len(), 1);
+    assert_eq!((leaves[0].call.clone(), leaves[0].source as u32), (BASIC_CALL.input(), heard.ssrc()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chats_without_a_call_or_unknown_to_the_account_are_named_errors() {
+    let fake = FakeTelegram::new();
+    let (host, _tg, file) = host_on(&fake, Duration::from_secs(3600)).await;
+    let api = |chat: i64| host.api("t", json!({ "cmd": "join", "chat": chat, "file": file }));
+    assert_eq!(api(QUIET).await, json!({ "err": { "no-active-group-call": QUIET } }));
+    // A basic group without a call, a supergroup the session never saw, a user id.
+    assert_eq!(api(-77).await, json!({ "err": { "no-active-group-call": -77 } }));
+    let r = api(-1_009_999_999_999).await;
+    assert!(r["err"]["invalid-argument"].as_str().unwrap().contains("not among this account's chats"), "{r}");
+    let r = api(12345).await;
+    assert!(r["err"]["invalid-argument"].as_str().unwrap().contains("user id"), "{r}");
+    assert!(fake.seen(|s| s.joins.is_empty()), "nothing was joined");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_join_answers_are_named_errors() {
+    let fake = FakeTelegram::new();
+    let tg = Telegram::new(fake.clone(), ME, options(Duration::from_secs(3600)));
+    let params = JoinParams::parse(
+        r#"{"ufrag":"u","pwd":"p","fingerprints":[{"hash":"sha-256","setup":"active","fingerprint":"AA"}],"ssrc":5,"ssrc-groups":[]}"#,
+    )
+    .unwrap();
+    let answer = |data: Option<&str>| {
+        let list = match data {
+            Some(d) => vec![
+                tl::types::UpdateGroupCallConnection {
+                    presentation: false,
+                    params: tl::types::DataJson { data: d.into() }.into(),
+                }
+                .into(),
+            ],
+            None => vec![tl::types::UpdateChannel { channel_id: CHANNEL }.into()],
+        };
+        updates(list)
+    };
+    let cases = [
+        (answer(None), "no updateGroupCallConnection"),
+        (answer(Some("{not json")), "not JSON"),
+        (answer(Some(r#"{"stream":{"dc_id":2}}"#)), "broadcast mode"),
+        (answer(Some(r#"{"transport":null}"#)), "transport"),
+    ];
+    for (reply, expected) in cases {
+        fake.seen(|s| s.next_join = Some(reply));
+        let err = tg.join(CHAT, &params).await.expect_err("an unusable answer is an error");
+        assert!(err.to_string().contains(expected), "{expected:?} not in {err}");
+        assert!(tg.joined_calls().is_empty(), "a failed join leaves nothing behind");
+    }
+    let err = tg.join(-77, &params).await.unwrap_err();
+    assert!(matches!(err, TelegramError::NoActiveGroupCall(-77)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keep_alive_rejoins_when_telegram_forgets_our_source() {
+    let fake = FakeTelegram::new();
+    let (host, _tg, file) = host_on(&fake, Duration::from_millis(100)).await;
+    assert_eq!(host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": file })).await, json!({ "ok": null }));
+    let heard = tokio::time::timeout(PATIENCE, fake.loopback.participant(CHAT)).await.unwrap();
+    // Telegram drops our source; the next check notices and joins again, same JSON.
+    fake.seen(|s| s.sources.clear());
+    tokio::time::timeout(PATIENCE, async {
+        while fake.seen(|s| s.joins.len()) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a rejoin");
+    let joins = fake.seen(|s| s.joins.clone());
+    assert_eq!(joins[0].params, joins[1].params, "the same source and credentials");
+    assert!(fake.seen(|s| { s.checks.iter().all(|c| c.sources == vec![heard.ssrc() as i32]) }));
+    // Same transport: the call plays on.
+    let before = heard.stats().packets;
+    tokio::time::timeout(PATIENCE, async {
+        while heard.stats().packets < before + 10 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("audio keeps flowing after the rejoin");
+    assert_eq!(host.app.manager.joined_chats(), vec![CHAT]);
+    assert_eq!(heard.stats().lost, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoin_onto_another_media_server_drops_the_call_and_says_why() {
+    let fake = FakeTelegram::new();
+    let (host, _tg, file) = host_on(&fake, Duration::from_millis(100)).await;
+    let mut events = host.app.events();
+    assert_eq!(host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": file })).await, json!({ "ok": null }));
+    let moved = r#"{"transport":{"ufrag":"x","pwd":"y","fingerprints":[],"candidates":[]}}"#;
+    fake.seen(|s| {
+        s.sources.clear();
+        s.next_join = Some(updates(vec![
+            tl::types::UpdateGroupCallConnection {
+                presentation: false,
+                params: tl::types::DataJson { data: moved.into() }.into(),
+            }
+            .into(),
+        ]));
+    });
+    host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
+    assert!(host.app.manager.joined_chats().is_empty());
+    let seen = host.api("t", json!({ "cmd": "events" })).await;
+    let lost = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e.get("on-raw-update").filter(|r| r["_"] == "wasmcalls.connectionLost"));
+    assert!(lost.unwrap()["reason"].as_str().unwrap().contains("another media server"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kicks_and_invites_from_telegram_reach_the_plugin_once() {
+    let fake = FakeTelegram::new();
+    let (host, tg, file) = host_on(&fake, Duration::from_secs(3600)).await;
+    let mut events = host.app.events();
+
+    // Invited by user 42 in the supergroup.
+    let invite: tl::enums::Message = tl::types::MessageService {
+        out: false,
+        mentioned: true,
+        media_unread: false,
+        reactions_are_possible: false,
+        silent: false,
+        post: false,
+        legacy: false,
+        id: 77,
+        from_id: Some(tl::types::PeerUser { user_id: 42 }.into()),
+        peer_id: tl::types::PeerChannel { channel_id: CHANNEL }.into(),
+        saved_peer_id: None,
+        reply_to: None,
+        date: 1,
+        action: tl::types::MessageActionInviteToGroupCall { call: CALL.input(), users: vec![ME] }.into(),
+        reactions: None,
+        ttl_period: None,
+    }
+    .into();
+    push(&tg, vec![tl::types::UpdateNewChannelMessage { message: invite, pts: 1, pts_count: 1 }.into()], vec![]);
+    host.event(&mut events, |e| matches!(e, HostEvent::Invite(i) if i.chat == CHAT && i.inviter == 42)).await;
+
+    // Joined, then removed from the supergroup.
+    assert_eq!(host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": file })).await, json!({ "ok": null }));
+    let forbidden: tl::enums::Chat = tl::types::ChannelForbidden {
+        broadcast: false,
+        megagroup: true,
+        monoforum: false,
+        id: CHANNEL,
+        access_hash: CHANNEL_HASH,
+        title: "demo".into(),
+        until_date: None,
+    }
+    .into();
+    push(&tg, vec![tl::types::UpdateChannel { channel_id: CHANNEL }.into()], vec![forbidden]);
+    host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
+    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("updateChannel"))).await;
+    assert!(host.app.manager.joined_chats().is_empty());
+
+    let seen = host.api("t", json!({ "cmd": "events" })).await;
+    let seen = seen.as_array().unwrap();
+    let count = |v: serde_json::Value| seen.iter().filter(|e| **e == v).count();
+    assert_eq!(count(json!({ "on-kicked": CHAT })), 1, "{seen:?}");
+    assert_eq!(seen.iter().filter(|e| e.get("on-group-call-invite").is_some()).count(), 1, "{seen:?}");
+}
