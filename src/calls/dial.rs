@@ -34,9 +34,29 @@ pub async fn dial(
 ) -> Result<Dialed, DialError> {
     let mut peer = OutboundPeer::new(bind_ip)?;
     let params = peer.join_params().map_err(PeerError::from)?;
-    let answer = server.join(chat, &params).await?;
-    peer.apply_answer(&answer)?;
+    let answer = match server.join(chat, &params).await {
+        // Another participant holds our random SSRC: a fresh peer draws a new one.
+        Err(TelegramError::Rpc { name, .. }) if name.starts_with("GROUPCALL_SSRC_DUPLICATE_MUCH") => {
+            tracing::warn!(chat, ssrc = peer.ssrc, "Telegram says our SSRC is taken; joining with a new one");
+            peer = OutboundPeer::new(bind_ip)?;
+            let params = peer.join_params().map_err(PeerError::from)?;
+            server.join(chat, &params).await?
+        }
+        other => other?,
+    };
     let ssrc = peer.ssrc;
-    let call = media.connect(peer).await?;
-    Ok(Dialed { call, ssrc })
+    let connected = match peer.apply_answer(&answer) {
+        Ok(()) => media.connect(peer).await.map_err(DialError::from),
+        Err(e) => Err(e.into()),
+    };
+    match connected {
+        Ok(call) => Ok(Dialed { call, ssrc }),
+        Err(e) => {
+            // Telegram has us as a participant: do not leave a ghost behind.
+            if let Err(le) = server.leave(chat, ssrc).await {
+                tracing::warn!(chat, "leaving after a failed connection failed too: {le}");
+            }
+            Err(e)
+        }
+    }
 }

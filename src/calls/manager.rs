@@ -178,7 +178,7 @@ impl CallManager {
                 self.emit(HostEvent::Kicked(chat));
             }
             Update::CallEnded(chat) => {
-                if self.drop_call(chat).await {
+                if self.drop_call(chat).await.is_some() {
                     tracing::info!(chat, "group call ended");
                     self.emit(HostEvent::Kicked(chat));
                 }
@@ -200,21 +200,25 @@ impl CallManager {
     /// plugins (a raw `wasmcalls.connectionLost` with the reason, then on-kicked).
     async fn lost(&self, chat: ChatId, reason: String) {
         tracing::warn!(chat, "call connection lost: {reason}");
-        self.drop_call(chat).await;
+        if let Some(ssrc) = self.drop_call(chat).await {
+            // Media is gone but Telegram may still list us: leave, or we linger as a ghost.
+            if let Err(e) = self.inner.backend.leave(chat, ssrc).await {
+                tracing::debug!(chat, "leaving after the loss: {e}");
+            }
+        }
         self.emit(HostEvent::RawUpdate(
             serde_json::json!({ "_": "wasmcalls.connectionLost", "chat_id": chat, "reason": reason }).to_string(),
         ));
         self.emit(HostEvent::Kicked(chat));
     }
 
-    /// Forgets a call whose other side is gone; true if there was one.
-    async fn drop_call(&self, chat: ChatId) -> bool {
-        let entry = self.inner.calls.lock().expect("calls lock").remove(&chat);
-        let Some(entry) = entry else { return false };
+    /// Forgets a call whose other side is gone; its SSRC if there was one.
+    async fn drop_call(&self, chat: ChatId) -> Option<u32> {
+        let entry = self.inner.calls.lock().expect("calls lock").remove(&chat)?;
         if let Some(call) = entry.call {
             self.inner.media.remove(call).await;
         }
-        true
+        Some(entry.ssrc)
     }
 
     fn open(&self, path: &Path, format: PcmFormat) -> Result<Box<crate::media::Stream>, CallError> {

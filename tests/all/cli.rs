@@ -88,3 +88,31 @@ fn run_explains_a_bad_config_with_its_line() {
     let out = wasmcalls().arg("run").arg(dir.path().join("absent.toml")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
+
+#[test]
+fn telegram_commands_say_to_log_in_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tg.toml");
+    std::fs::write(
+        &config,
+        "[telegram]\napi_id = 12345\napi_hash = \"0123456789abcdef0123456789abcdef\"\nsession = \"state/me.session\"\n",
+    )
+    .unwrap();
+    for cmd in ["run", "whoami"] {
+        let out = wasmcalls().arg(cmd).arg(&config).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd} without a session must fail");
+        assert!(stderr.contains("run `wasmcalls login`") && stderr.contains("me.session"), "{cmd}: {stderr}");
+    }
+    assert!(!dir.path().join("state/me.session").exists(), "nothing is created before login");
+
+    // login on a config without [telegram] says what to add.
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(&plain, "").unwrap();
+    let out = wasmcalls().arg("login").arg(&plain).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no [telegram] section") && stderr.contains("my.telegram.org"),
+        "{stderr}"
+    );
+}

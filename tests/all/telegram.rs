@@ -48,6 +48,8 @@ struct Seen {
     sources: Vec<i32>,
     /// Replaces the next join answer.
     next_join: Option<tl::enums::Updates>,
+    /// Refuses the next join with this RPC error (code, message).
+    refuse_join: Option<(i32, &'static str)>,
 }
 
 #[derive(Clone)]
@@ -90,6 +92,9 @@ impl FakeTelegram {
                 let ssrc = JoinParams::parse(&params.data).expect("the join JSON is ours").ssrc;
                 let chat = if req.call == CALL.input() { CHAT } else { -BASIC };
                 self.seen(|s| s.joins.push(req.clone()));
+                if let Some((code, message)) = self.seen(|s| s.refuse_join.take()) {
+                    return Err(rpc(code, message));
+                }
                 if let Some(answer) = self.seen(|s| s.next_join.take()) {
                     return Ok(answer.to_bytes());
                 }
@@ -349,6 +354,7 @@ async fn a_plugin_joins_over_mtproto_and_the_loopback_hears_it() {
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("groupCallDiscarded"))).await;
     assert!(host.app.manager.joined_chats().is_empty());
+    assert!(tg.joined_calls().is_empty(), "no keep-alive left for an ended call");
     let seen = host.api("t", json!({ "cmd": "events" })).await;
     let seen = seen.as_array().unwrap();
     assert!(seen.contains(&json!({ "on-kicked": CHAT })), "{seen:?}");
@@ -366,6 +372,25 @@ async fn leaving_sends_our_source_and_basic_groups_work_too() {
     let leaves = fake.seen(|s| s.leaves.clone());
     assert_eq!(leaves.len(), 1);
     assert_eq!((leaves[0].call.clone(), leaves[0].source as u32), (BASIC_CALL.input(), heard.ssrc()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_ssrc_is_redrawn_once() {
+    let fake = FakeTelegram::new();
+    let (host, _tg, file) = host_on(&fake, Duration::from_secs(3600)).await;
+    fake.seen(|s| s.refuse_join = Some((400, "GROUPCALL_SSRC_DUPLICATE_MUCH")));
+    assert_eq!(host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": file })).await, json!({ "ok": null }));
+    let joins = fake.seen(|s| s.joins.clone());
+    assert_eq!(joins.len(), 2);
+    assert_ne!(joins[0].params, joins[1].params, "the second join carries a new source");
+    let heard = tokio::time::timeout(PATIENCE, fake.loopback.participant(CHAT)).await.unwrap();
+    let tl::enums::DataJson::Json(second) = &joins[1].params;
+    assert_eq!(JoinParams::parse(&second.data).unwrap().ssrc as u32, heard.ssrc());
+
+    // Any other refusal is the plugin's error, named.
+    fake.seen(|s| s.refuse_join = Some((403, "GROUPCALL_FORBIDDEN")));
+    let r = host.api("t", json!({ "cmd": "join", "chat": -BASIC, "file": file })).await;
+    assert!(r["err"]["permission-denied"].as_str().unwrap().contains("GROUPCALL_FORBIDDEN"), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,10 +549,47 @@ async fn kicks_and_invites_from_telegram_reach_the_plugin_once() {
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("updateChannel"))).await;
     assert!(host.app.manager.joined_chats().is_empty());
+    assert!(tg.joined_calls().is_empty(), "no keep-alive left for a chat we were removed from");
 
     let seen = host.api("t", json!({ "cmd": "events" })).await;
     let seen = seen.as_array().unwrap();
     let count = |v: serde_json::Value| seen.iter().filter(|e| **e == v).count();
     assert_eq!(count(json!({ "on-kicked": CHAT })), 1, "{seen:?}");
     assert_eq!(seen.iter().filter(|e| e.get("on-group-call-invite").is_some()).count(), 1, "{seen:?}");
+}
+
+/// The one path the fake cannot cover: grammers' sender on the real network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Telegram account, a group with a voice chat, and the network: set WASMCALLS_TELEGRAM_CONFIG \
+            (a config whose [telegram] session is logged in) and WASMCALLS_TELEGRAM_CHAT, then run \
+            `cargo test --test all -- --ignored real_telegram`"]
+async fn real_telegram_join_play_and_leave() {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("set {name}; see this test's ignore reason"));
+    let config = wasmcalls::config::Config::load(std::path::Path::new(&var("WASMCALLS_TELEGRAM_CONFIG"))).unwrap();
+    let chat: i64 = var("WASMCALLS_TELEGRAM_CHAT").parse().expect("WASMCALLS_TELEGRAM_CHAT is a chat id");
+    let t = config.telegram.clone().expect("the config has a [telegram] section");
+    let session = wasmcalls::telegram::mtproto::session::session_path(&config.base, &t);
+    let account = wasmcalls::telegram::mtproto::session::whoami(&t, &session).await.expect("the session is signed in");
+
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "tone.raw", &tones(&[(440.0, 0.3)], 15.0, RATE, 2));
+    let toml = format!(
+        "[telegram]\napi_id = {}\napi_hash = {:?}\nsession = {:?}\n[[plugins]]\nname = \"t\"\nwasm = {:?}\n{ALL}\n",
+        t.api_id,
+        t.api_hash,
+        session,
+        plugin("testbot")
+    );
+    let host = Host::start_in(dir, &toml).await;
+    assert_eq!(host.api("t", json!({ "cmd": "cache-id" })).await, json!({ "ok": account.id }));
+    assert_eq!(host.api("t", json!({ "cmd": "join", "chat": chat, "file": "tone.raw" })).await, json!({ "ok": null }));
+    let totals = host.app.media.totals();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while totals.frames_sent.load(std::sync::atomic::Ordering::Relaxed) < 250 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("five seconds of audio sent into the call");
+    assert_eq!(host.api("t", json!({ "cmd": "leave", "chat": chat })).await, json!({ "ok": null }));
 }

@@ -102,6 +102,10 @@ impl<R: Rpc> Telegram<R> {
         let joined = self.joined_calls();
         for u in updates {
             for routed in self.inner.router.route(u, chats, &joined) {
+                // Gone on Telegram's side: stop checking it (the manager drops the media).
+                if let Update::Kicked(chat) | Update::CallEnded(chat) = routed {
+                    self.forget(chat);
+                }
                 let _ = self.inner.updates.send(routed);
             }
         }

@@ -14,6 +14,7 @@ use grammers_mtsender::{ConnectionParams, SenderPool, SenderPoolFatHandle, Updat
 use grammers_session::Session;
 use grammers_session::storages::SqliteSession;
 use grammers_session::types::{PeerId, PeerInfo};
+use grammers_tl_types as tl;
 
 use super::rpc::{FloodPolicy, MtProto, classify};
 use super::{Telegram, TelegramOptions};
@@ -120,8 +121,15 @@ pub async fn start(
     Ok(tg)
 }
 
+/// Between two `updates.getState` when nothing else is sent: keeps a connection open
+/// so updates (invitations) keep arriving while no call is being checked, and
+/// notices a revoked session.
+const IDLE_PING: Duration = Duration::from_secs(60);
+
 /// Feeds Telegram's updates to the backend for as long as the session is valid.
 async fn pump_updates(tg: Telegram<MtProto>, mut receiver: UpdatesReceiver, _conn: Connection) {
+    // Its own task: `receiver.next()` is not cancel-safe, so it is never raced.
+    let pinger = tokio::spawn(keep_connected(tg.rpc().clone()));
     loop {
         match receiver.next().await {
             Ok((updates, _users, chats)) => {
@@ -131,6 +139,7 @@ async fn pump_updates(tg: Telegram<MtProto>, mut receiver: UpdatesReceiver, _con
             Err(e) => match classify("updates.getDifference", e) {
                 e @ TelegramError::NotLoggedIn(_) => {
                     tracing::error!("Telegram updates stopped: {e}");
+                    pinger.abort();
                     return;
                 }
                 e => {
@@ -138,6 +147,24 @@ async fn pump_updates(tg: Telegram<MtProto>, mut receiver: UpdatesReceiver, _con
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
             },
+        }
+    }
+}
+
+/// A cheap request once a minute keeps a connection open, so updates (invitations)
+/// keep arriving while no call is being checked; it also notices a revoked session.
+async fn keep_connected(rpc: MtProto) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + IDLE_PING, IDLE_PING);
+    loop {
+        tick.tick().await;
+        if let Err(e) = rpc.client.invoke(&tl::functions::updates::GetState {}).await {
+            match classify("updates.getState", e) {
+                e @ TelegramError::NotLoggedIn(_) => {
+                    tracing::error!("{e}");
+                    return;
+                }
+                e => tracing::warn!("{e}; retrying in {IDLE_PING:?}"),
+            }
         }
     }
 }
