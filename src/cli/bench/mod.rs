@@ -6,6 +6,7 @@ mod http;
 mod pacing;
 mod plugins;
 mod reload;
+mod updates;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ pub use http::HttpArgs;
 pub use pacing::PacingArgs;
 pub use plugins::PluginArgs;
 pub use reload::ReloadArgs;
+pub use updates::UpdatesArgs;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -30,6 +32,8 @@ pub enum BenchCommand {
     Hostile(HostileArgs),
     /// Time hot reloads: file change → new version serving, cold and warm cache, and the swap
     Reload(ReloadArgs),
+    /// Route Telegram updates as the MTProto backend does: parse, route, raw JSON
+    Updates(UpdatesArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
@@ -39,6 +43,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Http(args) => http::run(args).await,
         BenchCommand::Hostile(args) => hostile::run(args).await,
         BenchCommand::Reload(args) => reload::run(args).await,
+        BenchCommand::Updates(args) => updates::run(args).await,
     }
 }
 
