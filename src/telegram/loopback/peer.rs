@@ -133,6 +133,15 @@ pub(super) async fn spawn(
     Ok(transport)
 }
 
+/// Hands the RTP packets the peer has decrypted to the recorder.
+fn take_packets(pc: &mut RTCPeerConnection, heard: &HeardCall, arrived: Instant) {
+    while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
+        if let RTCMessage::RtpPacket(_, packet) = message {
+            heard.on_rtp(&packet, arrived);
+        }
+    }
+}
+
 /// The receive loop of one loopback participant.
 async fn receive(mut pc: RTCPeerConnection, socket: UdpSocket, local: SocketAddr, heard: Arc<HeardCall>) {
     let mut buf = vec![0u8; 2048];
@@ -147,14 +156,18 @@ async fn receive(mut pc: RTCPeerConnection, socket: UdpSocket, local: SocketAddr
                 heard.on_state(state.to_string());
             }
         }
-        while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
-            if let RTCMessage::RtpPacket(_, packet) = message {
-                heard.on_rtp(&packet, arrived);
-            }
-        }
+        take_packets(&mut pc, &heard, arrived);
         let wait = pc.poll_timeout().map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
         tokio::select! {
-            _ = hang_up.notified() => break,
+            _ = hang_up.notified() => {
+                // What was sent before the leave is already queued: hear it before closing.
+                while let Ok((n, from)) = socket.try_recv_from(&mut buf) {
+                    arrived = Instant::now();
+                    let _ = feed_datagram(&mut pc, local, from, &buf[..n], arrived);
+                    take_packets(&mut pc, &heard, arrived);
+                }
+                break;
+            }
             _ = tokio::time::sleep(wait) => {
                 let _ = pc.handle_timeout(Instant::now());
             }
