@@ -17,6 +17,7 @@ use wasmcalls::calls::HostEvent;
 use wasmcalls::telegram::loopback::{Loopback, LoopbackOptions};
 use wasmcalls::telegram::mtproto::requests::CallRef;
 use wasmcalls::telegram::mtproto::rpc::Rpc;
+use wasmcalls::telegram::mtproto::samples;
 use wasmcalls::telegram::mtproto::{Telegram, TelegramOptions};
 use wasmcalls::telegram::{GroupCallServer, TelegramError};
 use wasmcalls::transport::JoinParams;
@@ -80,11 +81,12 @@ impl FakeTelegram {
                     return Err(rpc(400, "CHANNEL_INVALID"));
                 }
                 let call = (c.channel_id == CHANNEL).then(|| CALL.input());
-                full(channel_full(c.channel_id, call))
+                samples::full(samples::channel_full(c.channel_id, call)).to_bytes()
             }
             messages::GetFullChat::CONSTRUCTOR_ID => {
                 let req = messages::GetFullChat::from_bytes(body).expect("getFullChat parses");
-                full(chat_full(req.chat_id, (req.chat_id == BASIC).then(|| BASIC_CALL.input())))
+                samples::full(samples::chat_full(req.chat_id, (req.chat_id == BASIC).then(|| BASIC_CALL.input())))
+                    .to_bytes()
             }
             phone::JoinGroupCall::CONSTRUCTOR_ID => {
                 let req = phone::JoinGroupCall::from_bytes(body).expect("joinGroupCall parses");
@@ -108,14 +110,7 @@ impl FakeTelegram {
                     }
                 };
                 self.seen(|s| s.sources.push(ssrc));
-                updates(vec![
-                    tl::types::UpdateGroupCallConnection {
-                        presentation: false,
-                        params: tl::types::DataJson { data: transport }.into(),
-                    }
-                    .into(),
-                ])
-                .to_bytes()
+                updates(vec![samples::connection(&transport)]).to_bytes()
             }
             phone::LeaveGroupCall::CONSTRUCTOR_ID => {
                 let req = phone::LeaveGroupCall::from_bytes(body).expect("leaveGroupCall parses");
@@ -162,140 +157,13 @@ fn rpc(code: i32, message: &str) -> InvocationError {
 }
 
 fn updates(list: Vec<tl::enums::Update>) -> tl::enums::Updates {
-    tl::types::Updates { updates: list, users: vec![], chats: vec![], date: 1, seq: 0 }.into()
-}
-
-fn full(chat: tl::enums::ChatFull) -> Vec<u8> {
-    let f: tl::enums::messages::ChatFull =
-        tl::types::messages::ChatFull { full_chat: chat, chats: vec![], users: vec![] }.into();
-    f.to_bytes()
-}
-
-fn notify() -> tl::enums::PeerNotifySettings {
-    tl::types::PeerNotifySettings {
-        show_previews: None,
-        silent: None,
-        mute_until: None,
-        ios_sound: None,
-        android_sound: None,
-        other_sound: None,
-        stories_muted: None,
-        stories_hide_sender: None,
-        stories_ios_sound: None,
-        stories_android_sound: None,
-        stories_other_sound: None,
-    }
-    .into()
-}
-
-fn chat_full(id: i64, call: Option<tl::enums::InputGroupCall>) -> tl::enums::ChatFull {
-    tl::types::ChatFull {
-        can_set_username: false,
-        has_scheduled: false,
-        translations_disabled: false,
-        has_welcome_messages: false,
-        id,
-        about: String::new(),
-        participants: tl::types::ChatParticipantsForbidden { chat_id: id, self_participant: None }.into(),
-        chat_photo: None,
-        notify_settings: notify(),
-        exported_invite: None,
-        bot_info: None,
-        pinned_msg_id: None,
-        folder_id: None,
-        call,
-        ttl_period: None,
-        groupcall_default_join_as: None,
-        theme_emoticon: None,
-        requests_pending: None,
-        recent_requesters: None,
-        available_reactions: None,
-        reactions_limit: None,
-    }
-    .into()
-}
-
-fn channel_full(id: i64, call: Option<tl::enums::InputGroupCall>) -> tl::enums::ChatFull {
-    tl::types::ChannelFull {
-        can_view_participants: false,
-        can_set_username: false,
-        can_set_stickers: false,
-        hidden_prehistory: false,
-        can_set_location: false,
-        has_scheduled: false,
-        can_view_stats: false,
-        blocked: false,
-        can_delete_channel: false,
-        antispam: false,
-        participants_hidden: false,
-        translations_disabled: false,
-        stories_pinned_available: false,
-        view_forum_as_messages: false,
-        restricted_sponsored: false,
-        can_view_revenue: false,
-        paid_media_allowed: false,
-        can_view_stars_revenue: false,
-        paid_reactions_available: false,
-        stargifts_available: false,
-        paid_messages_available: false,
-        has_welcome_messages: false,
-        id,
-        about: String::new(),
-        participants_count: Some(3),
-        admins_count: None,
-        kicked_count: None,
-        banned_count: None,
-        online_count: None,
-        read_inbox_max_id: 0,
-        read_outbox_max_id: 0,
-        unread_count: 0,
-        chat_photo: tl::types::PhotoEmpty { id: 0 }.into(),
-        notify_settings: notify(),
-        exported_invite: None,
-        bot_info: vec![],
-        migrated_from_chat_id: None,
-        migrated_from_max_id: None,
-        pinned_msg_id: None,
-        stickerset: None,
-        available_min_id: None,
-        folder_id: None,
-        linked_chat_id: None,
-        location: None,
-        slowmode_seconds: None,
-        slowmode_next_send_date: None,
-        stats_dc: None,
-        pts: 1,
-        call,
-        ttl_period: None,
-        pending_suggestions: None,
-        groupcall_default_join_as: None,
-        theme_emoticon: None,
-        requests_pending: None,
-        recent_requesters: None,
-        default_send_as: None,
-        available_reactions: None,
-        reactions_limit: None,
-        stories: None,
-        wallpaper: None,
-        boosts_applied: None,
-        boosts_unrestrict: None,
-        emojiset: None,
-        bot_verification: None,
-        stargifts_count: None,
-        send_paid_messages_stars: None,
-        main_tab: None,
-        guard_bot_id: None,
-    }
-    .into()
+    samples::updates(list, vec![])
 }
 
 /// Updates as Telegram pushes them: through their bytes, then into the backend.
 fn push(tg: &Telegram<FakeTelegram>, list: Vec<tl::enums::Update>, chats: Vec<tl::enums::Chat>) {
-    let sent: tl::enums::Updates = tl::types::Updates { updates: list, users: vec![], chats, date: 1, seq: 0 }.into();
-    let tl::enums::Updates::Updates(u) = tl::enums::Updates::from_bytes(&sent.to_bytes()).unwrap() else {
-        unreachable!()
-    };
-    tg.feed(&u.updates, &u.chats);
+    let (updates, chats) = samples::through_the_wire(&samples::updates(list, chats));
+    tg.feed(&updates, &chats);
 }
 
 fn options(check_every: Duration) -> TelegramOptions {
@@ -344,13 +212,7 @@ async fn a_plugin_joins_over_mtproto_and_the_loopback_hears_it() {
     assert_eq!(params.ssrc as u32, heard.ssrc(), "the loopback hears the source we joined with");
 
     // The voice chat ends on Telegram: the plugin is told and the call is gone.
-    let discarded: tl::enums::Update = tl::types::UpdateGroupCall {
-        live_story: false,
-        peer: None,
-        call: tl::types::GroupCallDiscarded { id: CALL.id, access_hash: CALL.access_hash, duration: 9 }.into(),
-    }
-    .into();
-    push(&tg, vec![discarded], vec![]);
+    push(&tg, vec![samples::discarded(None, CALL)], vec![]);
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("groupCallDiscarded"))).await;
     assert!(host.app.manager.joined_chats().is_empty());
@@ -418,13 +280,7 @@ async fn unusable_join_answers_are_named_errors() {
     .unwrap();
     let answer = |data: Option<&str>| {
         let list = match data {
-            Some(d) => vec![
-                tl::types::UpdateGroupCallConnection {
-                    presentation: false,
-                    params: tl::types::DataJson { data: d.into() }.into(),
-                }
-                .into(),
-            ],
+            Some(d) => vec![samples::connection(d)],
             None => vec![tl::types::UpdateChannel { channel_id: CHANNEL }.into()],
         };
         updates(list)
@@ -485,13 +341,7 @@ async fn a_rejoin_onto_another_media_server_drops_the_call_and_says_why() {
     let moved = r#"{"transport":{"ufrag":"x","pwd":"y","fingerprints":[],"candidates":[]}}"#;
     fake.seen(|s| {
         s.sources.clear();
-        s.next_join = Some(updates(vec![
-            tl::types::UpdateGroupCallConnection {
-                presentation: false,
-                params: tl::types::DataJson { data: moved.into() }.into(),
-            }
-            .into(),
-        ]));
+        s.next_join = Some(updates(vec![samples::connection(moved)]));
     });
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     assert!(host.app.manager.joined_chats().is_empty());
@@ -511,40 +361,13 @@ async fn kicks_and_invites_from_telegram_reach_the_plugin_once() {
     let mut events = host.app.events();
 
     // Invited by user 42 in the supergroup.
-    let invite: tl::enums::Message = tl::types::MessageService {
-        out: false,
-        mentioned: true,
-        media_unread: false,
-        reactions_are_possible: false,
-        silent: false,
-        post: false,
-        legacy: false,
-        id: 77,
-        from_id: Some(tl::types::PeerUser { user_id: 42 }.into()),
-        peer_id: tl::types::PeerChannel { channel_id: CHANNEL }.into(),
-        saved_peer_id: None,
-        reply_to: None,
-        date: 1,
-        action: tl::types::MessageActionInviteToGroupCall { call: CALL.input(), users: vec![ME] }.into(),
-        reactions: None,
-        ttl_period: None,
-    }
-    .into();
-    push(&tg, vec![tl::types::UpdateNewChannelMessage { message: invite, pts: 1, pts_count: 1 }.into()], vec![]);
+    let channel: tl::enums::Peer = tl::types::PeerChannel { channel_id: CHANNEL }.into();
+    push(&tg, vec![samples::invitation(channel, 42, 77, CALL, vec![ME])], vec![]);
     host.event(&mut events, |e| matches!(e, HostEvent::Invite(i) if i.chat == CHAT && i.inviter == 42)).await;
 
     // Joined, then removed from the supergroup.
     assert_eq!(host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": file })).await, json!({ "ok": null }));
-    let forbidden: tl::enums::Chat = tl::types::ChannelForbidden {
-        broadcast: false,
-        megagroup: true,
-        monoforum: false,
-        id: CHANNEL,
-        access_hash: CHANNEL_HASH,
-        title: "demo".into(),
-        until_date: None,
-    }
-    .into();
+    let forbidden = samples::channel_forbidden(CHANNEL, CHANNEL_HASH);
     push(&tg, vec![tl::types::UpdateChannel { channel_id: CHANNEL }.into()], vec![forbidden]);
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("updateChannel"))).await;

@@ -11,6 +11,7 @@ use grammers_tl_types::{self as tl, Deserializable, Serializable};
 use crate::telegram::Update;
 use crate::telegram::mtproto::requests::CallRef;
 use crate::telegram::mtproto::router::{JoinedCall, Router};
+use crate::telegram::mtproto::samples;
 
 #[derive(Args)]
 pub struct UpdatesArgs {
@@ -71,74 +72,26 @@ pub async fn run(args: UpdatesArgs) -> Result<()> {
 /// One container as a busy account receives it: participants changing in a call we
 /// are in (the last one), an invitation naming us, someone's status, a call ending.
 fn sample(calls: i64) -> tl::enums::Updates {
-    let participant = |user: i64, left: bool| -> tl::enums::GroupCallParticipant {
-        tl::types::GroupCallParticipant {
-            muted: true,
-            left,
-            can_self_unmute: true,
-            just_joined: false,
-            versioned: true,
-            min: false,
-            muted_by_you: false,
-            volume_by_admin: false,
-            is_self: false,
-            video_joined: false,
-            peer: tl::types::PeerUser { user_id: user }.into(),
-            date: 1_700_000_000,
-            active_date: Some(1_700_000_100),
-            source: user as i32,
-            volume: Some(10_000),
-            about: None,
-            raise_hand_rating: None,
-            video: None,
-            presentation: None,
-            paid_stars_total: None,
-        }
-        .into()
+    let last = CallRef { id: calls - 1, access_hash: calls - 1 };
+    let group: tl::enums::Peer = tl::types::PeerChannel { channel_id: 1_000_000 }.into();
+    let status = tl::types::UpdateUserStatus {
+        user_id: 1001,
+        status: tl::types::UserStatusOnline { expires: 1_700_000_300 }.into(),
     };
-    let last = calls - 1;
-    let invite: tl::enums::Message = tl::types::MessageService {
-        out: false,
-        mentioned: true,
-        media_unread: false,
-        reactions_are_possible: false,
-        silent: false,
-        post: false,
-        legacy: false,
-        id: 77,
-        from_id: Some(tl::types::PeerUser { user_id: 42 }.into()),
-        peer_id: tl::types::PeerChannel { channel_id: 1_000_000 }.into(),
-        saved_peer_id: None,
-        reply_to: None,
-        date: 1_700_000_000,
-        action: tl::types::MessageActionInviteToGroupCall {
-            call: tl::types::InputGroupCall { id: 9, access_hash: 9 }.into(),
-            users: vec![ME],
-        }
-        .into(),
-        reactions: None,
-        ttl_period: None,
-    }
-    .into();
-    let updates = vec![
-        tl::types::UpdateGroupCallParticipants {
-            call: tl::types::InputGroupCall { id: last, access_hash: last }.into(),
-            participants: vec![participant(1001, false), participant(1002, true), participant(1003, false)],
-            version: 7,
-        }
-        .into(),
-        tl::types::UpdateNewChannelMessage { message: invite, pts: 10, pts_count: 1 }.into(),
-        tl::types::UpdateUserStatus {
-            user_id: 1001,
-            status: tl::types::UserStatusOnline { expires: 1_700_000_300 }.into(),
-        }
-        .into(),
-        tl::types::UpdateGroupCall {
-            live_story: false,
-            peer: None,
-            call: tl::types::GroupCallDiscarded { id: last, access_hash: last, duration: 60 }.into(),
-        }
-        .into(),
-    ];
-    tl::types::Updates { updates, users: vec![], chats: vec![], date: 1_700_000_000, seq: 0 }.into()
+    samples::updates(
+        vec![
+            samples::participants(
+                last,
+                vec![
+                    samples::participant(1001, 1, false),
+                    samples::participant(1002, 2, true),
+                    samples::participant(1003, 3, false),
+                ],
+            ),
+            samples::invitation(group, 42, 77, CallRef { id: 9, access_hash: 9 }, vec![ME]),
+            status.into(),
+            samples::discarded(None, last),
+        ],
+        vec![],
+    )
 }

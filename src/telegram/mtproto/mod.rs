@@ -16,6 +16,7 @@ pub mod json;
 pub mod requests;
 pub mod router;
 pub mod rpc;
+pub mod samples;
 pub mod session;
 
 use std::collections::HashMap;

@@ -165,9 +165,10 @@ pub fn checked(result: Result<Vec<i32>, TelegramError>, ssrc: u32) -> Checked {
 
 #[cfg(test)]
 mod tests {
-    use tl::{Deserializable, Identifiable, Serializable};
+    use tl::{Deserializable, Identifiable};
 
     use super::*;
+    use crate::telegram::mtproto::samples;
 
     /// A request as Telegram reads it: its constructor id, then its body.
     fn read_back<F: tl::RemoteCall + Identifiable + Deserializable>(request: &F) -> F {
@@ -225,14 +226,14 @@ mod tests {
     }
 
     fn updates(list: Vec<tl::enums::Update>) -> tl::enums::Updates {
-        let u: tl::enums::Updates =
-            tl::types::Updates { updates: list, users: vec![], chats: vec![], date: 0, seq: 0 }.into();
-        tl::enums::Updates::from_bytes(&u.to_bytes()).unwrap()
+        let (list, _) = samples::through_the_wire(&samples::updates(list, vec![]));
+        samples::updates(list, vec![])
     }
 
     fn connection(presentation: bool, data: &str) -> tl::enums::Update {
-        tl::types::UpdateGroupCallConnection { presentation, params: tl::types::DataJson { data: data.into() }.into() }
-            .into()
+        let tl::enums::Update::GroupCallConnection(mut c) = samples::connection(data) else { unreachable!() };
+        c.presentation = presentation;
+        c.into()
     }
 
     #[test]
