@@ -50,8 +50,11 @@ pub enum HostEvent {
     /// the call is gone.
     Kicked(ChatId),
     Invite(Invite),
-    /// A Telegram update as JSON.
-    RawUpdate(String),
+    /// A Telegram update as JSON, and the chat it concerns if any.
+    RawUpdate {
+        json: String,
+        chat: Option<ChatId>,
+    },
 }
 
 /// Settings the manager needs.
@@ -192,7 +195,7 @@ impl CallManager {
                     self.lost(chat, reason).await;
                 }
             }
-            Update::Raw(json) => self.emit(HostEvent::RawUpdate(json.to_string())),
+            Update::Raw { json, chat } => self.emit(HostEvent::RawUpdate { json: json.to_string(), chat }),
         }
     }
 
@@ -206,9 +209,8 @@ impl CallManager {
                 tracing::debug!(chat, "leaving after the loss: {e}");
             }
         }
-        self.emit(HostEvent::RawUpdate(
-            serde_json::json!({ "_": "wasmcalls.connectionLost", "chat_id": chat, "reason": reason }).to_string(),
-        ));
+        let json = serde_json::json!({ "_": "wasmcalls.connectionLost", "chat_id": chat, "reason": reason });
+        self.emit(HostEvent::RawUpdate { json: json.to_string(), chat: Some(chat) });
         self.emit(HostEvent::Kicked(chat));
     }
 

@@ -148,7 +148,7 @@ impl Event {
             HostEvent::StreamEnd(c) => Event::StreamEnd(*c),
             HostEvent::Kicked(c) => Event::Kicked(*c),
             HostEvent::Invite(i) => Event::Invite(i.clone()),
-            HostEvent::RawUpdate(j) => Event::RawUpdate(j.clone()),
+            HostEvent::RawUpdate { json, .. } => Event::RawUpdate(json.clone()),
         }
     }
 }

@@ -74,8 +74,9 @@ pub enum Update {
     CallEnded(ChatId),
     /// Telegram dropped us from the call and a rejoin could not keep the connection.
     Lost { chat: ChatId, reason: String },
-    /// Every update, as JSON: `{"_": "<constructor>", …fields}`.
-    Raw(serde_json::Value),
+    /// Every update, as JSON: `{"_": "<constructor>", …fields}`, with the chat it
+    /// concerns when it concerns one (plugins see only their granted chats' updates).
+    Raw { json: serde_json::Value, chat: Option<ChatId> },
 }
 
 /// The Telegram side as the host sees it: group calls plus the account and its updates.

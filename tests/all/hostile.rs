@@ -167,8 +167,11 @@ async fn events_for_other_chats_are_never_delivered() {
     let (host, _heard) = arena("", "").await;
     let mut events = host.app.events();
     host.app.loopback().kick(CHAT);
-    host.event(&mut events, |e| matches!(e, wasmcalls::calls::HostEvent::RawUpdate(j) if j.contains("updateChannel")))
-        .await;
+    host.event(
+        &mut events,
+        |e| matches!(e, wasmcalls::calls::HostEvent::RawUpdate { json: j, .. } if j.contains("updateChannel")),
+    )
+    .await;
     let seen = host.api("offender", json!({ "cmd": "events" })).await;
     assert_eq!(seen, json!([{ "on-start": wasmcalls::telegram::loopback::DEFAULT_USER_ID }]), "nothing about {CHAT}");
     // The bystander has no grants at all, so it hears nothing either.

@@ -71,7 +71,7 @@ async fn kicked_and_call_ended_reach_the_plugin_and_drop_the_call() {
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     assert!(host.app.manager.joined_chats().is_empty(), "the call is dropped");
     // The raw form of the same update follows the routed one.
-    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("updateChannel"))).await;
+    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("updateChannel"))).await;
     let seen = host.api("t", json!({ "cmd": "events" })).await;
     assert!(seen.as_array().unwrap().contains(&json!({ "on-kicked": CHAT })), "{seen}");
     assert!(
@@ -287,8 +287,11 @@ async fn raw_updates_reach_every_plugin() {
     let host = Host::start(&format!("{}{}{}", loopback_chats(), testbot("a", ""), testbot("b", ""))).await;
     let mut events = host.app.events();
     host.app.loopback().raw_update(json!({ "_": "updateGroupCallParticipants", "participants": [] }));
-    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("updateGroupCallParticipants")))
-        .await;
+    host.event(
+        &mut events,
+        |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("updateGroupCallParticipants")),
+    )
+    .await;
     for p in ["a", "b"] {
         let seen = host.api(p, json!({ "cmd": "events" })).await;
         assert!(

@@ -57,7 +57,7 @@ async fn state_survives_and_events_during_a_reload_arrive_exactly_once() {
         host.app.loopback().raw_update(json!({ "_": "count", "i": i }));
     }
     for _ in 0..N {
-        host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("\"count\""))).await;
+        host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("\"count\""))).await;
     }
     let report = reload.await.unwrap().expect("the new version is serving");
     assert!(report.restored, "the count was handed over");

@@ -214,7 +214,8 @@ async fn a_plugin_joins_over_mtproto_and_the_loopback_hears_it() {
     // The voice chat ends on Telegram: the plugin is told and the call is gone.
     push(&tg, vec![samples::discarded(None, CALL)], vec![]);
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
-    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("groupCallDiscarded"))).await;
+    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("groupCallDiscarded")))
+        .await;
     assert!(host.app.manager.joined_chats().is_empty());
     assert!(tg.joined_calls().is_empty(), "no keep-alive left for an ended call");
     let seen = host.api("t", json!({ "cmd": "events" })).await;
@@ -370,7 +371,7 @@ async fn kicks_and_invites_from_telegram_reach_the_plugin_once() {
     let forbidden = samples::channel_forbidden(CHANNEL, CHANNEL_HASH);
     push(&tg, vec![tl::types::UpdateChannel { channel_id: CHANNEL }.into()], vec![forbidden]);
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
-    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate(j) if j.contains("updateChannel"))).await;
+    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("updateChannel"))).await;
     assert!(host.app.manager.joined_chats().is_empty());
     assert!(tg.joined_calls().is_empty(), "no keep-alive left for a chat we were removed from");
 
@@ -415,4 +416,51 @@ async fn real_telegram_join_play_and_leave() {
     .await
     .expect("five seconds of audio sent into the call");
     assert_eq!(host.api("t", json!({ "cmd": "leave", "chat": chat })).await, json!({ "ok": null }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_sees_only_its_own_chats_updates() {
+    let fake = FakeTelegram::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 20.0, RATE, 2));
+    let tg = Telegram::new(fake.clone(), ME, options(Duration::from_secs(3600)));
+    let bot = |name: &str, chat: i64| {
+        format!(
+            "[[plugins]]\nname = \"{name}\"\nwasm = {:?}\ngrants = {{ chats = [{chat}], files = [\".\"] }}\n",
+            plugin("testbot")
+        )
+    };
+    let toml = format!("{}{}", bot("a", CHAT), bot("b", -BASIC));
+    let host = Host::start_on(dir, &toml, Arc::new(tg.clone())).await;
+    let mut events = host.app.events();
+    assert_eq!(host.api("a", json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" })).await, json!({ "ok": null }));
+
+    let basic: tl::enums::Peer = tl::types::PeerChat { chat_id: BASIC }.into();
+    let status = tl::types::UpdateUserStatus { user_id: 9, status: tl::enums::UserStatus::Empty };
+    push(
+        &tg,
+        vec![
+            // Someone joins a's call: the update names only the call.
+            samples::participants(CALL, vec![samples::participant(1001, 77, false)]),
+            samples::invitation(basic, 42, 5, BASIC_CALL, vec![ME]),
+            status.into(),
+        ],
+        vec![],
+    );
+    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("updateUserStatus"))).await;
+    let raw = |name: &'static str| {
+        let host = &host;
+        async move {
+            let seen = host.api(name, json!({ "cmd": "events" })).await;
+            seen.as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["on-raw-update"]["_"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(raw("a").await, ["updateGroupCallParticipants"], "a sees its call, not b's chat");
+    assert_eq!(raw("b").await, ["updateNewMessage"], "b sees its chat's invitation only");
+    let b = host.api("b", json!({ "cmd": "events" })).await;
+    assert!(b.as_array().unwrap().iter().any(|e| e["on-group-call-invite"]["chat"] == -BASIC), "{b}");
 }

@@ -50,7 +50,7 @@ pub async fn run(args: UpdatesArgs) -> Result<()> {
         for update in &u.updates {
             for out in router.route(update, &u.chats, &joined) {
                 match out {
-                    Update::Raw(j) => json_bytes += j.to_string().len(),
+                    Update::Raw { json, .. } => json_bytes += json.to_string().len(),
                     _ => routed += 1,
                 }
             }

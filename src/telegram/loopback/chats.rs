@@ -8,6 +8,11 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use grammers_tl_types as tl;
+
+use crate::telegram::mtproto::json::{chat_of, to_json};
+use crate::telegram::mtproto::requests::CallRef;
+use crate::telegram::mtproto::samples;
 use crate::telegram::{ChatId, Invite, Update};
 
 /// A simulated chat.
@@ -28,20 +33,28 @@ fn yes() -> bool {
     true
 }
 
+/// The loopback's call in `chat`: one per chat, numbered after it.
+fn call_of(chat: ChatId) -> CallRef {
+    CallRef { id: chat.unsigned_abs() as i64, access_hash: 0x100b }
+}
+
 /// The account and its chats.
 pub(super) struct World {
     /// `None`: every chat id has an active call (the `play` command, tests).
     chats: Mutex<Option<HashMap<ChatId, Chat>>>,
     updates: broadcast::Sender<Update>,
     next_message: Mutex<i32>,
+    /// The account, named in invitations.
+    me: i64,
 }
 
 impl World {
-    pub(super) fn new(chats: Option<Vec<Chat>>) -> Self {
+    pub(super) fn new(chats: Option<Vec<Chat>>, me: i64) -> Self {
         World {
             chats: Mutex::new(chats.map(|v| v.into_iter().map(|c| (c.id, c)).collect())),
             updates: broadcast::channel(1024).0,
             next_message: Mutex::new(1),
+            me,
         }
     }
 
@@ -63,12 +76,13 @@ impl World {
         v
     }
 
-    fn send(&self, routed: Option<Update>, raw: serde_json::Value) {
+    /// Sends the routed event, then the update as Telegram would, as raw JSON.
+    fn send(&self, routed: Option<Update>, chat: ChatId, update: tl::enums::Update) {
         // No subscribers is fine: nobody is listening yet.
         if let Some(u) = routed {
             let _ = self.updates.send(u);
         }
-        let _ = self.updates.send(Update::Raw(raw));
+        let _ = self.updates.send(Update::Raw { json: to_json(&update), chat: Some(chat) });
     }
 
     /// Starts (or ends) the chat's voice chat.
@@ -78,21 +92,23 @@ impl World {
         map.entry(chat).or_insert_with(|| Chat { id: chat, title: String::new(), active_call: active }).active_call =
             active;
         drop(guard);
+        let call = call_of(chat);
         if active {
-            self.send(None, serde_json::json!({ "_": "updateGroupCall", "chat_id": chat, "call": { "_": "groupCall", "id": chat.unsigned_abs() } }));
+            self.send(None, chat, samples::active_call(samples::peer_of(chat), call, 1));
         } else {
-            self.send(
-                Some(Update::CallEnded(chat)),
-                serde_json::json!({ "_": "updateGroupCall", "chat_id": chat, "call": { "_": "groupCallDiscarded", "id": chat.unsigned_abs() } }),
-            );
+            self.send(Some(Update::CallEnded(chat)), chat, samples::discarded(Some(samples::peer_of(chat)), call));
         }
     }
 
+    /// The account removed from the chat: `updateChannel` (or `updateChat`) whose chat
+    /// is now forbidden to it.
     pub(super) fn kick(&self, chat: ChatId) {
-        self.send(
-            Some(Update::Kicked(chat)),
-            serde_json::json!({ "_": "updateChannel", "channel_id": chat, "channel": { "_": "channelForbidden", "id": chat } }),
-        );
+        let update = match samples::peer_of(chat) {
+            tl::enums::Peer::Channel(c) => tl::types::UpdateChannel { channel_id: c.channel_id }.into(),
+            tl::enums::Peer::Chat(c) => tl::types::UpdateChat { chat_id: c.chat_id }.into(),
+            tl::enums::Peer::User(u) => tl::types::UpdateChat { chat_id: u.user_id }.into(),
+        };
+        self.send(Some(Update::Kicked(chat)), chat, update);
     }
 
     pub(super) fn invite(&self, chat: ChatId, inviter: i64) -> Invite {
@@ -102,16 +118,14 @@ impl World {
             *n
         };
         let invite = Invite { chat, inviter, message_id };
-        self.send(
-            Some(Update::Invited(invite.clone())),
-            serde_json::json!({ "_": "updateNewChannelMessage", "message": {
-                "_": "messageService", "id": message_id, "peer_id": chat, "from_id": inviter,
-                "action": { "_": "messageActionInviteToGroupCall", "users": [] } } }),
-        );
+        let update = samples::invitation(samples::peer_of(chat), inviter, message_id, call_of(chat), vec![self.me]);
+        self.send(Some(Update::Invited(invite.clone())), chat, update);
         invite
     }
 
+    /// Any JSON, delivered as a raw update to the plugins that may see its chat.
     pub(super) fn raw(&self, update: serde_json::Value) {
-        self.send(None, update);
+        let chat = chat_of(&update, |_| None);
+        let _ = self.updates.send(Update::Raw { json: update, chat });
     }
 }

@@ -71,7 +71,7 @@ struct Inner {
 impl Loopback {
     /// A loopback server; its peers run as tasks on the current tokio runtime.
     pub fn new(opts: LoopbackOptions) -> Self {
-        let world = chats::World::new(opts.chats.clone());
+        let world = chats::World::new(opts.chats.clone(), opts.user_id);
         let joins = tokio::sync::watch::Sender::new(0);
         Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world, joins }) }
     }

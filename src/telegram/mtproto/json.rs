@@ -79,6 +79,25 @@ fn unit_constructor(enum_name: &str, variant: &str) -> String {
     constructor(&format!("{enum_name}{variant}"))
 }
 
+/// The chat a TL update's JSON concerns, as a Bot API id: its `peer`, its message's
+/// `peer_id`, a bare `channel_id` or `chat_id` (ids already negative are taken as Bot
+/// API ids, as the loopback writes them), or else the chat of its `call` by id.
+pub fn chat_of(json: &Value, chat_of_call: impl Fn(i64) -> Option<i64>) -> Option<i64> {
+    let channel = |id: i64| if id > 0 { -1_000_000_000_000 - id } else { id };
+    let chat = |id: i64| if id > 0 { -id } else { id };
+    let peer = |p: &Value| match p["_"].as_str() {
+        Some("peerChannel") => p["channel_id"].as_i64().map(channel),
+        Some("peerChat") => p["chat_id"].as_i64().map(chat),
+        Some("peerUser") => p["user_id"].as_i64(),
+        _ => p.as_i64(),
+    };
+    peer(&json["peer"])
+        .or_else(|| peer(&json["message"]["peer_id"]))
+        .or_else(|| json["channel_id"].as_i64().map(channel))
+        .or_else(|| json["chat_id"].as_i64().map(chat))
+        .or_else(|| chat_of_call(json["call"]["id"].as_i64()?))
+}
+
 #[derive(Debug)]
 pub struct Error(String);
 
@@ -312,5 +331,23 @@ mod tests {
         }
         .into();
         assert_eq!(to_json(&bytes)["encrypted_message"], json!([1, 2]));
+    }
+
+    #[test]
+    fn the_chat_of_an_update_is_found_in_its_json() {
+        let none = |_| None;
+        let channel = json!({ "_": "updateChannel", "channel_id": 1185324811 });
+        assert_eq!(chat_of(&channel, none), Some(-1001185324811));
+        assert_eq!(chat_of(&json!({ "_": "updateChat", "chat_id": 42 }), none), Some(-42));
+        let message = json!({ "message": { "peer_id": { "_": "peerChannel", "channel_id": 7 } } });
+        assert_eq!(chat_of(&message, none), Some(-1000000000007));
+        assert_eq!(chat_of(&json!({ "peer": { "_": "peerChat", "chat_id": 3 } }), none), Some(-3));
+        // Loopback style: already Bot API ids.
+        assert_eq!(chat_of(&json!({ "channel_id": -1001185324811_i64 }), none), Some(-1001185324811));
+        // A call we are in, by its id.
+        let participants = json!({ "_": "updateGroupCallParticipants", "call": { "_": "inputGroupCall", "id": 9 } });
+        assert_eq!(chat_of(&participants, |id| (id == 9).then_some(-5)), Some(-5));
+        assert_eq!(chat_of(&participants, none), None);
+        assert_eq!(chat_of(&json!({ "_": "updateConfig" }), none), None);
     }
 }

@@ -5,7 +5,7 @@
 
 use grammers_tl_types as tl;
 
-use super::json::to_json;
+use super::json::{chat_of, to_json};
 use super::requests::{CallRef, chat_id_of};
 use crate::telegram::{ChatId, Invite, Update};
 
@@ -28,10 +28,15 @@ impl Router {
     /// removed member finds its chat now `…Forbidden`), `joined` the calls we are in.
     pub fn route(&self, update: &tl::enums::Update, chats: &[tl::enums::Chat], joined: &[JoinedCall]) -> Vec<Update> {
         let mut out = Vec::with_capacity(2);
-        if let Some(u) = self.routed(update, chats, joined) {
-            out.push(u);
-        }
-        out.push(Update::Raw(to_json(update)));
+        let routed = self.routed(update, chats, joined);
+        let json = to_json(update);
+        let chat = match &routed {
+            Some(Update::Kicked(c) | Update::CallEnded(c)) => Some(*c),
+            Some(Update::Invited(i)) => Some(i.chat),
+            _ => chat_of(&json, |call| joined.iter().find(|j| j.call.id == call).map(|j| j.chat)),
+        };
+        out.extend(routed);
+        out.push(Update::Raw { json, chat });
         out
     }
 

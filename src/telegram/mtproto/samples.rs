@@ -1,9 +1,19 @@
-//! TL objects as Telegram sends them, built with grammers' own types, for the tests,
-//! the fake Telegram in `tests/` and `wasmcalls bench updates`. No live path uses them.
+//! TL objects as Telegram sends them, built with grammers' own types: what the
+//! loopback Telegram sends its plugins (so they see Telegram's shapes), and the
+//! tests, the fake Telegram in `tests/` and `wasmcalls bench updates`.
 
 use grammers_tl_types::{self as tl, Deserializable, Serializable};
 
-use super::requests::CallRef;
+use super::requests::{CallRef, ChatKind};
+
+/// The TL peer of a Bot API chat id (`-100…` channel, `-…` basic group, else a user).
+pub fn peer_of(chat: i64) -> tl::enums::Peer {
+    match super::requests::chat_kind(chat) {
+        Ok((_, ChatKind::Channel { bare })) => tl::types::PeerChannel { channel_id: bare }.into(),
+        Ok((_, ChatKind::Chat { bare })) => tl::types::PeerChat { chat_id: bare }.into(),
+        Err(_) => tl::types::PeerUser { user_id: chat }.into(),
+    }
+}
 
 /// An `updates` container with `list` and the `chats` sent along.
 pub fn updates(list: Vec<tl::enums::Update>, chats: Vec<tl::enums::Chat>) -> tl::enums::Updates {
@@ -104,6 +114,39 @@ pub fn discarded(peer: Option<tl::enums::Peer>, call: CallRef) -> tl::enums::Upd
         call: tl::types::GroupCallDiscarded { id: call.id, access_hash: call.access_hash, duration: 60 }.into(),
     }
     .into()
+}
+
+/// `updateGroupCall`: a voice chat running in `peer`.
+pub fn active_call(peer: tl::enums::Peer, call: CallRef, participants: i32) -> tl::enums::Update {
+    let running = tl::types::GroupCall {
+        join_muted: false,
+        can_change_join_muted: false,
+        join_date_asc: false,
+        schedule_start_subscribed: false,
+        can_start_video: true,
+        record_video_active: false,
+        rtmp_stream: false,
+        listeners_hidden: false,
+        conference: false,
+        creator: false,
+        messages_enabled: false,
+        can_change_messages_enabled: false,
+        min: false,
+        id: call.id,
+        access_hash: call.access_hash,
+        participants_count: participants,
+        title: None,
+        stream_dc_id: None,
+        record_start_date: None,
+        schedule_date: None,
+        unmuted_video_count: None,
+        unmuted_video_limit: 30,
+        version: 1,
+        invite_link: None,
+        send_paid_messages_stars: None,
+        default_send_as: None,
+    };
+    tl::types::UpdateGroupCall { live_story: false, peer: Some(peer), call: running.into() }.into()
 }
 
 /// A supergroup as a removed member sees it.

@@ -27,7 +27,7 @@ fn route(list: Vec<tl::enums::Update>, chats: Vec<tl::enums::Chat>) -> (Vec<Upda
     for u in &list {
         for out in router.route(u, &chats, &joined()) {
             match out {
-                Update::Raw(j) => raw.push(j),
+                Update::Raw { json, .. } => raw.push(json),
                 other => routed.push(other),
             }
         }
