@@ -417,6 +417,11 @@ impl CallManager {
         self.inner.backend.me().map_err(CallError::from_telegram)
     }
 
+    /// Which Telegram the calls go to (`loopback` or `telegram`).
+    pub fn telegram_name(&self) -> &'static str {
+        self.inner.backend.name()
+    }
+
     /// `get_port_server`: the custom API's port.
     pub fn api_port(&self) -> u16 {
         self.inner.config.api_port

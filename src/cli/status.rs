@@ -31,6 +31,7 @@ pub async fn run(a: StatusArgs) -> Result<()> {
         bail!("{url} answered {status}: {body}");
     }
     let v: Value = serde_json::from_str(&body).context("parsing the status")?;
+    println!("telegram: {}, account {}\n", v["telegram"]["backend"].as_str().unwrap_or("?"), v["telegram"]["account"]);
     println!("{:<20} {:>8} {:>9} {:>7}", "PLUGIN", "EVENTS", "RESTARTS", "QUEUED");
     for p in v["plugins"].as_array().into_iter().flatten() {
         println!(

@@ -245,6 +245,7 @@ async fn status(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Respo
     }
     let totals = state.media.totals();
     let body = json!({
+        "telegram": { "backend": state.manager.telegram_name(), "account": state.manager.my_id().ok() },
         "plugins": state.plugins.status(),
         "calls": state.manager.calls().await,
         "frames_sent": totals.frames_sent.load(std::sync::atomic::Ordering::Relaxed),

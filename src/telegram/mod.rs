@@ -81,6 +81,9 @@ pub enum Update {
 
 /// The Telegram side as the host sees it: group calls plus the account and its updates.
 pub trait Backend: GroupCallServer {
+    /// Which Telegram this is, for status and logs: `loopback` or `telegram`.
+    fn name(&self) -> &'static str;
+
     /// The account's own user id (`get_cache_id`).
     fn me(&self) -> Result<i64, TelegramError>;
 

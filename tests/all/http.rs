@@ -196,4 +196,6 @@ async fn wasmcalls_status_prints_plugins_and_calls() {
         "{stdout}"
     );
     assert!(stdout.contains("/0:10"), "duration shown: {stdout}");
+    let account = wasmcalls::telegram::loopback::DEFAULT_USER_ID;
+    assert!(stdout.contains(&format!("telegram: loopback, account {account}")), "{stdout}");
 }

@@ -447,7 +447,8 @@ async fn each_tenant_sees_only_its_own_chats_updates() {
         ],
         vec![],
     );
-    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("updateUserStatus"))).await;
+    host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("updateUserStatus")))
+        .await;
     let raw = |name: &'static str| {
         let host = &host;
         async move {
@@ -459,7 +460,11 @@ async fn each_tenant_sees_only_its_own_chats_updates() {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(raw("a").await, ["updateGroupCallParticipants"], "a sees its call, not b's chat");
+    assert_eq!(
+        raw("a").await,
+        ["updateGroupCallConnection", "updateGroupCallParticipants"],
+        "a sees its own join's answer and its call, not b's chat"
+    );
     assert_eq!(raw("b").await, ["updateNewMessage"], "b sees its chat's invitation only");
     let b = host.api("b", json!({ "cmd": "events" })).await;
     assert!(b.as_array().unwrap().iter().any(|e| e["on-group-call-invite"]["chat"] == -BASIC), "{b}");

@@ -179,6 +179,10 @@ impl Loopback {
 }
 
 impl Backend for Loopback {
+    fn name(&self) -> &'static str {
+        "loopback"
+    }
+
     fn me(&self) -> Result<i64, TelegramError> {
         Ok(self.inner.opts.user_id)
     }

@@ -100,9 +100,17 @@ impl<R: Rpc> Telegram<R> {
 
     /// Routes one batch of Telegram updates (with the chats sent along) to subscribers.
     pub fn feed(&self, updates: &[tl::enums::Update], chats: &[tl::enums::Chat]) {
+        self.feed_about(updates, chats, None);
+    }
+
+    /// [`Telegram::feed`], with the chat that updates naming none concern (a join's answer).
+    fn feed_about(&self, updates: &[tl::enums::Update], chats: &[tl::enums::Chat], about: Option<ChatId>) {
         let joined = self.joined_calls();
         for u in updates {
-            for routed in self.inner.router.route(u, chats, &joined) {
+            for mut routed in self.inner.router.route(u, chats, &joined) {
+                if let Update::Raw { chat: chat @ None, .. } = &mut routed {
+                    *chat = about;
+                }
                 // Gone on Telegram's side: stop checking it (the manager drops the media).
                 if let Update::Kicked(chat) | Update::CallEnded(chat) = routed {
                     self.forget(chat);
@@ -155,7 +163,7 @@ impl<R: Rpc> Telegram<R> {
             _ => &[],
         };
         let updates: Vec<tl::enums::Update> = requests::updates_in(&answer).into_iter().cloned().collect();
-        self.feed(&updates, chats);
+        self.feed_about(&updates, chats, Some(chat));
         Ok(transport)
     }
 
@@ -165,6 +173,10 @@ impl<R: Rpc> Telegram<R> {
 }
 
 impl<R: Rpc> Backend for Telegram<R> {
+    fn name(&self) -> &'static str {
+        "telegram"
+    }
+
     fn me(&self) -> Result<i64, TelegramError> {
         Ok(self.inner.router.me)
     }
