@@ -4,10 +4,11 @@
 //! their bytes. Also here: how grammers' errors become [`TelegramError`]s, and the
 //! retry policy that waits out `FLOOD_WAIT`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::ops::ControlFlow;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use grammers_client::Client;
 use grammers_mtsender::{InvocationError, RetryContext, RetryPolicy};
@@ -35,6 +36,18 @@ pub trait Rpc: Send + Sync + 'static {
 pub struct MtProto {
     pub client: Client,
     pub session: Arc<SqliteSession>,
+    /// Chats the dialogs did not contain, and when we looked: a plugin asking again
+    /// and again must not walk every dialog each time (Telegram would flood-wait us).
+    missing: Arc<Mutex<HashMap<PeerId, Instant>>>,
+}
+
+/// How long a chat the account's dialogs lack is taken as unknown without looking again.
+const MISSING_FOR: Duration = Duration::from_secs(60);
+
+impl MtProto {
+    pub fn new(client: Client, session: Arc<SqliteSession>) -> Self {
+        MtProto { client, session, missing: Arc::default() }
+    }
 }
 
 impl Rpc for MtProto {
@@ -49,6 +62,9 @@ impl Rpc for MtProto {
         if let Some(r) = self.session.peer_ref(peer).await.map_err(|e| InvocationError::Session(Box::new(e)))? {
             return Ok(Some(r));
         }
+        if self.missing.lock().expect("missing lock").get(&peer).is_some_and(|t| t.elapsed() < MISSING_FOR) {
+            return Ok(None);
+        }
         // Walking the dialogs caches every chat they mention in the session.
         let mut dialogs = self.client.iter_dialogs();
         while let Some(d) = dialogs.next().await? {
@@ -56,7 +72,11 @@ impl Rpc for MtProto {
                 break;
             }
         }
-        self.session.peer_ref(peer).await.map_err(|e| InvocationError::Session(Box::new(e)))
+        let found = self.session.peer_ref(peer).await.map_err(|e| InvocationError::Session(Box::new(e)))?;
+        if found.is_none() {
+            self.missing.lock().expect("missing lock").insert(peer, Instant::now());
+        }
+        Ok(found)
     }
 }
 

@@ -80,7 +80,7 @@ pub async fn connect(cfg: &TelegramConfig, path: &Path) -> Result<Connection, Te
     let pool = SenderPool::with_configuration(session.clone(), cfg.api_id, params);
     let client = Client::new(pool.handle.clone());
     let runner = tokio::spawn(pool.runner.run());
-    Ok(Connection { rpc: MtProto { client, session }, handle: pool.handle, updates: Some(pool.updates), runner })
+    Ok(Connection { rpc: MtProto::new(client, session), handle: pool.handle, updates: Some(pool.updates), runner })
 }
 
 /// Starts the backend from `[telegram]`: the session must be signed in (else "run
