@@ -45,12 +45,9 @@ impl App {
         match &config.telegram {
             Some(t) => {
                 let path = session::session_path(&config.base, t);
-                let opts = TelegramOptions {
-                    check_interval: std::time::Duration::from_secs(t.check_interval_s),
-                    invite_hashes: t.invite_hashes().map_err(anyhow::Error::msg)?,
-                };
+                let opts = TelegramOptions::from_config(t).map_err(anyhow::Error::msg)?;
                 let telegram = session::start(t, &path, opts).await.context("connecting to Telegram")?;
-                let media_ip = t.media_ip.unwrap_or_else(default_route_ip);
+                let media_ip = session::media_ip(t);
                 tracing::info!(%media_ip, "media sockets announce this address to Telegram");
                 App::start_with(config, Arc::new(telegram), media_ip).await
             }
@@ -227,22 +224,6 @@ async fn start_loopback(config: &Config) -> Result<(Loopback, Option<SocketAddr>
         None => None,
     };
     Ok((loopback, control, tasks))
-}
-
-/// This machine's address on its default route: what Telegram's media servers can
-/// reach. Found by "connecting" a UDP socket, which sends nothing.
-fn default_route_ip() -> IpAddr {
-    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
-        s.connect("149.154.167.50:443")?; // a Telegram data centre
-        s.local_addr()
-    });
-    match probe {
-        Ok(a) => a.ip(),
-        Err(e) => {
-            tracing::warn!("no default route ({e}); media sockets bind 0.0.0.0 — set telegram.media_ip");
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        }
-    }
 }
 
 /// Builds a plugin as its config says: its `build_command`, or cargo for a `build`

@@ -10,9 +10,11 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::calls::dial;
+use crate::config::Config;
 use crate::media::{Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
 use crate::telegram::GroupCallServer;
 use crate::telegram::loopback::{Loopback, LoopbackOptions};
+use crate::telegram::mtproto::{TelegramOptions, session};
 use crate::telegram::sfu::SfuServer;
 
 #[derive(Args)]
@@ -37,6 +39,9 @@ pub struct PlayArgs {
     /// Join through an SFU at this URL instead of the embedded loopback
     #[arg(long)]
     sfu: Option<String>,
+    /// Join through real Telegram, with the `[telegram]` session of this config
+    #[arg(long, value_name = "CONFIG", conflicts_with_all = ["sfu", "record"])]
+    telegram: Option<PathBuf>,
     /// Chat id of the group call
     #[arg(long, default_value_t = -1001185324811, allow_hyphen_values = true)]
     chat: i64,
@@ -57,11 +62,21 @@ pub async fn run(args: PlayArgs) -> Result<()> {
         anyhow::bail!("--record writes what the embedded loopback heard; it cannot be used with --sfu");
     }
     let loopback = Loopback::new(LoopbackOptions::default());
-    let server: Arc<dyn GroupCallServer> = match &args.sfu {
-        Some(url) => Arc::new(SfuServer::new(url.clone())),
-        None => Arc::new(loopback.clone()),
+    let mut bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let server: Arc<dyn GroupCallServer> = match (&args.sfu, &args.telegram) {
+        (Some(url), _) => Arc::new(SfuServer::new(url.clone())),
+        (None, Some(config)) => {
+            let config = Config::load(config)?;
+            let t = config.telegram.as_ref().with_context(|| {
+                "that config has no [telegram] section (see the README's \"Running against Telegram\")".to_string()
+            })?;
+            bind = session::media_ip(t);
+            let path = session::session_path(&config.base, t);
+            let opts = TelegramOptions::from_config(t).map_err(anyhow::Error::msg)?;
+            Arc::new(session::start(t, &path, opts).await.context("connecting to Telegram")?)
+        }
+        (None, None) => Arc::new(loopback.clone()),
     };
-    let bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let dialed = dial(&media, server.as_ref(), args.chat, bind).await.context("joining the group call")?;
     let heard = loopback.call(dialed.ssrc);
     if let (Some(path), Some(h)) = (&args.record, &heard) {

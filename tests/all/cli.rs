@@ -98,8 +98,17 @@ fn telegram_commands_say_to_log_in_first() {
         "[telegram]\napi_id = 12345\napi_hash = \"0123456789abcdef0123456789abcdef\"\nsession = \"state/me.session\"\n",
     )
     .unwrap();
-    for cmd in ["run", "whoami"] {
-        let out = wasmcalls().arg(cmd).arg(&config).output().unwrap();
+    let input = write_raw(dir.path(), "in.raw", &tones(&[(523.0, 0.3)], 0.2, RATE, 2));
+    let play = |c: &mut Command| {
+        c.arg(&input).arg("--telegram");
+    };
+    for cmd in ["run", "whoami", "play"] {
+        let mut c = wasmcalls();
+        c.arg(cmd);
+        if cmd == "play" {
+            play(&mut c);
+        }
+        let out = c.arg(&config).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{cmd} without a session must fail");
         assert!(stderr.contains("run `wasmcalls login`") && stderr.contains("me.session"), "{cmd}: {stderr}");

@@ -41,6 +41,16 @@ pub struct TelegramOptions {
     pub invite_hashes: HashMap<ChatId, String>,
 }
 
+impl TelegramOptions {
+    /// The options `[telegram]` sets.
+    pub fn from_config(cfg: &crate::config::TelegramConfig) -> Result<Self, String> {
+        Ok(TelegramOptions {
+            check_interval: Duration::from_secs(cfg.check_interval_s),
+            invite_hashes: cfg.invite_hashes()?,
+        })
+    }
+}
+
 impl Default for TelegramOptions {
     fn default() -> Self {
         TelegramOptions { check_interval: Duration::from_secs(5), invite_hashes: HashMap::new() }

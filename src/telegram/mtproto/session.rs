@@ -3,6 +3,7 @@
 //! backend with its update feed.
 
 use std::io::{self, BufRead, Write};
+use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -165,6 +166,28 @@ async fn keep_connected(rpc: MtProto) {
                 }
                 e => tracing::warn!("{e}; retrying in {IDLE_PING:?}"),
             }
+        }
+    }
+}
+
+/// The address our media sockets announce to Telegram: `media_ip`, or else this
+/// machine's address on its default route.
+pub fn media_ip(cfg: &TelegramConfig) -> IpAddr {
+    cfg.media_ip.unwrap_or_else(default_route_ip)
+}
+
+/// This machine's address on its default route: what Telegram's media servers can
+/// reach. Found by "connecting" a UDP socket, which sends nothing.
+fn default_route_ip() -> IpAddr {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| {
+        s.connect("149.154.167.50:443")?; // a Telegram data centre
+        s.local_addr()
+    });
+    match probe {
+        Ok(a) => a.ip(),
+        Err(e) => {
+            tracing::warn!("no default route ({e}); media sockets bind 0.0.0.0 — set telegram.media_ip");
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
         }
     }
 }
