@@ -42,7 +42,9 @@ impl CallError {
             }
             TelegramError::NotAGroup(_) | TelegramError::UnknownChat(_) => CallError::InvalidArgument(e.to_string()),
             TelegramError::Rpc { ref name, .. }
-                if name.starts_with("CHAT_ADMIN_REQUIRED") || name.ends_with("FORBIDDEN") =>
+                if name.starts_with("CHAT_ADMIN_REQUIRED")
+                    || name.starts_with("CHANNEL_PRIVATE")
+                    || name.ends_with("FORBIDDEN") =>
             {
                 CallError::PermissionDenied(e.to_string())
             }

@@ -263,6 +263,8 @@ impl CallManager {
             Ok(d) => d,
             Err(e) => {
                 self.inner.calls.lock().expect("calls lock").remove(&chat);
+                // The plugin gets the contract's variant; the log keeps the whole story.
+                tracing::warn!(chat, "joining failed: {e}");
                 return Err(match e {
                     DialError::Telegram(e) => CallError::from_telegram(e),
                     other => CallError::Other(format!("joining chat {chat} failed: {other}")),

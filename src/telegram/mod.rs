@@ -36,7 +36,7 @@ pub enum TelegramError {
     #[error("Telegram asks to wait {seconds} s before {request} again (FLOOD_WAIT); try later")]
     FloodWait { request: &'static str, seconds: u32 },
     /// Telegram refused a request.
-    #[error("Telegram refused {request}: {code} {name}")]
+    #[error("Telegram refused {request}: {code} {name}{}", mtproto::rpc::hint(name))]
     Rpc { request: &'static str, code: i32, name: String },
     /// Telegram could not be reached (or the client stopped).
     #[error("cannot reach Telegram for {request}: {reason}")]

@@ -114,6 +114,25 @@ pub fn classify(request: &'static str, e: InvocationError) -> TelegramError {
     }
 }
 
+/// What to do about the refusals a group call meets most, after a dash ("" if unknown).
+pub fn hint(name: &str) -> &'static str {
+    let name = name.split(' ').next().unwrap_or(name);
+    match name {
+        "CHANNEL_PRIVATE" | "CHAT_FORBIDDEN" | "CHANNEL_INVALID" | "PEER_ID_INVALID" => {
+            " — the account is not a member of this chat; join it with the account first"
+        }
+        "GROUPCALL_FORBIDDEN" => " — the account may not join this call (removed from it, or the call is restricted)",
+        "GROUPCALL_INVALID" | "GROUPCALL_ALREADY_DISCARDED" => " — the call has ended; join the chat's new call",
+        "GROUPCALL_JOIN_MISSING" | "PARTICIPANT_JOIN_MISSING" => " — Telegram no longer has us in the call; join again",
+        "GROUPCALL_SSRC_DUPLICATE_MUCH" => " — another participant uses our audio SSRC; join again for a new one",
+        "CHAT_ADMIN_REQUIRED" => " — this needs admin rights in the chat",
+        "INVITE_HASH_INVALID" | "INVITE_HASH_EXPIRED" => " — fix or remove telegram.invite_hashes for this chat",
+        "JOIN_AS_PEER_INVALID" => " — the account cannot speak in this call as itself",
+        "DATA_JSON_INVALID" => " — Telegram rejected our join JSON; please report this with the log",
+        _ => "",
+    }
+}
+
 /// Waits out `FLOOD_WAIT_X` up to a limit (logged, so an operator sees why a join
 /// is slow), and retries a dropped connection a few times, a second apart.
 pub struct FloodPolicy {
@@ -192,7 +211,14 @@ mod tests {
         let e = classify("phone.joinGroupCall", rpc(420, "FLOOD_WAIT_600"));
         assert!(matches!(e, TelegramError::FloodWait { seconds: 600, .. }), "{e}");
         let e = classify("phone.joinGroupCall", rpc(400, "GROUPCALL_SSRC_DUPLICATE_MUCH"));
-        assert_eq!(e.to_string(), "Telegram refused phone.joinGroupCall: 400 GROUPCALL_SSRC_DUPLICATE_MUCH");
+        assert_eq!(
+            e.to_string(),
+            "Telegram refused phone.joinGroupCall: 400 GROUPCALL_SSRC_DUPLICATE_MUCH — another participant uses \
+             our audio SSRC; join again for a new one"
+        );
+        let e = classify("channels.getFullChannel", rpc(406, "CHANNEL_PRIVATE"));
+        assert!(e.to_string().ends_with("not a member of this chat; join it with the account first"), "{e}");
+        assert_eq!(classify("x", rpc(400, "SOMETHING_NEW")).to_string(), "Telegram refused x: 400 SOMETHING_NEW");
         let e = classify("phone.leaveGroupCall", InvocationError::Dropped("the client stopped"));
         assert!(matches!(e, TelegramError::Network { .. }), "{e}");
     }
