@@ -58,6 +58,14 @@ pub(super) struct Live {
 /// The optional state-handover interface (`wit/bot.wit`).
 const STATE_INTERFACE: &str = "wasmcalls:bot/state@0.1.0";
 
+/// Drops an instance off the event path: tearing one down returns its memory, tables
+/// and stack to the pool (~270 µs measured), which the next event need not wait for.
+fn retire(instance: Option<Live>) {
+    if let Some(old) = instance {
+        tokio::task::spawn_blocking(move || drop(old));
+    }
+}
+
 impl Actor {
     async fn instantiate(&self) -> Result<Live, PluginError> {
         self.recipe.instantiate(&self.pre).await
@@ -164,7 +172,8 @@ impl Actor {
             }
             let l = live.as_mut().expect("instantiated above");
             if self.deliver(l, event).await.is_err() {
-                live = None; // the instance is dead after a trap; the next event gets a new one
+                // The instance is dead after a trap; the next event gets a new one.
+                retire(live.take());
                 traps.push_back(Instant::now());
             }
         }
@@ -264,7 +273,7 @@ impl Actor {
             }
         }
         self.pre = pre;
-        *live = Some(fresh);
+        retire(live.replace(fresh));
         self.counters.reloads.fetch_add(1, Ordering::Relaxed);
         Ok(super::SwapReport { restored, prepare: Duration::ZERO, swap: t0.elapsed() })
     }
