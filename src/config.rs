@@ -169,8 +169,9 @@ pub struct TelegramConfig {
     /// The SQLite session `wasmcalls login` writes (mode 0600).
     #[serde(default = "default_session")]
     pub session: PathBuf,
-    /// Address our media sockets announce to Telegram; default: this machine's
-    /// address on its default route.
+    /// Local address our media sockets bind (and offer as their ICE candidate);
+    /// default: this machine's address on its default route. Behind NAT nothing is
+    /// needed: Telegram's ICE-lite servers learn the public address from our checks.
     #[serde(default)]
     pub media_ip: Option<std::net::IpAddr>,
     /// Seconds between `phone.checkGroupCall` keep-alives per call.

@@ -170,8 +170,8 @@ async fn keep_connected(rpc: MtProto) {
     }
 }
 
-/// The address our media sockets announce to Telegram: `media_ip`, or else this
-/// machine's address on its default route.
+/// The local address our media sockets bind: `media_ip`, or else this machine's
+/// address on its default route.
 pub fn media_ip(cfg: &TelegramConfig) -> IpAddr {
     cfg.media_ip.unwrap_or_else(default_route_ip)
 }
