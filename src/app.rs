@@ -48,7 +48,7 @@ impl App {
                 let opts = TelegramOptions::from_config(t).map_err(anyhow::Error::msg)?;
                 let telegram = session::start(t, &path, opts).await.context("connecting to Telegram")?;
                 let media_ip = session::media_ip(t);
-                tracing::info!(%media_ip, "media sockets announce this address to Telegram");
+                tracing::info!(%media_ip, "media sockets bind this address");
                 App::start_with(config, Arc::new(telegram), media_ip).await
             }
             None => {
