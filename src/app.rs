@@ -44,7 +44,7 @@ impl App {
     pub async fn start(config: &Config) -> Result<App> {
         match &config.telegram {
             Some(t) => {
-                let path = session::session_path(&config.base, t);
+                let path = config.resolve(&t.session);
                 let opts = TelegramOptions::from_config(t).map_err(anyhow::Error::msg)?;
                 let telegram = session::start(t, &path, opts).await.context("connecting to Telegram")?;
                 let media_ip = session::media_ip(t);

@@ -25,7 +25,7 @@ fn telegram(args: &AccountArgs) -> Result<(Config, TelegramConfig, PathBuf)> {
             args.config.display()
         )
     })?;
-    let path = session::session_path(&config.base, &t);
+    let path = config.resolve(&t.session);
     Ok((config, t, path))
 }
 

@@ -71,7 +71,7 @@ pub async fn run(args: PlayArgs) -> Result<()> {
                 "that config has no [telegram] section (see the README's \"Running against Telegram\")".to_string()
             })?;
             bind = session::media_ip(t);
-            let path = session::session_path(&config.base, t);
+            let path = config.resolve(&t.session);
             let opts = TelegramOptions::from_config(t).map_err(anyhow::Error::msg)?;
             Arc::new(session::start(t, &path, opts).await.context("connecting to Telegram")?)
         }

@@ -392,7 +392,7 @@ async fn real_telegram_join_play_and_leave() {
     let config = wasmcalls::config::Config::load(std::path::Path::new(&var("WASMCALLS_TELEGRAM_CONFIG"))).unwrap();
     let chat: i64 = var("WASMCALLS_TELEGRAM_CHAT").parse().expect("WASMCALLS_TELEGRAM_CHAT is a chat id");
     let t = config.telegram.clone().expect("the config has a [telegram] section");
-    let session = wasmcalls::telegram::mtproto::session::session_path(&config.base, &t);
+    let session = config.resolve(&t.session);
     let account = wasmcalls::telegram::mtproto::session::whoami(&t, &session).await.expect("the session is signed in");
 
     let dir = tempfile::tempdir().unwrap();

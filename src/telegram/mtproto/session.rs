@@ -5,7 +5,7 @@
 use std::io::{self, BufRead, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +84,19 @@ pub async fn connect(cfg: &TelegramConfig, path: &Path) -> Result<Connection, Te
     Ok(Connection { rpc: MtProto::new(client, session), handle: pool.handle, updates: Some(pool.updates), runner })
 }
 
+/// Connects with a session that exists and is signed in, and says as whom; else
+/// "not logged in", without creating a session file.
+async fn connect_signed_in(cfg: &TelegramConfig, path: &Path) -> Result<(Connection, i64), TelegramError> {
+    if !path.exists() {
+        return Err(TelegramError::NotLoggedIn(format!("no session at {}", path.display())));
+    }
+    let conn = connect(cfg, path).await?;
+    let me = signed_in_as(&conn.rpc.session)
+        .await
+        .ok_or_else(|| TelegramError::NotLoggedIn(format!("the session at {} is not signed in", path.display())))?;
+    Ok((conn, me))
+}
+
 /// Starts the backend from `[telegram]`: the session must be signed in (else "run
 /// `wasmcalls login`"); updates are routed from then on.
 pub async fn start(
@@ -91,13 +104,7 @@ pub async fn start(
     path: &Path,
     opts: TelegramOptions,
 ) -> Result<Telegram<MtProto>, TelegramError> {
-    if !path.exists() {
-        return Err(TelegramError::NotLoggedIn(format!("no session at {}", path.display())));
-    }
-    let mut conn = connect(cfg, path).await?;
-    let me = signed_in_as(&conn.rpc.session)
-        .await
-        .ok_or_else(|| TelegramError::NotLoggedIn(format!("the session at {} is not signed in", path.display())))?;
+    let (mut conn, me) = connect_signed_in(cfg, path).await?;
     // A revoked session fails here rather than at the first join; an unreachable
     // Telegram does not stop the host (connections are retried on demand).
     match tokio::time::timeout(ANSWER_TIMEOUT, conn.rpc.client.get_me()).await {
@@ -295,13 +302,7 @@ pub async fn login(cfg: &TelegramConfig, path: &Path, prompt: &mut dyn Prompt) -
 
 /// `whoami`: asks Telegram who the session is.
 pub async fn whoami(cfg: &TelegramConfig, path: &Path) -> Result<Account, TelegramError> {
-    if !path.exists() {
-        return Err(TelegramError::NotLoggedIn(format!("no session at {}", path.display())));
-    }
-    let conn = connect(cfg, path).await?;
-    if signed_in_as(&conn.rpc.session).await.is_none() {
-        return Err(TelegramError::NotLoggedIn(format!("the session at {} is not signed in", path.display())));
-    }
+    let (conn, _) = connect_signed_in(cfg, path).await?;
     let me = tokio::time::timeout(ANSWER_TIMEOUT, conn.rpc.client.get_me())
         .await
         .map_err(|_| TelegramError::Network {
@@ -321,11 +322,6 @@ pub enum LoginError {
     Prompt(#[from] io::Error),
     #[error("signing in failed: {0}")]
     SignIn(String),
-}
-
-/// The session file `[telegram] session` names, resolved against the config's folder.
-pub fn session_path(base: &Path, cfg: &TelegramConfig) -> PathBuf {
-    if cfg.session.is_absolute() { cfg.session.clone() } else { base.join(&cfg.session) }
 }
 
 #[cfg(test)]
