@@ -339,7 +339,10 @@ async fn a_rejoin_onto_another_media_server_drops_the_call_and_says_why() {
     let (host, _tg, file) = host_on(&fake, Duration::from_millis(100)).await;
     let mut events = host.app.events();
     assert_eq!(host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": file })).await, json!({ "ok": null }));
-    let moved = r#"{"transport":{"ufrag":"x","pwd":"y","fingerprints":[],"candidates":[]}}"#;
+    let moved = r#"{"transport":{"ufrag":"x","pwd":"y",
+        "fingerprints":[{"hash":"sha-256","setup":"passive","fingerprint":"AA:BB"}],
+        "candidates":[{"generation":"0","component":"1","protocol":"udp","port":"40000","ip":"127.0.0.2",
+                       "foundation":"1","id":"1","priority":"2130706431","type":"host","network":"1"}]}}"#;
     fake.seen(|s| {
         s.sources.clear();
         s.next_join = Some(updates(vec![samples::connection(moved)]));

@@ -30,6 +30,7 @@ use self::requests::{CallRef, ChatKind, Checked};
 use self::router::{JoinedCall, Router};
 use self::rpc::{Rpc, classify};
 use super::{Backend, BoxFuture, ChatId, GroupCallServer, TelegramError, Update};
+use crate::transport::join::Transport;
 use crate::transport::{JoinParams, TransportAnswer};
 
 /// How the backend behaves.
@@ -83,7 +84,7 @@ struct Inner<R> {
 struct Joined {
     call: JoinedCall,
     params: String,
-    transport: serde_json::Value,
+    transport: Transport,
     keep_alive: tokio::task::AbortHandle,
 }
 
@@ -162,8 +163,8 @@ impl<R: Rpc> Telegram<R> {
         self.inner.rpc.invoke(request).await.map_err(|e| classify(name, e))
     }
 
-    /// `phone.joinGroupCall` → the transport JSON; the answer's updates are fed on.
-    async fn send_join(&self, chat: ChatId, call: CallRef, params: &str) -> Result<String, TelegramError> {
+    /// `phone.joinGroupCall` → the transport to connect to; the answer's updates are fed on.
+    async fn send_join(&self, chat: ChatId, call: CallRef, params: &str) -> Result<TransportAnswer, TelegramError> {
         let hash = self.inner.opts.invite_hashes.get(&chat).cloned();
         let answer = self.invoke("phone.joinGroupCall", &requests::join(call, params.to_owned(), hash)).await?;
         let transport = requests::transport_of(&answer)?;
@@ -174,7 +175,7 @@ impl<R: Rpc> Telegram<R> {
         };
         let updates: Vec<tl::enums::Update> = requests::updates_in(&answer).into_iter().cloned().collect();
         self.feed_about(&updates, chats, Some(chat));
-        Ok(transport)
+        Ok(TransportAnswer::parse(&transport)?)
     }
 
     fn forget(&self, chat: ChatId) -> Option<JoinedCall> {
@@ -210,15 +211,14 @@ impl<R: Rpc> GroupCallServer for Telegram<R> {
             let call = self.find_call(chat).await?;
             let ssrc = params.ssrc as u32;
             let params = params.to_json();
-            let json = self.send_join(chat, call, &params).await?;
-            let answer = TransportAnswer::parse(&json)?;
+            let answer = self.send_join(chat, call, &params).await?;
             let joined = JoinedCall { chat, call, ssrc };
             let keep_alive =
                 tokio::spawn(keep_alive(Arc::downgrade(&self.inner), chat, self.inner.opts.check_interval));
             let entry = Joined {
                 call: joined,
                 params,
-                transport: transport_part(&json),
+                transport: answer.transport.clone(),
                 keep_alive: keep_alive.abort_handle(),
             };
             self.inner.joined.lock().expect("joined lock").insert(chat, entry);
@@ -238,14 +238,6 @@ impl<R: Rpc> GroupCallServer for Telegram<R> {
             Ok(())
         })
     }
-}
-
-/// The part of a transport JSON that decides whether our connection still fits.
-fn transport_part(json: &str) -> serde_json::Value {
-    serde_json::from_str::<serde_json::Value>(json)
-        .ok()
-        .and_then(|mut v| v.get_mut("transport").map(|t| t.take()))
-        .unwrap_or_default()
 }
 
 /// Checks every `every` that Telegram still has our source; rejoins when it does not.
@@ -295,8 +287,8 @@ async fn rejoin<R: Rpc>(tg: &Telegram<R>, chat: ChatId, call: JoinedCall) -> Res
         let j = joined.get(&chat).ok_or("left meanwhile")?;
         (j.params.clone(), j.transport.clone())
     };
-    let json = tg.send_join(chat, call.call, &params).await.map_err(|e| format!("rejoining failed: {e}"))?;
-    if transport_part(&json) != transport {
+    let answer = tg.send_join(chat, call.call, &params).await.map_err(|e| format!("rejoining failed: {e}"))?;
+    if answer.transport != transport {
         return Err("Telegram moved the call to another media server; join again".into());
     }
     Ok(())
