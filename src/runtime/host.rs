@@ -83,6 +83,13 @@ impl PluginState {
     fn host_since(&mut self, t0: Instant) {
         self.cpu.host(t0.elapsed());
     }
+
+    /// The calls among `list` the plugin may see, for the contract; host time since `t0`.
+    fn granted(&mut self, list: Vec<CallStatus>, t0: Instant) -> Vec<types::CallStatus> {
+        let r = list.into_iter().filter(|c| self.grants.chat_allowed(c.chat)).map(status_to_wit).collect();
+        self.host_since(t0);
+        r
+    }
 }
 
 impl WasiView for PluginState {
@@ -191,30 +198,14 @@ impl calls::Host for PluginState {
 
     async fn calls(&mut self) -> Vec<types::CallStatus> {
         let t0 = Instant::now();
-        let r = self
-            .manager
-            .calls()
-            .await
-            .into_iter()
-            .filter(|c| self.grants.chat_allowed(c.chat))
-            .map(status_to_wit)
-            .collect();
-        self.host_since(t0);
-        r
+        let all = self.manager.calls().await;
+        self.granted(all, t0)
     }
 
     async fn active_calls(&mut self) -> Vec<types::CallStatus> {
         let t0 = Instant::now();
-        let r = self
-            .manager
-            .active_calls()
-            .await
-            .into_iter()
-            .filter(|c| self.grants.chat_allowed(c.chat))
-            .map(status_to_wit)
-            .collect();
-        self.host_since(t0);
-        r
+        let playing = self.manager.active_calls().await;
+        self.granted(playing, t0)
     }
 
     async fn get_cache_id(&mut self) -> Result<i64, types::CallError> {
