@@ -1,13 +1,19 @@
-//! The host configuration, from TOML. Unknown keys and bad values are errors that
-//! name the key and the line; relative paths are resolved against the file's folder.
+//! The host configuration as it is written: plain serde structs read from TOML.
+//!
+//! This module knows nothing of the host — it imports none of its modules. A key left
+//! out is `None` here; what it then means (the default) belongs to the part of the
+//! host that uses it, and `app::options` resolves a [`Config`] into those parts'
+//! options in one step. Unknown keys and malformed values are errors here, naming the
+//! key and its line; errors found while resolving name their key too, and
+//! [`Config::line_of`] finds its line.
 //!
 //! ```toml
 //! [host]
-//! api_port = 24859            # the custom API's port (get-port-server)
+//! api_port = 24859            # the HTTP API (get-port-server); 0 picks a free port
 //! log = "info"                # tracing filter, overridden by WASMCALLS_LOG
 //! cache_dir = ".wasmcalls/cache"
 //!
-//! [loopback]                  # the default backend: no Telegram credentials needed
+//! [loopback]                  # the default Telegram side: no credentials needed
 //! user_id = 777000001
 //! control = "127.0.0.1:24860" # HTTP control: kick / invite / end calls
 //! record_dir = "heard"        # one WAV per participant
@@ -16,7 +22,7 @@
 //! title = "demo"
 //! active_call = true
 //!
-//! [telegram]                 # present: real Telegram over MTProto instead of the loopback
+//! [telegram]                  # present: real Telegram over MTProto instead of the loopback
 //! api_id = 12345              # from https://my.telegram.org
 //! api_hash = "0123456789abcdef0123456789abcdef"
 //! session = "wasmcalls.session"  # written by `wasmcalls login`
@@ -28,20 +34,22 @@
 //! settings = { chat = -1001185324811, playlist = ["a.raw"] }
 //! ```
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::telegram::loopback::Chat;
-
-/// Why a configuration could not be used.
+/// Why a configuration file could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// Not TOML, an unknown key, or a value of the wrong type; the message names the
+    /// key and shows the line.
+    #[error("{file}{}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Syntax { file: String, line: Option<usize>, message: String },
 }
 
 /// The whole file.
@@ -57,105 +65,76 @@ pub struct Config {
     pub telegram: Option<TelegramConfig>,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
-    /// Where the file lives; relative paths in it are resolved against this.
+    /// Where it was read from.
     #[serde(skip)]
-    pub base: PathBuf,
+    pub source: Source,
+}
+
+/// The file a [`Config`] came from: relative paths in it are relative to its folder.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// The file as it was named (for messages); empty for a config parsed from text.
+    pub file: PathBuf,
+    /// The folder relative paths in the file are resolved against, as given.
+    pub folder: PathBuf,
+    /// The text, kept so errors found later can point at a line.
+    pub text: String,
 }
 
 /// `[host]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
-    /// Port of the HTTP API (`POST /api`, `/healthz`, `/metrics`, `/status`); 0 picks a free one.
-    #[serde(default = "default_api_port")]
-    pub api_port: u16,
-    /// Address the HTTP API binds to. Anything but loopback requires `api_token`.
-    #[serde(default = "default_api_bind")]
-    pub api_bind: std::net::IpAddr,
-    /// Bearer token required on every API request except `/healthz` (when set).
-    #[serde(default)]
+    /// Port of the HTTP API; 0 picks a free one.
+    pub api_port: Option<u16>,
+    /// Address the HTTP API binds; anything but loopback needs `api_token`.
+    pub api_bind: Option<IpAddr>,
+    /// Bearer token for every API request except `/healthz`.
     pub api_token: Option<String>,
     /// Largest request body, in bytes.
-    #[serde(default = "default_max_body")]
-    pub api_max_body: usize,
+    pub api_max_body: Option<usize>,
     /// How long a plugin may take to answer, in milliseconds.
-    #[serde(default = "default_api_timeout")]
-    pub api_timeout_ms: u64,
-    /// Requests one plugin may have in flight; more get 429.
-    #[serde(default = "default_api_concurrency")]
-    pub api_concurrency: usize,
-    /// Plugin that answers `POST /api` (the seed's route); default: the first plugin.
-    #[serde(default)]
+    pub api_timeout_ms: Option<u64>,
+    /// Requests one plugin may have in flight.
+    pub api_concurrency: Option<usize>,
+    /// The plugin answering `POST /api`; default: the first with an API.
     pub default_plugin: Option<String>,
     /// Reload a plugin when its `.wasm` changes.
-    #[serde(default = "yes")]
-    pub hot_reload: bool,
-    #[serde(default = "default_log")]
-    pub log: String,
-    #[serde(default)]
+    pub hot_reload: Option<bool>,
+    /// The log filter (`info`, `debug`, `wasmcalls=debug,…`).
+    pub log: Option<String>,
+    /// The compile cache folder.
     pub cache_dir: Option<PathBuf>,
-}
-
-fn default_api_port() -> u16 {
-    24859
-}
-fn default_log() -> String {
-    "info".into()
-}
-fn default_api_bind() -> std::net::IpAddr {
-    std::net::IpAddr::from([127, 0, 0, 1])
-}
-fn default_max_body() -> usize {
-    64 * 1024
-}
-fn default_api_timeout() -> u64 {
-    5_000
-}
-fn default_api_concurrency() -> usize {
-    8
-}
-
-impl Default for HostConfig {
-    fn default() -> Self {
-        HostConfig {
-            api_port: default_api_port(),
-            api_bind: default_api_bind(),
-            api_token: None,
-            api_max_body: default_max_body(),
-            api_timeout_ms: default_api_timeout(),
-            api_concurrency: default_api_concurrency(),
-            default_plugin: None,
-            hot_reload: true,
-            log: default_log(),
-            cache_dir: None,
-        }
-    }
+    /// Largest size of the compile cache, in MiB; the least recently used entries go first.
+    pub cache_max_mb: Option<u64>,
+    /// Pacer threads calls are spread over (default: one per core).
+    pub pacer_shards: Option<usize>,
 }
 
 /// `[loopback]`: the embedded loopback Telegram.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoopbackConfig {
-    #[serde(default = "default_user")]
-    pub user_id: i64,
-    /// Address of the HTTP control endpoint; none if absent.
-    #[serde(default)]
+    /// The simulated account's user id.
+    pub user_id: Option<i64>,
+    /// Address of the HTTP control endpoint.
     pub control: Option<SocketAddr>,
-    #[serde(default)]
+    /// Where what each participant hears is written as WAV.
     pub record_dir: Option<PathBuf>,
-    /// Simulated chats; when empty, any chat id has an active call.
+    /// Simulated chats; none listed: any chat id has an active call.
     #[serde(default)]
-    pub chats: Vec<Chat>,
+    pub chats: Vec<ChatConfig>,
 }
 
-fn default_user() -> i64 {
-    crate::telegram::loopback::DEFAULT_USER_ID
-}
-
-impl Default for LoopbackConfig {
-    fn default() -> Self {
-        LoopbackConfig { user_id: default_user(), control: None, record_dir: None, chats: Vec::new() }
-    }
+/// `[[loopback.chats]]`: one simulated chat.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatConfig {
+    pub id: i64,
+    #[serde(default)]
+    pub title: String,
+    /// Whether a voice chat is running in it (default true).
+    pub active_call: Option<bool>,
 }
 
 /// `[telegram]`: a user account over MTProto.
@@ -166,245 +145,254 @@ pub struct TelegramConfig {
     pub api_id: i32,
     /// The application's hash from the same page.
     pub api_hash: String,
-    /// The SQLite session `wasmcalls login` writes (mode 0600).
-    #[serde(default = "default_session")]
-    pub session: PathBuf,
-    /// Local address our media sockets bind (and offer as their ICE candidate);
-    /// default: this machine's address on its default route. Behind NAT nothing is
-    /// needed: Telegram's ICE-lite servers learn the public address from our checks.
-    #[serde(default)]
-    pub media_ip: Option<std::net::IpAddr>,
+    /// The SQLite session `wasmcalls login` writes.
+    pub session: Option<PathBuf>,
+    /// Local address media sockets bind.
+    pub media_ip: Option<IpAddr>,
     /// Seconds between `phone.checkGroupCall` keep-alives per call.
-    #[serde(default = "default_check_interval")]
-    pub check_interval_s: u64,
-    /// Longest `FLOOD_WAIT` waited out before a request fails instead, in seconds.
-    #[serde(default = "default_flood_wait")]
-    pub max_flood_wait_s: u64,
-    /// Invite hashes (from `t.me/…?voicechat=<hash>` links) to join with, by chat id.
+    pub check_interval_s: Option<u64>,
+    /// Longest `FLOOD_WAIT` waited out, in seconds.
+    pub max_flood_wait_s: Option<u64>,
+    /// Invite hashes by chat id (written as a string key).
     #[serde(default)]
-    pub invite_hashes: std::collections::BTreeMap<String, String>,
-}
-
-impl TelegramConfig {
-    /// `invite_hashes` keyed by chat id.
-    pub fn invite_hashes(&self) -> Result<std::collections::HashMap<i64, String>, String> {
-        self.invite_hashes
-            .iter()
-            .map(|(k, v)| match k.parse::<i64>() {
-                Ok(chat) => Ok((chat, v.clone())),
-                Err(_) => Err(format!("telegram.invite_hashes: {k:?} is not a chat id (e.g. \"-1001185324811\")")),
-            })
-            .collect()
-    }
-}
-
-fn default_session() -> PathBuf {
-    "wasmcalls.session".into()
-}
-fn default_check_interval() -> u64 {
-    5
-}
-fn default_flood_wait() -> u64 {
-    120
+    pub invite_hashes: BTreeMap<String, String>,
 }
 
 /// `[[plugins]]`: one bot.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// Unique; used in logs and the custom API route.
+    /// Unique; used in logs and the API route.
     pub name: String,
     /// The component to load.
     pub wasm: PathBuf,
-    /// A cargo project (crate or workspace) built with
-    /// `cargo build --release --target wasm32-wasip2` before loading.
-    #[serde(default)]
+    /// A cargo project built with `cargo build --release --target wasm32-wasip2`
+    /// before loading (or the folder `build_command` runs in).
     pub build: Option<PathBuf>,
-    /// For other languages: a shell command that builds `wasm`, run in `build` (or the
-    /// config's folder) instead of cargo, e.g. `componentize-py … -o bot.wasm`.
-    #[serde(default)]
+    /// A shell command that builds `wasm` (any toolchain).
     pub build_command: Option<String>,
-    /// Whether `POST /api/<name>` reaches this plugin.
-    #[serde(default = "yes")]
-    pub api: bool,
-    /// Passed to the plugin as JSON (`settings` import).
-    #[serde(default = "empty_table")]
+    /// Whether `POST /api/<name>` reaches it (default true).
+    pub api: Option<bool>,
+    /// Handed to the plugin as a JSON object.
+    #[serde(default)]
     pub settings: toml::Table,
-    /// Chats and folders the plugin may use; none unless granted.
     #[serde(default)]
-    pub grants: crate::runtime::grants::GrantsConfig,
-    /// CPU, memory, queue and log limits (defaults: 1000 ms/event, 64 MiB, 1024, 50 lines/s).
+    pub grants: GrantsConfig,
     #[serde(default)]
-    pub limits: crate::runtime::limits::Limits,
+    pub limits: LimitsConfig,
 }
 
-fn yes() -> bool {
-    true
+/// `[plugins.grants]`: what the plugin may touch; nothing unless written here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsConfig {
+    /// Chat ids, or the word "all".
+    #[serde(default)]
+    pub chats: ChatsConfig,
+    /// Folders the plugin may stream from (read-only).
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
 }
 
-fn empty_table() -> toml::Table {
-    toml::Table::new()
+/// A list of chat ids, or a word (only "all" means something).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ChatsConfig {
+    List(Vec<i64>),
+    Word(String),
+}
+
+impl Default for ChatsConfig {
+    fn default() -> Self {
+        ChatsConfig::List(Vec::new())
+    }
+}
+
+/// `[plugins.limits]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub memory_mb: Option<u32>,
+    pub cpu_ms_per_event: Option<u32>,
+    pub queue: Option<usize>,
+    pub log_lines_per_s: Option<u32>,
+    pub max_traps: Option<u32>,
+    pub crash_window_s: Option<u32>,
 }
 
 impl Config {
-    /// Reads and validates `path`.
+    /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Config::parse(&text, &base).map_err(|message| ConfigError::Invalid { path: path.into(), message })
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Config::parse_from(text, path.to_path_buf(), folder)
     }
 
-    /// Parses TOML text; `base` resolves relative paths.
-    pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
-        let mut c: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
-        c.base = base.to_path_buf();
-        c.validate()?;
-        Ok(c)
+    /// Parses TOML text whose relative paths are relative to `folder`.
+    pub fn parse(text: &str, folder: &Path) -> Result<Config, ConfigError> {
+        Config::parse_from(text.to_owned(), PathBuf::new(), folder.to_path_buf())
     }
 
-    fn validate(&self) -> Result<(), String> {
-        let h = &self.host;
-        if !h.api_bind.is_loopback() && h.api_token.as_deref().is_none_or(str::is_empty) {
-            return Err(format!(
-                "host.api_bind = {} exposes the API beyond this machine: set host.api_token too \
-                 (clients then send `Authorization: Bearer <token>`)",
-                h.api_bind
-            ));
-        }
-        if let Some(d) = &h.default_plugin
-            && !self.plugins.iter().any(|p| &p.name == d)
-        {
-            return Err(format!("host.default_plugin = {d:?} names no plugin in this file"));
-        }
-        if h.api_concurrency == 0 || h.api_timeout_ms == 0 || h.api_max_body == 0 {
-            return Err("host.api_concurrency, api_timeout_ms and api_max_body must be above 0".into());
-        }
-        if let Some(t) = &self.telegram {
-            if t.api_id <= 0 || t.api_hash.len() != 32 || !t.api_hash.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err("telegram: api_id must be a positive number and api_hash 32 hex digits, \
-                     both from https://my.telegram.org → API development tools"
-                    .into());
+    fn parse_from(text: String, file: PathBuf, folder: PathBuf) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| line_at(&text, s.start));
+            ConfigError::Syntax { file: describe(&file), line, message: e.message().trim_end().to_owned() }
+        })?;
+        config.source = Source { file, folder, text };
+        Ok(config)
+    }
+
+    /// The file's name for messages (`<config>` when parsed from text).
+    pub fn file_name(&self) -> String {
+        describe(&self.source.file)
+    }
+
+    /// The line `key` is written on, if it is in the file.
+    pub fn line_of(&self, key: &KeyPath) -> Option<usize> {
+        let root = toml::de::DeTable::parse(&self.source.text).ok()?;
+        let mut span = root.span();
+        let mut table = root.get_ref();
+        let mut value: Option<&toml::de::DeValue<'_>> = None;
+        for part in &key.0 {
+            let found = match (part, value) {
+                (Key::Name(name), None) => find(table, name),
+                (Key::Name(name), Some(toml::de::DeValue::Table(t))) => find(t, name),
+                (Key::Index(i), Some(toml::de::DeValue::Array(a))) => {
+                    a.get(*i).map(|item| (item.span(), item.get_ref()))
+                }
+                _ => None,
+            };
+            // A key left out: the line of the nearest enclosing one.
+            let Some((next_span, next)) = found else { return Some(line_at(&self.source.text, span.start)) };
+            span = next_span;
+            value = Some(next);
+            if let toml::de::DeValue::Table(t) = next {
+                table = t;
             }
-            if t.check_interval_s == 0 {
-                return Err("telegram.check_interval_s must be above 0".into());
-            }
-            t.invite_hashes()?;
         }
-        let mut seen = std::collections::HashSet::new();
-        for p in &self.plugins {
-            let ok = !p.name.is_empty()
-                && p.name.len() <= 64
-                && p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !ok {
-                return Err(format!(
-                    "plugins: name {:?} must be 1–64 letters, digits, '-' or '_' (it is used in URLs and logs)",
-                    p.name
-                ));
-            }
-            p.limits.validate().map_err(|e| format!("plugins.{}: {e}", p.name))?;
-            if !seen.insert(&p.name) {
-                return Err(format!("plugins: two plugins are named {:?}; names must be unique", p.name));
+        Some(line_at(&self.source.text, span.start))
+    }
+}
+
+fn find<'a, 'i>(
+    table: &'a toml::de::DeTable<'i>,
+    name: &str,
+) -> Option<(std::ops::Range<usize>, &'a toml::de::DeValue<'i>)> {
+    table.iter().find(|(k, _)| k.get_ref().as_ref() == name).map(|(k, v)| {
+        // Point at the key for a table or array of tables, at the value otherwise.
+        let span = if matches!(v.get_ref(), toml::de::DeValue::Table(_)) { k.span() } else { v.span() };
+        (span, v.get_ref())
+    })
+}
+
+fn describe(file: &Path) -> String {
+    if file.as_os_str().is_empty() { "<config>".to_owned() } else { file.display().to_string() }
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// A key in the file, e.g. `plugins[1].grants.files`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPath(pub Vec<Key>);
+
+/// One step of a [`KeyPath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    Name(String),
+    Index(usize),
+}
+
+impl KeyPath {
+    /// `a.b.c` from its dotted names.
+    pub fn of(dotted: &str) -> KeyPath {
+        KeyPath(dotted.split('.').map(|n| Key::Name(n.to_owned())).collect())
+    }
+
+    /// The key of the `index`-th `[[plugins]]`, then `rest` (dotted) below it.
+    pub fn plugin(index: usize, rest: &str) -> KeyPath {
+        let mut k = vec![Key::Name("plugins".into()), Key::Index(index)];
+        k.extend(rest.split('.').filter(|n| !n.is_empty()).map(|n| Key::Name(n.to_owned())));
+        KeyPath(k)
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, k) in self.0.iter().enumerate() {
+            match k {
+                Key::Name(n) if i == 0 => write!(f, "{n}")?,
+                Key::Name(n) => write!(f, ".{n}")?,
+                Key::Index(j) => write!(f, "[{j}]")?,
             }
         }
         Ok(())
     }
-
-    /// Resolves a path from the file against its folder.
-    pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
-    }
-
-    /// The compile cache folder (default `.wasmcalls/cache` beside the file).
-    pub fn cache_dir(&self) -> PathBuf {
-        self.resolve(self.host.cache_dir.as_deref().unwrap_or(Path::new(".wasmcalls/cache")))
-    }
-}
-
-/// A plugin's settings as the JSON object the plugin reads.
-pub fn settings_json(t: &toml::Table) -> serde_json::Value {
-    serde_json::to_value(t).unwrap_or(serde_json::Value::Null)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/wasmcalls"))
+    }
+
     #[test]
-    fn an_empty_file_is_the_defaults() {
-        let c = Config::parse("", Path::new("/etc/wasmcalls")).unwrap();
-        assert_eq!(c.host.api_port, 24859);
-        assert!(c.plugins.is_empty());
-        assert_eq!(c.cache_dir(), Path::new("/etc/wasmcalls/.wasmcalls/cache"));
+    fn an_empty_file_leaves_everything_to_the_defaults() {
+        let c = parse("").unwrap();
+        assert!(c.host.api_port.is_none() && c.plugins.is_empty() && c.telegram.is_none());
+        assert_eq!(c.source.folder, Path::new("/etc/wasmcalls"));
     }
 
     #[test]
     fn unknown_keys_name_the_key_and_line() {
-        let err = Config::parse("[host]\napi_port = 1\nlisten = 3\n", Path::new(".")).unwrap_err();
+        let err = parse("[host]\napi_port = 1\nlisten = 3\n").unwrap_err().to_string();
         assert!(err.contains("line 3") && err.contains("listen"), "{err}");
-        let err =
-            Config::parse("[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\npath = \"x\"\n", Path::new(".")).unwrap_err();
+        let err = parse("[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\npath = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("line 4") && err.contains("path"), "{err}");
     }
 
     #[test]
     fn bad_values_name_the_key_and_line() {
-        let err = Config::parse("[host]\napi_port = 70000\n", Path::new(".")).unwrap_err();
+        let err = parse("[host]\napi_port = 70000\n").unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
-        let err = Config::parse("[loopback]\ncontrol = \"not an address\"\n", Path::new(".")).unwrap_err();
+        let err = parse("[loopback]\ncontrol = \"not an address\"\n").unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
-        let err = Config::parse("[[plugins]]\nname = \"a\"\n", Path::new(".")).unwrap_err();
+        let err = parse("[[plugins]]\nname = \"a\"\n").unwrap_err().to_string();
         assert!(err.contains("wasm"), "{err}");
     }
 
     #[test]
-    fn a_public_api_needs_a_token() {
-        let err = Config::parse("[host]\napi_bind = \"0.0.0.0\"\n", Path::new(".")).unwrap_err();
-        assert!(err.contains("api_token"), "{err}");
-        Config::parse("[host]\napi_bind = \"0.0.0.0\"\napi_token = \"s3cret\"\n", Path::new(".")).unwrap();
-        let err = Config::parse("[host]\ndefault_plugin = \"x\"\n", Path::new(".")).unwrap_err();
-        assert!(err.contains("names no plugin"), "{err}");
+    fn keys_are_found_on_their_lines() {
+        let text = "[host]\napi_port = 1\n\n[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\n\
+                    [[plugins]]\nname = \"b\"\nwasm = \"b.wasm\"\ngrants = { files = [\"x\"] }\n\
+                    [plugins.limits]\nqueue = 0\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.line_of(&KeyPath::of("host.api_port")), Some(2));
+        assert_eq!(c.line_of(&KeyPath::plugin(0, "name")), Some(5));
+        assert_eq!(c.line_of(&KeyPath::plugin(1, "grants.files")), Some(10));
+        assert_eq!(c.line_of(&KeyPath::plugin(1, "limits.queue")), Some(12));
+        assert_eq!(KeyPath::plugin(1, "grants.files").to_string(), "plugins[1].grants.files");
+        // A key left out: the nearest enclosing one.
+        assert_eq!(c.line_of(&KeyPath::plugin(0, "grants.files")), Some(4));
     }
 
     #[test]
-    fn telegram_section_is_checked() {
-        let c = Config::parse(
-            "[telegram]\napi_id = 12345\napi_hash = \"0123456789abcdef0123456789abcdef\"\nsession = \"me.session\"\n",
-            Path::new("/srv/bot"),
-        )
-        .unwrap();
-        let t = c.telegram.as_ref().unwrap();
-        assert_eq!((t.api_id, t.check_interval_s, t.max_flood_wait_s), (12345, 5, 120));
-        assert_eq!(c.resolve(&t.session), Path::new("/srv/bot/me.session"));
-        let hashes =
-            "[telegram]\napi_id = 1\napi_hash = \"0123456789abcdef0123456789abcdef\"\n[telegram.invite_hashes]\n";
-        let c = Config::parse(&format!("{hashes}\"-100123\" = \"abc\"\n"), Path::new(".")).unwrap();
-        assert_eq!(c.telegram.unwrap().invite_hashes().unwrap()[&-100123], "abc");
-        let err = Config::parse(&format!("{hashes}demo = \"abc\"\n"), Path::new(".")).unwrap_err();
-        assert!(err.contains("not a chat id"), "{err}");
-        let err = Config::parse("[telegram]\napi_id = 1\napi_hash = \"nope\"\n", Path::new(".")).unwrap_err();
-        assert!(err.contains("my.telegram.org"), "{err}");
-        let err =
-            Config::parse("[telegram]\napi_hash = \"0123456789abcdef0123456789abcdef\"\n", Path::new(".")).unwrap_err();
-        assert!(err.contains("api_id"), "{err}");
-    }
-
-    #[test]
-    fn plugin_names_are_checked() {
-        let two = "[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\n[[plugins]]\nname = \"a\"\nwasm = \"b.wasm\"\n";
-        assert!(Config::parse(two, Path::new(".")).unwrap_err().contains("unique"));
-        let bad = "[[plugins]]\nname = \"a/b\"\nwasm = \"a.wasm\"\n";
-        assert!(Config::parse(bad, Path::new(".")).unwrap_err().contains("letters"));
-    }
-
-    #[test]
-    fn settings_become_json_and_paths_resolve() {
-        let c = Config::parse(
-            "[[plugins]]\nname = \"j\"\nwasm = \"p/j.wasm\"\nsettings = { chat = -100, playlist = [\"a.raw\"] }\n",
-            Path::new("/srv/bot"),
+    fn settings_and_sections_are_kept_as_written() {
+        let c = parse(
+            "[[plugins]]\nname = \"j\"\nwasm = \"p/j.wasm\"\nsettings = { chat = -100, playlist = [\"a.raw\"] }\n\
+             grants = { chats = \"all\" }\n[telegram]\napi_id = 1\napi_hash = \"x\"\n",
         )
         .unwrap();
         let p = &c.plugins[0];
-        assert_eq!(c.resolve(&p.wasm), Path::new("/srv/bot/p/j.wasm"));
-        assert_eq!(settings_json(&p.settings), serde_json::json!({ "chat": -100, "playlist": ["a.raw"] }));
+        assert_eq!(p.settings["chat"].as_integer(), Some(-100));
+        assert!(matches!(&p.grants.chats, ChatsConfig::Word(w) if w == "all"));
+        assert_eq!(c.telegram.unwrap().api_id, 1);
     }
 }

@@ -1,3 +1,7 @@
+//! The `wasmcalls` command: every subcommand is built on the library's public API.
+
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    wasmcalls::cli::main()
+    cli::main()
 }

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::media::{CallId, MediaError, MediaPlane};
-use crate::telegram::{ChatId, GroupCallServer, TelegramError};
+use crate::telegram::{ChatId, Telegram, TelegramError};
 use crate::transport::{OutboundPeer, PeerError};
 
 /// Why a join failed, at whichever step.
@@ -25,22 +25,22 @@ pub struct Dialed {
     pub ssrc: u32,
 }
 
-/// Joins `chat`'s group call through `server` and waits until media can flow.
+/// Joins `chat`'s group call through `telegram` and waits until media can flow.
 pub async fn dial(
     media: &MediaPlane,
-    server: &dyn GroupCallServer,
+    telegram: &dyn Telegram,
     chat: ChatId,
     bind_ip: IpAddr,
 ) -> Result<Dialed, DialError> {
     let mut peer = OutboundPeer::new(bind_ip)?;
     let params = peer.join_params().map_err(PeerError::from)?;
-    let answer = match server.join(chat, &params).await {
+    let answer = match telegram.join(chat, &params).await {
         // Another participant holds our random SSRC: a fresh peer draws a new one.
-        Err(TelegramError::Rpc { name, .. }) if name.starts_with("GROUPCALL_SSRC_DUPLICATE_MUCH") => {
+        Err(TelegramError::SsrcTaken { .. }) => {
             tracing::warn!(chat, ssrc = peer.ssrc, "Telegram says our SSRC is taken; joining with a new one");
             peer = OutboundPeer::new(bind_ip)?;
             let params = peer.join_params().map_err(PeerError::from)?;
-            server.join(chat, &params).await?
+            telegram.join(chat, &params).await?
         }
         other => other?,
     };
@@ -53,7 +53,7 @@ pub async fn dial(
         Ok(call) => Ok(Dialed { call, ssrc }),
         Err(e) => {
             // Telegram has us as a participant: do not leave a ghost behind.
-            if let Err(le) = server.leave(chat, ssrc).await {
+            if let Err(le) = telegram.leave(chat, ssrc).await {
                 tracing::warn!(chat, "leaving after a failed connection failed too: {le}");
             }
             Err(e)

@@ -1,6 +1,8 @@
 //! The errors a command can end in: PyTgCalls' five exceptions plus the host's own.
-//! The plugin runtime maps each variant one to one onto the WIT `call-error`.
+//! The plugin runtime maps each variant one to one onto the WIT `call-error`, except
+//! [`CallError::Internal`], a host fault that traps instead.
 
+use crate::media::MediaError;
 use crate::telegram::{ChatId, TelegramError};
 
 /// Why a call command failed.
@@ -29,6 +31,10 @@ pub enum CallError {
     FileError(String),
     #[error("{0}")]
     Other(String),
+    /// A fault of the host, not of the command: never the plugin's problem to handle,
+    /// so the runtime traps the plugin's call instead of returning it.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl CallError {
@@ -40,14 +46,19 @@ impl CallError {
             TelegramError::NotLoggedIn(_) | TelegramError::Network { .. } | TelegramError::Session { .. } => {
                 CallError::ClientNotRunning
             }
+            TelegramError::NoAccount(_) => CallError::NoClient,
             TelegramError::NotAGroup(_) | TelegramError::UnknownChat(_) => CallError::InvalidArgument(e.to_string()),
-            TelegramError::Rpc { ref name, .. }
-                if name.starts_with("CHAT_ADMIN_REQUIRED")
-                    || name.starts_with("CHANNEL_PRIVATE")
-                    || name.ends_with("FORBIDDEN") =>
-            {
-                CallError::PermissionDenied(e.to_string())
-            }
+            TelegramError::Forbidden { .. } => CallError::PermissionDenied(e.to_string()),
+            other => CallError::Other(other.to_string()),
+        }
+    }
+
+    /// The contract's variant for a media-plane failure.
+    pub fn from_media(e: MediaError) -> CallError {
+        match e {
+            MediaError::Down | MediaError::Spawn(_) => CallError::HostCoreNotRunning,
+            // The manager knows a call the media plane does not: a bug of ours.
+            e @ MediaError::UnknownCall(_) => CallError::Internal(e.to_string()),
             other => CallError::Other(other.to_string()),
         }
     }

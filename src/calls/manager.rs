@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tokio::sync::{broadcast, mpsc};
 
@@ -18,10 +20,10 @@ use super::error::CallError;
 use crate::media::source::SourceError;
 use crate::media::stream::StreamError;
 use crate::media::{CallId, Control, EncoderConfig, MediaEvent, MediaPlane, PcmFormat, StreamId};
-use crate::telegram::{Backend, ChatId, Invite, Update};
+use crate::telegram::{ChatId, Invite, Telegram, Update};
 
 /// What a joined call is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CallState {
     Connecting,
@@ -31,7 +33,7 @@ pub enum CallState {
 }
 
 /// A snapshot of one joined call.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CallStatus {
     pub chat: ChatId,
     pub state: CallState,
@@ -59,7 +61,7 @@ pub enum HostEvent {
 
 /// Settings the manager needs.
 #[derive(Debug, Clone)]
-pub struct ManagerConfig {
+pub struct ManagerOptions {
     /// Address our media sockets bind to.
     pub bind_ip: IpAddr,
     /// Port of the custom HTTP API (`get-port-server`).
@@ -69,7 +71,8 @@ pub struct ManagerConfig {
     pub files_base: PathBuf,
 }
 
-struct Entry {
+/// A call we joined (or are joining), as the manager keeps it.
+struct Joined {
     state: CallState,
     call: Option<CallId>,
     ssrc: u32,
@@ -81,9 +84,9 @@ struct Entry {
 
 struct Inner {
     media: Arc<MediaPlane>,
-    backend: Arc<dyn Backend>,
-    config: ManagerConfig,
-    calls: Mutex<HashMap<ChatId, Entry>>,
+    telegram: Arc<dyn Telegram>,
+    options: ManagerOptions,
+    calls: Mutex<HashMap<ChatId, Joined>>,
     events: mpsc::UnboundedSender<HostEvent>,
 }
 
@@ -94,17 +97,17 @@ pub struct CallManager {
 }
 
 impl CallManager {
-    /// Starts the manager; it takes the media plane's events and the backend's updates.
+    /// Starts the manager; it takes the media plane's events and Telegram's updates.
     pub fn start(
         media: Arc<MediaPlane>,
         media_events: mpsc::UnboundedReceiver<MediaEvent>,
-        backend: Arc<dyn Backend>,
-        config: ManagerConfig,
+        telegram: Arc<dyn Telegram>,
+        options: ManagerOptions,
     ) -> (CallManager, mpsc::UnboundedReceiver<HostEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let updates = backend.updates();
+        let updates = telegram.updates();
         let manager = CallManager {
-            inner: Arc::new(Inner { media, backend, config, calls: Mutex::new(HashMap::new()), events: tx }),
+            inner: Arc::new(Inner { media, telegram, options, calls: Mutex::new(HashMap::new()), events: tx }),
         };
         tokio::spawn(manager.clone().pump(media_events, updates));
         (manager, rx)
@@ -134,7 +137,7 @@ impl CallManager {
     }
 
     fn chat_of(&self, call: CallId) -> Option<ChatId> {
-        let calls = self.inner.calls.lock().expect("calls lock");
+        let calls = self.inner.calls.lock();
         calls.iter().find(|(_, e)| e.call == Some(call)).map(|(c, _)| *c)
     }
 
@@ -146,7 +149,7 @@ impl CallManager {
                     return;
                 };
                 let ended = {
-                    let mut calls = self.inner.calls.lock().expect("calls lock");
+                    let mut calls = self.inner.calls.lock();
                     match calls.get_mut(&chat) {
                         Some(e) if e.stream == Some(stream) => {
                             e.stream = None;
@@ -191,7 +194,7 @@ impl CallManager {
                 self.emit(HostEvent::Invite(invite));
             }
             Update::Lost { chat, reason } => {
-                if self.inner.calls.lock().expect("calls lock").contains_key(&chat) {
+                if self.inner.calls.lock().contains_key(&chat) {
                     self.lost(chat, reason).await;
                 }
             }
@@ -205,7 +208,7 @@ impl CallManager {
         tracing::warn!(chat, "call connection lost: {reason}");
         if let Some(ssrc) = self.drop_call(chat).await {
             // Media is gone but Telegram may still list us: leave, or we linger as a ghost.
-            if let Err(e) = self.inner.backend.leave(chat, ssrc).await {
+            if let Err(e) = self.inner.telegram.leave(chat, ssrc).await {
                 tracing::debug!(chat, "leaving after the loss: {e}");
             }
         }
@@ -216,7 +219,7 @@ impl CallManager {
 
     /// Forgets a call whose other side is gone; its SSRC if there was one.
     async fn drop_call(&self, chat: ChatId) -> Option<u32> {
-        let entry = self.inner.calls.lock().expect("calls lock").remove(&chat)?;
+        let entry = self.inner.calls.lock().remove(&chat)?;
         if let Some(call) = entry.call {
             self.inner.media.remove(call).await;
         }
@@ -224,8 +227,8 @@ impl CallManager {
     }
 
     fn open(&self, path: &Path, format: PcmFormat) -> Result<Box<crate::media::Stream>, CallError> {
-        let path = self.inner.config.files_base.join(path);
-        self.inner.media.open_stream(&path, format, self.inner.config.encoder).map_err(|e| match e {
+        let path = self.inner.options.files_base.join(path);
+        self.inner.media.open_stream(&path, format, self.inner.options.encoder).map_err(|e| match e {
             StreamError::Source(e @ (SourceError::RateTooHigh(_) | SourceError::UnsupportedRate(_))) => {
                 CallError::InvalidArgument(e.to_string())
             }
@@ -233,13 +236,14 @@ impl CallManager {
         })
     }
 
-    /// `join_group_call`: joins `chat`'s call and plays `file` (raw s16le stereo at `rate` Hz).
-    pub async fn join(&self, chat: ChatId, file: &Path, rate: u32) -> Result<(), CallError> {
-        let format = PcmFormat::new(rate, 2).map_err(|e| CallError::InvalidArgument(e.to_string()))?;
+    /// `join_group_call`: joins `chat`'s call and plays `file` (raw s16le stereo at
+    /// `sample_rate` Hz).
+    pub async fn join(&self, chat: ChatId, file: &Path, sample_rate: u32) -> Result<(), CallError> {
+        let format = PcmFormat::new(sample_rate, 2).map_err(|e| CallError::InvalidArgument(e.to_string()))?;
         // Check the file before anything connects.
         let stream = self.open(file, format)?;
         {
-            let mut calls = self.inner.calls.lock().expect("calls lock");
+            let mut calls = self.inner.calls.lock();
             if calls.contains_key(&chat) {
                 return Err(CallError::Other(format!(
                     "already in chat {chat}'s group call; use change-stream to play something else"
@@ -247,7 +251,7 @@ impl CallManager {
             }
             calls.insert(
                 chat,
-                Entry {
+                Joined {
                     state: CallState::Connecting,
                     call: None,
                     ssrc: 0,
@@ -258,11 +262,11 @@ impl CallManager {
                 },
             );
         }
-        let dialed = dial(&self.inner.media, self.inner.backend.as_server(), chat, self.inner.config.bind_ip).await;
+        let dialed = dial(&self.inner.media, self.inner.telegram.as_ref(), chat, self.inner.options.bind_ip).await;
         let dialed = match dialed {
             Ok(d) => d,
             Err(e) => {
-                self.inner.calls.lock().expect("calls lock").remove(&chat);
+                self.inner.calls.lock().remove(&chat);
                 // The plugin gets the contract's variant; the log keeps the whole story.
                 tracing::warn!(chat, "joining failed: {e}");
                 return Err(match e {
@@ -272,7 +276,7 @@ impl CallManager {
             }
         };
         let still_wanted = {
-            let mut calls = self.inner.calls.lock().expect("calls lock");
+            let mut calls = self.inner.calls.lock();
             match calls.get_mut(&chat) {
                 Some(e) => {
                     e.call = Some(dialed.call);
@@ -286,21 +290,21 @@ impl CallManager {
         if !still_wanted {
             // Left (or kicked) while the connection was being set up.
             self.inner.media.remove(dialed.call).await;
-            let _ = self.inner.backend.leave(chat, dialed.ssrc).await;
+            let _ = self.inner.telegram.leave(chat, dialed.ssrc).await;
             return Err(CallError::NotInCall(chat));
         }
-        self.inner.media.control(dialed.call, Control::Play(stream)).map_err(|e| CallError::Other(e.to_string()))?;
+        self.inner.media.control(dialed.call, Control::Play(stream)).map_err(CallError::from_media)?;
         tracing::info!(chat, file = %file.display(), "joined and playing");
         Ok(())
     }
 
     /// `leave_group_call`.
     pub async fn leave(&self, chat: ChatId) -> Result<(), CallError> {
-        let entry = self.inner.calls.lock().expect("calls lock").remove(&chat).ok_or(CallError::NotInCall(chat))?;
+        let entry = self.inner.calls.lock().remove(&chat).ok_or(CallError::NotInCall(chat))?;
         if let Some(call) = entry.call {
             self.inner.media.remove(call).await;
         }
-        if let Err(e) = self.inner.backend.leave(chat, entry.ssrc).await {
+        if let Err(e) = self.inner.telegram.leave(chat, entry.ssrc).await {
             tracing::warn!(chat, "leaving on the Telegram side failed: {e}");
         }
         tracing::info!(chat, "left");
@@ -311,16 +315,16 @@ impl CallManager {
     fn connected<R>(
         &self,
         chat: ChatId,
-        f: impl FnOnce(&mut Entry) -> Result<R, CallError>,
+        f: impl FnOnce(&mut Joined) -> Result<R, CallError>,
     ) -> Result<(CallId, R), CallError> {
-        let mut calls = self.inner.calls.lock().expect("calls lock");
+        let mut calls = self.inner.calls.lock();
         let e = calls.get_mut(&chat).ok_or(CallError::NotInCall(chat))?;
         let call = e.call.ok_or_else(|| CallError::Other(format!("chat {chat}'s call is still connecting")))?;
         Ok((call, f(e)?))
     }
 
     fn control(&self, call: CallId, c: Control) -> Result<(), CallError> {
-        self.inner.media.control(call, c).map_err(|e| CallError::Other(e.to_string()))
+        self.inner.media.control(call, c).map_err(CallError::from_media)
     }
 
     /// `change_volume_call`: 0–200 %.
@@ -361,7 +365,7 @@ impl CallManager {
     /// `change_stream`: the new file plays from the next frame, on the same connection.
     pub fn change_stream(&self, chat: ChatId, file: &Path) -> Result<(), CallError> {
         let format = {
-            let calls = self.inner.calls.lock().expect("calls lock");
+            let calls = self.inner.calls.lock();
             calls.get(&chat).ok_or(CallError::NotInCall(chat))?.format
         };
         let stream = self.open(file, format)?;
@@ -379,7 +383,7 @@ impl CallManager {
     /// `calls`: every joined call.
     pub async fn calls(&self) -> Vec<CallStatus> {
         let snapshot: Vec<(ChatId, CallStatus, Option<CallId>)> = {
-            let calls = self.inner.calls.lock().expect("calls lock");
+            let calls = self.inner.calls.lock();
             calls
                 .iter()
                 .map(|(chat, e)| {
@@ -416,29 +420,36 @@ impl CallManager {
 
     /// `get_cache_id`: the account's own user id.
     pub fn my_id(&self) -> Result<i64, CallError> {
-        self.inner.backend.me().map_err(CallError::from_telegram)
+        self.inner.telegram.me().map_err(CallError::from_telegram)
     }
 
     /// Which Telegram the calls go to (`loopback` or `telegram`).
     pub fn telegram_name(&self) -> &'static str {
-        self.inner.backend.name()
+        self.inner.telegram.name()
     }
 
     /// `get_port_server`: the custom API's port.
     pub fn api_port(&self) -> u16 {
-        self.inner.config.api_port
+        self.inner.options.api_port
     }
 
     /// Every call's state, without asking the media plane (cheap; for metrics).
     pub fn states(&self) -> Vec<CallState> {
-        self.inner.calls.lock().expect("calls lock").values().map(|e| e.state).collect()
+        self.inner.calls.lock().values().map(|e| e.state).collect()
     }
 
     /// Chats with a joined (or joining) call.
     pub fn joined_chats(&self) -> Vec<ChatId> {
-        let mut v: Vec<ChatId> = self.inner.calls.lock().expect("calls lock").keys().copied().collect();
+        let mut v: Vec<ChatId> = self.inner.calls.lock().keys().copied().collect();
         v.sort_unstable();
         v
+    }
+
+    /// Makes the handling of `chat`'s call panic on its pacer shard (tests only).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_fault(&self, chat: ChatId) -> Result<(), CallError> {
+        let (call, ()) = self.connected(chat, |_| Ok(()))?;
+        self.control(call, Control::InjectPanic)
     }
 
     /// Leaves every call (on shutdown).

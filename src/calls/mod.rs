@@ -8,4 +8,4 @@ mod manager;
 
 pub use dial::{DialError, Dialed, dial};
 pub use error::CallError;
-pub use manager::{CallManager, CallState, CallStatus, HostEvent, ManagerConfig};
+pub use manager::{CallManager, CallState, CallStatus, HostEvent, ManagerOptions};

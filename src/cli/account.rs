@@ -1,13 +1,14 @@
 //! `wasmcalls login [CONFIG]` and `wasmcalls whoami [CONFIG]`: the Telegram account
 //! behind `[telegram]`.
 
+use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, bail};
 use clap::Args;
-
-use crate::config::{Config, TelegramConfig};
-use crate::telegram::mtproto::session::{self, Terminal};
+use wasmcalls::telegram::TelegramOptions;
+use wasmcalls::telegram::mtproto::MtprotoOptions;
+use wasmcalls::telegram::mtproto::session::{self, Prompt};
 
 #[derive(Args)]
 pub struct AccountArgs {
@@ -16,32 +17,51 @@ pub struct AccountArgs {
     pub config: PathBuf,
 }
 
-fn telegram(args: &AccountArgs) -> Result<(Config, TelegramConfig, PathBuf)> {
-    let config = Config::load(&args.config)?;
-    let t = config.telegram.clone().ok_or_else(|| {
-        anyhow!(
+/// The `[telegram]` options of a config, or what to add.
+pub fn mtproto(config: &std::path::Path) -> Result<MtprotoOptions> {
+    let (_, options) = super::host_options(config)?;
+    match options.telegram {
+        TelegramOptions::Mtproto(t) => Ok(t),
+        _ => bail!(
             "{} has no [telegram] section; add api_id and api_hash from https://my.telegram.org \
              (see the README's \"Running against Telegram\")",
-            args.config.display()
-        )
-    })?;
-    let path = config.resolve(&t.session);
-    Ok((config, t, path))
+            config.display()
+        ),
+    }
+}
+
+/// Asks on the terminal (the password through `rpassword`, not echoed).
+struct Terminal;
+
+impl Prompt for Terminal {
+    fn line(&mut self, question: &str) -> io::Result<String> {
+        print!("{question}");
+        io::stdout().flush()?;
+        let mut s = String::new();
+        if io::stdin().lock().read_line(&mut s)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no answer on standard input"));
+        }
+        Ok(s.trim().to_owned())
+    }
+
+    fn secret(&mut self, question: &str) -> io::Result<String> {
+        rpassword::prompt_password(question)
+    }
 }
 
 /// Signs the account in and stores the session.
 pub async fn login(args: AccountArgs) -> Result<()> {
-    let (_, t, path) = telegram(&args)?;
-    let account = session::login(&t, &path, &mut Terminal).await.context("logging in to Telegram")?;
+    let t = mtproto(&args.config)?;
+    let account = session::login(&t, &mut Terminal).await.context("logging in to Telegram")?;
     println!("Signed in as {account}.");
-    println!("The session is in {} (readable by you only); keep it secret.", path.display());
+    println!("The session is in {} (readable by you only); keep it secret.", t.session.display());
     Ok(())
 }
 
 /// Prints the account the session is signed in as.
 pub async fn whoami(args: AccountArgs) -> Result<()> {
-    let (_, t, path) = telegram(&args)?;
-    let account = session::whoami(&t, &path).await?;
+    let t = mtproto(&args.config)?;
+    let account = session::whoami(&t).await?;
     println!("{account}");
     Ok(())
 }

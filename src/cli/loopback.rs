@@ -1,4 +1,5 @@
-//! `wasmcalls loopback serve`: the loopback Telegram as a standalone HTTP SFU.
+//! `wasmcalls loopback serve`: the loopback Telegram as a standalone HTTP SFU; and the
+//! commands that script a running one over its control endpoint.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use crate::telegram::loopback::{Loopback, LoopbackOptions, http};
+use wasmcalls::telegram::loopback::{Loopback, LoopbackOptions, control as control_routes};
 
 #[derive(Subcommand)]
 pub enum LoopbackCommand {
@@ -98,16 +99,13 @@ pub async fn run(cmd: LoopbackCommand) -> Result<()> {
         LoopbackCommand::EndCall(a) => return control(&a.url, &format!("/chats/{}/end", a.chat), String::new()).await,
         LoopbackCommand::Raw(a) => return control(&a.url, "/updates", a.json).await,
     };
-    if let Some(dir) = &args.record_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let loopback =
-        Loopback::new(LoopbackOptions { decode: !args.no_decode, record_dir: args.record_dir, ..Default::default() });
+        Loopback::new(LoopbackOptions { decode: !args.no_decode, record_dir: args.record_dir, ..Default::default() })?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("loopback Telegram listening: POST http://{addr}/join?chat=<chat id>");
-    axum::serve(listener, http::router(loopback.clone()))
+    axum::serve(listener, control_routes::router(loopback.clone()))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -2,14 +2,19 @@
 
 mod account;
 mod bench;
+mod check;
 mod loopback;
 mod play;
 mod run;
 mod status;
 
+use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Result;
 use clap::{Parser, Subcommand};
+use wasmcalls::app::HostOptions;
+use wasmcalls::config::Config;
 
 #[derive(Parser)]
 #[command(name = "wasmcalls", version, about = "Stream audio into Telegram group calls; bot logic in WASM components")]
@@ -24,6 +29,8 @@ enum Command {
     Run(run::RunArgs),
     /// Like run, and rebuild each plugin from source on save, then hot-reload it
     Dev(run::RunArgs),
+    /// Check a configuration without running it: what each plugin is granted, what would start
+    Check(check::CheckArgs),
     /// Sign a Telegram user account in (phone, code, 2FA password) and store its session
     Login(account::AccountArgs),
     /// Print the Telegram account the configured session is signed in as
@@ -32,10 +39,10 @@ enum Command {
     Status(status::StatusArgs),
     /// Stream a raw PCM file into a group call (the embedded loopback Telegram by default)
     Play(play::PlayArgs),
-    /// Run the loopback Telegram on its own
+    /// Run the loopback Telegram on its own, or script a running one
     #[command(subcommand)]
     Loopback(loopback::LoopbackCommand),
-    /// Measure the media plane
+    /// Measure the media plane, the plugins, the API and the Telegram side
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
@@ -58,52 +65,30 @@ pub(crate) fn parse_bitrate(s: &str) -> Result<u32, String> {
     Ok(bps)
 }
 
+/// Reads, parses and resolves a config: the options a host starts with.
+pub(crate) fn host_options(path: &Path) -> Result<(Config, HostOptions)> {
+    let config = Config::load(path)?;
+    let options = wasmcalls::app::resolve(&config)?;
+    Ok((config, options))
+}
+
 /// rtc's DTLS layer warns on every connection about a server name it does not need.
-const DEFAULT_LOG: &str = "warn,rtc_dtls=error,rtc_ice=error";
+const QUIET_RTC: &str = "rtc=warn,rtc_dtls=error,rtc_ice=error";
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `run` logs at its config's level; the other commands only warn.
-    let mut config = None;
-    let mut level = DEFAULT_LOG.to_owned();
-    if let Command::Run(args) | Command::Dev(args) = &cli.command {
-        match crate::config::Config::load(&args.config) {
-            Ok(c) => {
-                level = format!("{},rtc=warn,rtc_dtls=error,rtc_ice=error", c.host.log);
-                config = Some(c);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASMCALLS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let result = match cli.command {
+        // `run` and `dev` log at their config's level; the other commands only warn.
+        Command::Run(args) => host(args, false),
+        Command::Dev(args) => host(args, true),
+        Command::Check(args) => tool(async { check::run(args) }),
+        Command::Play(args) => tool(play::run(args)),
+        Command::Status(args) => tool(status::run(args)),
+        Command::Login(args) => tool(account::login(args)),
+        Command::Whoami(args) => tool(account::whoami(args)),
+        Command::Loopback(cmd) => tool(loopback::run(cmd)),
+        Command::Bench(cmd) => tool(bench::run(cmd)),
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Run(args) => run::run(args, config.expect("loaded above"), false).await,
-            Command::Dev(args) => run::run(args, config.expect("loaded above"), true).await,
-            Command::Play(args) => play::run(args).await,
-            Command::Status(args) => status::run(args).await,
-            Command::Login(args) => account::login(args).await,
-            Command::Whoami(args) => account::whoami(args).await,
-            Command::Loopback(cmd) => loopback::run(cmd).await,
-            Command::Bench(cmd) => bench::run(cmd).await,
-        }
-    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -111,6 +96,38 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `run` or `dev`: the config first (a bad one is reported before anything starts),
+/// then logging at its level, then the host.
+fn host(args: run::RunArgs, dev: bool) -> Result<()> {
+    let (_, options) = host_options(&args.config)?;
+    init_logging(&format!("{},{QUIET_RTC}", options.log));
+    block_on(run::run(args, options, dev))
+}
+
+/// Any other command: logs warnings only.
+fn tool(job: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    init_logging(&format!("warn,{QUIET_RTC}"));
+    block_on(job)
+}
+
+fn init_logging(level: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WASMCALLS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn block_on(job: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(job)
 }
 
 #[cfg(test)]

@@ -2,20 +2,16 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::calls::dial;
-use crate::config::Config;
-use crate::media::{Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
-use crate::telegram::GroupCallServer;
-use crate::telegram::loopback::{Loopback, LoopbackOptions};
-use crate::telegram::mtproto::{TelegramOptions, session};
-use crate::telegram::sfu::SfuServer;
+use wasmcalls::calls::dial;
+use wasmcalls::media::{Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
+use wasmcalls::telegram::loopback::LoopbackOptions;
+use wasmcalls::telegram::sfu::SfuOptions;
+use wasmcalls::telegram::{TelegramOptions, connect};
 
 #[derive(Args)]
 pub struct PlayArgs {
@@ -32,9 +28,9 @@ pub struct PlayArgs {
     bitrate: Option<u32>,
     /// What the audio is, for the encoder: auto, music or voice
     #[arg(long, default_value = "auto")]
-    signal: crate::media::encoder::SignalHint,
+    signal: wasmcalls::media::encoder::SignalHint,
     /// Write what the loopback Telegram heard to this WAV file
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sfu")]
     record: Option<PathBuf>,
     /// Join through an SFU at this URL instead of the embedded loopback
     #[arg(long)]
@@ -58,46 +54,36 @@ pub async fn run(args: PlayArgs) -> Result<()> {
     )?;
     let total = stream.total_frames();
 
-    if args.record.is_some() && args.sfu.is_some() {
-        anyhow::bail!("--record writes what the embedded loopback heard; it cannot be used with --sfu");
-    }
-    let loopback = Loopback::new(LoopbackOptions::default());
-    let mut bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let server: Arc<dyn GroupCallServer> = match (&args.sfu, &args.telegram) {
-        (Some(url), _) => Arc::new(SfuServer::new(url.clone())),
-        (None, Some(config)) => {
-            let config = Config::load(config)?;
-            let t = config.telegram.as_ref().with_context(|| {
-                "that config has no [telegram] section (see the README's \"Running against Telegram\")".to_string()
-            })?;
-            bind = session::media_ip(t);
-            let path = config.resolve(&t.session);
-            let opts = TelegramOptions::from_config(t).map_err(anyhow::Error::msg)?;
-            Arc::new(session::start(t, &path, opts).await.context("connecting to Telegram")?)
-        }
-        (None, None) => Arc::new(loopback.clone()),
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let side = match (&args.sfu, &args.telegram) {
+        (Some(url), _) => TelegramOptions::Sfu(SfuOptions { url: url.clone(), bind_ip: localhost }),
+        (None, Some(config)) => TelegramOptions::Mtproto(super::account::mtproto(config)?),
+        (None, None) => TelegramOptions::Loopback(LoopbackOptions::default()),
     };
-    let dialed = dial(&media, server.as_ref(), args.chat, bind).await.context("joining the group call")?;
-    let heard = loopback.call(dialed.ssrc);
+    let side = connect(&side).await.context("connecting to Telegram")?;
+    let dialed =
+        dial(&media, side.telegram.as_ref(), args.chat, side.media_ip).await.context("joining the group call")?;
+    let heard = side.loopback.as_ref().and_then(|l| l.call(dialed.ssrc));
     if let (Some(path), Some(h)) = (&args.record, &heard) {
         h.record_to(path).with_context(|| format!("creating {}", path.display()))?;
     }
     media.control(dialed.call, Control::Play(stream))?;
 
     let bar = ProgressBar::new(total);
-    bar.set_style(
+    if let Ok(style) =
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames · {msg}")
-            .expect("static template"),
-    );
+    {
+        bar.set_style(style);
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(MediaEvent::StreamEnded { error: Some(e), .. }) => anyhow::bail!("stream stopped: {e}"),
+                Some(MediaEvent::StreamEnded { error: Some(e), .. }) => bail!("stream stopped: {e}"),
                 Some(MediaEvent::StreamEnded { .. }) => break,
-                Some(MediaEvent::ConnectionLost { reason, .. }) => anyhow::bail!("connection lost: {reason}"),
+                Some(MediaEvent::ConnectionLost { reason, .. }) => bail!("connection lost: {reason}"),
                 Some(_) => {}
-                None => anyhow::bail!("the media plane stopped"),
+                None => bail!("the media plane stopped"),
             },
             _ = tick.tick() => {
                 if let Ok(s) = media.stats(dialed.call).await {
@@ -119,7 +105,7 @@ pub async fn run(args: PlayArgs) -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(2), h.wait_until(|s| s.packets + s.lost >= sent)).await;
     }
     media.remove(dialed.call).await;
-    let _ = server.leave(args.chat, dialed.ssrc).await;
+    let _ = side.telegram.leave(args.chat, dialed.ssrc).await;
 
     let d = stats.deviation;
     println!(

@@ -1,14 +1,15 @@
 //! `wasmcalls run [CONFIG]`: the host with its plugins, until Ctrl-C (or, with
-//! `--exit-when-idle`, until the bots have nothing left to do).
+//! `--exit-when-idle`, until the bots have nothing left to do). `wasmcalls dev` is the
+//! same plus a rebuild of each plugin from source on save.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Args;
-
-use crate::app::App;
-use crate::config::Config;
+use wasmcalls::app::{App, HostOptions};
+use wasmcalls::runtime::dev::{Source, watch_sources};
+use wasmcalls::telegram::TelegramOptions;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -20,15 +21,23 @@ pub struct RunArgs {
     exit_when_idle: bool,
 }
 
-pub async fn run(args: RunArgs, config: Config, dev: bool) -> Result<()> {
-    let app = App::start(&config).await?;
+pub async fn run(args: RunArgs, options: HostOptions, dev: bool) -> Result<()> {
+    let app = App::start(&options).await?;
     // `dev`: rebuild plugins from source on save (their reload then follows).
     let (rebuilt, _) = tokio::sync::mpsc::unbounded_channel();
-    let _sources = if dev { crate::dev::watch_sources(&config, rebuilt)? } else { None };
+    let sources = options
+        .plugins
+        .iter()
+        .filter_map(|p| {
+            let build = p.build.clone()?;
+            Some(Source { plugin: p.spec.name.clone(), build, wasm: p.spec.wasm.clone() })
+        })
+        .collect();
+    let _sources = if dev { watch_sources(sources, rebuilt)? } else { None };
     let loaded = app.loaded.iter().filter(|(_, r)| r.is_ok()).count();
     tracing::info!(
         "wasmcalls is running: {loaded}/{} plugin(s) loaded; Ctrl-C leaves every call and exits",
-        config.plugins.len()
+        options.plugins.len()
     );
 
     let started = Instant::now();
@@ -69,9 +78,10 @@ pub async fn run(args: RunArgs, config: Config, dev: bool) -> Result<()> {
             s.timeline_samples as f64 / 48000.0
         );
     }
-    if let Some(dir) = config.loopback.record_dir.as_ref().filter(|_| config.telegram.is_none()) {
-        let dir = config.resolve(dir);
-        println!("recordings are in {}", dir.canonicalize().unwrap_or(dir).display());
+    if let TelegramOptions::Loopback(l) = &options.telegram
+        && let Some(dir) = &l.record_dir
+    {
+        println!("recordings are in {}", dir.display());
     }
     Ok(())
 }

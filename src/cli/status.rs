@@ -1,8 +1,10 @@
-//! `wasmcalls status`: what a running host is doing, as a table.
+//! `wasmcalls status`: what a running host is doing, as tables. It reads `GET /status`
+//! into the same type the host serves it from.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde_json::Value;
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use wasmcalls::api::Status;
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -18,6 +20,12 @@ fn mmss(ms: u64) -> String {
     format!("{}:{:02}", ms / 60_000, ms / 1000 % 60)
 }
 
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header.iter().copied());
+    t
+}
+
 pub async fn run(a: StatusArgs) -> Result<()> {
     let url = format!("{}/status", a.url.trim_end_matches('/'));
     let mut req = reqwest::Client::new().get(&url);
@@ -25,46 +33,47 @@ pub async fn run(a: StatusArgs) -> Result<()> {
         req = req.bearer_auth(t);
     }
     let resp = req.send().await.with_context(|| format!("reaching {url} (is `wasmcalls run` up?)"))?;
-    let status = resp.status();
+    let code = resp.status();
     let body = resp.text().await?;
-    if !status.is_success() {
-        bail!("{url} answered {status}: {body}");
+    if !code.is_success() {
+        bail!("{url} answered {code}: {body}");
     }
-    let v: Value = serde_json::from_str(&body).context("parsing the status")?;
-    println!("telegram: {}, account {}\n", v["telegram"]["backend"].as_str().unwrap_or("?"), v["telegram"]["account"]);
-    println!("{:<20} {:>8} {:>9} {:>7}", "PLUGIN", "EVENTS", "RESTARTS", "QUEUED");
-    for p in v["plugins"].as_array().into_iter().flatten() {
-        println!(
-            "{:<20} {:>8} {:>9} {:>7}",
-            p["name"].as_str().unwrap_or("?"),
-            p["delivered"],
-            p["restarts"],
-            p["queued"]
-        );
-    }
-    println!();
-    let calls = v["calls"].as_array().cloned().unwrap_or_default();
-    if calls.is_empty() {
-        println!("no calls");
-    } else {
-        println!("{:<16} {:<10} {:<13} {:>6}  FILE", "CHAT", "STATE", "POSITION", "VOLUME");
-        for c in calls {
-            let pos = format!(
-                "{}/{}",
-                mmss(c["position_ms"].as_u64().unwrap_or(0)),
-                mmss(c["duration_ms"].as_u64().unwrap_or(0))
-            );
-            println!(
-                "{:<16} {:<10} {:<13} {:>5}%  {}",
-                c["chat"],
-                c["state"].as_str().unwrap_or("?"),
-                pos,
-                c["volume"],
-                c["file"].as_str().unwrap_or("-")
-            );
-        }
-    }
-    println!();
-    println!("frames sent {}, late {}; up {} s", v["frames_sent"], v["late_frames"], v["uptime_s"]);
+    let s: Status = serde_json::from_str(&body).with_context(|| format!("{url} did not answer a wasmcalls status"))?;
+    print!("{}", render(&s));
     Ok(())
+}
+
+/// The status as a user reads it.
+pub fn render(s: &Status) -> String {
+    let account = s.telegram.account.map_or("none".to_owned(), |a| a.to_string());
+    let mut out = format!("telegram: {}, account {account}; up {} s\n", s.telegram.backend, s.uptime_s);
+    let mut plugins = table(&["PLUGIN", "EVENTS", "RESTARTS", "QUEUED", "RELOADS", "STATE"]);
+    for p in &s.plugins {
+        plugins.add_row(vec![
+            p.name.clone(),
+            p.delivered.to_string(),
+            p.restarts.to_string(),
+            p.queued.to_string(),
+            p.reloads.to_string(),
+            if p.disabled { "disabled" } else { "running" }.to_owned(),
+        ]);
+    }
+    out.push_str(&format!("{plugins}\n"));
+    if s.calls.is_empty() {
+        out.push_str("no calls\n");
+    } else {
+        let mut calls = table(&["CHAT", "STATE", "POSITION", "VOLUME", "FILE"]);
+        for c in &s.calls {
+            calls.add_row(vec![
+                c.chat.to_string(),
+                serde_json::to_value(c.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                format!("{}/{}", mmss(c.position_ms), mmss(c.duration_ms)),
+                format!("{}%", c.volume),
+                c.file.as_ref().map_or("-".to_owned(), |f| f.display().to_string()),
+            ]);
+        }
+        out.push_str(&format!("{calls}\n"));
+    }
+    out.push_str(&format!("frames sent {}, late {}\n", s.frames_sent, s.late_frames));
+    out
 }

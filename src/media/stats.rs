@@ -65,6 +65,8 @@ pub struct PacerTotals {
     pub late_frames: std::sync::atomic::AtomicU64,
     /// |send − deadline| in seconds.
     pub deviation: crate::metrics::AtomicHistogram,
+    /// Calls dropped because handling them panicked (the shard and its other calls carry on).
+    pub call_crashes: std::sync::atomic::AtomicU64,
 }
 
 impl Default for PacerTotals {
@@ -72,6 +74,7 @@ impl Default for PacerTotals {
         PacerTotals {
             frames_sent: Default::default(),
             late_frames: Default::default(),
+            call_crashes: Default::default(),
             deviation: crate::metrics::AtomicHistogram::new(crate::metrics::DEVIATION_BOUNDS),
         }
     }

@@ -1,10 +1,15 @@
 //! Host bindings generated from `wit/bot.wit`. Imports are async so a command such
-//! as `join-group-call` can await the call manager without blocking a thread;
-//! exports are async so events run under tokio with wasmtime's async support.
+//! as `join-group-call` can await the call manager without blocking a thread, and
+//! trappable: a `call-error` the contract knows returns to the plugin, a fault of the
+//! host traps it ([`super::host::CommandError`]). Exports are async so events run
+//! under tokio with wasmtime's async support.
 
 wasmtime::component::bindgen!({
     path: "wit",
     world: "bot",
-    imports: { default: async },
+    imports: { default: async | trappable },
     exports: { default: async },
+    trappable_error_type: {
+        "wasmcalls:bot/types.call-error" => super::host::CommandError,
+    },
 });

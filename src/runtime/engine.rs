@@ -1,7 +1,9 @@
 //! One wasmtime `Engine` for every plugin, and a compile cache on disk: compiled
-//! code is keyed by the component's SHA-256 and the engine's compatibility hash, so
-//! a restart (or a second host with the same settings) loads in ~1 ms instead of
-//! recompiling.
+//! code is keyed by the component's SHA-256 and a SHA-256 of the engine's
+//! compatibility hash (wasmtime version and settings; stable across Rust releases,
+//! unlike `DefaultHasher`), so a restart (or a second host with the same settings)
+//! loads in ~1 ms instead of recompiling. The cache is bounded: past its size, the
+//! least recently used entries go — `wasmcalls dev` writes a new one per build.
 
 use std::path::{Path, PathBuf};
 
@@ -87,10 +89,38 @@ pub fn engine(capacity: Capacity) -> wasmtime::Result<Engine> {
     Ok(engine)
 }
 
+/// Where compiled components are kept, and how much of them.
+#[derive(Clone, Debug)]
+pub struct CacheOptions {
+    /// `None` disables caching.
+    pub dir: Option<PathBuf>,
+    /// Largest total size of the entries, in bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions { dir: None, max_bytes: 512 << 20 }
+    }
+}
+
 /// Compiled components on disk.
 #[derive(Clone, Debug)]
 pub struct CompileCache {
-    dir: Option<PathBuf>,
+    options: CacheOptions,
+}
+
+/// Feeds a `Hash` implementation into SHA-256, so the key does not depend on the
+/// standard library's hasher (which may change between Rust releases).
+struct Sha(Sha256);
+
+impl std::hash::Hasher for Sha {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        0 // unused: the digest is read from the inner hasher
+    }
 }
 
 /// How a component was obtained, for logs and benchmarks.
@@ -101,18 +131,17 @@ pub enum Loaded {
 }
 
 impl CompileCache {
-    /// A cache in `dir` (created if missing); `None` disables caching.
-    pub fn new(dir: Option<PathBuf>) -> Self {
-        CompileCache { dir }
+    /// A cache as `options` say (its folder is created when first written).
+    pub fn new(options: CacheOptions) -> Self {
+        CompileCache { options }
     }
 
     fn key(engine: &Engine, wasm: &[u8]) -> String {
-        let mut h = Sha256::new();
-        h.update(wasm);
-        use std::hash::{Hash, Hasher};
-        let mut compat = std::collections::hash_map::DefaultHasher::new();
+        use std::hash::Hash;
+        let mut compat = Sha(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut compat);
-        format!("{:x}-{:016x}", h.finalize(), compat.finish())
+        let compat = compat.0.finalize();
+        format!("{:x}-{:x}", Sha256::digest(wasm), compat)[..64 + 1 + 16].to_owned()
     }
 
     /// Compiles `wasm` (the bytes of `path`) or loads its compiled form from the cache.
@@ -123,7 +152,7 @@ impl CompileCache {
         path: &Path,
         wasm: &[u8],
     ) -> Result<(Component, Loaded), PluginError> {
-        let cached = self.dir.as_ref().map(|d| d.join(format!("{}.cwasm", Self::key(engine, wasm))));
+        let cached = self.options.dir.as_ref().map(|d| d.join(format!("{}.cwasm", Self::key(engine, wasm))));
         // Read into memory rather than `deserialize_file`: a mapped file truncated
         // under the host (another process, a cleanup job) would crash it with SIGBUS.
         if let Some(file) = &cached
@@ -134,24 +163,95 @@ impl CompileCache {
             // own cache directory, which must not be writable by others; wasmtime
             // still checks the header and rejects anything else.
             match unsafe { Component::deserialize(engine, &bytes) } {
-                Ok(c) => return Ok((c, Loaded::FromCache)),
+                Ok(c) => {
+                    // Recently used: the last to be evicted.
+                    let _ = std::fs::File::options()
+                        .write(true)
+                        .open(file)
+                        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                    return Ok((c, Loaded::FromCache));
+                }
                 Err(e) => tracing::warn!(plugin = name, "ignoring unusable cache entry {}: {e}", file.display()),
             }
         }
         let component = Component::new(engine, wasm).map_err(|e| PluginError::not_a_component(name, path, wasm, e))?;
         if let Some(file) = cached {
             let write = || -> std::io::Result<()> {
-                std::fs::create_dir_all(file.parent().expect("cache file has a parent"))?;
+                if let Some(dir) = file.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
                 let bytes = component.serialize().map_err(std::io::Error::other)?;
                 // Write then rename, so a crash never leaves a torn entry.
                 let tmp = file.with_extension("tmp");
                 std::fs::write(&tmp, bytes)?;
                 std::fs::rename(&tmp, &file)
             };
-            if let Err(e) = write() {
-                tracing::warn!(plugin = name, "could not write the compile cache: {e}");
+            match write() {
+                Ok(()) => self.evict(&file),
+                Err(e) => tracing::warn!(plugin = name, "could not write the compile cache: {e}"),
             }
         }
         Ok((component, Loaded::Compiled))
+    }
+
+    /// Removes the least recently used entries until the cache fits its size; never `keep`.
+    fn evict(&self, keep: &Path) {
+        let Some(dir) = &self.options.dir else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.modified().ok()?, m.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.options.max_bytes {
+                break;
+            }
+            if path != keep && std::fs::remove_file(&path).is_ok() {
+                tracing::debug!("compile cache: evicted {}", path.display());
+                total -= len;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_to_its_size_dropping_the_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now();
+        for (i, age) in [30u64, 20, 10].iter().enumerate() {
+            let p = dir.path().join(format!("{i}.cwasm"));
+            std::fs::write(&p, vec![0u8; 1000]).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(now - std::time::Duration::from_secs(*age))
+                .unwrap();
+        }
+        let keep = dir.path().join("0.cwasm");
+        let cache = CompileCache::new(CacheOptions { dir: Some(dir.path().into()), max_bytes: 2000 });
+        cache.evict(&keep);
+        assert!(keep.exists(), "the entry just written stays, old as it is");
+        assert!(!dir.path().join("1.cwasm").exists(), "the least recently used other entry went");
+        assert!(dir.path().join("2.cwasm").exists());
+    }
+
+    #[test]
+    fn the_key_is_the_component_and_the_engine() {
+        let engine = Engine::default();
+        let a = CompileCache::key(&engine, b"one");
+        assert_eq!(a, CompileCache::key(&engine, b"one"), "stable");
+        assert_ne!(a, CompileCache::key(&engine, b"two"));
+        assert_eq!(a.len(), 81);
     }
 }

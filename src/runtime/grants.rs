@@ -9,76 +9,80 @@
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
-use serde::Deserialize;
-
 use crate::calls::{CallError, HostEvent};
 use crate::telegram::ChatId;
 
-/// `[plugins.grants]` as written in the config.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrantsConfig {
-    /// Chat ids, or the word "all".
-    #[serde(default)]
-    pub chats: ChatsConfig,
-    /// Folders (relative to the config file) the plugin may stream from.
-    #[serde(default)]
-    pub files: Vec<PathBuf>,
+/// The chats a plugin may command and hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatGrant {
+    /// Every chat (and the updates about none in particular).
+    All,
+    Only(HashSet<ChatId>),
 }
 
-/// A list of chat ids, or "all".
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum ChatsConfig {
-    List(Vec<ChatId>),
-    Word(String),
-}
-
-impl Default for ChatsConfig {
-    fn default() -> Self {
-        ChatsConfig::List(Vec::new())
-    }
+/// A granted folder that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantsError {
+    #[error("{path} cannot be used: {reason}")]
+    Unusable { path: PathBuf, reason: String },
+    #[error("{0} is not a folder")]
+    NotAFolder(PathBuf),
 }
 
 /// Grants resolved against the file system, checked on every command.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Grants {
-    /// `None`: every chat.
-    chats: Option<HashSet<ChatId>>,
+    chats: ChatGrant,
     /// (as written, canonical host path).
     dirs: Vec<(String, PathBuf)>,
     /// Relative paths in commands are resolved against this folder.
     base: PathBuf,
 }
 
+impl Default for Grants {
+    /// Nothing: no chat, no folder.
+    fn default() -> Self {
+        Grants { chats: ChatGrant::Only(HashSet::new()), dirs: Vec::new(), base: PathBuf::new() }
+    }
+}
+
 impl Grants {
-    /// Resolves `cfg` against `base` (the config file's folder).
-    pub fn resolve(cfg: &GrantsConfig, base: &Path) -> Result<Grants, String> {
-        let chats = match &cfg.chats {
-            ChatsConfig::List(v) => Some(v.iter().copied().collect()),
-            ChatsConfig::Word(w) if w == "all" => None,
-            ChatsConfig::Word(w) => return Err(format!("grants.chats = {w:?}: write a list of chat ids or \"all\"")),
-        };
+    /// `chats`, and `folders` (as written, relative to `base`) checked to be folders
+    /// and kept by their canonical path.
+    pub fn new(chats: ChatGrant, folders: &[PathBuf], base: &Path) -> Result<Grants, GrantsError> {
         let mut dirs = Vec::new();
-        for d in &cfg.files {
-            let host = if d.is_absolute() { d.clone() } else { base.join(d) };
+        for d in folders {
+            let host = base.join(d);
             let canonical =
-                host.canonicalize().map_err(|e| format!("grants.files: {} cannot be used: {e}", host.display()))?;
+                host.canonicalize().map_err(|e| GrantsError::Unusable { path: host.clone(), reason: e.to_string() })?;
             if !canonical.is_dir() {
-                return Err(format!("grants.files: {} is not a folder", host.display()));
+                return Err(GrantsError::NotAFolder(host));
             }
             dirs.push((d.display().to_string(), canonical));
         }
         Ok(Grants { chats, dirs, base: base.to_path_buf() })
     }
 
+    /// The chats granted.
+    pub fn chats(&self) -> &ChatGrant {
+        &self.chats
+    }
+
+    /// The folders granted: (as written, canonical path).
+    pub fn folders(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.dirs.iter().map(|(w, d)| (w.as_str(), d.as_path()))
+    }
+
     /// Every chat and no files: for benchmarks and tools, never a tenant's default.
     pub fn all_chats(base: &Path) -> Grants {
-        Grants { chats: None, dirs: Vec::new(), base: base.to_path_buf() }
+        Grants { chats: ChatGrant::All, dirs: Vec::new(), base: base.to_path_buf() }
     }
 
     pub fn chat_allowed(&self, chat: ChatId) -> bool {
-        self.chats.as_ref().is_none_or(|c| c.contains(&chat))
+        match &self.chats {
+            ChatGrant::All => true,
+            ChatGrant::Only(c) => c.contains(&chat),
+        }
     }
 
     /// `Ok` if the plugin may command `chat`.
@@ -130,7 +134,7 @@ impl Grants {
             HostEvent::RawUpdate { chat, .. } => match chat {
                 Some(c) => self.chat_allowed(*c),
                 // Updates about no chat in particular go to plugins with every chat.
-                None => self.chats.is_none(),
+                None => self.chats == ChatGrant::All,
             },
         }
     }
@@ -146,8 +150,7 @@ mod tests {
         std::fs::write(dir.path().join("media/a.raw"), [0u8; 4]).unwrap();
         std::fs::write(dir.path().join("secret.raw"), [0u8; 4]).unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret.raw"), dir.path().join("media/link.raw")).unwrap();
-        let cfg = GrantsConfig { chats: ChatsConfig::List(vec![-100]), files: vec!["media".into()] };
-        let g = Grants::resolve(&cfg, dir.path()).unwrap();
+        let g = Grants::new(ChatGrant::Only([-100].into()), &["media".into()], dir.path()).unwrap();
         (dir, g)
     }
 
@@ -185,7 +188,7 @@ mod tests {
         assert!(!g.sees(&raw(Some(-200))));
         assert!(!g.sees(&raw(None)), "chat-less updates need every chat");
         assert!(Grants::all_chats(Path::new(".")).sees(&raw(None)));
-        let bad = GrantsConfig { chats: ChatsConfig::Word("any".into()), files: vec![] };
-        assert!(Grants::resolve(&bad, Path::new(".")).unwrap_err().contains("\"all\""));
+        let e = Grants::new(ChatGrant::All, &["nope".into()], Path::new("/")).unwrap_err();
+        assert!(matches!(e, GrantsError::Unusable { .. }), "{e}");
     }
 }

@@ -1,22 +1,50 @@
 //! What a plugin's imports do: its `Store` data, the `calls` interface forwarded to
 //! the call manager, and WASI with nothing but a log-bound stdout/stderr.
+//!
+//! The WIT's `bitrate` argument is PyTgCalls' name for the raw file's *sample rate*;
+//! it is called that here, at the contract's edge, and `sample_rate` inside.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use super::Tenant;
 use super::bindings::wasmcalls::bot::{calls, types};
 use super::grants::Grants;
-use super::limits::{CpuMeter, Limits, LogBudget};
+use super::limits::{CpuMeter, LogBudget, MemoryCap};
 use crate::calls::{CallError, CallManager, CallState, CallStatus};
+
+/// How a command failed, as the bindings see it: what the contract can say returns to
+/// the plugin as its `call-error`; a fault of the host itself traps the plugin rather
+/// than passing a made-up error off as the plugin's problem.
+#[derive(Debug)]
+pub enum CommandError {
+    Refused(types::CallError),
+    Fault(wasmtime::Error),
+}
+
+impl From<CallError> for CommandError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Internal(m) => CommandError::Fault(wasmtime::Error::msg(format!("wasmcalls host fault: {m}"))),
+            e => CommandError::Refused(to_wit(e)),
+        }
+    }
+}
+
+impl From<types::CallError> for CommandError {
+    fn from(e: types::CallError) -> Self {
+        CommandError::Refused(e)
+    }
+}
 
 /// A plugin instance's host state.
 pub struct PluginState {
@@ -26,7 +54,7 @@ pub struct PluginState {
     manager: CallManager,
     settings: Arc<str>,
     /// Memory cap, consulted by wasmtime on every grow.
-    pub(super) limits: StoreLimits,
+    pub(super) memory: MemoryCap,
     /// Guest time of the event in flight.
     pub(super) cpu: CpuMeter,
     logs: Arc<Mutex<LogBudget>>,
@@ -34,15 +62,11 @@ pub struct PluginState {
 }
 
 impl PluginState {
-    pub(super) fn new(
-        name: Arc<str>,
-        manager: CallManager,
-        settings: Arc<str>,
-        limits: &Limits,
-        logs_dropped: Arc<std::sync::atomic::AtomicU64>,
-        grants: Arc<Grants>,
-    ) -> Self {
-        let logs = LogBudget::new(name.clone(), limits.log_lines_per_s, logs_dropped);
+    pub(super) fn new(tenant: &Tenant) -> Self {
+        let name = tenant.name.clone();
+        let limits = &tenant.limits;
+        let grants = tenant.grants.clone();
+        let logs = LogBudget::new(name.clone(), limits.log_lines_per_s, tenant.counters.logs_dropped.clone());
         let mut b = WasiCtx::builder();
         // No environment, no arguments, no network; only the granted folders, read-only.
         // Otherwise a plugin reaches the world only through `calls`.
@@ -57,26 +81,26 @@ impl PluginState {
             name,
             wasi: b.build(),
             table: ResourceTable::new(),
-            manager,
-            settings,
-            limits: limits.store_limits(),
+            manager: tenant.manager.clone(),
+            settings: tenant.settings.clone(),
+            memory: limits.memory_cap(),
             cpu: CpuMeter::default(),
             logs,
             grants,
         }
     }
 
-    fn chat(&self, chat: i64) -> Result<(), types::CallError> {
-        self.grants.check_chat(&self.name, chat).map_err(to_wit)
+    fn chat(&self, chat: i64) -> Result<(), CallError> {
+        self.grants.check_chat(&self.name, chat)
     }
 
-    fn file(&self, requested: &str) -> Result<std::path::PathBuf, types::CallError> {
-        self.grants.check_file(&self.name, requested).map_err(to_wit)
+    fn file(&self, requested: &str) -> Result<std::path::PathBuf, CallError> {
+        self.grants.check_file(&self.name, requested)
     }
 
-    fn denied<T>(&self, command: &str, chat: i64, e: types::CallError) -> Result<T, types::CallError> {
-        tracing::warn!(plugin = %self.name, chat, "{command} refused: {e:?}");
-        Err(e)
+    fn denied<T>(&self, command: &str, chat: i64, e: CallError) -> Result<T, CommandError> {
+        tracing::warn!(plugin = %self.name, chat, "{command} refused: {e}");
+        Err(e.into())
     }
 
     /// Charges the time since `t0` to the host, not the plugin's CPU budget.
@@ -109,7 +133,7 @@ fn to_wit(e: CallError) -> types::CallError {
         CallError::PermissionDenied(m) => W::PermissionDenied(m),
         CallError::InvalidArgument(m) => W::InvalidArgument(m),
         CallError::FileError(m) => W::FileError(m),
-        CallError::Other(m) => W::Other(m),
+        CallError::Other(m) | CallError::Internal(m) => W::Other(m),
     }
 }
 
@@ -130,30 +154,41 @@ fn status_to_wit(s: CallStatus) -> types::CallStatus {
 }
 
 impl PluginState {
-    fn logged<T>(&self, command: &str, chat: i64, r: Result<T, CallError>) -> Result<T, types::CallError> {
+    fn logged<T>(&self, command: &str, chat: i64, r: Result<T, CallError>) -> Result<T, CommandError> {
         match &r {
             Ok(_) => tracing::info!(plugin = %self.name, chat, "{command}"),
             Err(e) => tracing::info!(plugin = %self.name, chat, "{command} failed: {e}"),
         }
-        r.map_err(to_wit)
+        r.map_err(CommandError::from)
     }
 }
 
-impl types::Host for PluginState {}
+impl types::Host for PluginState {
+    fn convert_call_error(&mut self, err: CommandError) -> wasmtime::Result<types::CallError> {
+        match err {
+            CommandError::Refused(e) => Ok(e),
+            CommandError::Fault(e) => {
+                tracing::error!(plugin = %self.name, "{e:#}; the plugin's call traps");
+                Err(e)
+            }
+        }
+    }
+}
 
 impl calls::Host for PluginState {
-    async fn join_group_call(&mut self, chat: i64, file_path: String, bitrate: u32) -> Result<(), types::CallError> {
+    async fn join_group_call(&mut self, chat: i64, file_path: String, bitrate: u32) -> Result<(), CommandError> {
+        let sample_rate = bitrate;
         let file = match self.chat(chat).and_then(|()| self.file(&file_path)) {
             Ok(f) => f,
             Err(e) => return self.denied("join-group-call", chat, e),
         };
         let t0 = Instant::now();
-        let r = self.manager.join(chat, &file, bitrate).await;
+        let r = self.manager.join(chat, &file, sample_rate).await;
         self.host_since(t0);
         self.logged("join-group-call", chat, r)
     }
 
-    async fn leave_group_call(&mut self, chat: i64) -> Result<(), types::CallError> {
+    async fn leave_group_call(&mut self, chat: i64) -> Result<(), CommandError> {
         if let Err(e) = self.chat(chat) {
             return self.denied("leave-group-call", chat, e);
         }
@@ -163,7 +198,7 @@ impl calls::Host for PluginState {
         self.logged("leave-group-call", chat, r)
     }
 
-    async fn change_volume_call(&mut self, chat: i64, volume: u16) -> Result<(), types::CallError> {
+    async fn change_volume_call(&mut self, chat: i64, volume: u16) -> Result<(), CommandError> {
         if let Err(e) = self.chat(chat) {
             return self.denied("change-volume-call", chat, e);
         }
@@ -171,7 +206,7 @@ impl calls::Host for PluginState {
         self.logged("change-volume-call", chat, r)
     }
 
-    async fn pause_stream(&mut self, chat: i64) -> Result<(), types::CallError> {
+    async fn pause_stream(&mut self, chat: i64) -> Result<(), CommandError> {
         if let Err(e) = self.chat(chat) {
             return self.denied("pause-stream", chat, e);
         }
@@ -179,7 +214,7 @@ impl calls::Host for PluginState {
         self.logged("pause-stream", chat, r)
     }
 
-    async fn resume_stream(&mut self, chat: i64) -> Result<(), types::CallError> {
+    async fn resume_stream(&mut self, chat: i64) -> Result<(), CommandError> {
         if let Err(e) = self.chat(chat) {
             return self.denied("resume-stream", chat, e);
         }
@@ -187,7 +222,7 @@ impl calls::Host for PluginState {
         self.logged("resume-stream", chat, r)
     }
 
-    async fn change_stream(&mut self, chat: i64, file_path: String) -> Result<(), types::CallError> {
+    async fn change_stream(&mut self, chat: i64, file_path: String) -> Result<(), CommandError> {
         let file = match self.chat(chat).and_then(|()| self.file(&file_path)) {
             Ok(f) => f,
             Err(e) => return self.denied("change-stream", chat, e),
@@ -196,33 +231,33 @@ impl calls::Host for PluginState {
         self.logged("change-stream", chat, r)
     }
 
-    async fn calls(&mut self) -> Vec<types::CallStatus> {
+    async fn calls(&mut self) -> wasmtime::Result<Vec<types::CallStatus>> {
         let t0 = Instant::now();
         let all = self.manager.calls().await;
-        self.granted(all, t0)
+        Ok(self.granted(all, t0))
     }
 
-    async fn active_calls(&mut self) -> Vec<types::CallStatus> {
+    async fn active_calls(&mut self) -> wasmtime::Result<Vec<types::CallStatus>> {
         let t0 = Instant::now();
         let playing = self.manager.active_calls().await;
-        self.granted(playing, t0)
+        Ok(self.granted(playing, t0))
     }
 
-    async fn get_cache_id(&mut self) -> Result<i64, types::CallError> {
-        self.manager.my_id().map_err(to_wit)
+    async fn get_cache_id(&mut self) -> Result<i64, CommandError> {
+        Ok(self.manager.my_id()?)
     }
 
-    async fn get_port_server(&mut self) -> u16 {
-        self.manager.api_port()
+    async fn get_port_server(&mut self) -> wasmtime::Result<u16> {
+        Ok(self.manager.api_port())
     }
 
-    async fn settings(&mut self) -> String {
-        self.settings.to_string()
+    async fn settings(&mut self) -> wasmtime::Result<String> {
+        Ok(self.settings.to_string())
     }
 
-    async fn log(&mut self, level: types::LogLevel, message: String) {
-        if !self.logs.lock().expect("log budget lock").allow() {
-            return;
+    async fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
+        if !self.logs.lock().allow() {
+            return Ok(());
         }
         let name = &*self.name;
         match level {
@@ -232,6 +267,7 @@ impl calls::Host for PluginState {
             types::LogLevel::Warn => tracing::warn!(plugin = name, "{message}"),
             types::LogLevel::Error => tracing::error!(plugin = name, "{message}"),
         }
+        Ok(())
     }
 }
 
@@ -252,7 +288,7 @@ impl LogWriter {
     }
 
     fn emit(&mut self) {
-        if !self.line.is_empty() && !self.budget.lock().expect("log budget lock").allow() {
+        if !self.line.is_empty() && !self.budget.lock().allow() {
             self.line.clear();
         }
         if !self.line.is_empty() {

@@ -7,18 +7,17 @@
 //! yields to the executor so a busy plugin never monopolises a thread, and
 //! interrupts the event once the budget is spent.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use parking_lot::Mutex;
+use wasmtime::ResourceLimiter;
 
 /// How often the engine's epoch advances.
 pub const TICK: Duration = Duration::from_millis(10);
 
-/// Per-plugin limits, `[plugins.limits]` in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// Per-plugin limits (`[plugins.limits]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Linear memory, in MiB; growing past it traps.
     pub memory_mb: u32,
@@ -48,29 +47,82 @@ impl Default for Limits {
     }
 }
 
+/// A limit that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    #[error("memory_mb = {0} must be 1–4096")]
+    Memory(u32),
+    #[error("{0} must be above 0")]
+    Zero(&'static str),
+}
+
 impl Limits {
-    /// Checks the limits are usable.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the limits are usable; the error names the key.
+    pub fn validate(&self) -> Result<(), LimitsError> {
         if self.memory_mb == 0 || self.memory_mb > 4096 {
-            return Err(format!("limits.memory_mb = {} must be 1–4096", self.memory_mb));
+            return Err(LimitsError::Memory(self.memory_mb));
         }
-        if self.cpu_ms_per_event == 0 || self.queue == 0 || self.log_lines_per_s == 0 || self.max_traps == 0 {
-            return Err("limits: cpu_ms_per_event, queue, log_lines_per_s and max_traps must be above 0".into());
+        for (key, v) in [
+            ("cpu_ms_per_event", self.cpu_ms_per_event as usize),
+            ("queue", self.queue),
+            ("log_lines_per_s", self.log_lines_per_s as usize),
+            ("max_traps", self.max_traps as usize),
+        ] {
+            if v == 0 {
+                return Err(LimitsError::Zero(key));
+            }
         }
         Ok(())
+    }
+
+    /// Which key a [`LimitsError`] is about.
+    pub fn key_of(e: &LimitsError) -> &'static str {
+        match e {
+            LimitsError::Memory(_) => "memory_mb",
+            LimitsError::Zero(k) => k,
+        }
     }
 
     pub fn cpu_budget(&self) -> Duration {
         Duration::from_millis(self.cpu_ms_per_event as u64)
     }
 
-    pub fn store_limits(&self) -> StoreLimits {
-        StoreLimitsBuilder::new().memory_size(self.memory_mb as usize * 1024 * 1024).trap_on_grow_failure(true).build()
+    /// The store's resource limiter: linear memory capped at `memory_mb`.
+    pub fn memory_cap(&self) -> MemoryCap {
+        MemoryCap { bytes: self.memory_mb as usize * 1024 * 1024, mb: self.memory_mb }
     }
 
     /// Restart delay after the n-th recent trap: 50 ms doubling, at most 5 s.
     pub fn backoff(&self, recent_traps: u32) -> Duration {
         Duration::from_millis(50u64 << recent_traps.saturating_sub(1).min(7)).min(Duration::from_secs(5))
+    }
+}
+
+/// Caps a store's linear memory. Growing past the cap traps with [`MemoryCapReached`],
+/// which the runtime recognises by type.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryCap {
+    bytes: usize,
+    mb: u32,
+}
+
+/// The trap a plugin gets for growing its memory past its cap.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("it reached its memory cap of {mb} MiB")]
+pub struct MemoryCapReached {
+    pub mb: u32,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.bytes {
+            return Err(wasmtime::Error::new(MemoryCapReached { mb: self.mb }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(true)
     }
 }
 
@@ -163,7 +215,7 @@ mod tests {
     #[test]
     fn the_log_budget_allows_a_burst_then_drops() {
         let b = LogBudget::new("p".into(), 10, Default::default());
-        let mut b = b.lock().unwrap();
+        let mut b = b.lock();
         let allowed = (0..100).filter(|_| b.allow()).count();
         assert_eq!(allowed, 40, "a 4 s burst at 10 lines/s");
     }

@@ -1,35 +1,41 @@
 //! The plugin runtime: bot logic as WebAssembly components of the `wasmcalls:bot`
 //! world (`wit/bot.wit`), run by wasmtime.
 //!
-//! One [`wasmtime::Engine`] serves every plugin; each plugin is compiled once (or
-//! loaded from the on-disk compile cache), linked once into an `InstancePre`, and
-//! run by its own task with its own `Store` ([`actor`]), so events reach each plugin
-//! in order, one at a time, and a slow or trapping plugin never delays the pacer or
-//! another plugin. Imports ([`host`]) forward to the call manager.
+//! One [`wasmtime::Engine`] serves every plugin ([`engine`], with the compile cache).
+//! Each plugin is compiled once into a [`Compiled`] component (linked, ready to
+//! instantiate) and run by its own task ([`actor`]) with its own [`Instance`], so
+//! events reach each plugin in order, one at a time, and a slow or trapping plugin
+//! never delays the pacer or another plugin. What a plugin may touch is its
+//! [`grants`]; what it may use, its [`limits`]; its imports ([`host`]) forward to the
+//! call manager. Around that: [`build`] (from source), [`watch`] (hot reload) and
+//! [`dev`] (rebuild on save).
 
 mod actor;
 mod bindings;
+pub mod build;
+pub mod dev;
 mod engine;
 pub mod grants;
 mod host;
+mod instance;
 pub mod limits;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use engine::CompileCache;
-pub use engine::{Capacity, Loaded};
-use host::PluginState;
+pub use engine::{CacheOptions, Capacity, Loaded};
+pub use instance::Instance;
 
 use crate::calls::{CallManager, HostEvent};
-use crate::telegram::{ChatId, Invite};
 
 /// Why a plugin could not be loaded or did not answer. A command's own failure is
 /// not here: that is a [`crate::calls::CallError`] the plugin receives and handles.
@@ -52,7 +58,7 @@ pub enum PluginError {
     #[error("plugin {name} is busy: its event queue is full")]
     QueueFull { name: String },
     #[error("plugin {name}: {reason}")]
-    Grants { name: String, reason: String },
+    Capacity { name: String, reason: String },
     #[error("plugin {name}: building {path} failed: {reason}")]
     Build { name: String, path: PathBuf, reason: String },
     #[error("plugin {name} is disabled after repeated traps; fix it and restart the host")]
@@ -91,19 +97,29 @@ pub struct ApiReply {
     pub body: String,
 }
 
-/// One event for one plugin.
+/// One event in a plugin's queue.
 enum Event {
     Start(i64),
-    StreamEnd(ChatId),
-    Kicked(ChatId),
-    Invite(Invite),
-    RawUpdate(String),
+    Host(HostEvent),
     CustomApi(ApiCall, oneshot::Sender<Result<ApiReply, PluginError>>),
-    /// Times `rounds` dispatches of `on-raw-update("ping")` and as many instantiations.
-    Bench(usize, oneshot::Sender<Result<BenchReport, PluginError>>),
     /// Replace the running version with this one (instantiated off the event path),
     /// between two events.
-    Swap(Box<(bindings::BotPre<PluginState>, actor::Live)>, oneshot::Sender<Result<SwapReport, PluginError>>),
+    Swap(Box<(Compiled, Instance)>, oneshot::Sender<Result<SwapReport, PluginError>>),
+}
+
+impl Event {
+    /// Answers an event that could not be delivered (only requests wait for one).
+    fn fail(self, e: PluginError) {
+        match self {
+            Event::CustomApi(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Event::Swap(_, reply) => {
+                let _ = reply.send(Err(e));
+            }
+            Event::Start(_) | Event::Host(_) => {}
+        }
+    }
 }
 
 /// How a reload went.
@@ -113,44 +129,8 @@ pub struct SwapReport {
     pub restored: bool,
     /// Reading, compiling (or loading from the cache) and linking, off the event path.
     pub prepare: Duration,
-    /// The swap itself, on the plugin's event path: save, instantiate, restore.
+    /// The swap itself, on the plugin's event path: save and restore.
     pub swap: Duration,
-}
-
-/// Per-call timings from [`PluginHost::bench`].
-#[derive(Debug, Clone, Default)]
-pub struct BenchReport {
-    /// Each `on-raw-update("ping")`: host → plugin → `get-port-server` → back.
-    pub dispatch: Vec<Duration>,
-    /// Each instantiation from the `InstancePre`, with a fresh `Store`.
-    pub instantiate: Vec<Duration>,
-}
-
-impl Event {
-    /// Answers an event that could not be delivered (only API calls wait for one).
-    fn fail(self, e: PluginError) {
-        match self {
-            Event::CustomApi(_, reply) => {
-                let _ = reply.send(Err(e));
-            }
-            Event::Bench(_, reply) => {
-                let _ = reply.send(Err(e));
-            }
-            Event::Swap(_, reply) => {
-                let _ = reply.send(Err(e));
-            }
-            _ => {}
-        }
-    }
-
-    fn from_host(ev: &HostEvent) -> Event {
-        match ev {
-            HostEvent::StreamEnd(c) => Event::StreamEnd(*c),
-            HostEvent::Kicked(c) => Event::Kicked(*c),
-            HostEvent::Invite(i) => Event::Invite(i.clone()),
-            HostEvent::RawUpdate { json, .. } => Event::RawUpdate(json.clone()),
-        }
-    }
 }
 
 /// What to load.
@@ -172,6 +152,14 @@ pub struct LoadReport {
     pub took: Duration,
 }
 
+/// A plugin's component, compiled and linked: ready to instantiate, again and again
+/// (wasmtime's `InstancePre`).
+pub struct Compiled {
+    pre: bindings::BotPre<host::PluginState>,
+    /// Whether it was compiled or loaded from the compile cache.
+    pub loaded: Loaded,
+}
+
 /// What a plugin's actor counts, read by `status` and `/metrics`.
 #[derive(Debug)]
 pub struct PluginCounters {
@@ -182,7 +170,7 @@ pub struct PluginCounters {
     /// Time an event spends in the plugin (seconds).
     pub latency: crate::metrics::AtomicHistogram,
     /// Set after a crash loop: events are refused.
-    pub disabled: std::sync::atomic::AtomicBool,
+    pub disabled: AtomicBool,
     /// Log lines dropped by the rate cap.
     pub logs_dropped: Arc<AtomicU64>,
     /// Hot reloads that replaced the running version.
@@ -195,29 +183,33 @@ impl Default for PluginCounters {
             delivered: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             latency: crate::metrics::AtomicHistogram::new(crate::metrics::LATENCY_BOUNDS),
-            disabled: Default::default(),
+            disabled: AtomicBool::new(false),
             logs_dropped: Default::default(),
             reloads: AtomicU64::new(0),
         }
     }
 }
 
-/// A running plugin as the host sees it.
-struct Plugin {
-    tx: mpsc::Sender<Event>,
-    /// Its name, counters and grants (shared with its actor).
-    recipe: actor::Recipe,
+/// A plugin as a tenant of the host: who it is, what it may touch and use, and its
+/// counters — everything one of its instances is made with.
+#[derive(Clone)]
+struct Tenant {
+    name: Arc<str>,
+    manager: CallManager,
+    settings: Arc<str>,
+    counters: Arc<PluginCounters>,
+    limits: limits::Limits,
+    grants: Arc<grants::Grants>,
 }
 
-impl std::ops::Deref for Plugin {
-    type Target = actor::Recipe;
-    fn deref(&self) -> &actor::Recipe {
-        &self.recipe
-    }
+/// A running plugin: its queue and who it is.
+struct Plugin {
+    tx: mpsc::Sender<Event>,
+    tenant: Tenant,
 }
 
 /// Counters of one plugin.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PluginStatus {
     pub name: String,
     /// Events delivered without a trap.
@@ -235,30 +227,33 @@ pub struct PluginStatus {
 
 /// The plugins of one host.
 pub struct PluginHost {
-    reloads: tokio::sync::broadcast::Sender<(String, Result<SwapReport, PluginError>)>,
+    reloads: broadcast::Sender<(String, Result<SwapReport, PluginError>)>,
     engine: Engine,
     capacity: Capacity,
-    linker: Linker<PluginState>,
+    linker: Linker<host::PluginState>,
     cache: CompileCache,
     manager: CallManager,
     plugins: Mutex<Vec<Plugin>>,
 }
 
 impl PluginHost {
-    /// A host for up to `capacity` plugins commanding `manager`; compiled code is cached
-    /// in `cache_dir`.
-    pub fn new(manager: CallManager, cache_dir: Option<PathBuf>, capacity: Capacity) -> wasmtime::Result<Self> {
-        let engine = engine::engine(capacity)?;
+    /// A host for up to `capacity` plugins commanding `manager`, caching compiled code
+    /// as `cache` says.
+    pub fn new(manager: CallManager, cache: CacheOptions, capacity: Capacity) -> Result<Self, PluginError> {
+        let setup = |e: wasmtime::Error| PluginError::Capacity {
+            name: "(engine)".into(),
+            reason: format!("the WebAssembly engine cannot start: {e:#}"),
+        };
+        let engine = engine::engine(capacity).map_err(setup)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::Bot::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
-        let reloads = tokio::sync::broadcast::channel(64).0;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
+        bindings::Bot::add_to_linker::<_, HasSelf<host::PluginState>>(&mut linker, |s| s).map_err(setup)?;
         Ok(PluginHost {
-            reloads,
+            reloads: broadcast::channel(64).0,
             engine,
             capacity,
             linker,
-            cache: CompileCache::new(cache_dir),
+            cache: CompileCache::new(cache),
             manager,
             plugins: Mutex::new(Vec::new()),
         })
@@ -268,49 +263,59 @@ impl PluginHost {
     /// blocking thread, off the async workers.
     pub async fn load(&self, spec: PluginSpec) -> Result<LoadReport, PluginError> {
         let t0 = Instant::now();
-        let name: Arc<str> = spec.name.as_str().into();
-        let names = self.names();
-        if names.iter().any(|n| **n == *name) {
-            return Err(PluginError::Duplicate(spec.name));
-        }
-        if names.len() >= self.capacity.plugins {
-            return Err(PluginError::Grants {
-                name: spec.name,
-                reason: format!("the host was sized for {} plugins", self.capacity.plugins),
-            });
-        }
-        if spec.limits.memory_mb > self.capacity.memory_mb {
-            return Err(PluginError::Grants {
-                name: spec.name,
-                reason: format!(
-                    "limits.memory_mb = {} is above the host's {} MiB",
-                    spec.limits.memory_mb, self.capacity.memory_mb
-                ),
-            });
-        }
-        let (pre, loaded) = self.prepare(&spec.name, &spec.wasm).await?;
-        self.warm_up(&spec.name, &spec.wasm, &pre).await?;
-
+        self.admit(&spec)?;
+        let compiled = self.compile(&spec.name, &spec.wasm).await?;
+        let tenant = self.tenant(&spec);
+        // The first instance of a component pays one-time setup (~150 µs measured) that
+        // should not land on the first event's path, and a component that cannot be
+        // instantiated is refused now rather than later.
+        drop(Instance::new(&tenant, &compiled).await.map_err(|e| PluginError::WrongWorld {
+            name: spec.name.clone(),
+            path: spec.wasm.clone(),
+            reason: e.to_string(),
+        })?);
+        let loaded = compiled.loaded;
         let (tx, rx) = mpsc::channel(spec.limits.queue.max(1));
-        let counters = Arc::new(PluginCounters::default());
-        let grants = Arc::new(spec.grants);
-        let recipe = actor::Recipe {
-            name: name.clone(),
-            manager: self.manager.clone(),
-            settings: spec.settings.to_string().into(),
-            counters: counters.clone(),
-            limits: spec.limits,
-            grants: grants.clone(),
-        };
-        tokio::spawn(actor::Actor { recipe: recipe.clone(), pre }.run(rx));
-        self.plugins.lock().expect("plugins lock").push(Plugin { tx, recipe });
+        tokio::spawn(actor::Actor { tenant: tenant.clone(), compiled }.run(rx));
+        self.plugins.lock().push(Plugin { tx, tenant });
         let report = LoadReport { loaded, took: t0.elapsed() };
         tracing::info!(plugin = %spec.name, "loaded {} ({:?}, {:.1} ms)", spec.wasm.display(), loaded, report.took.as_secs_f64() * 1e3);
         Ok(report)
     }
 
+    /// Refuses a plugin the host has no room for.
+    fn admit(&self, spec: &PluginSpec) -> Result<(), PluginError> {
+        let plugins = self.plugins.lock();
+        if plugins.iter().any(|p| *p.tenant.name == *spec.name) {
+            return Err(PluginError::Duplicate(spec.name.clone()));
+        }
+        if plugins.len() >= self.capacity.plugins {
+            let reason = format!("the host was sized for {} plugins", self.capacity.plugins);
+            return Err(PluginError::Capacity { name: spec.name.clone(), reason });
+        }
+        if spec.limits.memory_mb > self.capacity.memory_mb {
+            let reason = format!(
+                "limits.memory_mb = {} is above the host's {} MiB",
+                spec.limits.memory_mb, self.capacity.memory_mb
+            );
+            return Err(PluginError::Capacity { name: spec.name.clone(), reason });
+        }
+        Ok(())
+    }
+
+    fn tenant(&self, spec: &PluginSpec) -> Tenant {
+        Tenant {
+            name: spec.name.as_str().into(),
+            manager: self.manager.clone(),
+            settings: spec.settings.to_string().into(),
+            counters: Arc::new(PluginCounters::default()),
+            limits: spec.limits,
+            grants: Arc::new(spec.grants.clone()),
+        }
+    }
+
     /// Reads, compiles (or loads from cache) and links a component, off the event path.
-    async fn prepare(&self, name: &str, path: &Path) -> Result<(bindings::BotPre<PluginState>, Loaded), PluginError> {
+    pub async fn compile(&self, name: &str, path: &Path) -> Result<Compiled, PluginError> {
         let wasm = tokio::fs::read(path).await.map_err(|e| PluginError::Read {
             name: name.to_owned(),
             path: path.to_path_buf(),
@@ -327,31 +332,13 @@ impl PluginHost {
         };
         let pre = bindings::BotPre::new(self.linker.instantiate_pre(&component).map_err(wrong_world)?)
             .map_err(wrong_world)?;
-        Ok((pre, loaded))
+        Ok(Compiled { pre, loaded })
     }
 
-    /// Instantiates once in a throwaway store: the first instance of a component pays
-    /// one-time setup (~150 µs measured) that should not land on the first event's path,
-    /// and a component that cannot be instantiated is refused now rather than later.
-    async fn warm_up(&self, name: &str, path: &Path, pre: &bindings::BotPre<PluginState>) -> Result<(), PluginError> {
-        let state = PluginState::new(
-            name.into(),
-            self.manager.clone(),
-            "{}".into(),
-            &limits::Limits::default(),
-            Default::default(),
-            Default::default(),
-        );
-        let mut store = wasmtime::Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(100);
-        store.epoch_deadline_trap();
-        pre.instance_pre().instantiate_async(&mut store).await.map_err(|e| PluginError::WrongWorld {
-            name: name.to_owned(),
-            path: path.to_path_buf(),
-            reason: format!("{e:#}"),
-        })?;
-        Ok(())
+    /// A fresh instance of `compiled`, as `spec` describes the plugin, outside any
+    /// actor: for tools and benchmarks that drive a plugin directly.
+    pub async fn instantiate(&self, spec: &PluginSpec, compiled: &Compiled) -> Result<Instance, PluginError> {
+        Instance::new(&self.tenant(spec), compiled).await
     }
 
     /// Hot-reloads `plugin` from `path`: compiled and linked off the event path, then
@@ -367,13 +354,13 @@ impl PluginHost {
     /// a file that is still being written before it reports anything).
     pub(crate) async fn reload_quietly(&self, plugin: &str, path: &Path) -> Result<SwapReport, PluginError> {
         let t0 = Instant::now();
-        let (pre, _) = self.prepare(plugin, path).await?;
-        let recipe = self.with_plugin(plugin, |p| p.recipe.clone())?;
+        let compiled = self.compile(plugin, path).await?;
+        let tenant = self.with_plugin(plugin, |p| p.tenant.clone())?;
         // The new version's store and instance are made here, off the event path; the
         // swap itself is then only save and restore.
-        let fresh = recipe.instantiate(&pre).await?;
+        let fresh = Instance::new(&tenant, &compiled).await?;
         let prepare = t0.elapsed();
-        let mut report = self.ask(plugin, |reply| Event::Swap(Box::new((pre, fresh)), reply)).await?;
+        let mut report = self.ask(plugin, |reply| Event::Swap(Box::new((compiled, fresh)), reply)).await?;
         report.prepare = prepare;
         Ok(report)
     }
@@ -395,43 +382,42 @@ impl PluginHost {
     }
 
     /// Every reload's outcome from now on (plugin name, result).
-    pub fn reloads(&self) -> tokio::sync::broadcast::Receiver<(String, Result<SwapReport, PluginError>)> {
+    pub fn reloads(&self) -> broadcast::Receiver<(String, Result<SwapReport, PluginError>)> {
         self.reloads.subscribe()
-    }
-
-    fn names(&self) -> Vec<Arc<str>> {
-        self.plugins.lock().expect("plugins lock").iter().map(|p| p.name.clone()).collect()
     }
 
     fn send(p: &Plugin, ev: Event) {
         match p.tx.try_send(ev) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(ev)) => {
-                tracing::warn!(plugin = %p.name, "event dropped: {} events are already waiting", p.tx.max_capacity());
-                ev.fail(PluginError::QueueFull { name: p.name.to_string() });
+                let name = &p.tenant.name;
+                tracing::warn!(plugin = %name, "event dropped: {} events are already waiting", p.tx.max_capacity());
+                ev.fail(PluginError::QueueFull { name: name.to_string() });
             }
-            Err(mpsc::error::TrySendError::Closed(ev)) => ev.fail(PluginError::Gone { name: p.name.to_string() }),
+            Err(mpsc::error::TrySendError::Closed(ev)) => {
+                ev.fail(PluginError::Gone { name: p.tenant.name.to_string() })
+            }
         }
     }
 
     /// `on-start(my_id)` to every plugin.
     pub fn start_all(&self, my_id: i64) {
-        for p in self.plugins.lock().expect("plugins lock").iter() {
+        for p in self.plugins.lock().iter() {
             Self::send(p, Event::Start(my_id));
         }
     }
 
     /// Delivers a host event to every plugin granted its chat, in order per plugin.
     pub fn dispatch(&self, ev: &HostEvent) {
-        for p in self.plugins.lock().expect("plugins lock").iter().filter(|p| p.grants.sees(ev)) {
-            Self::send(p, Event::from_host(ev));
+        for p in self.plugins.lock().iter().filter(|p| p.tenant.grants.sees(ev)) {
+            Self::send(p, Event::Host(ev.clone()));
         }
     }
 
     /// Runs `f` on the plugin named `plugin`, or answers that there is none.
     fn with_plugin<R>(&self, plugin: &str, f: impl FnOnce(&Plugin) -> R) -> Result<R, PluginError> {
-        let plugins = self.plugins.lock().expect("plugins lock");
-        plugins.iter().find(|p| &*p.name == plugin).map(f).ok_or_else(|| PluginError::Unknown(plugin.to_owned()))
+        let plugins = self.plugins.lock();
+        plugins.iter().find(|p| &*p.tenant.name == plugin).map(f).ok_or_else(|| PluginError::Unknown(plugin.to_owned()))
     }
 
     /// Queues an event that carries its own reply channel for `plugin`, and awaits the reply.
@@ -450,38 +436,33 @@ impl PluginHost {
         self.ask(plugin, |reply| Event::CustomApi(call, reply)).await
     }
 
-    /// Measures `plugin`'s event dispatch and instantiation, `rounds` times each, on
-    /// its own task (as real events run). The plugin must answer
-    /// `on-raw-update("ping")` by calling `get-port-server` (the testbot does).
-    pub async fn bench(&self, plugin: &str, rounds: usize) -> Result<BenchReport, PluginError> {
-        self.ask(plugin, |reply| Event::Bench(rounds, reply)).await
-    }
-
     /// Counters of every plugin, in load order.
     pub fn status(&self) -> Vec<PluginStatus> {
         self.plugins
             .lock()
-            .expect("plugins lock")
             .iter()
-            .map(|p| PluginStatus {
-                name: p.name.to_string(),
-                delivered: p.counters.delivered.load(Ordering::Relaxed),
-                restarts: p.counters.restarts.load(Ordering::Relaxed),
-                queued: p.tx.max_capacity() - p.tx.capacity(),
-                disabled: p.counters.disabled.load(Ordering::Relaxed),
-                logs_dropped: p.counters.logs_dropped.load(Ordering::Relaxed),
-                reloads: p.counters.reloads.load(Ordering::Relaxed),
+            .map(|p| {
+                let c = &p.tenant.counters;
+                PluginStatus {
+                    name: p.tenant.name.to_string(),
+                    delivered: c.delivered.load(Ordering::Relaxed),
+                    restarts: c.restarts.load(Ordering::Relaxed),
+                    queued: p.tx.max_capacity() - p.tx.capacity(),
+                    disabled: c.disabled.load(Ordering::Relaxed),
+                    logs_dropped: c.logs_dropped.load(Ordering::Relaxed),
+                    reloads: c.reloads.load(Ordering::Relaxed),
+                }
             })
             .collect()
     }
 
     /// Each plugin's name and counters, in load order.
     pub fn counters(&self) -> Vec<(String, Arc<PluginCounters>)> {
-        self.plugins.lock().expect("plugins lock").iter().map(|p| (p.name.to_string(), p.counters.clone())).collect()
+        self.plugins.lock().iter().map(|p| (p.tenant.name.to_string(), p.tenant.counters.clone())).collect()
     }
 
     /// True when no plugin has an event waiting or running.
     pub fn idle(&self) -> bool {
-        self.plugins.lock().expect("plugins lock").iter().all(|p| p.tx.capacity() == p.tx.max_capacity())
+        self.plugins.lock().iter().all(|p| p.tx.capacity() == p.tx.max_capacity())
     }
 }

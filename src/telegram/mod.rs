@@ -1,59 +1,36 @@
-//! The Telegram side of a group call, behind one trait: who answers our join JSON
-//! with a transport. The embedded [`loopback`] is the default; [`sfu`] POSTs the join
-//! JSON to an independent peer over HTTP; [`mtproto`] is real Telegram through a user
-//! account (grammers), chosen when the config has a `[telegram]` section.
+//! The other side of a call — Telegram — behind one trait, [`Telegram`]: it takes our
+//! join JSON and answers with a transport, lets us leave, names the account, and
+//! sends updates. Three sides implement it:
+//!
+//! - [`loopback`]: the default, a local Telegram stand-in that terminates WebRTC and
+//!   decodes what it hears, so everything runs offline;
+//! - [`mtproto`]: real Telegram through a user account (grammers);
+//! - [`sfu`]: the join JSON POSTed to an independent media server over HTTP.
+//!
+//! [`connect`] builds whichever the options name; `run`, `dev` and `play` all use it.
+//! [`tl`] holds the TL shapes both Telegram implementations share; [`error`]
+//! classifies what goes wrong, once.
 
+pub mod error;
 pub mod loopback;
 pub mod mtproto;
 pub mod sfu;
+pub mod tl;
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 
-use crate::transport::{JoinError, JoinParams, TransportAnswer};
+pub use error::TelegramError;
+
+use crate::transport::{JoinParams, TransportAnswer};
 
 /// A Telegram chat id (supergroups are negative, as in the seed API).
 pub type ChatId = i64;
 
-/// A boxed future, so backends can sit behind `dyn GroupCallServer`.
+/// A boxed future, so sides can sit behind `dyn Telegram`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Errors from the Telegram side.
-#[derive(Debug, thiserror::Error)]
-pub enum TelegramError {
-    #[error("chat {0} has no active group call to join; start a voice chat in it first")]
-    NoActiveGroupCall(ChatId),
-    #[error(transparent)]
-    Join(#[from] JoinError),
-    #[error("loopback Telegram: {0}")]
-    Loopback(String),
-    #[error("the SFU at {url} failed: {reason}")]
-    Sfu { url: String, reason: String },
-    /// No usable session: never logged in, or Telegram revoked it.
-    #[error("not logged in to Telegram ({0}); run `wasmcalls login` with this config")]
-    NotLoggedIn(String),
-    /// Telegram asked us to wait longer than we are willing to.
-    #[error("Telegram asks to wait {seconds} s before {request} again (FLOOD_WAIT); try later")]
-    FloodWait { request: &'static str, seconds: u32 },
-    /// Telegram refused a request.
-    #[error("Telegram refused {request}: {code} {name}{}", mtproto::rpc::hint(name))]
-    Rpc { request: &'static str, code: i32, name: String },
-    /// Telegram could not be reached (or the client stopped).
-    #[error("cannot reach Telegram for {request}: {reason}")]
-    Network { request: &'static str, reason: String },
-    /// Telegram answered something we cannot use.
-    #[error("Telegram's answer to {request} is unusable: {what}")]
-    Unexpected { request: &'static str, what: String },
-    /// Group calls live in groups and channels; a user id has none.
-    #[error("{0} is a user id, not a group or channel; group calls live in groups (-…) and channels (-100…)")]
-    NotAGroup(ChatId),
-    /// The account does not know the chat (not a member, or never seen).
-    #[error("chat {0} is not among this account's chats; join the group with the account first")]
-    UnknownChat(ChatId),
-    /// The session file could not be opened or written.
-    #[error("the Telegram session {path}: {reason}")]
-    Session { path: std::path::PathBuf, reason: String },
-}
 
 /// An invitation to a group call (`messageActionInviteToGroupCall`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -79,9 +56,9 @@ pub enum Update {
     Raw { json: serde_json::Value, chat: Option<ChatId> },
 }
 
-/// The Telegram side as the host sees it: group calls plus the account and its updates.
-pub trait Backend: GroupCallServer {
-    /// Which Telegram this is, for status and logs: `loopback` or `telegram`.
+/// The other side of our calls, as the host sees it.
+pub trait Telegram: Send + Sync {
+    /// Which side this is, for status and logs: `loopback`, `telegram` or `sfu`.
     fn name(&self) -> &'static str;
 
     /// The account's own user id (`get_cache_id`).
@@ -90,12 +67,6 @@ pub trait Backend: GroupCallServer {
     /// Updates from now on. A slow reader loses the oldest (and is told how many).
     fn updates(&self) -> tokio::sync::broadcast::Receiver<Update>;
 
-    /// Lets a `dyn Backend` be used where a `dyn GroupCallServer` is expected.
-    fn as_server(&self) -> &dyn GroupCallServer;
-}
-
-/// Whoever terminates our group call's media: Telegram, the loopback, or an SFU.
-pub trait GroupCallServer: Send + Sync {
     /// `phone.joinGroupCall`: sends our join JSON, returns the transport to connect to.
     fn join<'a>(
         &'a self,
@@ -105,4 +76,64 @@ pub trait GroupCallServer: Send + Sync {
 
     /// `phone.leaveGroupCall(source = ssrc)`.
     fn leave(&self, chat: ChatId, ssrc: u32) -> BoxFuture<'_, Result<(), TelegramError>>;
+}
+
+/// Which Telegram side to use, and how.
+#[derive(Debug, Clone)]
+pub enum TelegramOptions {
+    Loopback(loopback::LoopbackOptions),
+    Mtproto(mtproto::MtprotoOptions),
+    Sfu(sfu::SfuOptions),
+}
+
+/// A Telegram side, connected: what the host needs to place calls through it.
+pub struct Connected {
+    pub telegram: Arc<dyn Telegram>,
+    /// The local address media sockets bind.
+    pub media_ip: IpAddr,
+    /// The loopback, when that is the side (tests and `play --record` read what it heard).
+    pub loopback: Option<loopback::Loopback>,
+    /// Where the loopback's control endpoint listens, if it has one.
+    pub control: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Connected {
+    /// Any side, with media sockets bound on `media_ip` (tests put a fake Telegram here).
+    pub fn new(telegram: Arc<dyn Telegram>, media_ip: IpAddr) -> Connected {
+        Connected { telegram, media_ip, loopback: None, control: None, tasks: Vec::new() }
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Builds and connects the side `options` names.
+pub async fn connect(options: &TelegramOptions) -> Result<Connected, TelegramError> {
+    match options {
+        TelegramOptions::Loopback(o) => {
+            let lb = loopback::Loopback::new(o.clone())?;
+            let mut connected = Connected::new(Arc::new(lb.clone()), o.bind_ip);
+            if let Some(addr) = o.control {
+                let (bound, task) = lb.serve_control(addr).await?;
+                tracing::info!("loopback control on http://{bound}");
+                connected.control = Some(bound);
+                connected.tasks.push(task);
+            }
+            connected.loopback = Some(lb);
+            Ok(connected)
+        }
+        TelegramOptions::Mtproto(o) => {
+            let media_ip = mtproto::session::media_ip(o);
+            tracing::info!(%media_ip, "media sockets bind this address");
+            let tg = mtproto::session::start(o).await?;
+            Ok(Connected::new(Arc::new(tg), media_ip))
+        }
+        TelegramOptions::Sfu(o) => Ok(Connected::new(Arc::new(sfu::Sfu::new(o)?), o.bind_ip)),
+    }
 }

@@ -1,29 +1,43 @@
-//! The seam for independent peers: POST the join JSON — exactly what would go into
-//! `phone.joinGroupCall(params)` — to an SFU URL and take the response body as the
-//! transport JSON Telegram would have sent in `updateGroupCallConnection`.
+//! The seam for independent media servers: POST the join JSON — exactly what would go
+//! into `phone.joinGroupCall(params)` — to an SFU URL and take the response body as
+//! the transport JSON Telegram would have sent in `updateGroupCallConnection`.
 //!
 //! Request: `POST <url>?chat=<chat id>` with `Content-Type: application/json` and the
 //! join JSON as body. Response: 2xx with the transport JSON as body; anything else is
-//! an error that quotes the status and the start of the body.
+//! an error that quotes the status and the start of the body. An SFU has no account
+//! and sends no updates.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{BoxFuture, ChatId, GroupCallServer, TelegramError};
+use tokio::sync::broadcast;
+
+use super::{BoxFuture, ChatId, Telegram, TelegramError, Update};
 use crate::transport::{JoinParams, TransportAnswer};
 
-/// A group-call server reached over HTTP.
-pub struct SfuServer {
-    url: String,
-    client: reqwest::Client,
+/// Where the SFU is.
+#[derive(Debug, Clone)]
+pub struct SfuOptions {
+    pub url: String,
+    /// The local address media sockets bind.
+    pub bind_ip: IpAddr,
 }
 
-impl SfuServer {
-    pub fn new(url: impl Into<String>) -> Self {
+/// A media server reached over HTTP.
+pub struct Sfu {
+    url: String,
+    client: reqwest::Client,
+    /// Never sends: an SFU has no updates, but subscribers need a channel.
+    updates: broadcast::Sender<Update>,
+}
+
+impl Sfu {
+    pub fn new(opts: &SfuOptions) -> Result<Self, TelegramError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .expect("a plain HTTP client always builds");
-        SfuServer { url: url.into(), client }
+            .map_err(|e| TelegramError::Sfu { url: opts.url.clone(), reason: format!("no HTTP client: {e}") })?;
+        Ok(Sfu { url: opts.url.clone(), client, updates: broadcast::channel(1).0 })
     }
 
     fn err(&self, reason: impl std::fmt::Display) -> TelegramError {
@@ -31,7 +45,19 @@ impl SfuServer {
     }
 }
 
-impl GroupCallServer for SfuServer {
+impl Telegram for Sfu {
+    fn name(&self) -> &'static str {
+        "sfu"
+    }
+
+    fn me(&self) -> Result<i64, TelegramError> {
+        Err(TelegramError::NoAccount("an SFU"))
+    }
+
+    fn updates(&self) -> broadcast::Receiver<Update> {
+        self.updates.subscribe()
+    }
+
     fn join<'a>(
         &'a self,
         chat: ChatId,

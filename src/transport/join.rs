@@ -239,9 +239,9 @@ pub struct HeaderExt {
     pub uri: String,
 }
 
-/// `audio` of Telegram's answer.
+/// `audio` or `video` of Telegram's answer: payload types and header extensions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct AudioParams {
+pub struct MediaParams {
     #[serde(rename = "payload-types", default)]
     pub payload_types: Vec<PayloadType>,
     #[serde(rename = "rtp-hdrexts", default)]
@@ -253,7 +253,10 @@ pub struct AudioParams {
 pub struct TransportAnswer {
     pub transport: Transport,
     #[serde(default)]
-    pub audio: AudioParams,
+    pub audio: MediaParams,
+    /// Telegram always sends one; we send no video and ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<MediaParams>,
 }
 
 impl TransportAnswer {

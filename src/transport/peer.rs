@@ -6,9 +6,9 @@
 //! memory per call, and lets one pacer thread own hundreds of connections without a
 //! task, channel or timer per packet (see `../shared/reference/performance-notes.md`).
 
+use parking_lot::Mutex;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
@@ -73,9 +73,9 @@ pub fn audio_media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
 /// One DTLS certificate for every connection of this process, renewed a day before
 /// it expires. Generating a key pair per call cost CPU on every join and memory for
 /// every call; Telegram only checks that the fingerprint we announce matches.
-fn shared_certificate() -> Result<RTCCertificate, rtc::shared::error::Error> {
+pub(crate) fn shared_certificate() -> Result<RTCCertificate, rtc::shared::error::Error> {
     static CERT: Mutex<Option<RTCCertificate>> = Mutex::new(None);
-    let mut slot = CERT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut slot = CERT.lock();
     let fresh = |c: &RTCCertificate| c.expires > SystemTime::now() + Duration::from_secs(86_400);
     if let Some(cert) = slot.as_ref().filter(|c| fresh(c)) {
         return Ok(cert.clone());

@@ -1,26 +1,44 @@
-//! The `wasmcalls` binary, run as a user would.
+//! The `wasmcalls` binary, run as the README runs it: from a project folder, with
+//! relative paths.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 use crate::support::*;
 
-fn wasmcalls() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wasmcalls"))
+/// `wasmcalls` run in `project`.
+fn wasmcalls(project: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wasmcalls"));
+    c.current_dir(project).env("NO_COLOR", "1").env_remove("WASMCALLS_LOG");
+    c
+}
+
+/// A project laid out like this repository: the config in `examples/`, plugins in
+/// `plugins/`, media beside the config.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("examples/media")).unwrap();
+    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+    dir
 }
 
 #[test]
 fn play_streams_a_file_and_writes_what_the_loopback_heard() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = write_raw(dir.path(), "in.raw", &tones(&[(523.0, 0.3)], 1.0, RATE, 2));
-    let wav = dir.path().join("heard.wav");
-    let out = wasmcalls().arg("play").arg(&input).arg("--record").arg(&wav).output().unwrap();
+    let dir = project();
+    write_raw(dir.path(), "in.raw", &tones(&[(523.0, 0.3)], 1.0, RATE, 2));
+    let out = wasmcalls(dir.path()).args(["play", "in.raw", "--record", "heard.wav"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("sent 50 frames"), "{stdout}");
     assert!(stdout.contains("loopback heard 50 packets, 0 lost"), "{stdout}");
     assert!(stdout.contains("p99"), "{stdout}");
 
-    let reader = hound::WavReader::open(&wav).unwrap();
+    let reader = hound::WavReader::open(dir.path().join("heard.wav")).unwrap();
     assert_eq!(reader.spec().sample_rate, 48000);
     assert_eq!(reader.spec().channels, 2);
     assert_eq!(reader.duration(), 48000, "one second heard");
@@ -31,40 +49,42 @@ fn play_streams_a_file_and_writes_what_the_loopback_heard() {
 
 #[test]
 fn play_explains_bad_input_and_exits_non_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let odd = dir.path().join("odd.raw");
-    std::fs::write(&odd, [0u8; 3]).unwrap();
-    let cases: [(Vec<&std::ffi::OsStr>, &str); 3] = [
-        (vec!["play".as_ref(), "/definitely/missing.raw".as_ref()], "no such file"),
-        (vec!["play".as_ref(), odd.as_os_str()], "not a whole number"),
-        (vec!["play".as_ref(), odd.as_os_str(), "--rate".as_ref(), "44100".as_ref()], "44100 Hz is not supported"),
+    let dir = project();
+    std::fs::write(dir.path().join("odd.raw"), [0u8; 3]).unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["play", "missing.raw"], "no such file"),
+        (&["play", "odd.raw"], "not a whole number"),
+        (&["play", "odd.raw", "--rate", "44100"], "44100 Hz is not supported"),
     ];
     for (args, needle) in cases {
-        let out = wasmcalls().args(&args).output().unwrap();
+        let out = wasmcalls(dir.path()).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(stderr.contains(needle), "{args:?}: {needle:?} not in {stderr}");
     }
 }
 
-#[test]
-fn run_plays_the_jukebox_demo_and_exits_when_idle() {
-    let dir = tempfile::tempdir().unwrap();
-    write_raw(dir.path(), "a.raw", &tones(&[(440.0, 0.3)], 0.4, RATE, 2));
-    write_raw(dir.path(), "b.raw", &tones(&[(660.0, 0.3)], 0.4, RATE, 2));
-    let config = dir.path().join("wasmcalls.toml");
+/// The jukebox demo as `examples/wasmcalls.toml` sets it up, in `dir`.
+fn jukebox_demo(dir: &Path) {
+    std::fs::copy(plugin("jukebox"), dir.join("plugins/jukebox.wasm")).unwrap();
+    write_raw(&dir.join("examples/media"), "a.raw", &tones(&[(440.0, 0.3)], 0.4, RATE, 2));
+    write_raw(&dir.join("examples/media"), "b.raw", &tones(&[(660.0, 0.3)], 0.4, RATE, 2));
     std::fs::write(
-        &config,
-        format!(
-            "[host]\napi_port = 0\ncache_dir = \"cache\"\n[loopback]\nrecord_dir = \"heard\"\n[[loopback.chats]]\nid = -100\n\
-             [[plugins]]\nname = \"jukebox\"\nwasm = {:?}\n\
-             settings = {{ chat = -100, bitrate = 48000, playlist = [\"a.raw\", \"b.raw\"] }}\n\
-             grants = {{ chats = [-100], files = [\".\"] }}\n",
-            crate::support::plugin("jukebox")
-        ),
+        dir.join("examples/wasmcalls.toml"),
+        "[host]\napi_port = 0\ncache_dir = \"../.wasmcalls/cache\"\n[loopback]\nrecord_dir = \"../heard\"\n\
+         [[loopback.chats]]\nid = -100\n\
+         [[plugins]]\nname = \"jukebox\"\nwasm = \"../plugins/jukebox.wasm\"\n\
+         settings = { chat = -100, bitrate = 48000, playlist = [\"media/a.raw\", \"media/b.raw\"] }\n\
+         grants = { chats = [-100], files = [\"media\"] }\n",
     )
     .unwrap();
-    let out = wasmcalls().arg("run").arg(&config).arg("--exit-when-idle").output().unwrap();
+}
+
+#[test]
+fn run_plays_the_jukebox_demo_and_exits_when_idle() {
+    let dir = project();
+    jukebox_demo(dir.path());
+    let out = wasmcalls(dir.path()).args(["run", "examples/wasmcalls.toml", "--exit-when-idle"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -73,55 +93,225 @@ fn run_plays_the_jukebox_demo_and_exits_when_idle() {
     assert!(stderr.contains("playlist finished"), "the plugin's log reaches the host log: {stderr}");
     let wavs: Vec<_> = std::fs::read_dir(dir.path().join("heard")).unwrap().collect();
     assert_eq!(wavs.len(), 1, "one recording for the one participant");
-    assert!(dir.path().join("cache").read_dir().unwrap().next().is_some(), "compiled code was cached");
+    assert!(dir.path().join(".wasmcalls/cache").read_dir().unwrap().next().is_some(), "compiled code was cached");
 }
 
 #[test]
-fn run_explains_a_bad_config_with_its_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bad.toml");
-    std::fs::write(&config, "[host]\napi_port = 1\nport = 2\n").unwrap();
-    let out = wasmcalls().arg("run").arg(&config).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(stderr.contains("bad.toml") && stderr.contains("line 3") && stderr.contains("port"), "{stderr}");
-    let out = wasmcalls().arg("run").arg(dir.path().join("absent.toml")).output().unwrap();
+fn check_says_what_would_start_and_exits_zero() {
+    let dir = project();
+    jukebox_demo(dir.path());
+    let out = wasmcalls(dir.path()).args(["check", "examples/wasmcalls.toml"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let root = dir.path().canonicalize().unwrap();
+    assert!(stdout.contains("telegram: the loopback"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("plugin jukebox: {} (present)", root.join("plugins/jukebox.wasm").display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "may command and hear: -100; may stream and read (read-only): {}",
+            root.join("examples/media").display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1000 ms of CPU per event, 64 MiB of memory"), "{stdout}");
+    assert!(stdout.contains("examples/wasmcalls.toml is good"), "{stdout}");
+    assert!(!dir.path().join(".wasmcalls").exists() && !dir.path().join("heard").exists(), "nothing started");
+}
+
+#[test]
+fn run_and_check_explain_a_bad_config_with_its_key_and_line() {
+    let dir = project();
+    let cases = [
+        ("[host]\napi_port = 1\nport = 2\n", "line 3", "port"),
+        (
+            "[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\ngrants = { files = [\"nowhere\"] }\n",
+            "line 4",
+            "plugins[0].grants.files",
+        ),
+        (
+            "[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\n[plugins.limits]\nmemory_mb = 0\n",
+            "line 5",
+            "plugins[0].limits.memory_mb",
+        ),
+    ];
+    for (text, line, key) in cases {
+        std::fs::write(dir.path().join("examples/bad.toml"), text).unwrap();
+        for cmd in ["run", "check"] {
+            let out = wasmcalls(dir.path()).args([cmd, "examples/bad.toml"]).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{cmd} accepted {text}");
+            assert!(
+                stderr.contains("examples/bad.toml") && stderr.contains(line) && stderr.contains(key),
+                "{cmd}: {stderr}"
+            );
+        }
+    }
+    let out = wasmcalls(dir.path()).args(["run", "examples/absent.toml"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
 
 #[test]
 fn telegram_commands_say_to_log_in_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tg.toml");
+    let dir = project();
     std::fs::write(
-        &config,
+        dir.path().join("examples/tg.toml"),
         "[telegram]\napi_id = 12345\napi_hash = \"0123456789abcdef0123456789abcdef\"\nsession = \"state/me.session\"\n",
     )
     .unwrap();
-    let input = write_raw(dir.path(), "in.raw", &tones(&[(523.0, 0.3)], 0.2, RATE, 2));
-    let play = |c: &mut Command| {
-        c.arg(&input).arg("--telegram");
-    };
-    for cmd in ["run", "whoami", "play"] {
-        let mut c = wasmcalls();
-        c.arg(cmd);
-        if cmd == "play" {
-            play(&mut c);
-        }
-        let out = c.arg(&config).output().unwrap();
+    write_raw(dir.path(), "in.raw", &tones(&[(523.0, 0.3)], 0.2, RATE, 2));
+    let cases: [&[&str]; 3] = [
+        &["run", "examples/tg.toml"],
+        &["whoami", "examples/tg.toml"],
+        &["play", "in.raw", "--telegram", "examples/tg.toml"],
+    ];
+    for args in cases {
+        let out = wasmcalls(dir.path()).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{cmd} without a session must fail");
-        assert!(stderr.contains("run `wasmcalls login`") && stderr.contains("me.session"), "{cmd}: {stderr}");
+        assert!(!out.status.success(), "{args:?} without a session must fail");
+        assert!(stderr.contains("run `wasmcalls login`") && stderr.contains("me.session"), "{args:?}: {stderr}");
     }
-    assert!(!dir.path().join("state/me.session").exists(), "nothing is created before login");
+    assert!(!dir.path().join("examples/state/me.session").exists(), "nothing is created before login");
 
     // login on a config without [telegram] says what to add.
-    let plain = dir.path().join("plain.toml");
-    std::fs::write(&plain, "").unwrap();
-    let out = wasmcalls().arg("login").arg(&plain).output().unwrap();
+    std::fs::write(dir.path().join("examples/plain.toml"), "").unwrap();
+    let out = wasmcalls(dir.path()).args(["login", "examples/plain.toml"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("no [telegram] section") && stderr.contains("my.telegram.org"),
         "{stderr}"
     );
+}
+
+/// A running `wasmcalls run|dev`, its log read line by line; killed when dropped.
+struct Running {
+    child: Child,
+    log: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    api: String,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd.env("WASMCALLS_LOG", "info").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut r = Running { child, log, seen: Vec::new(), api: String::new() };
+        let line = r.wait_for("custom API on http://");
+        let url = line.split("custom API on ").nth(1).unwrap().trim();
+        r.api = url.to_owned();
+        // Logged once every watcher is up.
+        r.wait_for("wasmcalls is running");
+        r
+    }
+
+    /// The next log line containing `needle` (every line read is kept for messages).
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no {needle:?} in the log:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// POSTs `body` to the plugin `name`'s API.
+    fn api(&self, name: &str, body: Value) -> Value {
+        let url = self.api.replace("/api", &format!("/api/{name}"));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let r = reqwest::Client::new().post(&url).body(body.to_string()).send().await.unwrap();
+            serde_json::from_str(&r.text().await.unwrap()).unwrap()
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A testbot project: `examples/bot.toml` loading `../plugins/bot.wasm`.
+fn testbot_project(dir: &Path, extra: &str) -> PathBuf {
+    let wasm = dir.join("plugins/bot.wasm");
+    std::fs::copy(plugin("testbot"), &wasm).unwrap();
+    std::fs::write(
+        dir.join("examples/bot.toml"),
+        format!("[host]\napi_port = 0\n[[plugins]]\nname = \"bot\"\nwasm = \"../plugins/bot.wasm\"\n{extra}"),
+    )
+    .unwrap();
+    wasm
+}
+
+/// The testbot with a custom section appended: a new version that behaves the same.
+fn new_version(tag: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(plugin("testbot")).unwrap();
+    let name = b"wasmcalls-test-version";
+    bytes.push(0);
+    bytes.push((1 + name.len() + tag.len()) as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend(name);
+    bytes.extend(tag.as_bytes());
+    bytes
+}
+
+#[test]
+fn run_with_a_relative_config_reloads_a_replaced_wasm() {
+    let dir = project();
+    let wasm = testbot_project(dir.path(), "");
+    let mut host = Running::start({
+        let mut c = wasmcalls(dir.path());
+        c.args(["run", "examples/bot.toml"]);
+        c
+    });
+    for _ in 0..2 {
+        host.api("bot", json!({ "cmd": "count" }));
+    }
+    // Replaced by rename, as build tools do.
+    let tmp = dir.path().join("plugins/bot.wasm.tmp");
+    std::fs::write(&tmp, new_version("v2")).unwrap();
+    std::fs::rename(&tmp, &wasm).unwrap();
+    host.wait_for("reloaded");
+    assert_eq!(host.api("bot", json!({ "cmd": "count" })), json!(3), "the new version took the count over");
+}
+
+#[test]
+fn dev_with_a_relative_config_rebuilds_on_save_and_serves_the_new_version() {
+    let dir = project();
+    let src = dir.path().join("plugins/src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("bot.txt"), "v1").unwrap();
+    std::fs::write(dir.path().join("plugins/next.wasm"), new_version("v1")).unwrap();
+    // The "compiler": copies the next version into place, atomically.
+    let build = "build = \"../plugins/src\"\nbuild_command = \"cp ../next.wasm ../bot.wasm.tmp && mv ../bot.wasm.tmp ../bot.wasm\"\n";
+    testbot_project(dir.path(), build);
+    let mut host = Running::start({
+        let mut c = wasmcalls(dir.path());
+        c.args(["dev", "examples/bot.toml"]);
+        c
+    });
+    assert_eq!(host.api("bot", json!({ "cmd": "count" })), json!(1));
+    std::fs::write(dir.path().join("plugins/next.wasm"), new_version("v2")).unwrap();
+    std::fs::write(src.join("bot.txt"), "v2").unwrap(); // the save
+    host.wait_for("rebuilding bot");
+    host.wait_for("reloaded");
+    assert_eq!(host.api("bot", json!({ "cmd": "count" })), json!(2), "the new version serves, with the state");
 }

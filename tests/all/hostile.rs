@@ -26,19 +26,22 @@ async fn arena(
     std::fs::create_dir(&own).unwrap();
     write_raw(&own, "mine.raw", &tones(&[(440.0, 0.3)], 0.2, RATE, 2));
     std::os::unix::fs::symlink(dir.path().join("long.raw"), own.join("escape.raw")).unwrap();
-    let config = format!(
-        "[[loopback.chats]]\nid = {CHAT}\n\
-         [[plugins]]\nname = \"jukebox\"\nwasm = {:?}\nsettings = {{ chat = {CHAT}, bitrate = 48000, playlist = [\"long.raw\"] }}\n\
-         grants = {{ chats = [{CHAT}], files = [\".\"] }}\n\
-         [[plugins]]\nname = \"bystander\"\nwasm = {:?}\n\
-         [[plugins]]\nname = \"offender\"\nwasm = {:?}\nsettings = {{ {offender_settings} }}\nlimits = {{ {offender_limits} }}\n\
-         grants = {{ chats = [-42], files = [\"offender-files\"] }}\n",
-        plugin("jukebox"),
-        plugin("testbot"),
-        plugin("testbot"),
-    );
-    let host = Host::start_in(dir, &config).await;
-    let heard = tokio::time::timeout(PATIENCE, host.app.loopback().participant(CHAT)).await.unwrap();
+    let setup = Setup::new()
+        .chat(CHAT)
+        .plugin(
+            Bot::jukebox()
+                .settings(&format!("chat = {CHAT}, bitrate = 48000, playlist = [\"long.raw\"]"))
+                .grants(&format!("chats = [{CHAT}], files = [\".\"]")),
+        )
+        .plugin(Bot::testbot("bystander"))
+        .plugin(
+            Bot::testbot("offender")
+                .settings(offender_settings)
+                .limits(offender_limits)
+                .grants("chats = [-42], files = [\"offender-files\"]"),
+        );
+    let host = Host::start_in(dir, &setup).await;
+    let heard = tokio::time::timeout(PATIENCE, host.loopback().participant(CHAT)).await.unwrap();
     tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 10)).await.unwrap();
     (host, heard)
 }
@@ -166,7 +169,7 @@ async fn the_plugin_sees_only_its_granted_folder_through_wasi() {
 async fn events_for_other_chats_are_never_delivered() {
     let (host, _heard) = arena("", "").await;
     let mut events = host.app.events();
-    host.app.loopback().kick(CHAT);
+    host.loopback().kick(CHAT);
     host.event(
         &mut events,
         |e| matches!(e, wasmcalls::calls::HostEvent::RawUpdate { json: j, .. } if j.contains("updateChannel")),

@@ -7,15 +7,14 @@ use crate::support::*;
 
 const CHAT: i64 = -1001185324811;
 
-fn config(host: &str, plugins: &[(&str, &str, &str)]) -> String {
-    let mut s = format!("[host]\napi_port = 0\n{host}\n[[loopback.chats]]\nid = {CHAT}\n");
-    for (name, wasm, extra) in plugins {
-        s += &format!(
-            "[[plugins]]\nname = \"{name}\"\nwasm = {:?}\ngrants = {{ chats = \"all\", files = [\".\"] }}\n{extra}\n",
-            plugin(wasm)
-        );
-    }
-    s
+/// A host on the loopback with CHAT, `host` lines in `[host]`, and a testbot `t`.
+fn config(host: &[&str]) -> Setup {
+    host.iter().fold(Setup::new().chat(CHAT), |s, l| s.host(l))
+}
+
+/// A testbot with a CPU budget above its longest spin, so the API's deadline fires first.
+fn patient(name: &str) -> Bot {
+    Bot::testbot(name).all().limits("cpu_ms_per_event = 5000")
 }
 
 struct Reply {
@@ -47,12 +46,10 @@ async fn get(host: &Host, path: &str, token: Option<&str>) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_round_trip_and_per_plugin_routes() {
-    let juke = format!("settings = {{ chat = {CHAT}, autostart = false, playlist = [] }}");
-    let host = Host::start(&config(
-        "",
-        &[("jukebox", "jukebox", &juke), ("t", "testbot", ""), ("quiet", "testbot", "api = false")],
-    ))
-    .await;
+    let juke = Bot::jukebox().settings(&format!("chat = {CHAT}, autostart = false, playlist = []")).all();
+    let setup =
+        config(&[]).plugin(juke).plugin(Bot::testbot("t").all()).plugin(Bot::testbot("quiet").line("api = false"));
+    let host = Host::start(&setup).await;
     // PyTgCalls: POST http://127.0.0.1:<port>/api with a JSON body, a JSON dict back.
     let r = post(&host, "/api", r#"{"action":"status"}"#, None).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -74,7 +71,7 @@ async fn the_seed_round_trip_and_per_plugin_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_required_when_configured() {
-    let host = Host::start(&config("api_token = \"s3cret\"", &[("t", "testbot", "")])).await;
+    let host = Host::start(&config(&["api_token = \"s3cret\""]).plugin(Bot::testbot("t").all())).await;
     for token in [None, Some("wrong"), Some("s3cre")] {
         let r = post(&host, "/api", r#"{"cmd":"echo"}"#, token).await;
         assert_eq!(r.status, 401, "{token:?}");
@@ -89,9 +86,7 @@ async fn a_token_is_required_when_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failure_has_its_status_and_a_json_error() {
-    let limits = "api_max_body = 1024\napi_timeout_ms = 300";
-    // A CPU budget above the spin, so the API's deadline is what fires.
-    let host = Host::start(&config(limits, &[("t", "testbot", "limits = { cpu_ms_per_event = 5000 }")])).await;
+    let host = Host::start(&config(&["api_max_body = 1024", "api_timeout_ms = 300"]).plugin(patient("t"))).await;
     let cases: [(&str, String, u16, &str); 6] = [
         ("malformed JSON", "{not json".into(), 400, "not JSON"),
         ("oversized body", format!("{{\"pad\":\"{}\"}}", "x".repeat(2000)), 413, "larger than 1024"),
@@ -115,8 +110,7 @@ async fn every_failure_has_its_status_and_a_json_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_a_plugins_concurrency_get_429() {
-    let host =
-        Host::start(&config("api_concurrency = 1", &[("t", "testbot", "limits = { cpu_ms_per_event = 5000 }")])).await;
+    let host = Host::start(&config(&["api_concurrency = 1"]).plugin(patient("t"))).await;
     let body = r#"{"cmd":"spin","ms":300}"#;
     let replies = futures::future::join_all((0..5).map(|_| post(&host, "/api/t", body, None))).await;
     let ok = replies.iter().filter(|r| r.status == 200).count();
@@ -128,7 +122,7 @@ async fn requests_beyond_a_plugins_concurrency_get_429() {
 async fn metrics_parse_and_move_when_audio_plays() {
     let dir = tempfile::tempdir().unwrap();
     write_raw(dir.path(), "a.raw", &tones(&[(440.0, 0.3)], 0.5, RATE, 2));
-    let host = Host::start_in(dir, &config("", &[("t", "testbot", "")])).await;
+    let host = Host::start_in(dir, &config(&[]).plugin(Bot::testbot("t").all())).await;
     let scrape = || async {
         let (code, text) = get(&host, "/metrics", None).await;
         assert_eq!(code, 200);
@@ -180,7 +174,7 @@ async fn metrics_parse_and_move_when_audio_plays() {
 async fn wasmcalls_status_prints_plugins_and_calls() {
     let dir = tempfile::tempdir().unwrap();
     write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 10.0, RATE, 2));
-    let host = Host::start_in(dir, &config("", &[("t", "testbot", "")])).await;
+    let host = Host::start_in(dir, &config(&[]).plugin(Bot::testbot("t").all())).await;
     let r = post(&host, "/api/t", &json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" }).to_string(), None).await;
     assert_eq!(r.body, json!({ "ok": null }));
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasmcalls"))
@@ -190,7 +184,10 @@ async fn wasmcalls_status_prints_plugins_and_calls() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("PLUGIN") && stdout.lines().any(|l| l.starts_with("t ")), "{stdout}");
+    assert!(
+        stdout.contains("PLUGIN") && stdout.lines().any(|l| l.trim_start_matches(['│', ' ']).starts_with("t ")),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(&CHAT.to_string()) && stdout.contains("playing") && stdout.contains("long.raw"),
         "{stdout}"

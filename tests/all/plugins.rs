@@ -3,32 +3,26 @@
 
 use serde_json::{Value, json};
 use wasmcalls::calls::HostEvent;
-use wasmcalls::runtime::{Loaded, PluginError, PluginHost, PluginSpec};
+use wasmcalls::runtime::{CacheOptions, Loaded, PluginError, PluginHost, PluginSpec};
 
 use crate::support::*;
 
 const CHAT: i64 = -1001185324811;
 const NO_CALL: i64 = -1002000000002;
-/// Every chat and the test's folder: these tests are about calls, not grants.
-const ALL: &str = "grants = { chats = \"all\", files = [\".\"] }";
 
-fn loopback_chats() -> String {
-    format!(
-        "[[loopback.chats]]\nid = {CHAT}\nactive_call = true\n[[loopback.chats]]\nid = {NO_CALL}\nactive_call = false\n\
-         [[loopback.chats]]\nid = -3\nactive_call = true\n"
-    )
+/// The chats these tests use: two with a voice chat, one without.
+fn chats() -> Setup {
+    Setup::new().chat(CHAT).quiet_chat(NO_CALL).chat(-3)
 }
 
-fn testbot(name: &str, settings: &str) -> String {
-    format!("[[plugins]]\nname = \"{name}\"\nwasm = {:?}\nsettings = {{ {settings} }}\n{ALL}\n", plugin("testbot"))
+fn testbot(name: &str) -> Bot {
+    Bot::testbot(name).all()
 }
 
-fn jukebox(chat: i64, playlist: &[&str], autostart: bool) -> String {
-    format!(
-        "[[plugins]]\nname = \"jukebox\"\nwasm = {:?}\nsettings = {{ chat = {chat}, bitrate = 48000, autostart = {autostart}, playlist = {:?} }}\n{ALL}\n",
-        plugin("jukebox"),
-        playlist
-    )
+fn jukebox(chat: i64, playlist: &[&str], autostart: bool) -> Bot {
+    Bot::jukebox()
+        .settings(&format!("chat = {chat}, bitrate = 48000, autostart = {autostart}, playlist = {playlist:?}"))
+        .all()
 }
 
 fn tone_file(dir: &std::path::Path, name: &str, hz: f64, seconds: f64) -> String {
@@ -41,10 +35,10 @@ async fn the_jukebox_plays_its_playlist_then_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let a = tone_file(dir.path(), "a.raw", 440.0, 0.6);
     let b = tone_file(dir.path(), "b.raw", 880.0, 0.6);
-    let host = Host::start_in(dir, &format!("{}{}", loopback_chats(), jukebox(CHAT, &[&a, &b], true))).await;
+    let host = Host::start_in(dir, &chats().plugin(jukebox(CHAT, &[&a, &b], true))).await;
     let mut events = host.app.events();
     // start → join → audio heard
-    let heard = tokio::time::timeout(PATIENCE, host.app.loopback().participant(CHAT)).await.unwrap();
+    let heard = tokio::time::timeout(PATIENCE, host.loopback().participant(CHAT)).await.unwrap();
     // → stream end → next → stream end → leave
     for _ in 0..2 {
         host.event(&mut events, |e| *e == HostEvent::StreamEnd(CHAT)).await;
@@ -62,12 +56,12 @@ async fn the_jukebox_plays_its_playlist_then_leaves() {
 async fn kicked_and_call_ended_reach_the_plugin_and_drop_the_call() {
     let dir = tempfile::tempdir().unwrap();
     let long = tone_file(dir.path(), "long.raw", 440.0, 10.0);
-    let host = Host::start_in(dir, &format!("{}{}", loopback_chats(), testbot("t", ""))).await;
+    let host = Host::start_in(dir, &chats().plugin(testbot("t"))).await;
     let mut events = host.app.events();
 
     let r = host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": long })).await;
     assert_eq!(r, json!({ "ok": null }));
-    host.app.loopback().kick(CHAT);
+    host.loopback().kick(CHAT);
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     assert!(host.app.manager.joined_chats().is_empty(), "the call is dropped");
     // The raw form of the same update follows the routed one.
@@ -82,7 +76,7 @@ async fn kicked_and_call_ended_reach_the_plugin_and_drop_the_call() {
     // A call whose voice chat ends is dropped the same way.
     let r = host.api("t", json!({ "cmd": "join", "chat": -3, "file": long })).await;
     assert_eq!(r, json!({ "ok": null }));
-    host.app.loopback().end_call(-3);
+    host.loopback().end_call(-3);
     host.event(&mut events, |e| *e == HostEvent::Kicked(-3)).await;
     assert!(host.app.manager.joined_chats().is_empty());
     // …and the chat has no call to join any more.
@@ -94,15 +88,15 @@ async fn kicked_and_call_ended_reach_the_plugin_and_drop_the_call() {
 async fn an_invited_jukebox_joins_and_plays() {
     let dir = tempfile::tempdir().unwrap();
     let a = tone_file(dir.path(), "a.raw", 523.0, 0.4);
-    let host = Host::start_in(dir, &format!("{}{}", loopback_chats(), jukebox(CHAT, &[&a], false))).await;
+    let host = Host::start_in(dir, &chats().plugin(jukebox(CHAT, &[&a], false))).await;
     let mut events = host.app.events();
-    let invite = host.app.loopback().invite(-3, 4242);
+    let invite = host.loopback().invite(-3, 4242);
     host.event(&mut events, |e| matches!(e, HostEvent::Invite(i) if *i == invite)).await;
-    let Ok(heard) = tokio::time::timeout(PATIENCE, host.app.loopback().participant(-3)).await else {
+    let Ok(heard) = tokio::time::timeout(PATIENCE, host.loopback().participant(-3)).await else {
         panic!("the jukebox never joined the invited chat: {:?}", host.app.plugins.status());
     };
     tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 20)).await.expect("audio in the invited chat");
-    assert!(host.app.loopback().calls().iter().all(|c| c.chat() == -3), "it joined the chat it was invited to only");
+    assert!(host.loopback().calls().iter().all(|c| c.chat() == -3), "it joined the chat it was invited to only");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +105,7 @@ async fn every_command_reports_its_error_variant_to_the_plugin() {
     let long = tone_file(dir.path(), "long.raw", 440.0, 10.0);
     let odd = dir.path().join("odd.raw");
     std::fs::write(&odd, [0u8; 3]).unwrap();
-    let host = Host::start_in(dir, &format!("{}{}", loopback_chats(), testbot("t", ""))).await;
+    let host = Host::start_in(dir, &chats().plugin(testbot("t"))).await;
     let api = |body: Value| host.api("t", body);
 
     // No active group call / not in the call: PyTgCalls' JOIN_ERROR and NOT_IN_GROUP.
@@ -138,7 +132,7 @@ async fn every_command_reports_its_error_variant_to_the_plugin() {
     assert!(r["err"]["file-error"].as_str().unwrap().contains("not a whole number"), "{r}");
     let r = api(json!({ "cmd": "join", "chat": CHAT, "file": long, "bitrate": 44100 })).await;
     assert!(r["err"]["invalid-argument"].as_str().unwrap().contains("44100"), "{r}");
-    assert!(host.app.loopback().calls().is_empty(), "nothing connected for a bad request");
+    assert!(host.loopback().calls().is_empty(), "nothing connected for a bad request");
 
     // A joined call: every command succeeds, and the illegal ones say why.
     assert_eq!(api(json!({ "cmd": "join", "chat": CHAT, "file": long })).await, json!({ "ok": null }));
@@ -170,9 +164,8 @@ async fn every_command_reports_its_error_variant_to_the_plugin() {
 async fn a_trapping_plugin_restarts_while_another_plugins_call_keeps_playing() {
     let dir = tempfile::tempdir().unwrap();
     let long = tone_file(dir.path(), "long.raw", 440.0, 6.0);
-    let config = format!("{}{}{}", loopback_chats(), jukebox(CHAT, &[&long], true), testbot("crashy", ""));
-    let host = Host::start_in(dir, &config).await;
-    let heard = tokio::time::timeout(PATIENCE, host.app.loopback().participant(CHAT)).await.unwrap();
+    let host = Host::start_in(dir, &chats().plugin(jukebox(CHAT, &[&long], true)).plugin(testbot("crashy"))).await;
+    let heard = tokio::time::timeout(PATIENCE, host.loopback().participant(CHAT)).await.unwrap();
     tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 25)).await.unwrap();
 
     let call = wasmcalls::runtime::ApiCall { path: "/api".into(), body: json!({ "cmd": "trap" }).to_string() };
@@ -195,8 +188,8 @@ async fn a_trapping_plugin_restarts_while_another_plugins_call_keeps_playing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_traps_in_on_start_does_not_stop_the_others() {
     let dir = tempfile::tempdir().unwrap();
-    let config = format!("{}{}{}", loopback_chats(), testbot("bad", "trap_on_start = true"), testbot("good", ""));
-    let host = Host::start_in(dir, &config).await;
+    let setup = chats().plugin(testbot("bad").settings("trap_on_start = true")).plugin(testbot("good"));
+    let host = Host::start_in(dir, &setup).await;
     let good = host.api("good", json!({ "cmd": "events" })).await;
     assert_eq!(good, json!([{ "on-start": wasmcalls::telegram::loopback::DEFAULT_USER_ID }]));
     // `bad` traps on every start, so each event that arrives is answered with the trap.
@@ -218,7 +211,7 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     let other = write("other.wasm", &wat::parse_str("(component (import \"x:y/z\" (func)))").unwrap());
     let empty = write("empty.wasm", &wat::parse_str("(component)").unwrap());
     let threads = write("threads.wasm", &wat::parse_str("(component (core module (memory 1 1 shared)))").unwrap());
-    let host = Host::start(&loopback_chats()).await;
+    let host = Host::start(&chats()).await;
     let load = |name: &str, wasm: std::path::PathBuf| {
         host.app.plugins.load(PluginSpec {
             name: name.into(),
@@ -247,13 +240,8 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     assert!(host.app.plugins.status().is_empty(), "none of them runs");
 
     // A bad plugin in the config is reported and skipped; the good one runs.
-    let config = format!(
-        "{}[[plugins]]\nname = \"broken\"\nwasm = {:?}\n{}",
-        loopback_chats(),
-        dir.path().join("junk.wasm"),
-        testbot("fine", "")
-    );
-    let host = Host::start(&config).await;
+    let junk = dir.path().join("junk.wasm");
+    let host = Host::start(&chats().plugin(Bot::at("broken", junk.to_str().unwrap())).plugin(testbot("fine"))).await;
     assert!(host.app.loaded[0].1.is_err());
     assert!(host.app.loaded[1].1.is_ok());
     assert_eq!(host.api("fine", json!({ "cmd": "echo", "x": 1 })).await["x"], 1);
@@ -262,7 +250,7 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compiled_plugins_are_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
-    let host = Host::start("").await;
+    let host = Host::start(&Setup::new()).await;
     let spec = || PluginSpec {
         name: "t".into(),
         wasm: plugin("testbot"),
@@ -270,23 +258,24 @@ async fn compiled_plugins_are_cached_on_disk() {
         limits: Default::default(),
         grants: Default::default(),
     };
-    let first = PluginHost::new(host.app.manager.clone(), Some(cache.path().into()), Default::default()).unwrap();
+    let cached = || CacheOptions { dir: Some(cache.path().into()), ..Default::default() };
+    let first = PluginHost::new(host.app.manager.clone(), cached(), Default::default()).unwrap();
     assert_eq!(first.load(spec()).await.unwrap().loaded, Loaded::Compiled);
-    let second = PluginHost::new(host.app.manager.clone(), Some(cache.path().into()), Default::default()).unwrap();
+    let second = PluginHost::new(host.app.manager.clone(), cached(), Default::default()).unwrap();
     assert_eq!(second.load(spec()).await.unwrap().loaded, Loaded::FromCache);
     // A corrupt entry is ignored, not trusted: it is recompiled.
     for entry in std::fs::read_dir(cache.path()).unwrap() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
     }
-    let third = PluginHost::new(host.app.manager.clone(), Some(cache.path().into()), Default::default()).unwrap();
+    let third = PluginHost::new(host.app.manager.clone(), cached(), Default::default()).unwrap();
     assert_eq!(third.load(spec()).await.unwrap().loaded, Loaded::Compiled);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_updates_reach_every_plugin() {
-    let host = Host::start(&format!("{}{}{}", loopback_chats(), testbot("a", ""), testbot("b", ""))).await;
+    let host = Host::start(&chats().plugin(testbot("a")).plugin(testbot("b"))).await;
     let mut events = host.app.events();
-    host.app.loopback().raw_update(json!({ "_": "updateGroupCallParticipants", "participants": [] }));
+    host.loopback().raw_update(json!({ "_": "updateGroupCallParticipants", "participants": [] }));
     host.event(
         &mut events,
         |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("updateGroupCallParticipants")),
@@ -299,4 +288,34 @@ async fn raw_updates_reach_every_plugin() {
             "{p}: {seen}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_handling_one_call_costs_that_call_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = tone_file(dir.path(), "long.raw", 440.0, 20.0);
+    // One pacer shard holds both calls, so the other call shares the shard that panics.
+    let host = Host::start_in(dir, &chats().host("pacer_shards = 1").plugin(testbot("t"))).await;
+    let mut events = host.app.events();
+    for chat in [CHAT, -3] {
+        assert_eq!(host.api("t", json!({ "cmd": "join", "chat": chat, "file": long })).await, json!({ "ok": null }));
+    }
+    let survivor = tokio::time::timeout(PATIENCE, host.loopback().participant(-3)).await.unwrap();
+    tokio::time::timeout(PATIENCE, survivor.wait_until(|s| s.packets >= 10)).await.unwrap();
+
+    host.app.manager.inject_fault(CHAT).unwrap();
+    host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
+    let seen = host.api("t", json!({ "cmd": "events" })).await;
+    let lost =
+        seen.as_array().unwrap().iter().find_map(|e| {
+            e.get("on-raw-update").filter(|r| r["_"] == "wasmcalls.connectionLost" && r["chat_id"] == CHAT)
+        });
+    assert!(lost.unwrap()["reason"].as_str().unwrap().contains("internal error"), "the plugin is told why: {seen}");
+    assert_eq!(host.app.media.totals().call_crashes.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    // The other call on the same shard never missed a frame.
+    let before = survivor.stats().packets;
+    tokio::time::timeout(PATIENCE, survivor.wait_until(|s| s.packets >= before + 25)).await.unwrap();
+    assert_eq!(survivor.stats().lost, 0);
+    assert_eq!(host.app.manager.joined_chats(), vec![-3]);
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use wasmcalls::calls::HostEvent;
 use wasmcalls::runtime::PluginError;
+use wasmcalls::runtime::dev::{Source, watch_sources};
 
 use crate::support::*;
 
@@ -24,15 +25,15 @@ fn new_version(of: &Path, tag: &str) -> Vec<u8> {
 }
 
 /// A host with a testbot loaded from a copy in its folder; returns the copy's path.
-async fn host_with_bot(settings: &str, extra: &str) -> (Host, PathBuf) {
+async fn host_with_bot(settings: &str, hot_reload: bool) -> (Host, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("bot.wasm");
     std::fs::copy(plugin("testbot"), &wasm).unwrap();
-    let config = format!(
-        "[[loopback.chats]]\nid = {CHAT}\n{extra}\n[[plugins]]\nname = \"bot\"\nwasm = \"bot.wasm\"\n\
-         settings = {{ {settings} }}\ngrants = {{ chats = \"all\", files = [\".\"] }}\n"
-    );
-    (Host::start_in(dir, &config).await, wasm)
+    let setup = Setup::new()
+        .host(&format!("hot_reload = {hot_reload}"))
+        .chat(CHAT)
+        .plugin(Bot::at("bot", "bot.wasm").settings(settings).all());
+    (Host::start_in(dir, &setup).await, wasm)
 }
 
 async fn count(host: &Host) -> u64 {
@@ -41,7 +42,7 @@ async fn count(host: &Host) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_survives_and_events_during_a_reload_arrive_exactly_once() {
-    let (host, wasm) = host_with_bot("", "[host]\napi_port = 0\nhot_reload = false").await;
+    let (host, wasm) = host_with_bot("", false).await;
     for _ in 0..3 {
         count(&host).await;
     }
@@ -54,7 +55,7 @@ async fn state_survives_and_events_during_a_reload_arrive_exactly_once() {
     let reload = tokio::spawn(async move { plugins.reload("bot", &next).await });
     const N: u64 = 50;
     for i in 0..N {
-        host.app.loopback().raw_update(json!({ "_": "count", "i": i }));
+        host.loopback().raw_update(json!({ "_": "count", "i": i }));
     }
     for _ in 0..N {
         host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("\"count\""))).await;
@@ -69,7 +70,7 @@ async fn state_survives_and_events_during_a_reload_arrive_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_update_leaves_the_old_version_serving() {
-    let (host, _wasm) = host_with_bot("", "[host]\napi_port = 0\nhot_reload = false").await;
+    let (host, _wasm) = host_with_bot("", false).await;
     count(&host).await;
     let dir = host.dir.path();
     let broken = [
@@ -91,7 +92,7 @@ async fn a_broken_update_leaves_the_old_version_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_that_traps_falls_back_to_a_fresh_start() {
-    let (host, wasm) = host_with_bot("trap_on_restore = true", "[host]\napi_port = 0\nhot_reload = false").await;
+    let (host, wasm) = host_with_bot("trap_on_restore = true", false).await;
     count(&host).await;
     let next = host.dir.path().join("v2.wasm");
     std::fs::write(&next, new_version(&wasm, "v2")).unwrap();
@@ -108,13 +109,13 @@ async fn a_reload_during_playback_leaves_the_audio_untouched() {
     write_raw(dir.path(), "a.raw", &tones(&[(440.0, 0.3)], 3.0, RATE, 2));
     let wasm = dir.path().join("jukebox.wasm");
     std::fs::copy(plugin("jukebox"), &wasm).unwrap();
-    let config = format!(
-        "[host]\napi_port = 0\nhot_reload = false\n[[loopback.chats]]\nid = {CHAT}\n\
-         [[plugins]]\nname = \"jukebox\"\nwasm = \"jukebox.wasm\"\n\
-         settings = {{ chat = {CHAT}, bitrate = 48000, playlist = [\"a.raw\"] }}\ngrants = {{ chats = [{CHAT}], files = [\".\"] }}\n"
+    let setup = Setup::new().host("hot_reload = false").chat(CHAT).plugin(
+        Bot::at("jukebox", "jukebox.wasm")
+            .settings(&format!("chat = {CHAT}, bitrate = 48000, playlist = [\"a.raw\"]"))
+            .grants(&format!("chats = [{CHAT}], files = [\".\"]")),
     );
-    let host = Host::start_in(dir, &config).await;
-    let heard = tokio::time::timeout(PATIENCE, host.app.loopback().participant(CHAT)).await.unwrap();
+    let host = Host::start_in(dir, &setup).await;
+    let heard = tokio::time::timeout(PATIENCE, host.loopback().participant(CHAT)).await.unwrap();
     tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 25)).await.unwrap();
     let next = host.dir.path().join("jukebox-v2.wasm");
     std::fs::write(&next, new_version(&wasm, "v2")).unwrap();
@@ -127,7 +128,7 @@ async fn a_reload_during_playback_leaves_the_audio_untouched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watcher_reloads_once_for_a_slow_write_and_once_for_a_rename() {
-    let (host, wasm) = host_with_bot("", "").await;
+    let (host, wasm) = host_with_bot("", true).await;
     let mut reloads = host.app.plugins.reloads();
     count(&host).await;
     let once = |reloads: &mut tokio::sync::broadcast::Receiver<_>| {
@@ -159,7 +160,8 @@ async fn the_watcher_reloads_once_for_a_slow_write_and_once_for_a_rename() {
     assert!(r.unwrap().restored);
 
     // Nothing more: no second reload for either change (watched over a quiet window).
-    tokio::time::sleep(wasmcalls::runtime::watch::QUIET * 3).await;
+    // Watched for as long as the watcher could still act on either change.
+    tokio::time::sleep(wasmcalls::runtime::watch::SETTLE + wasmcalls::runtime::watch::QUIET * 2).await;
     assert!(once(&mut reloads).is_err(), "each change reloaded exactly once");
     assert_eq!(count(&host).await, 2, "state carried through both reloads");
     assert_eq!(host.app.plugins.status()[0].reloads, 2);
@@ -179,12 +181,18 @@ async fn dev_rebuilds_on_save_reloads_and_keeps_serving_through_a_failed_build()
          cp ../next.wasm ../bot.wasm.tmp && mv ../bot.wasm.tmp ../bot.wasm\n",
     )
     .unwrap();
-    let config = "[host]\napi_port = 0\n[[plugins]]\nname = \"bot\"\nwasm = \"bot.wasm\"\nbuild = \"src\"\n\
-                  build_command = \"sh ../build.sh\"\ngrants = { chats = \"all\" }\n";
-    let host = Host::start_in(dir, config).await; // builds once at start, like `run`
-    let config = wasmcalls::config::Config::parse(config, host.dir.path()).unwrap();
+    let setup = Setup::new().plugin(
+        Bot::at("bot", "bot.wasm")
+            .line("build = \"src\"")
+            .line("build_command = \"sh ../build.sh\"")
+            .grants("chats = \"all\""),
+    );
+    let options = Host::options(&dir, &setup);
+    let host = Host::start_in(dir, &setup).await; // builds once at start, like `run`
+    let plan = &options.plugins[0];
+    let source = Source { plugin: "bot".into(), build: plan.build.clone().unwrap(), wasm: plan.spec.wasm.clone() };
     let (tx, mut rebuilt) = tokio::sync::mpsc::unbounded_channel();
-    let _watch = wasmcalls::dev::watch_sources(&config, tx).unwrap().expect("a source to watch");
+    let _watch = watch_sources(vec![source], tx).unwrap().expect("a source to watch");
     let mut reloads = host.app.plugins.reloads();
     assert_eq!(count(&host).await, 1);
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use wasmcalls::calls::{Dialed, dial};
 use wasmcalls::media::{EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat, Stream};
-use wasmcalls::telegram::GroupCallServer;
 use wasmcalls::telegram::loopback::{HeardCall, Loopback, LoopbackOptions};
 
 /// Generous bound for anything awaited; reaching it is a failure, not a wait.
@@ -122,10 +121,9 @@ pub struct Call {
 impl Call {
     pub async fn join() -> Call {
         let (media, events) = MediaPlane::start(PacerConfig { shards: 1, ..Default::default() }).unwrap();
-        let loopback = Loopback::new(LoopbackOptions { keep_audio: true, ..Default::default() });
-        let dialed = dial(&media, &loopback as &dyn GroupCallServer, -100, "127.0.0.1".parse().unwrap())
-            .await
-            .expect("joins the loopback call");
+        let loopback = Loopback::new(LoopbackOptions { keep_audio: true, ..Default::default() }).unwrap();
+        let dialed =
+            dial(&media, &loopback, -100, "127.0.0.1".parse().unwrap()).await.expect("joins the loopback call");
         let heard = loopback.call(dialed.ssrc).expect("the loopback knows the participant");
         let mut events = events;
         assert_eq!(events.recv().await, Some(MediaEvent::Connected { call: dialed.call }));
@@ -183,8 +181,119 @@ pub fn plugin(name: &str) -> PathBuf {
     }
 }
 
-/// A host started from a config written into a temp dir (paths in it may be
-/// relative to that dir).
+/// A test's configuration, written as a user writes it: a `[host]` with a free API
+/// port, loopback chats, and plugins.
+#[derive(Clone, Default)]
+pub struct Setup {
+    host: Vec<String>,
+    chats: Vec<(i64, bool)>,
+    plugins: Vec<Bot>,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        Setup::default()
+    }
+
+    /// A line in `[host]` (`api_port = 0` unless one sets it).
+    pub fn host(mut self, line: &str) -> Setup {
+        self.host.push(line.to_owned());
+        self
+    }
+
+    /// A loopback chat with a voice chat running.
+    pub fn chat(mut self, id: i64) -> Setup {
+        self.chats.push((id, true));
+        self
+    }
+
+    /// A loopback chat without a voice chat.
+    pub fn quiet_chat(mut self, id: i64) -> Setup {
+        self.chats.push((id, false));
+        self
+    }
+
+    pub fn plugin(mut self, bot: Bot) -> Setup {
+        self.plugins.push(bot);
+        self
+    }
+
+    /// The TOML text.
+    pub fn toml(&self) -> String {
+        let mut s = String::from("[host]\n");
+        if !self.host.iter().any(|l| l.starts_with("api_port")) {
+            // Tests run in parallel: every host gets its own free API port.
+            s += "api_port = 0\n";
+        }
+        for l in &self.host {
+            s += &format!("{l}\n");
+        }
+        for (id, active) in &self.chats {
+            s += &format!("[[loopback.chats]]\nid = {id}\nactive_call = {active}\n");
+        }
+        for p in &self.plugins {
+            s += &format!("[[plugins]]\nname = \"{}\"\nwasm = {}\n", p.name, p.wasm);
+            for l in &p.lines {
+                s += &format!("{l}\n");
+            }
+        }
+        s
+    }
+}
+
+/// One `[[plugins]]` of a [`Setup`].
+#[derive(Clone)]
+pub struct Bot {
+    name: String,
+    /// As written in TOML (quoted).
+    wasm: String,
+    lines: Vec<String>,
+}
+
+impl Bot {
+    /// The test plugin (runs any command over its custom API).
+    pub fn testbot(name: &str) -> Bot {
+        Bot { name: name.into(), wasm: format!("{:?}", plugin("testbot")), lines: vec![] }
+    }
+
+    /// The example jukebox.
+    pub fn jukebox() -> Bot {
+        Bot { name: "jukebox".into(), wasm: format!("{:?}", plugin("jukebox")), lines: vec![] }
+    }
+
+    /// A plugin loaded from `wasm`, relative to the config's folder.
+    pub fn at(name: &str, wasm: &str) -> Bot {
+        Bot { name: name.into(), wasm: format!("{wasm:?}"), lines: vec![] }
+    }
+
+    /// `settings = { … }`.
+    pub fn settings(self, inline: &str) -> Bot {
+        self.line(&format!("settings = {{ {inline} }}"))
+    }
+
+    /// `grants = { … }`.
+    pub fn grants(self, inline: &str) -> Bot {
+        self.line(&format!("grants = {{ {inline} }}"))
+    }
+
+    /// Every chat and the config's folder: for tests about calls, not grants.
+    pub fn all(self) -> Bot {
+        self.grants("chats = \"all\", files = [\".\"]")
+    }
+
+    /// `limits = { … }`.
+    pub fn limits(self, inline: &str) -> Bot {
+        self.line(&format!("limits = {{ {inline} }}"))
+    }
+
+    /// Any other line of the plugin's table.
+    pub fn line(mut self, line: &str) -> Bot {
+        self.lines.push(line.to_owned());
+        self
+    }
+}
+
+/// A host started from a [`Setup`] written into a temp dir.
 pub struct Host {
     pub app: wasmcalls::app::App,
     #[allow(dead_code)] // held so the folder outlives the host
@@ -192,37 +301,35 @@ pub struct Host {
 }
 
 impl Host {
-    /// Starts a host from `toml`; `{dir}` in it is replaced by the temp dir.
-    pub async fn start(toml: &str) -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        Host::start_in(dir, toml).await
+    pub async fn start(setup: &Setup) -> Host {
+        Host::start_in(tempfile::tempdir().unwrap(), setup).await
     }
 
-    pub async fn start_in(dir: tempfile::TempDir, toml: &str) -> Host {
-        let config = Host::config(&dir, toml);
-        let app = wasmcalls::app::App::start(&config).await.expect("host starts");
+    pub async fn start_in(dir: tempfile::TempDir, setup: &Setup) -> Host {
+        let app = wasmcalls::app::App::start(&Host::options(&dir, setup)).await.expect("host starts");
         Host { app, dir }
     }
 
     /// Starts a host on another Telegram side (media sockets on 127.0.0.1).
     pub async fn start_on(
         dir: tempfile::TempDir,
-        toml: &str,
-        backend: std::sync::Arc<dyn wasmcalls::telegram::Backend>,
+        setup: &Setup,
+        telegram: std::sync::Arc<dyn wasmcalls::telegram::Telegram>,
     ) -> Host {
-        let config = Host::config(&dir, toml);
-        let localhost = std::net::IpAddr::from([127, 0, 0, 1]);
-        let app = wasmcalls::app::App::start_with(&config, backend, localhost).await.expect("host starts");
+        let side = wasmcalls::telegram::Connected::new(telegram, std::net::IpAddr::from([127, 0, 0, 1]));
+        let app = wasmcalls::app::App::start_on(&Host::options(&dir, setup), side).await.expect("host starts");
         Host { app, dir }
     }
 
-    fn config(dir: &tempfile::TempDir, toml: &str) -> wasmcalls::config::Config {
-        let mut text = toml.replace("{dir}", dir.path().to_str().unwrap());
-        if !text.contains("[host]") {
-            // Tests run in parallel: every host gets its own free API port.
-            text = format!("[host]\napi_port = 0\n{text}");
-        }
-        wasmcalls::config::Config::parse(&text, dir.path()).expect("test config parses")
+    /// The options a setup resolves to in `dir`.
+    pub fn options(dir: &tempfile::TempDir, setup: &Setup) -> wasmcalls::app::HostOptions {
+        let config = wasmcalls::config::Config::parse(&setup.toml(), dir.path()).expect("test config parses");
+        wasmcalls::app::resolve(&config).expect("test config resolves")
+    }
+
+    /// The loopback this host runs on.
+    pub fn loopback(&self) -> &Loopback {
+        self.app.loopback.as_ref().expect("the test host runs on the loopback")
     }
 
     /// Calls a plugin's custom API with a JSON body and parses the JSON answer.

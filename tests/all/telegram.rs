@@ -14,14 +14,15 @@ use grammers_session::types::{PeerAuth, PeerId, PeerRef};
 use grammers_tl_types::{self as tl, Deserializable, Identifiable, Serializable};
 use serde_json::json;
 use wasmcalls::calls::HostEvent;
+use wasmcalls::telegram::loopback::updates as samples;
 use wasmcalls::telegram::loopback::{Loopback, LoopbackOptions};
-use wasmcalls::telegram::mtproto::requests::CallRef;
 use wasmcalls::telegram::mtproto::rpc::Rpc;
-use wasmcalls::telegram::mtproto::samples;
-use wasmcalls::telegram::mtproto::{Telegram, TelegramOptions};
-use wasmcalls::telegram::{GroupCallServer, TelegramError};
+use wasmcalls::telegram::mtproto::{Mtproto, MtprotoOptions};
+use wasmcalls::telegram::tl::CallRef;
+use wasmcalls::telegram::{Telegram, TelegramError};
 use wasmcalls::transport::JoinParams;
 
+use crate::answers;
 use crate::support::*;
 
 const ME: i64 = 5_000_001;
@@ -36,9 +37,9 @@ const BASIC_CALL: CallRef = CallRef { id: 4_000_003, access_hash: 4_000_004 };
 const QUIET_CHANNEL: i64 = 1_000_000_007;
 const QUIET: i64 = -1_001_000_000_007;
 
-/// What the fake Telegram saw and how it answers.
+/// What the fake Telegram saw, and how it will answer.
 #[derive(Default)]
-struct Seen {
+struct FakeState {
     joins: Vec<tl::functions::phone::JoinGroupCall>,
     leaves: Vec<tl::functions::phone::LeaveGroupCall>,
     checks: Vec<tl::functions::phone::CheckGroupCall>,
@@ -56,16 +57,34 @@ struct Seen {
 #[derive(Clone)]
 struct FakeTelegram {
     loopback: Loopback,
-    seen: Arc<Mutex<Seen>>,
+    state: Arc<Mutex<FakeState>>,
+    /// Bumped on every request, so a test can await what the fake saw.
+    requests: tokio::sync::watch::Sender<u64>,
 }
 
 impl FakeTelegram {
     fn new() -> FakeTelegram {
-        FakeTelegram { loopback: Loopback::new(LoopbackOptions::default()), seen: Arc::default() }
+        FakeTelegram {
+            loopback: Loopback::new(LoopbackOptions::default()).unwrap(),
+            state: Arc::default(),
+            requests: tokio::sync::watch::Sender::new(0),
+        }
     }
 
-    fn seen<T>(&self, f: impl FnOnce(&mut Seen) -> T) -> T {
-        f(&mut self.seen.lock().unwrap())
+    fn seen<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    /// Waits until what the fake saw satisfies `pred`.
+    async fn until(&self, pred: impl Fn(&FakeState) -> bool) {
+        let mut rx = self.requests.subscribe();
+        tokio::time::timeout(PATIENCE, async {
+            while !self.seen(|s| pred(s)) {
+                rx.changed().await.expect("the fake lives as long as the test");
+            }
+        })
+        .await
+        .expect("the fake Telegram saw it in time");
     }
 
     async fn answer(&self, id: u32, body: &[u8]) -> Result<Vec<u8>, InvocationError> {
@@ -81,11 +100,11 @@ impl FakeTelegram {
                     return Err(rpc(400, "CHANNEL_INVALID"));
                 }
                 let call = (c.channel_id == CHANNEL).then(|| CALL.input());
-                samples::full(samples::channel_full(c.channel_id, call)).to_bytes()
+                answers::full(answers::channel_full(c.channel_id, call)).to_bytes()
             }
             messages::GetFullChat::CONSTRUCTOR_ID => {
                 let req = messages::GetFullChat::from_bytes(body).expect("getFullChat parses");
-                samples::full(samples::chat_full(req.chat_id, (req.chat_id == BASIC).then(|| BASIC_CALL.input())))
+                answers::full(answers::chat_full(req.chat_id, (req.chat_id == BASIC).then(|| BASIC_CALL.input())))
                     .to_bytes()
             }
             phone::JoinGroupCall::CONSTRUCTOR_ID => {
@@ -110,7 +129,7 @@ impl FakeTelegram {
                     }
                 };
                 self.seen(|s| s.sources.push(ssrc));
-                updates(vec![samples::connection(&transport)]).to_bytes()
+                updates(vec![answers::connection(&transport)]).to_bytes()
             }
             phone::LeaveGroupCall::CONSTRUCTOR_ID => {
                 let req = phone::LeaveGroupCall::from_bytes(body).expect("leaveGroupCall parses");
@@ -142,7 +161,9 @@ impl Rpc for FakeTelegram {
     {
         let bytes = request.to_bytes();
         let id = u32::from_le_bytes(bytes[..4].try_into().unwrap());
-        let answer = self.answer(id, &bytes[4..]).await?;
+        let answer = self.answer(id, &bytes[4..]).await;
+        self.requests.send_modify(|n| *n += 1);
+        let answer = answer?;
         Ok(R::Return::from_bytes(&answer).expect("the fake's answer parses as the request's return type"))
     }
 
@@ -157,27 +178,24 @@ fn rpc(code: i32, message: &str) -> InvocationError {
 }
 
 fn updates(list: Vec<tl::enums::Update>) -> tl::enums::Updates {
-    samples::updates(list, vec![])
+    answers::updates(list, vec![])
 }
 
-/// Updates as Telegram pushes them: through their bytes, then into the backend.
-fn push(tg: &Telegram<FakeTelegram>, list: Vec<tl::enums::Update>, chats: Vec<tl::enums::Chat>) {
-    let (updates, chats) = samples::through_the_wire(&samples::updates(list, chats));
+/// Updates as Telegram pushes them: through their bytes, then into the MTProto side.
+fn push(tg: &Mtproto<FakeTelegram>, list: Vec<tl::enums::Update>, chats: Vec<tl::enums::Chat>) {
+    let (updates, chats) = answers::through_the_wire(&answers::updates(list, chats));
     tg.feed(&updates, &chats);
 }
 
-fn options(check_every: Duration) -> TelegramOptions {
-    TelegramOptions { check_interval: check_every, ..Default::default() }
+fn options(check_every: Duration) -> MtprotoOptions {
+    MtprotoOptions { check_interval: check_every, ..Default::default() }
 }
 
-const ALL: &str = "grants = { chats = \"all\", files = [\".\"] }";
-
-async fn host_on(fake: &FakeTelegram, check_every: Duration) -> (Host, Telegram<FakeTelegram>, String) {
+async fn host_on(fake: &FakeTelegram, check_every: Duration) -> (Host, Mtproto<FakeTelegram>, String) {
     let dir = tempfile::tempdir().unwrap();
     write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 20.0, RATE, 2));
-    let tg = Telegram::new(fake.clone(), ME, options(check_every));
-    let toml = format!("[[plugins]]\nname = \"t\"\nwasm = {:?}\n{ALL}\n", plugin("testbot"));
-    let host = Host::start_on(dir, &toml, Arc::new(tg.clone())).await;
+    let tg = Mtproto::new(fake.clone(), ME, options(check_every));
+    let host = Host::start_on(dir, &Setup::new().plugin(Bot::testbot("t").all()), Arc::new(tg.clone())).await;
     (host, tg, "long.raw".into())
 }
 
@@ -191,13 +209,9 @@ async fn a_plugin_joins_over_mtproto_and_the_loopback_hears_it() {
     assert_eq!(host.api("t", json!({ "cmd": "cache-id" })).await, json!({ "ok": ME }));
     assert_eq!(host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": file })).await, json!({ "ok": null }));
     let heard = tokio::time::timeout(PATIENCE, fake.loopback.participant(CHAT)).await.unwrap();
-    tokio::time::timeout(PATIENCE, async {
-        while heard.stats().packets < 25 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("audio reaches the loopback through the MTProto join");
+    tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 25))
+        .await
+        .expect("audio reaches the loopback through the MTProto join");
 
     // The requests, as Telegram read them.
     let (full, join) = fake.seen(|s| (s.full_channels.clone(), s.joins.clone()));
@@ -274,14 +288,14 @@ async fn chats_without_a_call_or_unknown_to_the_account_are_named_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_join_answers_are_named_errors() {
     let fake = FakeTelegram::new();
-    let tg = Telegram::new(fake.clone(), ME, options(Duration::from_secs(3600)));
+    let tg = Mtproto::new(fake.clone(), ME, options(Duration::from_secs(3600)));
     let params = JoinParams::parse(
         r#"{"ufrag":"u","pwd":"p","fingerprints":[{"hash":"sha-256","setup":"active","fingerprint":"AA"}],"ssrc":5,"ssrc-groups":[]}"#,
     )
     .unwrap();
     let answer = |data: Option<&str>| {
         let list = match data {
-            Some(d) => vec![samples::connection(d)],
+            Some(d) => vec![answers::connection(d)],
             None => vec![tl::types::UpdateChannel { channel_id: CHANNEL }.into()],
         };
         updates(list)
@@ -310,25 +324,15 @@ async fn the_keep_alive_rejoins_when_telegram_forgets_our_source() {
     let heard = tokio::time::timeout(PATIENCE, fake.loopback.participant(CHAT)).await.unwrap();
     // Telegram drops our source; the next check notices and joins again, same JSON.
     fake.seen(|s| s.sources.clear());
-    tokio::time::timeout(PATIENCE, async {
-        while fake.seen(|s| s.joins.len()) < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("a rejoin");
+    fake.until(|s| s.joins.len() >= 2).await;
     let joins = fake.seen(|s| s.joins.clone());
     assert_eq!(joins[0].params, joins[1].params, "the same source and credentials");
     assert!(fake.seen(|s| { s.checks.iter().all(|c| c.sources == vec![heard.ssrc() as i32]) }));
     // Same transport: the call plays on.
     let before = heard.stats().packets;
-    tokio::time::timeout(PATIENCE, async {
-        while heard.stats().packets < before + 10 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("audio keeps flowing after the rejoin");
+    tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= before + 10))
+        .await
+        .expect("audio keeps flowing after the rejoin");
     assert_eq!(host.app.manager.joined_chats(), vec![CHAT]);
     assert_eq!(heard.stats().lost, 0);
 }
@@ -345,7 +349,7 @@ async fn a_rejoin_onto_another_media_server_drops_the_call_and_says_why() {
                        "foundation":"1","id":"1","priority":"2130706431","type":"host","network":"1"}]}}"#;
     fake.seen(|s| {
         s.sources.clear();
-        s.next_join = Some(updates(vec![samples::connection(moved)]));
+        s.next_join = Some(updates(vec![answers::connection(moved)]));
     });
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     assert!(host.app.manager.joined_chats().is_empty());
@@ -371,7 +375,7 @@ async fn kicks_and_invites_from_telegram_reach_the_plugin_once() {
 
     // Joined, then removed from the supergroup.
     assert_eq!(host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": file })).await, json!({ "ok": null }));
-    let forbidden = samples::channel_forbidden(CHANNEL, CHANNEL_HASH);
+    let forbidden = answers::channel_forbidden(CHANNEL, CHANNEL_HASH);
     push(&tg, vec![tl::types::UpdateChannel { channel_id: CHANNEL }.into()], vec![forbidden]);
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("updateChannel"))).await;
@@ -394,20 +398,19 @@ async fn real_telegram_join_play_and_leave() {
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("set {name}; see this test's ignore reason"));
     let config = wasmcalls::config::Config::load(std::path::Path::new(&var("WASMCALLS_TELEGRAM_CONFIG"))).unwrap();
     let chat: i64 = var("WASMCALLS_TELEGRAM_CHAT").parse().expect("WASMCALLS_TELEGRAM_CHAT is a chat id");
-    let t = config.telegram.clone().expect("the config has a [telegram] section");
-    let session = config.resolve(&t.session);
-    let account = wasmcalls::telegram::mtproto::session::whoami(&t, &session).await.expect("the session is signed in");
+    let mut options = wasmcalls::app::resolve(&config).expect("the config resolves");
+    let wasmcalls::telegram::TelegramOptions::Mtproto(t) = &options.telegram else {
+        panic!("the config has no [telegram] section")
+    };
+    let account = wasmcalls::telegram::mtproto::session::whoami(t).await.expect("the session is signed in");
 
     let dir = tempfile::tempdir().unwrap();
     write_raw(dir.path(), "tone.raw", &tones(&[(440.0, 0.3)], 15.0, RATE, 2));
-    let toml = format!(
-        "[telegram]\napi_id = {}\napi_hash = {:?}\nsession = {:?}\n[[plugins]]\nname = \"t\"\nwasm = {:?}\n{ALL}\n",
-        t.api_id,
-        t.api_hash,
-        session,
-        plugin("testbot")
-    );
-    let host = Host::start_in(dir, &toml).await;
+    let plugins = Host::options(&dir, &Setup::new().plugin(Bot::testbot("t").all())).plugins;
+    options.plugins = plugins;
+    options.folder = dir.path().canonicalize().unwrap();
+    options.api.listen = "127.0.0.1:0".parse().unwrap();
+    let host = Host { app: wasmcalls::app::App::start(&options).await.expect("host starts"), dir };
     assert_eq!(host.api("t", json!({ "cmd": "cache-id" })).await, json!({ "ok": account.id }));
     assert_eq!(host.api("t", json!({ "cmd": "join", "chat": chat, "file": "tone.raw" })).await, json!({ "ok": null }));
     let totals = host.app.media.totals();
@@ -426,15 +429,10 @@ async fn each_tenant_sees_only_its_own_chats_updates() {
     let fake = FakeTelegram::new();
     let dir = tempfile::tempdir().unwrap();
     write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 20.0, RATE, 2));
-    let tg = Telegram::new(fake.clone(), ME, options(Duration::from_secs(3600)));
-    let bot = |name: &str, chat: i64| {
-        format!(
-            "[[plugins]]\nname = \"{name}\"\nwasm = {:?}\ngrants = {{ chats = [{chat}], files = [\".\"] }}\n",
-            plugin("testbot")
-        )
-    };
-    let toml = format!("{}{}", bot("a", CHAT), bot("b", -BASIC));
-    let host = Host::start_on(dir, &toml, Arc::new(tg.clone())).await;
+    let tg = Mtproto::new(fake.clone(), ME, options(Duration::from_secs(3600)));
+    let bot = |name: &str, chat: i64| Bot::testbot(name).grants(&format!("chats = [{chat}], files = [\".\"]"));
+    let setup = Setup::new().plugin(bot("a", CHAT)).plugin(bot("b", -BASIC));
+    let host = Host::start_on(dir, &setup, Arc::new(tg.clone())).await;
     let mut events = host.app.events();
     assert_eq!(host.api("a", json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" })).await, json!({ "ok": null }));
 

@@ -20,7 +20,7 @@ pub struct HostileArgs {
 }
 
 pub async fn run(a: HostileArgs) -> Result<()> {
-    use crate::runtime::ApiCall;
+    use wasmcalls::runtime::ApiCall;
     super::require_plugin(&a.wasm)?;
     let dir = tempfile::tempdir()?;
     super::pacing::write_input(dir.path(), a.seconds)?;
@@ -30,9 +30,7 @@ pub async fn run(a: HostileArgs) -> Result<()> {
          [[plugins]]\nname = \"player\"\nwasm = {wasm:?}\ngrants = {{ chats = \"all\", files = [\".\"] }}\n\
          [[plugins]]\nname = \"offender\"\nwasm = {wasm:?}\nlimits = {{ max_traps = 1000000 }}\n"
     );
-    let config = crate::config::Config::parse(&text, dir.path()).map_err(|e| anyhow::anyhow!(e))?;
-    let app = crate::app::App::start(&config).await?;
-    crate::app::require_all_loaded(&app)?;
+    let app = super::host(&text, dir.path()).await?;
     for i in 0..a.calls {
         let body = format!(r#"{{"cmd":"join","chat":{},"file":"bench-input.raw"}}"#, -(i as i64) - 1);
         let r = app.plugins.custom_api("player", ApiCall { path: "/api".into(), body }).await?;
@@ -59,7 +57,7 @@ pub async fn run(a: HostileArgs) -> Result<()> {
     let totals = app.media.totals();
     let frames = totals.frames_sent.load(std::sync::atomic::Ordering::Relaxed);
     let late = totals.late_frames.load(std::sync::atomic::Ordering::Relaxed);
-    let lost: u64 = app.loopback.iter().flat_map(|l| l.calls()).map(|c| c.stats().lost).sum();
+    let lost: u64 = super::loopback(&app)?.calls().iter().map(|c| c.stats().lost).sum();
     let offender = app.plugins.status().into_iter().find(|p| p.name == "offender");
     println!("  offences: {}", offences.iter().map(|(k, v)| format!("{v}× {k}")).collect::<Vec<_>>().join(", "));
     if let Some(o) = offender {

@@ -1,8 +1,8 @@
 //! `wasmcalls bench …`: figures, printed, never asserted (these machines are shared).
 //! One file per benchmark.
 
+mod api;
 mod hostile;
-mod http;
 mod pacing;
 mod plugins;
 mod reload;
@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Subcommand;
 
+pub use api::ApiArgs;
 pub use hostile::HostileArgs;
-pub use http::HttpArgs;
 pub use pacing::PacingArgs;
 pub use plugins::PluginArgs;
 pub use reload::ReloadArgs;
@@ -27,7 +27,7 @@ pub enum BenchCommand {
     /// Time event dispatch into a plugin (host → plugin → command → back) and instantiation
     Plugins(PluginArgs),
     /// Load the custom HTTP API: a fixed number of requests from a few concurrent clients
-    Http(HttpArgs),
+    Http(ApiArgs),
     /// Play calls while a hostile plugin loops, hoards memory, recurses and floods the log
     Hostile(HostileArgs),
     /// Time hot reloads: file change → new version serving, cold and warm cache, and the swap
@@ -40,7 +40,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Pacing(args) => pacing::run(args).await,
         BenchCommand::Plugins(args) => plugins::run(args).await,
-        BenchCommand::Http(args) => http::run(args).await,
+        BenchCommand::Http(args) => api::run(args).await,
         BenchCommand::Hostile(args) => hostile::run(args).await,
         BenchCommand::Reload(args) => reload::run(args).await,
         BenchCommand::Updates(args) => updates::run(args).await,
@@ -58,6 +58,22 @@ pub(super) fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
 
 /// The testbot's default build location, for the benchmarks that drive it.
 pub(super) const TESTBOT: &str = "plugins/target/wasm32-wasip2/release/testbot.wasm";
+
+/// A host started from config text (paths relative to `dir`), failing unless every
+/// plugin loaded.
+pub(super) async fn host(text: &str, dir: &std::path::Path) -> Result<wasmcalls::app::App> {
+    let config = wasmcalls::config::Config::parse(text, dir)?;
+    let app = wasmcalls::app::App::start(&wasmcalls::app::resolve(&config)?).await?;
+    if let Some((name, e)) = app.failed().next() {
+        anyhow::bail!("plugin {name} did not load: {e}");
+    }
+    Ok(app)
+}
+
+/// The loopback a benchmark's host runs on.
+pub(super) fn loopback(app: &wasmcalls::app::App) -> Result<&wasmcalls::telegram::loopback::Loopback> {
+    app.loopback.as_ref().ok_or_else(|| anyhow::anyhow!("the benchmark host is not on the loopback"))
+}
 
 /// Fails with the build command when a benchmark's plugin is missing.
 pub(super) fn require_plugin(path: &std::path::Path) -> Result<()> {

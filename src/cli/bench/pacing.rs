@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::calls::dial;
-use crate::media::encoder::SignalHint;
-use crate::media::stats::{Percentiles, new_histogram};
-use crate::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
-use crate::telegram::sfu::SfuServer;
+use wasmcalls::calls::dial;
+use wasmcalls::media::encoder::SignalHint;
+use wasmcalls::media::stats::{Percentiles, new_histogram};
+use wasmcalls::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
+use wasmcalls::telegram::sfu::{Sfu, SfuOptions};
 
 #[derive(Args)]
 pub struct PacingArgs {
@@ -119,7 +119,7 @@ fn spawn_loopback() -> Result<(LoopbackChild, String)> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting the loopback child process")?;
-    let stdout = child.stdout.take().expect("piped");
+    let stdout = child.stdout.take().context("the loopback child has no stdout")?;
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
     let url = line
@@ -144,8 +144,8 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     let (media, mut events) = MediaPlane::start(config)?;
     let enc = EncoderConfig { bitrate: Some(a.bitrate), complexity: a.complexity, signal: a.signal };
     let sfu_base = url.trim_end_matches("/join").to_owned();
-    let sfu = SfuServer::new(url);
     let bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let sfu = Sfu::new(&SfuOptions { url, bind_ip: bind })?;
 
     println!(
         "wasmcalls pacing bench: {} calls × {} s, stereo {} kb/s, complexity {}, signal {:?}, {} pacer thread(s)",
@@ -284,8 +284,8 @@ pub async fn run(a: PacingArgs) -> Result<()> {
 
 /// Encodes the whole input once on this thread: the codec's share of the per-frame cost.
 fn encode_only(input: &Path, enc: EncoderConfig) -> Result<f64> {
-    use crate::media::encoder::{Encoder, MAX_PACKET};
-    use crate::media::source::PcmSource;
+    use wasmcalls::media::encoder::{Encoder, MAX_PACKET};
+    use wasmcalls::media::source::PcmSource;
     let format = PcmFormat::stereo48();
     let mut src = PcmSource::open(input, format)?;
     let mut encoder = Encoder::new(format, enc)?;

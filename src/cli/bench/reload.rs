@@ -25,7 +25,7 @@ type Timings = (Vec<Duration>, Vec<Duration>, Vec<Duration>);
 async fn timed_reloads(
     reloads: &mut tokio::sync::broadcast::Receiver<(
         String,
-        Result<crate::runtime::SwapReport, crate::runtime::PluginError>,
+        Result<wasmcalls::runtime::SwapReport, wasmcalls::runtime::PluginError>,
     )>,
     dir: &Path,
     target: &Path,
@@ -64,9 +64,7 @@ pub async fn run(a: ReloadArgs) -> Result<()> {
     let target = dir.path().join("bot.wasm");
     std::fs::write(&target, &original)?;
     let text = "[host]\napi_port = 0\ncache_dir = \"cache\"\n[[plugins]]\nname = \"bot\"\nwasm = \"bot.wasm\"\n";
-    let config = crate::config::Config::parse(text, dir.path()).map_err(|e| anyhow::anyhow!(e))?;
-    let app = crate::app::App::start(&config).await?;
-    crate::app::require_all_loaded(&app)?;
+    let app = super::host(text, dir.path()).await?;
     let mut reloads = app.plugins.reloads();
     let cold: Vec<Vec<u8>> = (0..a.rounds).map(|i| tagged(&original, &format!("cold-{i}"))).collect();
     let (c_e2e, c_prep, c_swap) = timed_reloads(&mut reloads, dir.path(), &target, cold).await?;
@@ -100,7 +98,7 @@ pub async fn run(a: ReloadArgs) -> Result<()> {
     );
     println!(
         "  (the watcher waits {} ms for a file to go quiet before trying it)",
-        crate::runtime::watch::QUIET.as_millis()
+        wasmcalls::runtime::watch::QUIET.as_millis()
     );
     app.shutdown().await;
     Ok(())

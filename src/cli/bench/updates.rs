@@ -8,10 +8,10 @@ use anyhow::Result;
 use clap::Args;
 use grammers_tl_types::{self as tl, Deserializable, Serializable};
 
-use crate::telegram::Update;
-use crate::telegram::mtproto::requests::CallRef;
-use crate::telegram::mtproto::router::{JoinedCall, Router};
-use crate::telegram::mtproto::samples;
+use wasmcalls::telegram::Update;
+use wasmcalls::telegram::loopback::updates as samples;
+use wasmcalls::telegram::mtproto::router::{JoinedCall, Router};
+use wasmcalls::telegram::tl::{CallRef, container};
 
 #[derive(Args)]
 pub struct UpdatesArgs {
@@ -46,7 +46,9 @@ pub async fn run(args: UpdatesArgs) -> Result<()> {
     let started = Instant::now();
     for _ in 0..args.batches {
         let t = Instant::now();
-        let tl::enums::Updates::Updates(u) = tl::enums::Updates::from_bytes(&bytes)? else { unreachable!() };
+        let tl::enums::Updates::Updates(u) = tl::enums::Updates::from_bytes(&bytes)? else {
+            anyhow::bail!("the sample did not parse back as a container of updates");
+        };
         for update in &u.updates {
             for out in router.route(update, &u.chats, &joined) {
                 match out {
@@ -78,7 +80,7 @@ fn sample(calls: i64) -> tl::enums::Updates {
         user_id: 1001,
         status: tl::types::UserStatusOnline { expires: 1_700_000_300 }.into(),
     };
-    samples::updates(
+    container(
         vec![
             samples::participants(
                 last,

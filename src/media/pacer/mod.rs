@@ -12,9 +12,11 @@ mod shard;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -54,6 +56,9 @@ pub enum Control {
     Volume(u16),
     /// Stop playing (no end event); the connection stays up.
     Stop,
+    /// Test-only fault injection: the call's next send panics on its shard.
+    #[cfg(feature = "fault-injection")]
+    InjectPanic,
 }
 
 pub(crate) enum Command {
@@ -197,7 +202,7 @@ impl MediaPlane {
     pub async fn connect(&self, peer: OutboundPeer) -> Result<CallId, MediaError> {
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
         let idx = (0..self.shards.len()).min_by_key(|&i| self.shards[i].load.load(Ordering::Relaxed)).unwrap_or(0);
-        self.calls.lock().expect("calls lock").insert(call, idx);
+        self.calls.lock().insert(call, idx);
         let (ready, rx) = oneshot::channel();
         self.shards[idx].send(Command::Add {
             call,
@@ -216,7 +221,7 @@ impl MediaPlane {
     }
 
     fn shard_of(&self, call: CallId) -> Result<&ShardHandle, MediaError> {
-        let idx = *self.calls.lock().expect("calls lock").get(&call).ok_or(MediaError::UnknownCall(call))?;
+        let idx = *self.calls.lock().get(&call).ok_or(MediaError::UnknownCall(call))?;
         Ok(&self.shards[idx])
     }
 
@@ -234,7 +239,7 @@ impl MediaPlane {
 
     /// Closes the call's connection and forgets it.
     pub async fn remove(&self, call: CallId) {
-        let Some(idx) = self.calls.lock().expect("calls lock").remove(&call) else { return };
+        let Some(idx) = self.calls.lock().remove(&call) else { return };
         let (reply, rx) = oneshot::channel();
         if self.shards[idx].send(Command::Remove { call, reply: Some(reply) }).is_ok() {
             let _ = rx.await;
@@ -248,7 +253,7 @@ impl MediaPlane {
 
     /// Calls currently held.
     pub fn call_count(&self) -> usize {
-        self.calls.lock().expect("calls lock").len()
+        self.calls.lock().len()
     }
 
     /// Stops every shard (closing their calls) and returns their totals.

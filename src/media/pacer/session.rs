@@ -85,6 +85,9 @@ pub struct Session {
     send_errors: u64,
     deviation: Histogram<u32>,
     pub rtc_deadline: Option<Instant>,
+    /// Test-only fault injection: the next send panics.
+    #[cfg(feature = "fault-injection")]
+    poisoned: bool,
 }
 
 /// Where a session's effects go: the shard's event channel and its grid epoch.
@@ -125,6 +128,8 @@ impl Session {
             send_errors: 0,
             deviation: new_histogram(),
             rtc_deadline: None,
+            #[cfg(feature = "fault-injection")]
+            poisoned: false,
         }
     }
 
@@ -176,8 +181,18 @@ impl Session {
         self.marker = true;
     }
 
-    /// Sends every frame whose deadline has come. Returns true if it did anything.
+    /// Makes the next send panic, as a library bug on hostile input would (tests only).
+    #[cfg(feature = "fault-injection")]
+    pub fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    /// Sends every frame whose deadline has come.
     pub fn send_due(&mut self, ctx: &Ctx<'_>, now: Instant) {
+        #[cfg(feature = "fault-injection")]
+        if self.poisoned && self.next_deadline.is_some_and(|d| d <= now + SEND_AHEAD) {
+            panic!("injected fault in call {}", self.id);
+        }
         while let Some(deadline) = self.next_deadline {
             if deadline > now + SEND_AHEAD {
                 return;
@@ -362,6 +377,12 @@ impl Session {
             }
             _ => {}
         }
+    }
+
+    /// Gives the call up: whoever waits for it connecting, or owns it once connected,
+    /// is told why.
+    pub fn abandon(&mut self, ctx: &Ctx<'_>, reason: String) {
+        self.fail(ctx, reason);
     }
 
     fn fail(&mut self, ctx: &Ctx<'_>, reason: String) {

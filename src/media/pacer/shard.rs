@@ -3,19 +3,25 @@
 //! Each loop: send what is due, run peer timers, take commands, then use the slack
 //! before the next deadline to encode frames ahead; then sleep on epoll until the
 //! timerfd (next deadline) or a socket (ICE/DTLS/RTCP) wakes it.
+//!
+//! A panic while handling one call — a peer library choking on hostile input, say —
+//! is caught around that call alone: the call ends as connection-lost (its owner is
+//! told, the totals count it) and every other call on the shard keeps time.
 
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use super::clock::{Timer, precise_timer_slack, thread_cpu_time};
 use super::session::{Ctx, FRAME, Session};
-use super::{Command, Control, MediaEvent, ShardReport};
+use super::{CallId, Command, Control, MediaEvent, ShardReport};
 
 const TIMER: Token = Token(usize::MAX - 1);
 pub const WAKER: Token = Token(usize::MAX - 2);
@@ -38,6 +44,87 @@ pub struct Shard {
     pub totals: Arc<crate::media::stats::PacerTotals>,
 }
 
+/// The calls a shard holds, and where each sits on the 20 ms grid.
+struct Calls {
+    sessions: Slab<Session>,
+    by_call: std::collections::HashMap<CallId, usize>,
+    phase_load: [u32; PHASE_SLOTS],
+    /// Calls whose handling panicked this turn, with the panic's message.
+    crashed: Vec<(usize, String)>,
+    /// Reused by [`Calls::each`], so a turn of the loop allocates nothing.
+    keys: Vec<usize>,
+}
+
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+impl Calls {
+    /// Runs `f` on the session at `k`; a panic marks it crashed instead of unwinding
+    /// the shard.
+    fn guard<R>(&mut self, k: usize, f: impl FnOnce(&mut Session) -> R) -> Option<R> {
+        let s = self.sessions.get_mut(k)?;
+        match catch_unwind(AssertUnwindSafe(|| f(s))) {
+            Ok(r) => Some(r),
+            Err(p) => {
+                self.crashed.push((k, panic_message(p.as_ref())));
+                None
+            }
+        }
+    }
+
+    /// [`Self::guard`] for every session.
+    fn each(&mut self, mut f: impl FnMut(&mut Session)) {
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(self.sessions.iter().map(|(k, _)| k));
+        for &k in &keys {
+            self.guard(k, &mut f);
+        }
+        self.keys = keys;
+    }
+
+    /// Takes a call out of the shard: its socket off the poll, its phase freed.
+    fn remove(&mut self, k: usize, registry: &Registry) -> Option<Session> {
+        if !self.sessions.contains(k) {
+            return None;
+        }
+        let mut s = self.sessions.remove(k);
+        self.by_call.remove(&s.id);
+        self.phase_load[s.phase_slot] -= 1;
+        let _ = registry.deregister(&mut s.socket);
+        Some(s)
+    }
+
+    /// Ends the calls that panicked: each is reported lost and dropped; the rest play on.
+    fn bury(&mut self, ctx: &Ctx<'_>, registry: &Registry, report: &mut ShardReport, load: &AtomicUsize) {
+        for (k, why) in std::mem::take(&mut self.crashed) {
+            let Some(mut s) = self.remove(k, registry) else { continue };
+            load.fetch_sub(1, Ordering::Relaxed);
+            ctx.totals.call_crashes.fetch_add(1, Ordering::Relaxed);
+            let call = s.id;
+            tracing::error!(
+                call,
+                "pacer: handling this call panicked ({why}); the call is dropped, the others play on"
+            );
+            let reason = format!("internal error while handling the call (a bug; please report it): {why}");
+            // Whatever state the session is in, it is not trusted again: tell its owner,
+            // then drop it — each step guarded, as the session may be broken.
+            let told = catch_unwind(AssertUnwindSafe(|| s.abandon(ctx, reason.clone())));
+            if told.is_err() {
+                let _ = ctx.events.send(MediaEvent::ConnectionLost { call, reason });
+            }
+            if let Ok(stats) = catch_unwind(AssertUnwindSafe(|| s.stats())) {
+                report.absorb(&stats);
+            }
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(s)));
+        }
+    }
+}
+
 impl Shard {
     pub fn run(mut self) -> ShardReport {
         precise_timer_slack();
@@ -57,11 +144,15 @@ impl Shard {
             return ShardReport::default();
         }
         let epoch = Instant::now();
-        let mut sessions: Slab<Session> = Slab::new();
-        let mut by_call = std::collections::HashMap::new();
+        let mut calls = Calls {
+            sessions: Slab::new(),
+            by_call: std::collections::HashMap::new(),
+            phase_load: [0; PHASE_SLOTS],
+            crashed: Vec::new(),
+            keys: Vec::new(),
+        };
         let mut events = Events::with_capacity(256);
         let mut buf = vec![0u8; 2048];
-        let mut phase_load = [0u32; PHASE_SLOTS];
         let mut encode_cost = EncodeCost::default();
         let cpu_start = thread_cpu_time();
         let mut report = ShardReport::default();
@@ -69,24 +160,20 @@ impl Shard {
 
         'run: loop {
             let now = Instant::now();
-            for (_, s) in sessions.iter_mut() {
-                s.send_due(&ctx, now);
-            }
-            for (_, s) in sessions.iter_mut() {
-                s.on_timer(&ctx, now);
-            }
+            calls.each(|s| s.send_due(&ctx, now));
+            calls.each(|s| s.on_timer(&ctx, now));
 
             loop {
                 match self.cmds.try_recv() {
                     Ok(Command::Add { call, peer, connect_timeout, ready }) => {
-                        let entry = sessions.vacant_entry();
-                        let token = Token(entry.key());
                         if let Err(e) = peer.socket.set_nonblocking(true) {
                             let _ = ready.send(Err(format!("socket: {e}")));
                             continue;
                         }
-                        let slot = phase_order().min_by_key(|&i| phase_load[i]).unwrap_or(0);
-                        phase_load[slot] += 1;
+                        let entry = calls.sessions.vacant_entry();
+                        let token = Token(entry.key());
+                        let slot = phase_order().min_by_key(|&i| calls.phase_load[i]).unwrap_or(0);
+                        calls.phase_load[slot] += 1;
                         let phase = FRAME / PHASE_SLOTS as u32 * slot as u32;
                         let mut s = Session::new(call, *peer, phase, connect_timeout, ready);
                         s.phase_slot = slot;
@@ -95,33 +182,34 @@ impl Shard {
                         }
                         // Kick ICE: the first checks leave on the next turn of the loop.
                         s.rtc_deadline = Some(Instant::now());
-                        by_call.insert(call, entry.key());
+                        calls.by_call.insert(call, entry.key());
                         entry.insert(s);
                         self.load.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(Command::Control { call, control }) => {
-                        let Some(s) = by_call.get(&call).and_then(|&k| sessions.get_mut(k)) else { continue };
+                        let Some(&k) = calls.by_call.get(&call) else { continue };
                         let now = Instant::now();
-                        match control {
+                        calls.guard(k, |s| match control {
                             Control::Play(stream) => s.play(&ctx, stream, now),
                             Control::Pause => s.pause(),
                             Control::Resume => s.resume(&ctx, now),
                             Control::Volume(v) => s.set_volume(v),
                             Control::Stop => s.stop(),
-                        }
+                            #[cfg(feature = "fault-injection")]
+                            Control::InjectPanic => s.poison(),
+                        });
                     }
                     Ok(Command::Stats { call, reply }) => {
-                        let stats = by_call.get(&call).and_then(|&k| sessions.get(k)).map(Session::stats);
+                        let stats = calls.by_call.get(&call).copied().and_then(|k| calls.guard(k, |s| s.stats()));
                         let _ = reply.send(stats);
                     }
                     Ok(Command::Remove { call, reply }) => {
-                        if let Some(k) = by_call.remove(&call) {
-                            let mut s = sessions.remove(k);
-                            phase_load[s.phase_slot] -= 1;
-                            let _ = self.poll.registry().deregister(&mut s.socket);
-                            s.close();
-                            report.absorb(&s.stats());
-                            self.load.fetch_sub(1, Ordering::Relaxed);
+                        if let Some(k) = calls.by_call.get(&call).copied() {
+                            calls.guard(k, Session::close);
+                            if let Some(s) = calls.remove(k, self.poll.registry()) {
+                                report.absorb(&s.stats());
+                                self.load.fetch_sub(1, Ordering::Relaxed);
+                            }
                         }
                         if let Some(reply) = reply {
                             let _ = reply.send(());
@@ -135,22 +223,27 @@ impl Shard {
             // Encode ahead while the next send is far enough away not to be delayed.
             loop {
                 let now = Instant::now();
-                let next_send = sessions.iter().filter_map(|(_, s)| s.next_deadline()).min();
+                let next_send = calls.sessions.iter().filter_map(|(_, s)| s.next_deadline()).min();
                 if next_send.is_some_and(|d| d.saturating_duration_since(now) < encode_cost.guard()) {
                     break;
                 }
-                let pick = sessions
+                let pick = calls
+                    .sessions
                     .iter()
                     .filter(|(_, s)| s.wants_encode())
                     .min_by_key(|(_, s)| s.next_deadline().unwrap_or(now + FRAME * 10))
                     .map(|(k, _)| k);
                 let Some(k) = pick else { break };
                 let t0 = Instant::now();
-                sessions[k].encode_one(&ctx);
+                calls.guard(k, |s| s.encode_one(&ctx));
                 encode_cost.observe(t0.elapsed());
+                if !calls.crashed.is_empty() {
+                    calls.bury(&ctx, self.poll.registry(), &mut report, &self.load);
+                }
             }
+            calls.bury(&ctx, self.poll.registry(), &mut report, &self.load);
 
-            let wake = sessions.iter().filter_map(|(_, s)| s.wake_at()).min();
+            let wake = calls.sessions.iter().filter_map(|(_, s)| s.wake_at()).min();
             let now = Instant::now();
             if wake.is_some_and(|w| w <= now) {
                 continue;
@@ -171,17 +264,17 @@ impl Shard {
                     TIMER => timer.drain(),
                     WAKER => {}
                     Token(k) => {
-                        if let Some(s) = sessions.get_mut(k) {
-                            s.on_readable(&ctx, &mut buf);
-                        }
+                        calls.guard(k, |s| s.on_readable(&ctx, &mut buf));
                     }
                 }
             }
+            calls.bury(&ctx, self.poll.registry(), &mut report, &self.load);
         }
 
-        for (_, mut s) in sessions {
-            s.close();
-            report.absorb(&s.stats());
+        for (_, mut s) in calls.sessions {
+            if catch_unwind(AssertUnwindSafe(|| s.close())).is_ok() {
+                report.absorb(&s.stats());
+            }
         }
         report.cpu = thread_cpu_time() - cpu_start;
         report

@@ -3,34 +3,27 @@
 //! ended, raw), each delivered both routed and as a raw JSON update.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
+use parking_lot::Mutex;
+use serde::Serialize;
 use tokio::sync::broadcast;
 
 use grammers_tl_types as tl;
 
-use crate::telegram::mtproto::json::{chat_of, to_json};
-use crate::telegram::mtproto::requests::CallRef;
-use crate::telegram::mtproto::samples;
+use super::updates;
+use crate::telegram::tl::json::{chat_of, to_json};
+use crate::telegram::tl::{CallRef, peer_of};
 use crate::telegram::{ChatId, Invite, Update};
 
 /// A simulated chat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Chat {
     /// Chat id, e.g. -1001185324811.
     pub id: ChatId,
     /// Shown in logs and `GET /chats`.
-    #[serde(default)]
     pub title: String,
     /// Whether the chat has a voice chat running that can be joined.
-    #[serde(default = "yes")]
     pub active_call: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// The loopback's call in `chat`: one per chat, numbered after it.
@@ -63,14 +56,14 @@ impl World {
     }
 
     pub(super) fn has_active_call(&self, chat: ChatId) -> bool {
-        match &*self.chats.lock().expect("chats lock") {
+        match &*self.chats.lock() {
             None => true,
             Some(m) => m.get(&chat).is_some_and(|c| c.active_call),
         }
     }
 
     pub(super) fn chats(&self) -> Vec<Chat> {
-        let guard = self.chats.lock().expect("chats lock");
+        let guard = self.chats.lock();
         let mut v: Vec<Chat> = guard.as_ref().map(|m| m.values().cloned().collect()).unwrap_or_default();
         v.sort_by_key(|c| c.id);
         v
@@ -87,23 +80,23 @@ impl World {
 
     /// Starts (or ends) the chat's voice chat.
     pub(super) fn set_call(&self, chat: ChatId, active: bool) {
-        let mut guard = self.chats.lock().expect("chats lock");
+        let mut guard = self.chats.lock();
         let map = guard.get_or_insert_with(HashMap::new);
         map.entry(chat).or_insert_with(|| Chat { id: chat, title: String::new(), active_call: active }).active_call =
             active;
         drop(guard);
         let call = call_of(chat);
         if active {
-            self.send(None, chat, samples::active_call(samples::peer_of(chat), call, 1));
+            self.send(None, chat, updates::active_call(peer_of(chat), call, 1));
         } else {
-            self.send(Some(Update::CallEnded(chat)), chat, samples::discarded(Some(samples::peer_of(chat)), call));
+            self.send(Some(Update::CallEnded(chat)), chat, updates::discarded(Some(peer_of(chat)), call));
         }
     }
 
     /// The account removed from the chat: `updateChannel` (or `updateChat`) whose chat
     /// is now forbidden to it.
     pub(super) fn kick(&self, chat: ChatId) {
-        let update = match samples::peer_of(chat) {
+        let update = match peer_of(chat) {
             tl::enums::Peer::Channel(c) => tl::types::UpdateChannel { channel_id: c.channel_id }.into(),
             tl::enums::Peer::Chat(c) => tl::types::UpdateChat { chat_id: c.chat_id }.into(),
             tl::enums::Peer::User(u) => tl::types::UpdateChat { chat_id: u.user_id }.into(),
@@ -113,12 +106,12 @@ impl World {
 
     pub(super) fn invite(&self, chat: ChatId, inviter: i64) -> Invite {
         let message_id = {
-            let mut n = self.next_message.lock().expect("message lock");
+            let mut n = self.next_message.lock();
             *n += 1;
             *n
         };
         let invite = Invite { chat, inviter, message_id };
-        let update = samples::invitation(samples::peer_of(chat), inviter, message_id, call_of(chat), vec![self.me]);
+        let update = updates::invitation(peer_of(chat), inviter, message_id, call_of(chat), vec![self.me]);
         self.send(Some(Update::Invited(invite.clone())), chat, update);
         invite
     }

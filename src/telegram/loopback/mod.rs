@@ -1,24 +1,30 @@
 //! The loopback Telegram: a local stand-in for Telegram's group-call media server.
 //!
 //! It takes the same join JSON Telegram takes, answers with a Telegram-format
-//! transport JSON (ICE-lite, string-typed candidates, audio-level extension), and
-//! terminates the WebRTC connection with its own webrtc-rs peer, which decodes the
+//! transport JSON (ICE-lite, string-typed candidates, audio and video sections), and
+//! terminates the WebRTC connection with its own webrtc-rs peer ([`peer`]), which
+//! accepts clients in either ICE role, as Telegram's media servers do, and decodes the
 //! Opus it receives. What each call heard — decoded audio and packet counters — is
-//! kept per call so the CLI can write it to a WAV and tests can compare it to the source.
+//! kept per call so the CLI can write it to a WAV and tests can compare it to the
+//! source ([`recorder`]). Its account, chats and updates are simulated ([`chats`],
+//! [`updates`]) and scripted over HTTP ([`control`]).
 
 mod chats;
-pub mod http;
+pub mod control;
 mod peer;
 mod recorder;
+pub mod updates;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 pub use chats::Chat;
 pub use recorder::{HeardCall, HeardFrame, HeardStats};
 
-use super::{Backend, BoxFuture, ChatId, GroupCallServer, Invite, TelegramError, Update};
+use super::{BoxFuture, ChatId, Invite, Telegram, TelegramError, Update};
 use crate::transport::{JoinParams, TransportAnswer};
 
 /// How the loopback treats what it receives.
@@ -36,6 +42,8 @@ pub struct LoopbackOptions {
     pub user_id: i64,
     /// The simulated chats; `None` lets any chat id be joined.
     pub chats: Option<Vec<Chat>>,
+    /// Where the HTTP control endpoint listens (kick, invite, end calls…), if anywhere.
+    pub control: Option<SocketAddr>,
 }
 
 /// User id of the loopback's account unless configured.
@@ -50,6 +58,7 @@ impl Default for LoopbackOptions {
             record_dir: None,
             user_id: DEFAULT_USER_ID,
             chats: None,
+            control: None,
         }
     }
 }
@@ -69,11 +78,36 @@ struct Inner {
 }
 
 impl Loopback {
-    /// A loopback server; its peers run as tasks on the current tokio runtime.
-    pub fn new(opts: LoopbackOptions) -> Self {
+    /// A loopback server; its peers run as tasks on the current tokio runtime. The
+    /// record folder is created if missing.
+    pub fn new(opts: LoopbackOptions) -> Result<Self, TelegramError> {
+        if let Some(d) = &opts.record_dir {
+            std::fs::create_dir_all(d).map_err(|e| {
+                TelegramError::Loopback(format!("cannot create the record folder {}: {e}", d.display()))
+            })?;
+        }
         let world = chats::World::new(opts.chats.clone(), opts.user_id);
         let joins = tokio::sync::watch::Sender::new(0);
-        Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world, joins }) }
+        Ok(Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world, joins }) })
+    }
+
+    /// Serves the control endpoint ([`control`]) on `addr`: the address it listens on,
+    /// and the task serving it.
+    pub async fn serve_control(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), TelegramError> {
+        let fail =
+            |e: std::io::Error| TelegramError::Loopback(format!("loopback.control: cannot listen on {addr}: {e}"));
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(fail)?;
+        let bound = listener.local_addr().map_err(fail)?;
+        let router = control::router(self.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!("loopback control endpoint stopped: {e}");
+            }
+        });
+        Ok((bound, task))
     }
 
     /// Answers one join JSON (a string, exactly as Telegram receives it) with a
@@ -97,7 +131,7 @@ impl Loopback {
                 .map_err(|e| TelegramError::Loopback(format!("cannot record to {}: {e}", path.display())))?;
         }
         let answer = peer::spawn(params, &self.inner.opts, heard.clone()).await?;
-        self.inner.calls.lock().expect("loopback lock").push(heard);
+        self.inner.calls.lock().push(heard);
         self.inner.joins.send_modify(|n| *n += 1);
         Ok(answer)
     }
@@ -108,7 +142,7 @@ impl Loopback {
 
     /// Disconnects and forgets every participant matching `pred`.
     fn hang_up_where(&self, pred: impl Fn(&HeardCall) -> bool) {
-        self.inner.calls.lock().expect("loopback lock").retain(|c| {
+        self.inner.calls.lock().retain(|c| {
             if pred(c) {
                 c.hang_up();
                 return false;
@@ -119,12 +153,12 @@ impl Loopback {
 
     /// The participant that joined with `ssrc`, if any.
     pub fn call(&self, ssrc: u32) -> Option<Arc<HeardCall>> {
-        self.inner.calls.lock().expect("loopback lock").iter().find(|c| c.ssrc() == ssrc).cloned()
+        self.inner.calls.lock().iter().find(|c| c.ssrc() == ssrc).cloned()
     }
 
     /// Every participant that joined, in order.
     pub fn calls(&self) -> Vec<Arc<HeardCall>> {
-        self.inner.calls.lock().expect("loopback lock").clone()
+        self.inner.calls.lock().clone()
     }
 
     /// Waits until someone is in `chat`'s call and returns that participant.
@@ -178,7 +212,7 @@ impl Loopback {
     }
 }
 
-impl Backend for Loopback {
+impl Telegram for Loopback {
     fn name(&self) -> &'static str {
         "loopback"
     }
@@ -191,12 +225,6 @@ impl Backend for Loopback {
         self.inner.world.subscribe()
     }
 
-    fn as_server(&self) -> &dyn GroupCallServer {
-        self
-    }
-}
-
-impl GroupCallServer for Loopback {
     fn join<'a>(
         &'a self,
         chat: ChatId,

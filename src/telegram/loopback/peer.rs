@@ -1,5 +1,17 @@
-//! The loopback's side of each call: an ICE-lite webrtc-rs peer that answers the
-//! join JSON the way Telegram's media server does, and a task that receives RTP.
+//! The loopback's side of each call, behaving as Telegram's media servers do.
+//!
+//! It answers the join JSON at once — ICE credentials, DTLS fingerprint and a host
+//! candidate, plus the audio and video sections Telegram always sends — and builds
+//! its WebRTC peer when the client's first connectivity check arrives, because only
+//! then does it know which ICE role the client took:
+//!
+//! - a *controlling* client that nominates (webrtc-rs, browsers, our own client):
+//!   the loopback is an ICE-lite controlled agent and takes the nomination;
+//! - a *controlled* client that never nominates (Telegram's native clients: tgcalls,
+//!   NTgCalls — they treat the server as ICE-lite): the loopback takes the
+//!   controlling role itself and nominates the pair the client's checks opened.
+//!   Answering such a client with 487 Role Conflict, or waiting for a nomination
+//!   that never comes, fails it about half the time; Telegram's servers never do.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -7,8 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::Registry;
-use rtc::peer_connection::RTCPeerConnection;
-use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -16,7 +27,10 @@ use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::RTCDtlsRole;
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::sansio::Protocol;
+use rtc::stun::attributes::{ATTR_ICE_CONTROLLED, ATTR_ICE_CONTROLLING};
+use rtc::stun::message::{CLASS_REQUEST, METHOD_BINDING, Message, is_stun_message};
 use tokio::net::UdpSocket;
 
 use super::LoopbackOptions;
@@ -24,10 +38,10 @@ use super::recorder::HeardCall;
 use crate::telegram::TelegramError;
 use crate::transport::JoinParams;
 use crate::transport::join::{
-    AUDIO_LEVEL_URI, AudioParams, Candidate, Fingerprint, HeaderExt, OPUS_PAYLOAD_TYPE, PayloadType, RtcpFb, Setup,
-    Transport, TransportAnswer, find_attr, parse_sdp,
+    AUDIO_LEVEL_URI, Candidate, Fingerprint, HeaderExt, MediaParams, OPUS_PAYLOAD_TYPE, PayloadType, RtcpFb, Setup,
+    Transport, TransportAnswer,
 };
-use crate::transport::peer::{add_host_candidate, audio_media_engine, feed_datagram};
+use crate::transport::peer::{add_host_candidate, audio_media_engine, feed_datagram, shared_certificate};
 
 /// Audio-level extension id, as Telegram numbers it.
 const LEVEL_EXT_ID: u8 = 1;
@@ -36,19 +50,33 @@ fn rtc_err(e: impl std::fmt::Display) -> TelegramError {
     TelegramError::Loopback(format!("could not accept the join: {e}"))
 }
 
+/// ICE credentials of one loopback participant, fixed before its peer exists.
+#[derive(Clone)]
+struct Credentials {
+    ufrag: String,
+    pwd: String,
+}
+
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    (0..len).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
+}
+
 /// The SDP offer Telegram's server reconstructs from a join JSON: the client's ICE
-/// credentials, fingerprint and SSRC on one send-only Opus m-line.
-pub(super) fn offer_from_join(p: &JoinParams) -> String {
+/// credentials, fingerprint and SSRC on one Opus m-line. `client_is_lite` marks the
+/// client as an ICE-lite agent, which makes our peer the controlling one.
+pub(super) fn offer_from_join(p: &JoinParams, client_is_lite: bool) -> String {
     let fp = &p.fingerprints[0];
     let setup = match fp.setup {
         Setup::Active => "active",
         Setup::Passive => "passive",
         Setup::Actpass => "actpass",
     };
+    let lite = if client_is_lite { "a=ice-lite\r\n" } else { "" };
     let mut s = String::new();
     let _ = write!(
         s,
-        "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+        "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n{lite}\
          m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PAYLOAD_TYPE}\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
          a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:{} {}\r\na=setup:{setup}\r\n\
          a=rtpmap:{OPUS_PAYLOAD_TYPE} opus/48000/2\r\na=fmtp:{OPUS_PAYLOAD_TYPE} minptime=10;useinbandfec=1\r\n\
@@ -63,7 +91,65 @@ pub(super) fn offer_from_join(p: &JoinParams) -> String {
     s
 }
 
-/// Builds the peer for one join, returns Telegram's answer, and starts receiving.
+/// The audio section of Telegram's answer: Opus 111 with in-band FEC, transport-cc,
+/// and the audio-level extension.
+fn audio_section() -> MediaParams {
+    let mut params = serde_json::Map::new();
+    params.insert("minptime".into(), 10.into());
+    params.insert("useinbandfec".into(), 1.into());
+    MediaParams {
+        payload_types: vec![PayloadType {
+            id: OPUS_PAYLOAD_TYPE,
+            name: "opus".into(),
+            clockrate: 48000,
+            channels: 2,
+            parameters: params,
+            rtcp_fbs: vec![RtcpFb { typ: "transport-cc".into(), subtype: None }],
+        }],
+        rtp_hdrexts: vec![HeaderExt { id: LEVEL_EXT_ID, uri: AUDIO_LEVEL_URI.into() }],
+    }
+}
+
+/// The video section Telegram's answer always carries, camera or not: VP8 with its
+/// retransmission payload, and the usual header extensions. Native clients refuse an
+/// answer without it.
+fn video_section() -> MediaParams {
+    let fbs = ["goog-remb", "transport-cc", "ccm fir", "nack", "nack pli"].map(|f| {
+        let (typ, subtype) = f.split_once(' ').map_or((f, None), |(t, s)| (t, Some(s.to_owned())));
+        RtcpFb { typ: typ.into(), subtype }
+    });
+    let mut apt = serde_json::Map::new();
+    apt.insert("apt".into(), 100.into());
+    let ext = |id, uri: &str| HeaderExt { id, uri: uri.into() };
+    MediaParams {
+        payload_types: vec![
+            PayloadType {
+                id: 100,
+                name: "VP8".into(),
+                clockrate: 90000,
+                channels: 0,
+                parameters: serde_json::Map::new(),
+                rtcp_fbs: fbs.to_vec(),
+            },
+            PayloadType {
+                id: 101,
+                name: "rtx".into(),
+                clockrate: 90000,
+                channels: 0,
+                parameters: apt,
+                rtcp_fbs: vec![],
+            },
+        ],
+        rtp_hdrexts: vec![
+            ext(2, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+            ext(3, "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"),
+            ext(13, "urn:3gpp:video-orientation"),
+        ],
+    }
+}
+
+/// Binds the participant's socket, answers the join as Telegram would, and starts the
+/// task that will accept its connection.
 pub(super) async fn spawn(
     params: &JoinParams,
     opts: &LoopbackOptions,
@@ -71,35 +157,20 @@ pub(super) async fn spawn(
 ) -> Result<TransportAnswer, TelegramError> {
     let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await.map_err(rtc_err)?;
     let local = socket.local_addr().map_err(rtc_err)?;
+    let cert = shared_certificate().map_err(rtc_err)?;
+    let provider = rtc::crypto::default_provider().map_err(rtc_err)?;
+    let fingerprint = cert.get_fingerprints(provider.crypto()).map_err(rtc_err)?.into_iter().next();
+    let fingerprint = fingerprint.ok_or_else(|| rtc_err("the certificate has no fingerprint"))?;
+    let creds = Credentials { ufrag: random_token(8), pwd: random_token(24) };
     let client_setup = params.fingerprints[0].setup;
-    let our_role = if client_setup == Setup::Passive { RTCDtlsRole::Client } else { RTCDtlsRole::Server };
-    let now = Instant::now();
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(SettingEngineBuilder::new().with_lite(true).with_answering_dtls_role(our_role).build())
-        .with_media_engine(audio_media_engine().map_err(rtc_err)?)
-        .with_interceptor_registry(configure_rtcp_reports(Registry::new()))
-        .build(now)
-        .map_err(rtc_err)?;
-    let offer = RTCSessionDescription::offer(offer_from_join(params)).map_err(rtc_err)?;
-    pc.set_remote_description(now, offer).map_err(rtc_err)?;
-    add_host_candidate(&mut pc, local).map_err(rtc_err)?;
-    let answer = pc.create_answer(None).map_err(rtc_err)?;
-    let answer_sdp = answer.sdp.clone();
-    pc.set_local_description(now, answer).map_err(rtc_err)?;
-
-    let sd = parse_sdp(&answer_sdp).map_err(rtc_err)?;
-    let attr = |k| find_attr(&sd, k).ok_or_else(|| rtc_err(format!("answer lacks a={k}")));
-    let fp = attr("fingerprint")?;
-    let (hash, fingerprint) = fp.split_once(' ').ok_or_else(|| rtc_err("bad fingerprint"))?;
     let transport = TransportAnswer {
         transport: Transport {
-            ufrag: attr("ice-ufrag")?,
-            pwd: attr("ice-pwd")?,
+            ufrag: creds.ufrag.clone(),
+            pwd: creds.pwd.clone(),
             fingerprints: vec![Fingerprint {
-                hash: hash.to_owned(),
+                hash: fingerprint.algorithm,
                 setup: client_setup.complement(),
-                fingerprint: fingerprint.to_owned(),
+                fingerprint: fingerprint.value.to_uppercase(),
             }],
             candidates: vec![Candidate {
                 generation: "0".into(),
@@ -117,20 +188,73 @@ pub(super) async fn spawn(
                 rel_port: None,
             }],
         },
-        audio: AudioParams {
-            payload_types: vec![PayloadType {
-                id: OPUS_PAYLOAD_TYPE,
-                name: "opus".into(),
-                clockrate: 48000,
-                channels: 2,
-                parameters: serde_json::from_str(r#"{"minptime":10,"useinbandfec":1}"#).expect("static JSON"),
-                rtcp_fbs: vec![RtcpFb { typ: "transport-cc".into(), subtype: None }],
-            }],
-            rtp_hdrexts: vec![HeaderExt { id: LEVEL_EXT_ID, uri: AUDIO_LEVEL_URI.into() }],
-        },
+        audio: audio_section(),
+        video: Some(video_section()),
     };
-    tokio::spawn(receive(pc, socket, local, heard));
+    let accept = Accept { params: params.clone(), creds, cert, local };
+    tokio::spawn(receive(accept, socket, heard));
     Ok(transport)
+}
+
+/// Everything needed to build the peer once the client's role is known.
+struct Accept {
+    params: JoinParams,
+    creds: Credentials,
+    cert: RTCCertificate,
+    local: SocketAddr,
+}
+
+/// The ICE role a connectivity check announces: `Some(true)` for a controlling client.
+fn client_role(datagram: &[u8]) -> Option<bool> {
+    if !is_stun_message(datagram) {
+        return None;
+    }
+    let mut m = Message::new();
+    m.unmarshal_binary(datagram).ok()?;
+    if m.typ.method != METHOD_BINDING || m.typ.class != CLASS_REQUEST {
+        return None;
+    }
+    if m.contains(ATTR_ICE_CONTROLLING) {
+        Some(true)
+    } else if m.contains(ATTR_ICE_CONTROLLED) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+impl Accept {
+    /// The loopback's peer for a client that is controlling (or not).
+    fn build(&self, client_controlling: bool) -> Result<RTCPeerConnection, TelegramError> {
+        let now = Instant::now();
+        // DTLS: whichever role the client did not take.
+        let our_dtls =
+            if self.params.fingerprints[0].setup == Setup::Passive { RTCDtlsRole::Client } else { RTCDtlsRole::Server };
+        let engine = SettingEngineBuilder::new()
+            // Lite (and so controlled) for a controlling client; a full, controlling
+            // agent for a controlled one — rtc makes us controlling when the remote is lite.
+            .with_lite(client_controlling)
+            .with_ice_credentials(self.creds.ufrag.clone(), self.creds.pwd.clone())
+            .with_answering_dtls_role(our_dtls)
+            // The client is known only from its checks (peer-reflexive): nominate at once.
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            .with_host_acceptance_min_wait(Some(Duration::ZERO))
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().with_certificates(vec![self.cert.clone()]).build())
+            .with_setting_engine(engine)
+            .with_media_engine(audio_media_engine().map_err(rtc_err)?)
+            .with_interceptor_registry(configure_rtcp_reports(Registry::new()))
+            .build(now)
+            .map_err(rtc_err)?;
+        let offer =
+            RTCSessionDescription::offer(offer_from_join(&self.params, !client_controlling)).map_err(rtc_err)?;
+        pc.set_remote_description(now, offer).map_err(rtc_err)?;
+        add_host_candidate(&mut pc, self.local).map_err(rtc_err)?;
+        let answer = pc.create_answer(None).map_err(rtc_err)?;
+        pc.set_local_description(now, answer).map_err(rtc_err)?;
+        Ok(pc)
+    }
 }
 
 /// Hands the RTP packets the peer has decrypted to the recorder.
@@ -142,46 +266,74 @@ fn take_packets(pc: &mut RTCPeerConnection, heard: &HeardCall, arrived: Instant)
     }
 }
 
+/// Sends what the peer has queued and reports its state changes.
+async fn flush(pc: &mut RTCPeerConnection, socket: &UdpSocket, heard: &HeardCall) {
+    while let Some(out) = pc.poll_write() {
+        let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
+    }
+    while let Some(ev) = pc.poll_event() {
+        if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = ev {
+            heard.on_state(state.to_string());
+        }
+    }
+}
+
 /// The receive loop of one loopback participant.
-async fn receive(mut pc: RTCPeerConnection, socket: UdpSocket, local: SocketAddr, heard: Arc<HeardCall>) {
+async fn receive(accept: Accept, socket: UdpSocket, heard: Arc<HeardCall>) {
+    let mut pc: Option<RTCPeerConnection> = None;
     let mut buf = vec![0u8; 2048];
     let mut arrived = Instant::now();
     let hang_up = heard.hang_up_signal();
     loop {
-        while let Some(out) = pc.poll_write() {
-            let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
+        if let Some(pc) = pc.as_mut() {
+            flush(pc, &socket, &heard).await;
+            take_packets(pc, &heard, arrived);
         }
-        while let Some(ev) = pc.poll_event() {
-            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = ev {
-                heard.on_state(state.to_string());
-            }
-        }
-        take_packets(&mut pc, &heard, arrived);
-        let wait = pc.poll_timeout().map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
+        let wait = pc
+            .as_mut()
+            .and_then(|pc| pc.poll_timeout())
+            .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
         tokio::select! {
             _ = hang_up.notified() => {
                 // What was sent before the leave is already queued: hear it before closing.
                 while let Ok((n, from)) = socket.try_recv_from(&mut buf) {
                     arrived = Instant::now();
-                    let _ = feed_datagram(&mut pc, local, from, &buf[..n], arrived);
-                    take_packets(&mut pc, &heard, arrived);
+                    if let Some(pc) = pc.as_mut() {
+                        let _ = feed_datagram(pc, accept.local, from, &buf[..n], arrived);
+                        take_packets(pc, &heard, arrived);
+                    }
                 }
                 break;
             }
             _ = tokio::time::sleep(wait) => {
-                let _ = pc.handle_timeout(Instant::now());
+                if let Some(pc) = pc.as_mut() {
+                    let _ = pc.handle_timeout(Instant::now());
+                }
             }
             r = socket.recv_from(&mut buf) => {
-                if let Ok((n, from)) = r {
-                    arrived = Instant::now();
-                    let _ = feed_datagram(&mut pc, local, from, &buf[..n], arrived);
+                let Ok((n, from)) = r else { continue };
+                arrived = Instant::now();
+                if pc.is_none() {
+                    // Nothing but the client's first check tells its ICE role.
+                    let Some(controlling) = client_role(&buf[..n]) else { continue };
+                    match accept.build(controlling) {
+                        Ok(p) => pc = Some(p),
+                        Err(e) => {
+                            tracing::warn!(ssrc = heard.ssrc(), "loopback: {e}");
+                            heard.on_state("failed".into());
+                            break;
+                        }
+                    }
+                }
+                if let Some(pc) = pc.as_mut() {
+                    let _ = feed_datagram(pc, accept.local, from, &buf[..n], arrived);
                 }
             }
         }
     }
-    let _ = pc.close();
-    while let Some(out) = pc.poll_write() {
-        let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
+    if let Some(mut pc) = pc {
+        let _ = pc.close();
+        flush(&mut pc, &socket, &heard).await;
     }
     if let Err(e) = heard.finish_recording() {
         tracing::warn!(ssrc = heard.ssrc(), "loopback: closing the recording failed: {e}");

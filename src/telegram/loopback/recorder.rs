@@ -5,7 +5,9 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -83,8 +85,9 @@ pub struct HeardCall {
 
 impl HeardCall {
     pub(super) fn new(chat: ChatId, ssrc: u32, opts: &LoopbackOptions) -> Self {
-        let decoder =
-            opts.decode.then(|| opus::Decoder::new(48000, opus::Channels::Stereo).expect("48 kHz stereo decoder"));
+        let decoder = opts.decode.then(|| opus::Decoder::new(48000, opus::Channels::Stereo)).and_then(|d| {
+            d.map_err(|e| tracing::warn!(ssrc, "loopback: no Opus decoder ({e}); counting packets only")).ok()
+        });
         HeardCall {
             chat,
             ssrc,
@@ -127,7 +130,7 @@ impl HeardCall {
     }
 
     pub fn stats(&self) -> HeardStats {
-        let rec = self.rec.lock().expect("recorder lock");
+        let rec = self.rec.lock();
         let mut s = rec.stats.clone();
         s.arrival_deviation = Percentiles::of(&rec.deviation);
         s
@@ -135,12 +138,12 @@ impl HeardCall {
 
     /// Decoded audio so far: 48 kHz stereo interleaved (needs `keep_audio`).
     pub fn audio(&self) -> Vec<i16> {
-        self.rec.lock().expect("recorder lock").pcm.clone()
+        self.rec.lock().pcm.clone()
     }
 
     /// Every frame received so far (needs `keep_audio`).
     pub fn frames(&self) -> Vec<HeardFrame> {
-        self.rec.lock().expect("recorder lock").frames.clone()
+        self.rec.lock().frames.clone()
     }
 
     /// Streams everything heard from now on into a 48 kHz stereo WAV file.
@@ -151,13 +154,13 @@ impl HeardCall {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        self.rec.lock().expect("recorder lock").wav = Some(hound::WavWriter::create(path, spec)?);
+        self.rec.lock().wav = Some(hound::WavWriter::create(path, spec)?);
         Ok(())
     }
 
     /// Closes the WAV file, writing its final header.
     pub fn finish_recording(&self) -> Result<(), hound::Error> {
-        match self.rec.lock().expect("recorder lock").wav.take() {
+        match self.rec.lock().wav.take() {
             Some(w) => w.finalize(),
             None => Ok(()),
         }
@@ -177,12 +180,12 @@ impl HeardCall {
     }
 
     pub(super) fn on_state(&self, state: String) {
-        self.rec.lock().expect("recorder lock").stats.state = state;
+        self.rec.lock().stats.state = state;
         self.version.send_modify(|v| *v += 1);
     }
 
     pub(super) fn on_rtp(&self, packet: &Packet, arrived: Instant) {
-        self.rec.lock().expect("recorder lock").on_rtp(packet, arrived);
+        self.rec.lock().on_rtp(packet, arrived);
         self.version.send_modify(|v| *v += 1);
     }
 }

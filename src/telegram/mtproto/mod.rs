@@ -3,79 +3,91 @@
 //! - [`rpc`]: the network seam (grammers' client, or a fake Telegram in tests) and
 //!   error naming; `FLOOD_WAIT` is waited out by its retry policy.
 //! - [`requests`]: the TL requests and the checks on their answers.
-//! - [`router`]: updates → kicked / invited / call ended, plus every update as JSON ([`json`]).
+//! - [`router`]: updates → kicked / invited / call ended, plus every update as JSON.
 //! - [`session`]: the SQLite session, `wasmcalls login`, `whoami`, connecting.
 //!
-//! [`Telegram`] ties them together behind the [`Backend`] trait: a join finds the
+//! [`Mtproto`] ties them together behind the [`Telegram`] trait: a join finds the
 //! chat's call (`channels.getFullChannel` / `messages.getFullChat`), sends our join
 //! JSON (`phone.joinGroupCall`) and returns the transport from the answer's
 //! `updateGroupCallConnection`; a keep-alive per call (`phone.checkGroupCall`)
 //! rejoins when Telegram forgets our source.
 
-pub mod json;
 pub mod requests;
 pub mod router;
 pub mod rpc;
-pub mod samples;
 pub mod session;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use grammers_tl_types as tl;
 use tokio::sync::broadcast;
 
-use self::requests::{CallRef, ChatKind, Checked};
+use self::requests::Checked;
 use self::router::{JoinedCall, Router};
 use self::rpc::{Rpc, classify};
-use super::{Backend, BoxFuture, ChatId, GroupCallServer, TelegramError, Update};
+use super::tl::{CallRef, ChatKind};
+use super::{BoxFuture, ChatId, Telegram, TelegramError, Update};
 use crate::transport::join::Transport;
 use crate::transport::{JoinParams, TransportAnswer};
 
-/// How the backend behaves.
+/// The account and how the MTProto side behaves.
 #[derive(Debug, Clone)]
-pub struct TelegramOptions {
+pub struct MtprotoOptions {
+    /// The application's id and hash from <https://my.telegram.org>.
+    pub api_id: i32,
+    pub api_hash: String,
+    /// The SQLite session `wasmcalls login` writes (mode 0600).
+    pub session: PathBuf,
+    /// Local address media sockets bind; default: this machine's address on its
+    /// default route. Behind NAT nothing is needed: Telegram's ICE-lite servers learn
+    /// the public address from our checks.
+    pub media_ip: Option<IpAddr>,
     /// Between two `phone.checkGroupCall`s of one call.
     pub check_interval: Duration,
+    /// Longest `FLOOD_WAIT` waited out before a request fails instead.
+    pub max_flood_wait: Duration,
     /// Invite hashes to join with, by chat (calls that need one to speak).
     pub invite_hashes: HashMap<ChatId, String>,
 }
 
-impl TelegramOptions {
-    /// The options `[telegram]` sets.
-    pub fn from_config(cfg: &crate::config::TelegramConfig) -> Result<Self, String> {
-        Ok(TelegramOptions {
-            check_interval: Duration::from_secs(cfg.check_interval_s),
-            invite_hashes: cfg.invite_hashes()?,
-        })
-    }
-}
-
-impl Default for TelegramOptions {
+impl Default for MtprotoOptions {
     fn default() -> Self {
-        TelegramOptions { check_interval: Duration::from_secs(5), invite_hashes: HashMap::new() }
+        MtprotoOptions {
+            api_id: 0,
+            api_hash: String::new(),
+            session: "wasmcalls.session".into(),
+            media_ip: None,
+            check_interval: Duration::from_secs(5),
+            max_flood_wait: Duration::from_secs(120),
+            invite_hashes: HashMap::new(),
+        }
     }
 }
 
 /// Updates buffered for a slow reader before the oldest are dropped.
 const UPDATE_BUFFER: usize = 1024;
 
-/// The MTProto backend. Cloning shares it.
-pub struct Telegram<R: Rpc> {
+/// Real Telegram through a user account. Cloning shares it.
+pub struct Mtproto<R: Rpc> {
     inner: Arc<Inner<R>>,
 }
 
-impl<R: Rpc> Clone for Telegram<R> {
+impl<R: Rpc> Clone for Mtproto<R> {
     fn clone(&self) -> Self {
-        Telegram { inner: self.inner.clone() }
+        Mtproto { inner: self.inner.clone() }
     }
 }
 
 struct Inner<R> {
     rpc: R,
     router: Router,
-    opts: TelegramOptions,
+    opts: MtprotoOptions,
     joined: Mutex<HashMap<ChatId, Joined>>,
     updates: broadcast::Sender<Update>,
 }
@@ -94,12 +106,12 @@ impl Drop for Joined {
     }
 }
 
-impl<R: Rpc> Telegram<R> {
-    /// The backend for account `me`, sending through `rpc`. Updates come in through
-    /// [`Telegram::feed`].
-    pub fn new(rpc: R, me: i64, opts: TelegramOptions) -> Self {
+impl<R: Rpc> Mtproto<R> {
+    /// The side for account `me`, sending through `rpc`. Updates come in through
+    /// [`Mtproto::feed`].
+    pub fn new(rpc: R, me: i64, opts: MtprotoOptions) -> Self {
         let (updates, _) = broadcast::channel(UPDATE_BUFFER);
-        Telegram {
+        Mtproto {
             inner: Arc::new(Inner { rpc, router: Router { me }, opts, joined: Mutex::new(HashMap::new()), updates }),
         }
     }
@@ -114,7 +126,7 @@ impl<R: Rpc> Telegram<R> {
         self.feed_about(updates, chats, None);
     }
 
-    /// [`Telegram::feed`], with the chat that updates naming none concern (a join's answer).
+    /// [`Mtproto::feed`], with the chat that updates naming none concern (a join's answer).
     fn feed_about(&self, updates: &[tl::enums::Update], chats: &[tl::enums::Chat], about: Option<ChatId>) {
         let joined = self.joined_calls();
         for u in updates {
@@ -133,12 +145,12 @@ impl<R: Rpc> Telegram<R> {
 
     /// The calls we are in.
     pub fn joined_calls(&self) -> Vec<JoinedCall> {
-        self.inner.joined.lock().expect("joined lock").values().map(|j| j.call).collect()
+        self.inner.joined.lock().values().map(|j| j.call).collect()
     }
 
     /// `chat`'s active group call.
     pub async fn find_call(&self, chat: ChatId) -> Result<CallRef, TelegramError> {
-        let (peer, kind) = requests::chat_kind(chat)?;
+        let (peer, kind) = super::tl::chat_kind(chat)?;
         let full = match kind {
             ChatKind::Chat { bare } => self.invoke("messages.getFullChat", &requests::full_chat(bare)).await?,
             ChatKind::Channel { bare } => {
@@ -179,11 +191,11 @@ impl<R: Rpc> Telegram<R> {
     }
 
     fn forget(&self, chat: ChatId) -> Option<JoinedCall> {
-        self.inner.joined.lock().expect("joined lock").remove(&chat).map(|j| j.call)
+        self.inner.joined.lock().remove(&chat).map(|j| j.call)
     }
 }
 
-impl<R: Rpc> Backend for Telegram<R> {
+impl<R: Rpc> Telegram for Mtproto<R> {
     fn name(&self) -> &'static str {
         "telegram"
     }
@@ -196,12 +208,6 @@ impl<R: Rpc> Backend for Telegram<R> {
         self.inner.updates.subscribe()
     }
 
-    fn as_server(&self) -> &dyn GroupCallServer {
-        self
-    }
-}
-
-impl<R: Rpc> GroupCallServer for Telegram<R> {
     fn join<'a>(
         &'a self,
         chat: ChatId,
@@ -221,7 +227,7 @@ impl<R: Rpc> GroupCallServer for Telegram<R> {
                 transport: answer.transport.clone(),
                 keep_alive: keep_alive.abort_handle(),
             };
-            self.inner.joined.lock().expect("joined lock").insert(chat, entry);
+            self.inner.joined.lock().insert(chat, entry);
             tracing::info!(chat, call = call.id, ssrc, "joined the group call on Telegram");
             Ok(answer)
         })
@@ -248,7 +254,7 @@ async fn keep_alive<R: Rpc>(inner: Weak<Inner<R>>, chat: ChatId, every: Duration
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        let tg = Telegram { inner };
+        let tg = Mtproto { inner };
         let Some(call) = tg.joined_calls().into_iter().find(|c| c.chat == chat) else {
             return;
         };
@@ -281,9 +287,9 @@ async fn keep_alive<R: Rpc>(inner: Weak<Inner<R>>, chat: ChatId, every: Duration
 /// Sends our join again, same source and credentials; fine if Telegram answers with
 /// the transport we are connected to. (No leave first: Telegram would announce our
 /// source as left, which reads as a kick.)
-async fn rejoin<R: Rpc>(tg: &Telegram<R>, chat: ChatId, call: JoinedCall) -> Result<(), String> {
+async fn rejoin<R: Rpc>(tg: &Mtproto<R>, chat: ChatId, call: JoinedCall) -> Result<(), String> {
     let (params, transport) = {
-        let joined = tg.inner.joined.lock().expect("joined lock");
+        let joined = tg.inner.joined.lock();
         let j = joined.get(&chat).ok_or("left meanwhile")?;
         (j.params.clone(), j.transport.clone())
     };

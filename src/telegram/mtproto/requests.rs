@@ -4,48 +4,10 @@
 //! Chat ids are the Bot API's (as in the seed API): `-100…` for supergroups and
 //! channels, `-…` for basic groups.
 
-use grammers_session::types::{PeerId, PeerKind};
 use grammers_tl_types as tl;
 
+use crate::telegram::tl::CallRef;
 use crate::telegram::{ChatId, TelegramError};
-
-/// A group call as Telegram addresses it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallRef {
-    pub id: i64,
-    pub access_hash: i64,
-}
-
-impl CallRef {
-    pub fn input(self) -> tl::enums::InputGroupCall {
-        tl::types::InputGroupCall { id: self.id, access_hash: self.access_hash }.into()
-    }
-}
-
-/// Which full-chat request finds `chat`'s call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChatKind {
-    /// Supergroup or channel: `channels.getFullChannel`, needs the access hash.
-    Channel { bare: i64 },
-    /// Basic group: `messages.getFullChat`.
-    Chat { bare: i64 },
-}
-
-/// Where `chat` lives; user ids and out-of-range ids are refused.
-pub fn chat_kind(chat: ChatId) -> Result<(PeerId, ChatKind), TelegramError> {
-    let peer = PeerId::from_bot_api_dialog_id(chat).ok_or(TelegramError::NotAGroup(chat))?;
-    let bare = peer.bare_id().ok_or(TelegramError::NotAGroup(chat))?;
-    match peer.kind() {
-        PeerKind::Channel => Ok((peer, ChatKind::Channel { bare })),
-        PeerKind::Chat => Ok((peer, ChatKind::Chat { bare })),
-        PeerKind::User => Err(TelegramError::NotAGroup(chat)),
-    }
-}
-
-/// The Bot API chat id of a TL peer (the inverse of [`chat_kind`]).
-pub fn chat_id_of(peer: &tl::enums::Peer) -> ChatId {
-    PeerId::from(peer).bot_api_dialog_id_unchecked()
-}
 
 /// `messages.getFullChat` for a basic group.
 pub fn full_chat(bare: i64) -> tl::functions::messages::GetFullChat {
@@ -148,17 +110,10 @@ pub fn checked(result: Result<Vec<i32>, TelegramError>, ssrc: u32) -> Checked {
     match result {
         Ok(sources) if sources.contains(&(ssrc as i32)) => Checked::Joined,
         Ok(_) => Checked::Rejoin(format!("Telegram no longer lists our source {ssrc}")),
-        Err(TelegramError::Rpc { name, .. }) if name.starts_with("GROUPCALL_SSRC_DUPLICATE_MUCH") => {
-            Checked::Rejoin(name)
+        Err(e @ TelegramError::SsrcTaken { .. }) => Checked::Rejoin(e.to_string()),
+        Err(e @ (TelegramError::CallGone { .. } | TelegramError::Forbidden { .. } | TelegramError::NotLoggedIn(_))) => {
+            Checked::Ended(e.to_string())
         }
-        Err(TelegramError::Rpc { name, .. })
-            if name.starts_with("GROUPCALL_")
-                || name.starts_with("CHANNEL_PRIVATE")
-                || name.starts_with("CHAT_FORBIDDEN") =>
-        {
-            Checked::Ended(name)
-        }
-        Err(e @ TelegramError::NotLoggedIn(_)) => Checked::Ended(e.to_string()),
         Err(e) => Checked::Unknown(e.to_string()),
     }
 }
@@ -168,7 +123,7 @@ mod tests {
     use tl::{Deserializable, Identifiable};
 
     use super::*;
-    use crate::telegram::mtproto::samples;
+    use crate::telegram::tl::{container, through_the_wire};
 
     /// A request as Telegram reads it: its constructor id, then its body.
     fn read_back<F: tl::RemoteCall + Identifiable + Deserializable>(request: &F) -> F {
@@ -178,18 +133,6 @@ mod tests {
     }
 
     const CALL: CallRef = CallRef { id: 0x1122_3344_5566, access_hash: -42 };
-
-    #[test]
-    fn chat_ids_resolve_like_the_bot_api() {
-        assert_eq!(chat_kind(-1001185324811).unwrap().1, ChatKind::Channel { bare: 1185324811 });
-        assert_eq!(chat_kind(-4242).unwrap().1, ChatKind::Chat { bare: 4242 });
-        assert!(matches!(chat_kind(777000).unwrap_err(), TelegramError::NotAGroup(777000)));
-        assert!(matches!(chat_kind(0).unwrap_err(), TelegramError::NotAGroup(0)));
-        let p: tl::enums::Peer = tl::types::PeerChannel { channel_id: 1185324811 }.into();
-        assert_eq!(chat_id_of(&p), -1001185324811);
-        let p: tl::enums::Peer = tl::types::PeerChat { chat_id: 4242 }.into();
-        assert_eq!(chat_id_of(&p), -4242);
-    }
 
     #[test]
     fn join_is_as_self_unmuted_with_our_json() {
@@ -226,14 +169,13 @@ mod tests {
     }
 
     fn updates(list: Vec<tl::enums::Update>) -> tl::enums::Updates {
-        let (list, _) = samples::through_the_wire(&samples::updates(list, vec![]));
-        samples::updates(list, vec![])
+        let (list, _) = through_the_wire(&container(list, vec![]));
+        container(list, vec![])
     }
 
     fn connection(presentation: bool, data: &str) -> tl::enums::Update {
-        let tl::enums::Update::GroupCallConnection(mut c) = samples::connection(data) else { unreachable!() };
-        c.presentation = presentation;
-        c.into()
+        tl::types::UpdateGroupCallConnection { presentation, params: tl::types::DataJson { data: data.into() }.into() }
+            .into()
     }
 
     #[test]
@@ -251,7 +193,7 @@ mod tests {
     fn keep_alive_results_are_read() {
         assert_eq!(checked(Ok(vec![5]), 5), Checked::Joined);
         assert!(matches!(checked(Ok(vec![]), 5), Checked::Rejoin(_)));
-        let rpc = |name: &str| TelegramError::Rpc { request: "phone.checkGroupCall", code: 400, name: name.into() };
+        let rpc = |name: &str| crate::telegram::error::refusal("phone.checkGroupCall", 400, name, None);
         assert!(matches!(checked(Err(rpc("GROUPCALL_SSRC_DUPLICATE_MUCH")), 5), Checked::Rejoin(_)));
         assert!(matches!(checked(Err(rpc("GROUPCALL_INVALID")), 5), Checked::Ended(_)));
         assert!(matches!(checked(Err(rpc("CHANNEL_PRIVATE")), 5), Checked::Ended(_)));

@@ -5,8 +5,8 @@
 
 use grammers_tl_types as tl;
 
-use super::json::{chat_of, to_json};
-use super::requests::{CallRef, chat_id_of};
+use crate::telegram::tl::json::{chat_of, to_json};
+use crate::telegram::tl::{CallRef, chat_id_of};
 use crate::telegram::{ChatId, Invite, Update};
 
 /// A call we are in, as the router needs to know it.

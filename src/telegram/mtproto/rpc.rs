@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use grammers_client::Client;
@@ -18,6 +20,7 @@ use grammers_session::types::{PeerId, PeerRef};
 use grammers_tl_types as tl;
 
 use crate::telegram::TelegramError;
+use crate::telegram::error::refusal;
 
 /// Sends TL functions to Telegram.
 pub trait Rpc: Send + Sync + 'static {
@@ -33,7 +36,7 @@ pub trait Rpc: Send + Sync + 'static {
 
 /// Real Telegram: grammers' client over its SQLite session.
 #[derive(Clone)]
-pub struct MtProto {
+pub struct Grammers {
     pub client: Client,
     pub session: Arc<SqliteSession>,
     /// Chats the dialogs did not contain, and when we looked: a plugin asking again
@@ -44,13 +47,13 @@ pub struct MtProto {
 /// How long a chat the account's dialogs lack is taken as unknown without looking again.
 const MISSING_FOR: Duration = Duration::from_secs(60);
 
-impl MtProto {
+impl Grammers {
     pub fn new(client: Client, session: Arc<SqliteSession>) -> Self {
-        MtProto { client, session, missing: Arc::default() }
+        Grammers { client, session, missing: Arc::default() }
     }
 }
 
-impl Rpc for MtProto {
+impl Rpc for Grammers {
     fn invoke<R>(&self, request: &R) -> impl Future<Output = Result<R::Return, InvocationError>> + Send
     where
         R: tl::RemoteCall + Send + Sync,
@@ -62,7 +65,7 @@ impl Rpc for MtProto {
         if let Some(r) = self.session.peer_ref(peer).await.map_err(|e| InvocationError::Session(Box::new(e)))? {
             return Ok(Some(r));
         }
-        if self.missing.lock().expect("missing lock").get(&peer).is_some_and(|t| t.elapsed() < MISSING_FOR) {
+        if self.missing.lock().get(&peer).is_some_and(|t| t.elapsed() < MISSING_FOR) {
             return Ok(None);
         }
         // Walking the dialogs caches every chat they mention in the session.
@@ -74,62 +77,19 @@ impl Rpc for MtProto {
         }
         let found = self.session.peer_ref(peer).await.map_err(|e| InvocationError::Session(Box::new(e)))?;
         if found.is_none() {
-            self.missing.lock().expect("missing lock").insert(peer, Instant::now());
+            self.missing.lock().insert(peer, Instant::now());
         }
         Ok(found)
     }
 }
 
-/// RPC error names that mean the session no longer authorizes anything.
-const LOGGED_OUT: &[&str] = &[
-    "AUTH_KEY_UNREGISTERED",
-    "AUTH_KEY_INVALID",
-    "SESSION_REVOKED",
-    "SESSION_EXPIRED",
-    "USER_DEACTIVATED",
-    "USER_DEACTIVATED_BAN",
-];
-
 /// Names `e` for `request` (a TL function name such as `phone.joinGroupCall`).
 pub fn classify(request: &'static str, e: InvocationError) -> TelegramError {
     match e {
-        InvocationError::Rpc(rpc) if LOGGED_OUT.contains(&rpc.name.as_str()) || rpc.code == 401 => {
-            TelegramError::NotLoggedIn(format!("{request}: {} {}", rpc.code, rpc.name))
-        }
-        InvocationError::Rpc(rpc) if rpc.code == 420 => {
-            TelegramError::FloodWait { request, seconds: rpc.value.unwrap_or(0) }
-        }
-        InvocationError::Rpc(rpc) => TelegramError::Rpc {
-            request,
-            code: rpc.code,
-            name: match rpc.value {
-                // grammers moves the digits out of the name: FLOOD_WAIT_31 → FLOOD_WAIT + 31.
-                Some(v) => format!("{} ({v})", rpc.name),
-                None => rpc.name,
-            },
-        },
+        InvocationError::Rpc(rpc) => refusal(request, rpc.code, &rpc.name, rpc.value),
         InvocationError::Deserialize(d) => TelegramError::Unexpected { request, what: d.to_string() },
         InvocationError::Session(s) => TelegramError::Network { request, reason: format!("session storage: {s}") },
         other => TelegramError::Network { request, reason: other.to_string() },
-    }
-}
-
-/// What to do about the refusals a group call meets most, after a dash ("" if unknown).
-pub fn hint(name: &str) -> &'static str {
-    let name = name.split(' ').next().unwrap_or(name);
-    match name {
-        "CHANNEL_PRIVATE" | "CHAT_FORBIDDEN" | "CHANNEL_INVALID" | "PEER_ID_INVALID" => {
-            " — the account is not a member of this chat; join it with the account first"
-        }
-        "GROUPCALL_FORBIDDEN" => " — the account may not join this call (removed from it, or the call is restricted)",
-        "GROUPCALL_INVALID" | "GROUPCALL_ALREADY_DISCARDED" => " — the call has ended; join the chat's new call",
-        "GROUPCALL_JOIN_MISSING" | "PARTICIPANT_JOIN_MISSING" => " — Telegram no longer has us in the call; join again",
-        "GROUPCALL_SSRC_DUPLICATE_MUCH" => " — another participant uses our audio SSRC; join again for a new one",
-        "CHAT_ADMIN_REQUIRED" => " — this needs admin rights in the chat",
-        "INVITE_HASH_INVALID" | "INVITE_HASH_EXPIRED" => " — fix or remove telegram.invite_hashes for this chat",
-        "JOIN_AS_PEER_INVALID" => " — the account cannot speak in this call as itself",
-        "DATA_JSON_INVALID" => " — Telegram rejected our join JSON; please report this with the log",
-        _ => "",
     }
 }
 
@@ -206,19 +166,10 @@ mod tests {
     fn errors_are_named() {
         let e = classify("phone.joinGroupCall", rpc(401, "AUTH_KEY_UNREGISTERED"));
         assert!(matches!(e, TelegramError::NotLoggedIn(_)) && e.to_string().contains("wasmcalls login"), "{e}");
-        let e = classify("phone.joinGroupCall", rpc(406, "SESSION_REVOKED"));
-        assert!(matches!(e, TelegramError::NotLoggedIn(_)), "{e}");
         let e = classify("phone.joinGroupCall", rpc(420, "FLOOD_WAIT_600"));
         assert!(matches!(e, TelegramError::FloodWait { seconds: 600, .. }), "{e}");
         let e = classify("phone.joinGroupCall", rpc(400, "GROUPCALL_SSRC_DUPLICATE_MUCH"));
-        assert_eq!(
-            e.to_string(),
-            "Telegram refused phone.joinGroupCall: 400 GROUPCALL_SSRC_DUPLICATE_MUCH — another participant uses \
-             our audio SSRC; join again for a new one"
-        );
-        let e = classify("channels.getFullChannel", rpc(406, "CHANNEL_PRIVATE"));
-        assert!(e.to_string().ends_with("not a member of this chat; join it with the account first"), "{e}");
-        assert_eq!(classify("x", rpc(400, "SOMETHING_NEW")).to_string(), "Telegram refused x: 400 SOMETHING_NEW");
+        assert!(matches!(e, TelegramError::SsrcTaken { .. }), "{e}");
         let e = classify("phone.leaveGroupCall", InvocationError::Dropped("the client stopped"));
         assert!(matches!(e, TelegramError::Network { .. }), "{e}");
     }

@@ -2,7 +2,7 @@
 //! authorization key), `wasmcalls login`, `wasmcalls whoami`, and connecting the
 //! backend with its update feed.
 
-use std::io::{self, BufRead, Write};
+use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -17,9 +17,8 @@ use grammers_session::storages::SqliteSession;
 use grammers_session::types::{PeerId, PeerInfo};
 use grammers_tl_types as tl;
 
-use super::rpc::{FloodPolicy, MtProto, classify};
-use super::{Telegram, TelegramOptions};
-use crate::config::TelegramConfig;
+use super::rpc::{FloodPolicy, Grammers, classify};
+use super::{Mtproto, MtprotoOptions};
 use crate::telegram::TelegramError;
 
 /// How long `whoami` and the start-up check wait for Telegram.
@@ -56,7 +55,7 @@ pub async fn signed_in_as(session: &SqliteSession) -> Option<i64> {
 
 /// A connected client and the task driving its connections (stopped on drop).
 pub struct Connection {
-    pub rpc: MtProto,
+    pub rpc: Grammers,
     handle: SenderPoolFatHandle,
     updates: Option<tokio::sync::mpsc::Receiver<grammers_session::updates::UpdatesLike>>,
     runner: tokio::task::JoinHandle<()>,
@@ -68,43 +67,40 @@ impl Drop for Connection {
     }
 }
 
-/// Connects to Telegram with the session at `path` (connections open on demand,
+/// Connects to Telegram with the options' session (connections open on demand,
 /// and reopen after network loss on the next request).
-pub async fn connect(cfg: &TelegramConfig, path: &Path) -> Result<Connection, TelegramError> {
-    let session = open_session(path).await?;
+pub async fn connect(opts: &MtprotoOptions) -> Result<Connection, TelegramError> {
+    let session = open_session(&opts.session).await?;
     let params = ConnectionParams {
-        retry_policy: Box::new(FloodPolicy { max_wait: Duration::from_secs(cfg.max_flood_wait_s) }),
+        retry_policy: Box::new(FloodPolicy { max_wait: opts.max_flood_wait }),
         app_version: env!("CARGO_PKG_VERSION").into(),
         device_model: "wasmcalls".into(),
         ..Default::default()
     };
-    let pool = SenderPool::with_configuration(session.clone(), cfg.api_id, params);
+    let pool = SenderPool::with_configuration(session.clone(), opts.api_id, params);
     let client = Client::new(pool.handle.clone());
     let runner = tokio::spawn(pool.runner.run());
-    Ok(Connection { rpc: MtProto::new(client, session), handle: pool.handle, updates: Some(pool.updates), runner })
+    Ok(Connection { rpc: Grammers::new(client, session), handle: pool.handle, updates: Some(pool.updates), runner })
 }
 
 /// Connects with a session that exists and is signed in, and says as whom; else
 /// "not logged in", without creating a session file.
-async fn connect_signed_in(cfg: &TelegramConfig, path: &Path) -> Result<(Connection, i64), TelegramError> {
+async fn connect_signed_in(opts: &MtprotoOptions) -> Result<(Connection, i64), TelegramError> {
+    let path = &opts.session;
     if !path.exists() {
         return Err(TelegramError::NotLoggedIn(format!("no session at {}", path.display())));
     }
-    let conn = connect(cfg, path).await?;
+    let conn = connect(opts).await?;
     let me = signed_in_as(&conn.rpc.session)
         .await
         .ok_or_else(|| TelegramError::NotLoggedIn(format!("the session at {} is not signed in", path.display())))?;
     Ok((conn, me))
 }
 
-/// Starts the backend from `[telegram]`: the session must be signed in (else "run
-/// `wasmcalls login`"); updates are routed from then on.
-pub async fn start(
-    cfg: &TelegramConfig,
-    path: &Path,
-    opts: TelegramOptions,
-) -> Result<Telegram<MtProto>, TelegramError> {
-    let (mut conn, me) = connect_signed_in(cfg, path).await?;
+/// Starts the MTProto side: the session must be signed in (else "run `wasmcalls
+/// login`"); updates are routed from then on.
+pub async fn start(opts: &MtprotoOptions) -> Result<Mtproto<Grammers>, TelegramError> {
+    let (mut conn, me) = connect_signed_in(opts).await?;
     // A revoked session fails here rather than at the first join; an unreachable
     // Telegram does not stop the host (connections are retried on demand).
     match tokio::time::timeout(ANSWER_TIMEOUT, conn.rpc.client.get_me()).await {
@@ -115,7 +111,10 @@ pub async fn start(
         },
         Err(_) => tracing::warn!("Telegram did not answer within {ANSWER_TIMEOUT:?}; continuing, requests will retry"),
     }
-    let updates = conn.updates.take().expect("a new connection has its updates");
+    let updates = conn.updates.take().ok_or_else(|| TelegramError::Session {
+        path: opts.session.clone(),
+        reason: "the connection's update stream was already taken".into(),
+    })?;
     let receiver = UpdatesReceiver::create(
         conn.handle.thin.clone(),
         conn.handle.session.clone(),
@@ -123,8 +122,8 @@ pub async fn start(
         UpdatesConfiguration { catch_up: false },
     )
     .await
-    .map_err(|e| TelegramError::Session { path: path.to_path_buf(), reason: e.to_string() })?;
-    let tg = Telegram::new(conn.rpc.clone(), me, opts);
+    .map_err(|e| TelegramError::Session { path: opts.session.clone(), reason: e.to_string() })?;
+    let tg = Mtproto::new(conn.rpc.clone(), me, opts.clone());
     tokio::spawn(pump_updates(tg.clone(), receiver, conn));
     Ok(tg)
 }
@@ -135,7 +134,7 @@ pub async fn start(
 const IDLE_PING: Duration = Duration::from_secs(60);
 
 /// Feeds Telegram's updates to the backend for as long as the session is valid.
-async fn pump_updates(tg: Telegram<MtProto>, mut receiver: UpdatesReceiver, _conn: Connection) {
+async fn pump_updates(tg: Mtproto<Grammers>, mut receiver: UpdatesReceiver, _conn: Connection) {
     // Its own task: `receiver.next()` is not cancel-safe, so it is never raced.
     let pinger = tokio::spawn(keep_connected(tg.rpc().clone()));
     loop {
@@ -161,7 +160,7 @@ async fn pump_updates(tg: Telegram<MtProto>, mut receiver: UpdatesReceiver, _con
 
 /// A cheap request once a minute keeps a connection open, so updates (invitations)
 /// keep arriving while no call is being checked; it also notices a revoked session.
-async fn keep_connected(rpc: MtProto) {
+async fn keep_connected(rpc: Grammers) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + IDLE_PING, IDLE_PING);
     loop {
         tick.tick().await;
@@ -179,8 +178,8 @@ async fn keep_connected(rpc: MtProto) {
 
 /// The local address our media sockets bind: `media_ip`, or else this machine's
 /// address on its default route.
-pub fn media_ip(cfg: &TelegramConfig) -> IpAddr {
-    cfg.media_ip.unwrap_or_else(default_route_ip)
+pub fn media_ip(opts: &MtprotoOptions) -> IpAddr {
+    opts.media_ip.unwrap_or_else(default_route_ip)
 }
 
 /// This machine's address on its default route: what Telegram's media servers can
@@ -204,25 +203,6 @@ pub trait Prompt {
     fn line(&mut self, question: &str) -> io::Result<String>;
     /// Asked without echo.
     fn secret(&mut self, question: &str) -> io::Result<String>;
-}
-
-/// Asks on the terminal (the password through `rpassword`, not echoed).
-pub struct Terminal;
-
-impl Prompt for Terminal {
-    fn line(&mut self, question: &str) -> io::Result<String> {
-        print!("{question}");
-        io::stdout().flush()?;
-        let mut s = String::new();
-        if io::stdin().lock().read_line(&mut s)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no answer on standard input"));
-        }
-        Ok(s.trim().to_owned())
-    }
-
-    fn secret(&mut self, question: &str) -> io::Result<String> {
-        rpassword::prompt_password(question)
-    }
 }
 
 /// Who the session is signed in as.
@@ -250,9 +230,9 @@ fn account(u: &grammers_client::peer::User) -> Account {
 /// Tries the code and the 2FA password this many times before giving up.
 const ATTEMPTS: usize = 3;
 
-/// Signs the session at `path` in, asking `prompt` for the phone, code and password.
-pub async fn login(cfg: &TelegramConfig, path: &Path, prompt: &mut dyn Prompt) -> Result<Account, LoginError> {
-    let conn = connect(cfg, path).await?;
+/// Signs the options' session in, asking `prompt` for the phone, code and password.
+pub async fn login(opts: &MtprotoOptions, prompt: &mut dyn Prompt) -> Result<Account, LoginError> {
+    let conn = connect(opts).await?;
     let client = &conn.rpc.client;
     if signed_in_as(&conn.rpc.session).await.is_some()
         && client.is_authorized().await.map_err(|e| classify("updates.getState", e))?
@@ -262,7 +242,7 @@ pub async fn login(cfg: &TelegramConfig, path: &Path, prompt: &mut dyn Prompt) -
     }
     let phone = prompt.line("Phone number (international format, e.g. +15551234567): ")?;
     let token: LoginToken =
-        client.request_login_code(&phone, &cfg.api_hash).await.map_err(|e| classify("auth.sendCode", e))?;
+        client.request_login_code(&phone, &opts.api_hash).await.map_err(|e| classify("auth.sendCode", e))?;
     let mut outcome = Err(SignInError::InvalidCode);
     for _ in 0..ATTEMPTS {
         let code = prompt.line("Login code (sent to your Telegram app): ")?;
@@ -301,8 +281,8 @@ pub async fn login(cfg: &TelegramConfig, path: &Path, prompt: &mut dyn Prompt) -
 }
 
 /// `whoami`: asks Telegram who the session is.
-pub async fn whoami(cfg: &TelegramConfig, path: &Path) -> Result<Account, TelegramError> {
-    let (conn, _) = connect_signed_in(cfg, path).await?;
+pub async fn whoami(opts: &MtprotoOptions) -> Result<Account, TelegramError> {
+    let (conn, _) = connect_signed_in(opts).await?;
     let me = tokio::time::timeout(ANSWER_TIMEOUT, conn.rpc.client.get_me())
         .await
         .map_err(|_| TelegramError::Network {

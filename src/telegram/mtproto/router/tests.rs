@@ -5,9 +5,22 @@ use grammers_tl_types as tl;
 use serde_json::json;
 
 use super::*;
-use crate::telegram::mtproto::samples::{
-    channel_forbidden, discarded, invitation, participant, participants, through_the_wire, updates,
-};
+use crate::telegram::loopback::updates::{discarded, invitation, participant, participants};
+use crate::telegram::tl::{container as updates, through_the_wire};
+
+/// A supergroup as a removed member sees it.
+fn channel_forbidden(id: i64, access_hash: i64) -> tl::enums::Chat {
+    tl::types::ChannelForbidden {
+        broadcast: false,
+        megagroup: true,
+        monoforum: false,
+        id,
+        access_hash,
+        title: "demo".into(),
+        until_date: None,
+    }
+    .into()
+}
 
 const ME: i64 = 5_000_001;
 const CHANNEL: i64 = 1_185_324_811;

@@ -34,6 +34,11 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
         &[],
         t.late_frames.load(Relaxed) as f64,
     );
+    e.family("wasmcalls_call_crashes_total", "counter", "Calls dropped because handling them panicked.").sample(
+        "wasmcalls_call_crashes_total",
+        &[],
+        t.call_crashes.load(Relaxed) as f64,
+    );
     e.family("wasmcalls_pacing_deviation_seconds", "histogram", "|send time - deadline| per frame.").histogram(
         "wasmcalls_pacing_deviation_seconds",
         &[],

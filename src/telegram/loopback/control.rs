@@ -1,4 +1,4 @@
-//! The loopback over HTTP, for the SFU seam: `POST /join?chat=<id>` with the join
+//! The loopback over HTTP. As an SFU: `POST /join?chat=<id>` with the join
 //! JSON as body answers with the transport JSON, so a host in another process (or
 //! another implementation entirely) can join the loopback exactly as it would an SFU.
 //! `GET /calls` lists every participant with what it heard.

@@ -9,7 +9,7 @@ use clap::Args;
 use super::percentiles;
 
 #[derive(Args)]
-pub struct HttpArgs {
+pub struct ApiArgs {
     /// Requests in all
     #[arg(long, default_value_t = 20000)]
     requests: usize,
@@ -21,16 +21,14 @@ pub struct HttpArgs {
     wasm: PathBuf,
 }
 
-pub async fn run(a: HttpArgs) -> Result<()> {
+pub async fn run(a: ApiArgs) -> Result<()> {
     super::require_plugin(&a.wasm)?;
     let text = format!(
         "[host]\napi_port = 0\napi_concurrency = {}\n[[plugins]]\nname = \"echo\"\nwasm = {:?}\ngrants = {{ chats = \"all\" }}\n",
         a.clients.max(1) * 2,
         a.wasm.canonicalize()?
     );
-    let config = crate::config::Config::parse(&text, Path::new(".")).map_err(|e| anyhow::anyhow!(e))?;
-    let app = crate::app::App::start(&config).await?;
-    crate::app::require_all_loaded(&app)?;
+    let app = super::host(&text, Path::new(".")).await?;
     let url = format!("http://{}/api", app.api);
     let per_client = a.requests / a.clients.max(1);
     let t0 = Instant::now();

@@ -1,4 +1,4 @@
-//! The HTTP surface. Seed-compatible `POST /api` (the default plugin's
+//! The HTTP API. Seed-compatible `POST /api` (the default plugin's
 //! `on-custom-api`, JSON in, JSON out) and `POST /api/<plugin>`; `GET /healthz`,
 //! `GET /metrics` (Prometheus text), `GET /status` (JSON for `wasmcalls status`).
 //!
@@ -11,7 +11,9 @@ mod metrics;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -23,33 +25,62 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::calls::CallManager;
-use crate::config::Config;
+use crate::calls::{CallManager, CallStatus};
 use crate::media::MediaPlane;
-use crate::runtime::{ApiCall, PluginError, PluginHost};
+use crate::runtime::{ApiCall, PluginError, PluginHost, PluginStatus};
 
 /// Plugin replies larger than this are refused (502): a plugin cannot make the host
 /// buffer and send without bound.
 pub const MAX_REPLY: usize = 1024 * 1024;
 
-/// API limits, from `[host]`.
+/// Where the API listens and what it allows (`[host]` in the config).
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct ApiOptions {
+    /// Address and port; port 0 picks a free one. Anything but loopback needs a token.
+    pub listen: SocketAddr,
+    /// Bearer token every request but `/healthz` must carry, when set.
     pub token: Option<String>,
+    /// Largest request body, in bytes.
     pub max_body: usize,
+    /// How long a plugin may take to answer.
     pub timeout: Duration,
+    /// Requests one plugin may have in flight; more get 429.
     pub concurrency: usize,
+    /// The plugin answering `POST /api`; `None`: the first with an API route.
+    pub default_plugin: Option<String>,
 }
 
-impl Limits {
-    pub fn from_config(c: &Config) -> Self {
-        Limits {
-            token: c.host.api_token.clone().filter(|t| !t.is_empty()),
-            max_body: c.host.api_max_body,
-            timeout: Duration::from_millis(c.host.api_timeout_ms),
-            concurrency: c.host.api_concurrency,
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 24859)),
+            token: None,
+            max_body: 64 * 1024,
+            timeout: Duration::from_secs(5),
+            concurrency: 8,
+            default_plugin: None,
         }
     }
+}
+
+/// What a host is doing: the body of `GET /status`, which `wasmcalls status` reads.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    pub telegram: TelegramStatus,
+    pub plugins: Vec<PluginStatus>,
+    pub calls: Vec<CallStatus>,
+    pub frames_sent: u64,
+    pub late_frames: u64,
+    pub uptime_s: u64,
+}
+
+/// The Telegram side a host runs on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TelegramStatus {
+    /// `loopback`, `telegram` or `sfu`.
+    pub backend: String,
+    /// The account's user id, if there is one.
+    pub account: Option<i64>,
 }
 
 /// What the handlers share.
@@ -57,7 +88,7 @@ pub struct ApiState {
     pub plugins: Arc<PluginHost>,
     pub manager: CallManager,
     pub media: Arc<MediaPlane>,
-    pub limits: Limits,
+    pub options: ApiOptions,
     /// Plugins reachable at `/api/<name>`, with their in-flight limit.
     routes: HashMap<String, Arc<Semaphore>>,
     default_plugin: Option<String>,
@@ -67,22 +98,21 @@ pub struct ApiState {
 
 impl ApiState {
     /// `routes`: plugins with an API route, in config order (the first is the default
-    /// unless `default_plugin` names another).
+    /// unless the options name another).
     pub fn new(
         plugins: Arc<PluginHost>,
         manager: CallManager,
         media: Arc<MediaPlane>,
-        limits: Limits,
+        options: ApiOptions,
         routes: Vec<String>,
-        default_plugin: Option<String>,
     ) -> Self {
-        let default_plugin = default_plugin.or_else(|| routes.first().cloned());
-        let routes = routes.into_iter().map(|r| (r, Arc::new(Semaphore::new(limits.concurrency)))).collect();
+        let default_plugin = options.default_plugin.clone().or_else(|| routes.first().cloned());
+        let routes = routes.into_iter().map(|r| (r, Arc::new(Semaphore::new(options.concurrency)))).collect();
         ApiState {
             plugins,
             manager,
             media,
-            limits,
+            options,
             routes,
             default_plugin,
             requests: Mutex::new(HashMap::new()),
@@ -91,7 +121,7 @@ impl ApiState {
     }
 
     fn count(&self, status: StatusCode) {
-        *self.requests.lock().expect("requests lock").entry(status.as_u16()).or_default() += 1;
+        *self.requests.lock().entry(status.as_u16()).or_default() += 1;
     }
 }
 
@@ -122,7 +152,7 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 }
 
 fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.limits.token else { return true };
+    let Some(token) = &state.options.token else { return true };
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -168,12 +198,12 @@ async fn call_plugin(state: &ApiState, plugin: &str, path: String, headers: Head
     let Some(permits) = state.routes.get(plugin) else {
         return error(StatusCode::NOT_FOUND, format!("no plugin {plugin:?} answers API requests"));
     };
-    let bytes: Bytes = match axum::body::to_bytes(body, state.limits.max_body).await {
+    let bytes: Bytes = match axum::body::to_bytes(body, state.options.max_body).await {
         Ok(b) => b,
         Err(_) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than {} bytes", state.limits.max_body),
+                format!("the body is larger than {} bytes", state.options.max_body),
             );
         }
     };
@@ -187,15 +217,15 @@ async fn call_plugin(state: &ApiState, plugin: &str, path: String, headers: Head
     let Ok(_permit) = permits.clone().try_acquire_owned() else {
         return error(
             StatusCode::TOO_MANY_REQUESTS,
-            format!("plugin {plugin} already has {} requests in flight; retry later", state.limits.concurrency),
+            format!("plugin {plugin} already has {} requests in flight; retry later", state.options.concurrency),
         );
     };
     let call = ApiCall { path, body: text.to_owned() };
-    let reply = match tokio::time::timeout(state.limits.timeout, state.plugins.custom_api(plugin, call)).await {
+    let reply = match tokio::time::timeout(state.options.timeout, state.plugins.custom_api(plugin, call)).await {
         Err(_) => {
             return error(
                 StatusCode::GATEWAY_TIMEOUT,
-                format!("plugin {plugin} did not answer within {} ms", state.limits.timeout.as_millis()),
+                format!("plugin {plugin} did not answer within {} ms", state.options.timeout.as_millis()),
             );
         }
         Ok(Err(e @ PluginError::Unknown(_))) => return error(StatusCode::NOT_FOUND, e),
@@ -234,7 +264,7 @@ async fn metrics_text(State(state): State<Arc<ApiState>>, headers: HeaderMap) ->
     if !authorized(&state, &headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
-    let requests = state.requests.lock().expect("requests lock").clone();
+    let requests = state.requests.lock().clone();
     let text = metrics::render(&state, &requests);
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -244,15 +274,18 @@ async fn status(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Respo
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
     let totals = state.media.totals();
-    let body = json!({
-        "telegram": { "backend": state.manager.telegram_name(), "account": state.manager.my_id().ok() },
-        "plugins": state.plugins.status(),
-        "calls": state.manager.calls().await,
-        "frames_sent": totals.frames_sent.load(std::sync::atomic::Ordering::Relaxed),
-        "late_frames": totals.late_frames.load(std::sync::atomic::Ordering::Relaxed),
-        "uptime_s": state.started.elapsed().as_secs(),
-    });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    let body = Status {
+        telegram: TelegramStatus {
+            backend: state.manager.telegram_name().to_owned(),
+            account: state.manager.my_id().ok(),
+        },
+        plugins: state.plugins.status(),
+        calls: state.manager.calls().await,
+        frames_sent: totals.frames_sent.load(std::sync::atomic::Ordering::Relaxed),
+        late_frames: totals.late_frames.load(std::sync::atomic::Ordering::Relaxed),
+        uptime_s: state.started.elapsed().as_secs(),
+    };
+    (StatusCode::OK, axum::Json(body)).into_response()
 }
 
 /// Where the API listens, for logs.

@@ -1,0 +1,390 @@
+//! The one step from a parsed [`Config`] to what each part of the host takes: API
+//! options, the Telegram side's options, each plugin's spec (with its grants checked
+//! against the file system and its limits validated) and how to build it, the compile
+//! cache. Defaults are filled here from each part's own `Default`. Every path is made
+//! absolute and canonical against the config file's folder, once, here — so a config
+//! named by a relative path behaves exactly like one named by an absolute path (the
+//! file watchers compare these paths with what the file system reports).
+//!
+//! `wasmcalls check` runs only this step (after parsing) and prints the result.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use crate::api::ApiOptions;
+use crate::config::{ChatsConfig, Config, KeyPath, LimitsConfig, PluginConfig};
+use crate::media::PacerConfig;
+use crate::runtime::build::{Build, BuildCommand};
+use crate::runtime::grants::{ChatGrant, Grants, GrantsError};
+use crate::runtime::limits::{Limits, LimitsError};
+use crate::runtime::{CacheOptions, PluginSpec};
+use crate::telegram::TelegramOptions;
+use crate::telegram::loopback::{Chat, LoopbackOptions};
+use crate::telegram::mtproto::MtprotoOptions;
+
+/// Everything a host is started with.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The config file's folder, canonical: relative paths were resolved against it.
+    pub folder: PathBuf,
+    /// The log filter.
+    pub log: String,
+    pub api: ApiOptions,
+    pub telegram: TelegramOptions,
+    pub plugins: Vec<PluginPlan>,
+    pub cache: CacheOptions,
+    /// Reload a plugin when its `.wasm` changes.
+    pub hot_reload: bool,
+    pub pacer: PacerConfig,
+}
+
+/// One plugin: what to load, how to build it first, whether the API reaches it.
+#[derive(Debug, Clone)]
+pub struct PluginPlan {
+    pub spec: PluginSpec,
+    pub build: Option<Build>,
+    /// Whether `POST /api/<name>` reaches it.
+    pub api: bool,
+}
+
+/// A config that parses but cannot be used, with the key that is wrong and its line.
+#[derive(Debug, thiserror::Error)]
+pub struct ResolveError {
+    pub file: String,
+    pub key: KeyPath,
+    pub line: Option<usize>,
+    pub problem: Problem,
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ", line {l}")?;
+        }
+        write!(f, ": {}: {}", self.key, self.problem)
+    }
+}
+
+/// What is wrong with a key's value.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("the config's folder cannot be used: {0}")]
+    Folder(std::io::Error),
+    #[error(
+        "{0} exposes the API beyond this machine: set host.api_token too (clients then send `Authorization: Bearer <token>`)"
+    )]
+    PublicApi(IpAddr),
+    #[error("{0:?} names no plugin in this file")]
+    NoSuchPlugin(String),
+    #[error("must be above 0")]
+    Zero,
+    #[error(
+        "api_id must be a positive number and api_hash 32 hex digits, both from https://my.telegram.org → API development tools"
+    )]
+    Credentials,
+    #[error("{0:?} is not a chat id (e.g. \"-1001185324811\")")]
+    InviteKey(String),
+    #[error("{0:?} must be 1–64 letters, digits, '-' or '_' (it is used in URLs and logs)")]
+    PluginName(String),
+    #[error("two plugins are named {0:?}; names must be unique")]
+    DuplicatePlugin(String),
+    #[error("{0:?}: write a list of chat ids or \"all\"")]
+    ChatsWord(String),
+    #[error(transparent)]
+    Grants(#[from] GrantsError),
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
+    #[error("cannot be handed to the plugin as JSON: {0}")]
+    Settings(String),
+}
+
+/// Resolves a parsed config into the options of each part of the host.
+pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
+    let fail = |key: KeyPath, problem: Problem| ResolveError {
+        file: config.file_name(),
+        line: config.line_of(&key),
+        key,
+        problem,
+    };
+    let folder = config.source.folder.canonicalize().map_err(|e| fail(KeyPath::default(), Problem::Folder(e)))?;
+    let h = &config.host;
+
+    let defaults = ApiOptions::default();
+    let bind = h.api_bind.unwrap_or(defaults.listen.ip());
+    let token = h.api_token.clone().filter(|t| !t.is_empty());
+    if !bind.is_loopback() && token.is_none() {
+        return Err(fail(KeyPath::of("host.api_bind"), Problem::PublicApi(bind)));
+    }
+    for (key, zero) in [
+        ("host.api_concurrency", h.api_concurrency == Some(0)),
+        ("host.api_timeout_ms", h.api_timeout_ms == Some(0)),
+        ("host.api_max_body", h.api_max_body == Some(0)),
+        ("host.cache_max_mb", h.cache_max_mb == Some(0)),
+        ("host.pacer_shards", h.pacer_shards == Some(0)),
+    ] {
+        if zero {
+            return Err(fail(KeyPath::of(key), Problem::Zero));
+        }
+    }
+    if let Some(d) = &h.default_plugin
+        && !config.plugins.iter().any(|p| &p.name == d)
+    {
+        return Err(fail(KeyPath::of("host.default_plugin"), Problem::NoSuchPlugin(d.clone())));
+    }
+    let api = ApiOptions {
+        listen: SocketAddr::new(bind, h.api_port.unwrap_or(defaults.listen.port())),
+        token,
+        max_body: h.api_max_body.unwrap_or(defaults.max_body),
+        timeout: h.api_timeout_ms.map_or(defaults.timeout, Duration::from_millis),
+        concurrency: h.api_concurrency.unwrap_or(defaults.concurrency),
+        default_plugin: h.default_plugin.clone(),
+    };
+
+    let telegram = telegram(config, &folder).map_err(|(k, p)| fail(k, p))?;
+
+    let mut seen = HashSet::new();
+    let mut plugins = Vec::new();
+    for (i, p) in config.plugins.iter().enumerate() {
+        let ok = !p.name.is_empty()
+            && p.name.len() <= 64
+            && p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(fail(KeyPath::plugin(i, "name"), Problem::PluginName(p.name.clone())));
+        }
+        if !seen.insert(&p.name) {
+            return Err(fail(KeyPath::plugin(i, "name"), Problem::DuplicatePlugin(p.name.clone())));
+        }
+        plugins.push(plugin(i, p, &folder).map_err(|(k, e)| fail(k, e))?);
+    }
+
+    let cache_dir = absolute(&folder, h.cache_dir.as_deref().unwrap_or(Path::new(".wasmcalls/cache")));
+    let cache_defaults = CacheOptions::default();
+    Ok(HostOptions {
+        log: h.log.clone().unwrap_or_else(|| "info".into()),
+        api,
+        telegram,
+        plugins,
+        cache: CacheOptions {
+            dir: Some(cache_dir),
+            max_bytes: h.cache_max_mb.map_or(cache_defaults.max_bytes, |mb| mb << 20),
+        },
+        hot_reload: h.hot_reload.unwrap_or(true),
+        pacer: PacerConfig {
+            shards: h.pacer_shards.unwrap_or(PacerConfig::default().shards),
+            ..PacerConfig::default()
+        },
+        folder,
+    })
+}
+
+type Failure = (KeyPath, Problem);
+
+fn telegram(config: &Config, folder: &Path) -> Result<TelegramOptions, Failure> {
+    let Some(t) = &config.telegram else {
+        let l = &config.loopback;
+        let defaults = LoopbackOptions::default();
+        let chats = l
+            .chats
+            .iter()
+            .map(|c| Chat { id: c.id, title: c.title.clone(), active_call: c.active_call.unwrap_or(true) })
+            .collect::<Vec<_>>();
+        return Ok(TelegramOptions::Loopback(LoopbackOptions {
+            record_dir: l.record_dir.as_deref().map(|d| absolute(folder, d)),
+            user_id: l.user_id.unwrap_or(defaults.user_id),
+            chats: (!chats.is_empty()).then_some(chats),
+            control: l.control,
+            ..defaults
+        }));
+    };
+    if t.api_id <= 0 || t.api_hash.len() != 32 || !t.api_hash.chars().all(|c| c.is_ascii_hexdigit()) {
+        let key = if t.api_id <= 0 { "telegram.api_id" } else { "telegram.api_hash" };
+        return Err((KeyPath::of(key), Problem::Credentials));
+    }
+    if t.check_interval_s == Some(0) {
+        return Err((KeyPath::of("telegram.check_interval_s"), Problem::Zero));
+    }
+    let mut invite_hashes = std::collections::HashMap::new();
+    for (k, v) in &t.invite_hashes {
+        let chat = k
+            .parse::<i64>()
+            .map_err(|_| (KeyPath::of(&format!("telegram.invite_hashes.{k}")), Problem::InviteKey(k.clone())))?;
+        invite_hashes.insert(chat, v.clone());
+    }
+    let defaults = MtprotoOptions::default();
+    Ok(TelegramOptions::Mtproto(MtprotoOptions {
+        api_id: t.api_id,
+        api_hash: t.api_hash.clone(),
+        session: absolute(folder, t.session.as_deref().unwrap_or(&defaults.session)),
+        media_ip: t.media_ip,
+        check_interval: t.check_interval_s.map_or(defaults.check_interval, Duration::from_secs),
+        max_flood_wait: t.max_flood_wait_s.map_or(defaults.max_flood_wait, Duration::from_secs),
+        invite_hashes,
+    }))
+}
+
+fn plugin(i: usize, p: &PluginConfig, folder: &Path) -> Result<PluginPlan, Failure> {
+    let chats = match &p.grants.chats {
+        ChatsConfig::List(ids) => ChatGrant::Only(ids.iter().copied().collect()),
+        ChatsConfig::Word(w) if w == "all" => ChatGrant::All,
+        ChatsConfig::Word(w) => return Err((KeyPath::plugin(i, "grants.chats"), Problem::ChatsWord(w.clone()))),
+    };
+    let grants =
+        Grants::new(chats, &p.grants.files, folder).map_err(|e| (KeyPath::plugin(i, "grants.files"), e.into()))?;
+    let limits = limits(&p.limits);
+    limits.validate().map_err(|e| (KeyPath::plugin(i, &format!("limits.{}", Limits::key_of(&e))), e.into()))?;
+    let settings = serde_json::to_value(&p.settings)
+        .map_err(|e| (KeyPath::plugin(i, "settings"), Problem::Settings(e.to_string())))?;
+    let dir = p.build.as_deref().map_or_else(|| folder.to_path_buf(), |d| absolute(folder, d));
+    let build = match (&p.build_command, &p.build) {
+        (Some(cmd), _) => Some(Build { dir, command: BuildCommand::Shell(cmd.clone()) }),
+        (None, Some(_)) => Some(Build { dir, command: BuildCommand::Cargo }),
+        (None, None) => None,
+    };
+    Ok(PluginPlan {
+        spec: PluginSpec { name: p.name.clone(), wasm: absolute(folder, &p.wasm), settings, limits, grants },
+        build,
+        api: p.api.unwrap_or(true),
+    })
+}
+
+fn limits(l: &LimitsConfig) -> Limits {
+    let d = Limits::default();
+    Limits {
+        memory_mb: l.memory_mb.unwrap_or(d.memory_mb),
+        cpu_ms_per_event: l.cpu_ms_per_event.unwrap_or(d.cpu_ms_per_event),
+        queue: l.queue.unwrap_or(d.queue),
+        log_lines_per_s: l.log_lines_per_s.unwrap_or(d.log_lines_per_s),
+        max_traps: l.max_traps.unwrap_or(d.max_traps),
+        crash_window_s: l.crash_window_s.unwrap_or(d.crash_window_s),
+    }
+}
+
+/// `p` against the canonical `folder`, as the file system names it: canonical where
+/// it exists; where it does not yet (a `.wasm` not built yet), its deepest existing
+/// folder canonical and the rest with `.` and `..` worked out.
+pub fn absolute(folder: &Path, p: &Path) -> PathBuf {
+    let joined = folder.join(p);
+    if let Ok(c) = joined.canonicalize() {
+        return c;
+    }
+    let mut existing = joined.clone();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let Some(name) = existing.file_name().map(|n| n.to_owned()) else { break };
+        rest.push(name);
+        if !existing.pop() {
+            break;
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or(existing);
+    for part in rest.into_iter().rev() {
+        match Path::new(&part).components().next() {
+            Some(Component::ParentDir) => {
+                out.pop();
+            }
+            Some(Component::CurDir) | None => {}
+            _ => out.push(part),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve_text(text: &str, folder: &Path) -> Result<HostOptions, ResolveError> {
+        resolve(&Config::parse(text, folder).unwrap())
+    }
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = resolve_text("", dir.path()).unwrap();
+        let folder = dir.path().canonicalize().unwrap();
+        assert_eq!(o.api.listen, "127.0.0.1:24859".parse::<SocketAddr>().unwrap());
+        assert_eq!(o.cache.dir, Some(folder.join(".wasmcalls/cache")));
+        assert!(o.hot_reload && o.plugins.is_empty());
+        assert!(matches!(o.telegram, TelegramOptions::Loopback(_)));
+    }
+
+    #[test]
+    fn relative_and_absolute_folders_give_the_same_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("project/examples")).unwrap();
+        std::fs::create_dir_all(dir.path().join("project/plugins/media")).unwrap();
+        let text = "[[plugins]]\nname = \"j\"\nwasm = \"../plugins/target/j.wasm\"\nbuild = \"../plugins\"\n\
+                    grants = { files = [\"../plugins/media\"] }\n";
+        let abs = resolve_text(text, &dir.path().join("project/examples")).unwrap();
+        let rel = resolve_text(text, &dir.path().join("project/examples/../examples/.")).unwrap();
+        let (a, r) = (&abs.plugins[0], &rel.plugins[0]);
+        let root = dir.path().canonicalize().unwrap().join("project");
+        assert_eq!(a.spec.wasm, root.join("plugins/target/j.wasm"), "no `..` left in a path not built yet");
+        assert_eq!(a.spec.wasm, r.spec.wasm);
+        assert_eq!(a.build.as_ref().unwrap().dir, root.join("plugins"));
+        assert_eq!(a.build, r.build);
+        assert_eq!(abs.folder, rel.folder);
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |text: &str| resolve_text(text, dir.path()).unwrap_err().to_string();
+        let e = err("[host]\napi_bind = \"0.0.0.0\"\n");
+        assert!(e.contains("line 2") && e.contains("host.api_bind") && e.contains("api_token"), "{e}");
+        resolve_text("[host]\napi_bind = \"0.0.0.0\"\napi_token = \"s3cret\"\n", dir.path()).unwrap();
+        let e = err("[host]\ndefault_plugin = \"x\"\n");
+        assert!(e.contains("names no plugin"), "{e}");
+        let two = "[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\n[[plugins]]\nname = \"a\"\nwasm = \"b.wasm\"\n";
+        let e = err(two);
+        assert!(e.contains("line 5") && e.contains("plugins[1].name") && e.contains("unique"), "{e}");
+        let e = err("[[plugins]]\nname = \"a/b\"\nwasm = \"a.wasm\"\n");
+        assert!(e.contains("letters"), "{e}");
+        let e = err("[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\n[plugins.limits]\nqueue = 0\n");
+        assert!(e.contains("line 5") && e.contains("plugins[0].limits.queue"), "{e}");
+        let e = err("[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\ngrants = { files = [\"nope\"] }\n");
+        assert!(e.contains("line 4") && e.contains("grants.files") && e.contains("nope"), "{e}");
+        let e = err("[[plugins]]\nname = \"a\"\nwasm = \"a.wasm\"\ngrants = { chats = \"any\" }\n");
+        assert!(e.contains("\"all\""), "{e}");
+    }
+
+    #[test]
+    fn the_telegram_section_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().canonicalize().unwrap();
+        let ok = "[telegram]\napi_id = 12345\napi_hash = \"0123456789abcdef0123456789abcdef\"\n";
+        let o = resolve_text(&format!("{ok}session = \"me.session\"\n"), dir.path()).unwrap();
+        let TelegramOptions::Mtproto(t) = o.telegram else { panic!("not MTProto") };
+        assert_eq!(
+            (t.api_id, t.check_interval, t.max_flood_wait),
+            (12345, Duration::from_secs(5), Duration::from_secs(120))
+        );
+        assert_eq!(t.session, folder.join("me.session"));
+        let o = resolve_text(&format!("{ok}[telegram.invite_hashes]\n\"-100123\" = \"abc\"\n"), dir.path()).unwrap();
+        let TelegramOptions::Mtproto(t) = o.telegram else { panic!("not MTProto") };
+        assert_eq!(t.invite_hashes[&-100123], "abc");
+        let e = resolve_text(&format!("{ok}[telegram.invite_hashes]\ndemo = \"abc\"\n"), dir.path()).unwrap_err();
+        assert!(e.to_string().contains("not a chat id") && e.line == Some(5), "{e}");
+        let e = resolve_text("[telegram]\napi_id = 1\napi_hash = \"nope\"\n", dir.path()).unwrap_err();
+        assert!(e.to_string().contains("my.telegram.org") && e.line == Some(3), "{e}");
+    }
+
+    #[test]
+    fn settings_become_json_and_limits_take_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = resolve_text(
+            "[[plugins]]\nname = \"j\"\nwasm = \"p/j.wasm\"\nsettings = { chat = -100, playlist = [\"a.raw\"] }\n\
+             limits = { memory_mb = 32 }\n",
+            dir.path(),
+        )
+        .unwrap();
+        let p = &o.plugins[0];
+        assert_eq!(p.spec.settings, serde_json::json!({ "chat": -100, "playlist": ["a.raw"] }));
+        assert_eq!(p.spec.limits, Limits { memory_mb: 32, ..Limits::default() });
+        assert!(p.api && p.build.is_none());
+    }
+}
