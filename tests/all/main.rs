@@ -7,6 +7,7 @@ mod hostile;
 mod http;
 mod inputs;
 mod media;
+mod ntgcalls;
 mod plugins;
 mod reload;
 mod sfu;

@@ -1,0 +1,89 @@
+"""Drives NTgCalls (pytgcalls' libwebrtc core) into a Telegram-style SFU, the way
+pytgcalls' connect_call.py does: create the call, POST its join JSON, connect with the
+answer, wait for CONNECTED, stream a raw PCM file, stop.
+
+    python drive.py URL FILE --calls N --seconds S
+
+URL is the SFU's join endpoint (`…/join`, `?chat=<id>` is added). Prints one JSON
+object: per chat, whether it connected on the first attempt and how long it took.
+"""
+
+import argparse
+import asyncio
+import json
+import time
+import urllib.request
+
+from ntgcalls import (
+    AudioDescription,
+    ConnectionState,
+    MediaDescription,
+    MediaSource,
+    NTgCalls,
+    StreamMode,
+)
+
+
+def post(url: str, body: str) -> str:
+    req = urllib.request.Request(url, data=body.encode(), headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.read().decode()
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("url")
+    ap.add_argument("file")
+    ap.add_argument("--calls", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--connect-timeout", type=float, default=10.0)
+    args = ap.parse_args()
+
+    loop = asyncio.get_running_loop()
+    client = NTgCalls()
+    states: dict[int, asyncio.Future] = {}
+
+    def on_change(chat, info):
+        fut = states.get(chat)
+        if fut is None:
+            return
+        if info.state == ConnectionState.CONNECTED:
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result("connected"))
+        elif info.state in (ConnectionState.FAILED, ConnectionState.TIMEOUT, ConnectionState.CLOSED):
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(str(info.state)))
+
+    client.on_connection_change(on_change)
+    chats = [-(1000 + i) for i in range(args.calls)]
+    results = {}
+    started = {}
+    for chat in chats:
+        states[chat] = loop.create_future()
+        payload = await client.create_call(chat)
+        answer = await loop.run_in_executor(None, post, f"{args.url}?chat={chat}", payload)
+        started[chat] = time.monotonic()
+        await client.connect(chat, answer, False)
+    for chat in chats:
+        try:
+            outcome = await asyncio.wait_for(states[chat], args.connect_timeout)
+        except asyncio.TimeoutError:
+            outcome = "no connection in time"
+        results[chat] = {"outcome": outcome, "seconds": round(time.monotonic() - started[chat], 3)}
+    media = MediaDescription(
+        microphone=AudioDescription(MediaSource.FILE, 48000, 2, args.file, False),
+        speaker=None,
+        camera=None,
+        screen=None,
+    )
+    for chat in chats:
+        if results[chat]["outcome"] == "connected":
+            await client.set_stream_sources(chat, StreamMode.CAPTURE, media)
+    await asyncio.sleep(args.seconds)
+    for chat in chats:
+        try:
+            await client.stop(chat)
+        except Exception as e:  # a call that never connected may refuse to stop
+            results[chat]["stop"] = str(e)
+    print(json.dumps(results))
+
+
+asyncio.run(main())
