@@ -32,7 +32,7 @@ pub enum BenchCommand {
     Hostile(HostileArgs),
     /// Time hot reloads: file change → new version serving, cold and warm cache, and the swap
     Reload(ReloadArgs),
-    /// Route Telegram updates as the MTProto backend does: parse, route, raw JSON
+    /// Route Telegram updates as the MTProto side does: parse, route, raw JSON
     Updates(UpdatesArgs),
 }
 

@@ -247,7 +247,7 @@ impl<R: Rpc> Telegram for Mtproto<R> {
 }
 
 /// Checks every `every` that Telegram still has our source; rejoins when it does not.
-/// Ends when the call is left (the handle is aborted) or the backend is dropped.
+/// Ends when the call is left (the handle is aborted) or the MTProto side is dropped.
 async fn keep_alive<R: Rpc>(inner: Weak<Inner<R>>, chat: ChatId, every: Duration) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -1,6 +1,6 @@
 //! The account side: grammers' SQLite session (kept 0600: it holds the account's
 //! authorization key), `wasmcalls login`, `wasmcalls whoami`, and connecting the
-//! backend with its update feed.
+//! MTProto side with its update feed.
 
 use std::io;
 use std::net::IpAddr;
@@ -133,7 +133,7 @@ pub async fn start(opts: &MtprotoOptions) -> Result<Mtproto<Grammers>, TelegramE
 /// notices a revoked session.
 const IDLE_PING: Duration = Duration::from_secs(60);
 
-/// Feeds Telegram's updates to the backend for as long as the session is valid.
+/// Feeds Telegram's updates to the MTProto side for as long as the session is valid.
 async fn pump_updates(tg: Mtproto<Grammers>, mut receiver: UpdatesReceiver, _conn: Connection) {
     // Its own task: `receiver.next()` is not cancel-safe, so it is never raced.
     let pinger = tokio::spawn(keep_connected(tg.rpc().clone()));
