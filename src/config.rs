@@ -65,6 +65,9 @@ pub struct Config {
     pub telegram: Option<TelegramConfig>,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// Named source commands operators offer plugins (`[sources.youtube]`).
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
     /// Where it was read from.
     #[serde(skip)]
     pub source: Source,
@@ -182,6 +185,15 @@ pub struct PluginConfig {
     pub limits: LimitsConfig,
 }
 
+/// `[sources.NAME]`: a command whose standard output is audio, e.g.
+/// `command = ["yt-dlp", "-o", "-", "{url}"]`; `{url}` (or `{arg}`) is replaced by
+/// what the plugin asks for after `NAME:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub command: Vec<String>,
+}
+
 /// `[plugins.grants]`: what the plugin may touch; nothing unless written here.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +204,12 @@ pub struct GrantsConfig {
     /// Folders the plugin may stream from (read-only).
     #[serde(default)]
     pub files: Vec<PathBuf>,
+    /// URL patterns it may play (`*` matches anything): `["https://radio.example/*"]`.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Named sources (`[sources.NAME]`) it may play.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 /// A list of chat ids, or a word (only "all" means something).
@@ -218,6 +236,8 @@ pub struct LimitsConfig {
     pub log_lines_per_s: Option<u32>,
     pub max_traps: Option<u32>,
     pub crash_window_s: Option<u32>,
+    /// The largest finite download a URL source may be, in MiB.
+    pub download_mb: Option<u64>,
 }
 
 impl Config {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::api::ApiOptions;
 use crate::config::{ChatsConfig, Config, KeyPath, LimitsConfig, PluginConfig};
 use crate::media::PacerConfig;
+use crate::media::source::fetch::UrlPolicy;
 use crate::runtime::build::{Build, BuildCommand};
 use crate::runtime::grants::{ChatGrant, Grants, GrantsError};
 use crate::runtime::limits::{Limits, LimitsError};
@@ -100,6 +101,12 @@ pub enum Problem {
     Limits(#[from] LimitsError),
     #[error("cannot be handed to the plugin as JSON: {0}")]
     Settings(String),
+    #[error("{0:?} names no [sources.{0}] in this file")]
+    NoSuchSource(String),
+    #[error("the command is empty; write the program and its arguments, e.g. [\"yt-dlp\", \"-o\", \"-\", \"{{url}}\"]")]
+    EmptyCommand,
+    #[error("{0:?} is not a URL pattern: it must start with http:// or https://")]
+    UrlPattern(String),
 }
 
 /// Resolves a parsed config into the options of each part of the host.
@@ -158,7 +165,12 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
         if !seen.insert(&p.name) {
             return Err(fail(KeyPath::plugin(i, "name"), Problem::DuplicatePlugin(p.name.clone())));
         }
-        plugins.push(plugin(i, p, &folder).map_err(|(k, e)| fail(k, e))?);
+        plugins.push(plugin(i, p, config, &folder).map_err(|(k, e)| fail(k, e))?);
+    }
+    for (name, src) in &config.sources {
+        if src.command.is_empty() {
+            return Err(fail(KeyPath::of(&format!("sources.{name}.command")), Problem::EmptyCommand));
+        }
     }
 
     let cache_dir = absolute(&folder, h.cache_dir.as_deref().unwrap_or(Path::new(".wasmcalls/cache")));
@@ -226,16 +238,30 @@ fn telegram(config: &Config, folder: &Path) -> Result<TelegramOptions, Failure> 
     }))
 }
 
-fn plugin(i: usize, p: &PluginConfig, folder: &Path) -> Result<PluginPlan, Failure> {
+fn plugin(i: usize, p: &PluginConfig, config: &Config, folder: &Path) -> Result<PluginPlan, Failure> {
     let chats = match &p.grants.chats {
         ChatsConfig::List(ids) => ChatGrant::Only(ids.iter().copied().collect()),
         ChatsConfig::Word(w) if w == "all" => ChatGrant::All,
         ChatsConfig::Word(w) => return Err((KeyPath::plugin(i, "grants.chats"), Problem::ChatsWord(w.clone()))),
     };
-    let grants =
-        Grants::new(chats, &p.grants.files, folder).map_err(|e| (KeyPath::plugin(i, "grants.files"), e.into()))?;
     let limits = limits(&p.limits);
     limits.validate().map_err(|e| (KeyPath::plugin(i, &format!("limits.{}", Limits::key_of(&e))), e.into()))?;
+    if let Some(bad) = p.grants.urls.iter().find(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+        return Err((KeyPath::plugin(i, "grants.urls"), Problem::UrlPattern(bad.clone())));
+    }
+    let mut sources = std::collections::BTreeMap::new();
+    for name in &p.grants.sources {
+        let src = config
+            .sources
+            .get(name)
+            .ok_or_else(|| (KeyPath::plugin(i, "grants.sources"), Problem::NoSuchSource(name.clone())))?;
+        sources.insert(name.clone(), src.command.clone());
+    }
+    let urls = UrlPolicy { allowed: p.grants.urls.clone(), max_bytes: limits.download_mb << 20 };
+    let grants = Grants::new(chats, &p.grants.files, folder)
+        .map_err(|e| (KeyPath::plugin(i, "grants.files"), e.into()))?
+        .with_urls(urls)
+        .with_sources(sources);
     let settings = serde_json::to_value(&p.settings)
         .map_err(|e| (KeyPath::plugin(i, "settings"), Problem::Settings(e.to_string())))?;
     let dir = p.build.as_deref().map_or_else(|| folder.to_path_buf(), |d| absolute(folder, d));
@@ -260,6 +286,7 @@ fn limits(l: &LimitsConfig) -> Limits {
         log_lines_per_s: l.log_lines_per_s.unwrap_or(d.log_lines_per_s),
         max_traps: l.max_traps.unwrap_or(d.max_traps),
         crash_window_s: l.crash_window_s.unwrap_or(d.crash_window_s),
+        download_mb: l.download_mb.unwrap_or(d.download_mb),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The call manager: the single owner of call state (joined, playing, paused, idle;
-//! file, position, volume). Plugin commands go through it to the media plane and the
+//! source, position, volume). Plugin commands go through it to the media plane and the
 //! Telegram side; media events (stream ended, connection lost) and Telegram updates
 //! (kicked, invited, call ended, raw) come out of it as [`HostEvent`]s, in order.
 //!
@@ -8,18 +8,18 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
-
 use tokio::sync::{broadcast, mpsc};
 
 use super::dial::{DialError, dial};
 use super::error::CallError;
-use crate::media::source::SourceError;
+use crate::media::source::{SourceError, SourceInfo, SourceSpec, TICKS_PER_SECOND};
 use crate::media::stream::StreamError;
-use crate::media::{CallId, Control, EncoderConfig, MediaEvent, MediaPlane, PcmFormat, StreamId};
+use crate::media::{CallId, Control, EncoderConfig, MediaEvent, MediaPlane, Stream, StreamId};
 use crate::telegram::{ChatId, Invite, Telegram, Update};
 
 /// What a joined call is doing.
@@ -37,9 +37,13 @@ pub enum CallState {
 pub struct CallStatus {
     pub chat: ChatId,
     pub state: CallState,
-    pub file: Option<PathBuf>,
+    /// The file, URL or named source playing or paused, if any.
+    pub source: Option<String>,
+    /// What that source turned out to be (format, codec, live, passing through).
+    pub media: Option<SourceInfo>,
     pub position_ms: u64,
-    pub duration_ms: u64,
+    /// The source's length; `None` when it is live or does not say.
+    pub duration_ms: Option<u64>,
     pub volume: u16,
 }
 
@@ -67,7 +71,7 @@ pub struct ManagerOptions {
     /// Port of the custom HTTP API (`get-port-server`).
     pub api_port: u16,
     pub encoder: EncoderConfig,
-    /// Relative file paths in commands are resolved against this folder.
+    /// Relative file paths in sources are resolved against this folder.
     pub files_base: PathBuf,
 }
 
@@ -76,8 +80,8 @@ struct Joined {
     state: CallState,
     call: Option<CallId>,
     ssrc: u32,
-    format: PcmFormat,
-    file: Option<PathBuf>,
+    /// What plays (kept to reopen it at a seek).
+    source: Option<SourceSpec>,
     stream: Option<StreamId>,
     volume: u16,
 }
@@ -88,6 +92,26 @@ struct Inner {
     options: ManagerOptions,
     calls: Mutex<HashMap<ChatId, Joined>>,
     events: mpsc::UnboundedSender<HostEvent>,
+}
+
+/// Milliseconds in 48 kHz ticks.
+fn ms(ticks: u64) -> u64 {
+    ticks * 1000 / TICKS_PER_SECOND
+}
+
+fn already_in(chat: ChatId) -> CallError {
+    CallError::Other(format!("already in chat {chat}'s group call; use change-stream to play something else"))
+}
+
+/// The contract's variant for a source that cannot play.
+fn source_error(e: StreamError) -> CallError {
+    match e {
+        StreamError::Source(e @ SourceError::NotGranted { .. }) => CallError::PermissionDenied(e.to_string()),
+        StreamError::Source(e @ (SourceError::BadRate(_) | SourceError::BadChannels(_) | SourceError::Seek { .. })) => {
+            CallError::InvalidArgument(e.to_string())
+        }
+        e => CallError::FileError(e.to_string()),
+    }
 }
 
 /// Handle to the call manager; clones share it.
@@ -226,28 +250,32 @@ impl CallManager {
         Some(entry.ssrc)
     }
 
-    fn open(&self, path: &Path, format: PcmFormat) -> Result<Box<crate::media::Stream>, CallError> {
-        let path = self.inner.options.files_base.join(path);
-        self.inner.media.open_stream(&path, format, self.inner.options.encoder).map_err(|e| match e {
-            StreamError::Source(e @ (SourceError::RateTooHigh(_) | SourceError::UnsupportedRate(_))) => {
-                CallError::InvalidArgument(e.to_string())
+    /// Opens a source off the async workers (it reads files and may wait on a server).
+    async fn open(&self, source: &SourceSpec, from: Option<Duration>) -> Result<Box<Stream>, CallError> {
+        let source = match source {
+            SourceSpec::File { path, raw } => {
+                SourceSpec::File { path: self.inner.options.files_base.join(path), raw: *raw }
             }
-            e => CallError::FileError(e.to_string()),
-        })
+            other => other.clone(),
+        };
+        let (media, encoder) = (self.inner.media.clone(), self.inner.options.encoder);
+        tokio::task::spawn_blocking(move || media.open_stream(&source, from, encoder))
+            .await
+            .map_err(|e| CallError::Internal(format!("opening the source panicked: {e}")))?
+            .map_err(source_error)
     }
 
-    /// `join_group_call`: joins `chat`'s call and plays `file` (raw s16le stereo at
-    /// `sample_rate` Hz).
-    pub async fn join(&self, chat: ChatId, file: &Path, sample_rate: u32) -> Result<(), CallError> {
-        let format = PcmFormat::new(sample_rate, 2).map_err(|e| CallError::InvalidArgument(e.to_string()))?;
-        // Check the file before anything connects.
-        let stream = self.open(file, format)?;
+    /// `join_group_call`: joins `chat`'s call and plays `source`.
+    pub async fn join(&self, chat: ChatId, source: SourceSpec) -> Result<(), CallError> {
+        if self.inner.calls.lock().contains_key(&chat) {
+            return Err(already_in(chat));
+        }
+        // Check the source before anything connects.
+        let stream = self.open(&source, None).await?;
         {
             let mut calls = self.inner.calls.lock();
             if calls.contains_key(&chat) {
-                return Err(CallError::Other(format!(
-                    "already in chat {chat}'s group call; use change-stream to play something else"
-                )));
+                return Err(already_in(chat));
             }
             calls.insert(
                 chat,
@@ -255,8 +283,7 @@ impl CallManager {
                     state: CallState::Connecting,
                     call: None,
                     ssrc: 0,
-                    format,
-                    file: Some(file.to_path_buf()),
+                    source: Some(source.clone()),
                     stream: Some(stream.id()),
                     volume: 100,
                 },
@@ -294,7 +321,7 @@ impl CallManager {
             return Err(CallError::NotInCall(chat));
         }
         self.inner.media.control(dialed.call, Control::Play(stream)).map_err(CallError::from_media)?;
-        tracing::info!(chat, file = %file.display(), "joined and playing");
+        tracing::info!(chat, source = %source.describe(), "joined and playing");
         Ok(())
     }
 
@@ -362,19 +389,40 @@ impl CallManager {
         self.control(call, Control::Resume)
     }
 
-    /// `change_stream`: the new file plays from the next frame, on the same connection.
-    pub fn change_stream(&self, chat: ChatId, file: &Path) -> Result<(), CallError> {
-        let format = {
-            let calls = self.inner.calls.lock();
-            calls.get(&chat).ok_or(CallError::NotInCall(chat))?.format
-        };
-        let stream = self.open(file, format)?;
+    /// `change_stream`: the new source plays from the next frame, on the same connection.
+    pub async fn change_stream(&self, chat: ChatId, source: SourceSpec) -> Result<(), CallError> {
+        self.connected(chat, |_| Ok(()))?;
+        let stream = self.open(&source, None).await?;
         let (call, ()) = self.connected(chat, |e| {
             e.stream = Some(stream.id());
-            e.file = Some(file.to_path_buf());
+            e.source = Some(source);
             if e.state != CallState::Paused {
                 e.state = CallState::Playing;
             }
+            Ok(())
+        })?;
+        self.control(call, Control::Play(stream))
+    }
+
+    /// The raw PCM format the call's source was stated in (the seed's `bitrate`), if it
+    /// is a file: `change-stream` of the v0.1 contract keeps it.
+    pub fn stated_format(&self, chat: ChatId) -> Option<crate::media::PcmFormat> {
+        match self.inner.calls.lock().get(&chat)?.source.as_ref()? {
+            SourceSpec::File { raw, .. } => Some(*raw),
+            _ => None,
+        }
+    }
+
+    /// Moves the playing source to `position` (files only): reopened there off the
+    /// pacer, then swapped in at the next frame, on the same connection.
+    pub async fn seek(&self, chat: ChatId, position: Duration) -> Result<(), CallError> {
+        let (_, source) = self.connected(chat, |e| match (&e.source, e.stream) {
+            (Some(s), Some(_)) => Ok(s.clone()),
+            _ => Err(CallError::Other(format!("nothing is playing in chat {chat}"))),
+        })?;
+        let stream = self.open(&source, Some(position)).await?;
+        let (call, ()) = self.connected(chat, |e| {
+            e.stream = Some(stream.id());
             Ok(())
         })?;
         self.control(call, Control::Play(stream))
@@ -390,9 +438,10 @@ impl CallManager {
                     let status = CallStatus {
                         chat: *chat,
                         state: e.state,
-                        file: e.stream.and(e.file.clone()),
+                        source: e.stream.and(e.source.as_ref()).map(SourceSpec::describe),
+                        media: None,
                         position_ms: 0,
-                        duration_ms: 0,
+                        duration_ms: None,
                         volume: e.volume,
                     };
                     (*chat, status, e.call)
@@ -404,8 +453,12 @@ impl CallManager {
             if let Some(call) = call
                 && let Ok(s) = self.inner.media.stats(call).await
             {
-                status.position_ms = s.position_frames * 20;
-                status.duration_ms = s.total_frames * 20;
+                status.position_ms = ms(s.position);
+                status.duration_ms = s.duration.map(ms);
+                status.media = s.source.map(|mut info| {
+                    info.pass_through = s.passing_through;
+                    info
+                });
             }
             out.push(status);
         }

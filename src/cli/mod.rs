@@ -72,8 +72,9 @@ pub(crate) fn host_options(path: &Path) -> Result<(Config, HostOptions)> {
     Ok((config, options))
 }
 
-/// rtc's DTLS layer warns on every connection about a server name it does not need.
-const QUIET_RTC: &str = "rtc=warn,rtc_dtls=error,rtc_ice=error";
+/// rtc's DTLS layer warns on every connection about a server name it does not need;
+/// symphonia warns about what it skips while probing, which our own errors cover.
+const QUIET_RTC: &str = "rtc=warn,rtc_dtls=error,rtc_ice=error,symphonia_core=error,symphonia=error";
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

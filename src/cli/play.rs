@@ -1,28 +1,36 @@
-//! `wasmcalls play FILE`: stream one raw PCM file into a group call in real time.
+//! `wasmcalls play SOURCE`: stream a file or URL into a group call in real time.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use wasmcalls::calls::dial;
-use wasmcalls::media::{Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
+use wasmcalls::media::source::fetch::UrlPolicy;
+use wasmcalls::media::source::{SourceInfo, TICKS_PER_SECOND};
+use wasmcalls::media::{Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat, SourceSpec};
 use wasmcalls::telegram::loopback::LoopbackOptions;
 use wasmcalls::telegram::sfu::SfuOptions;
 use wasmcalls::telegram::{TelegramOptions, connect};
 
 #[derive(Args)]
 pub struct PlayArgs {
-    /// Raw PCM s16le file
-    file: PathBuf,
-    /// The file's sample rate in Hz (the seed API's `bitrate`): 8000, 12000, 16000, 24000 or 48000
+    /// An audio file (recognised by its content) or an http(s):// URL
+    source: String,
+    /// For headerless PCM s16le only: its sample rate in Hz (the seed API's `bitrate`)
     #[arg(long, default_value_t = 48000)]
     rate: u32,
-    /// 1 (mono) or 2 (stereo)
+    /// For headerless PCM only: its channel count
     #[arg(long, default_value_t = 2)]
     channels: u8,
+    /// Start this many seconds in (files only)
+    #[arg(long, value_name = "SECONDS")]
+    seek: Option<f64>,
+    /// Stop after this many seconds (needed for live streams)
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
     /// Opus bitrate, e.g. 64k (default: 64k stereo, 48k mono)
     #[arg(long, value_parser = super::parse_bitrate)]
     bitrate: Option<u32>,
@@ -43,16 +51,47 @@ pub struct PlayArgs {
     chat: i64,
 }
 
+fn mmss(ticks: u64) -> String {
+    let s = ticks / TICKS_PER_SECOND;
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+fn describe(info: &SourceInfo, passing: bool) -> String {
+    let how = if passing {
+        "Opus passed through".to_owned()
+    } else if info.codec == "opus" {
+        "Opus re-encoded".to_owned()
+    } else {
+        format!("{} Hz × {} → Opus", info.sample_rate, info.channels)
+    };
+    format!("{} {} · {how}{}", info.container, info.codec, if info.live { " · live" } else { "" })
+}
+
+fn seconds(s: Option<f64>, what: &str) -> Result<Option<Duration>> {
+    s.map(|v| Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("--{what} {v}: not a number of seconds")))
+        .transpose()
+}
+
 pub async fn run(args: PlayArgs) -> Result<()> {
-    let format = PcmFormat::new(args.rate, args.channels)?;
+    let spec = if args.source.starts_with("http://") || args.source.starts_with("https://") {
+        // The operator plays what they like: every URL, any size.
+        SourceSpec::Url {
+            url: args.source.clone(),
+            policy: UrlPolicy { allowed: vec!["*".into()], max_bytes: u64::MAX },
+        }
+    } else {
+        SourceSpec::File { path: args.source.clone().into(), raw: PcmFormat::stated(args.rate, args.channels) }
+    };
+    let (seek, stop_after) = (seconds(args.seek, "seek")?, seconds(args.duration, "duration")?);
     let (media, mut events) = MediaPlane::start(PacerConfig::default())?;
-    // Open first: a bad file is reported before anything connects.
-    let stream = media.open_stream(
-        &args.file,
-        format,
-        EncoderConfig { bitrate: args.bitrate, signal: args.signal, ..Default::default() },
-    )?;
-    let total = stream.total_frames();
+    // Open first: a bad source is reported before anything connects.
+    let config = EncoderConfig { bitrate: args.bitrate, signal: args.signal, ..Default::default() };
+    let stream = {
+        let media = &media;
+        tokio::task::block_in_place(|| media.open_stream(&spec, seek, config))?
+    };
+    let info = stream.info().clone();
+    let total = stream.duration();
 
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let side = match (&args.sfu, &args.telegram) {
@@ -69,12 +108,14 @@ pub async fn run(args: PlayArgs) -> Result<()> {
     }
     media.control(dialed.call, Control::Play(stream))?;
 
-    let bar = ProgressBar::new(total);
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames · {msg}")
-    {
+    let bar = match total {
+        Some(t) => ProgressBar::new(t),
+        None => ProgressBar::new_spinner(),
+    };
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {wide_bar} {msg}") {
         bar.set_style(style);
     }
+    let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
@@ -87,8 +128,17 @@ pub async fn run(args: PlayArgs) -> Result<()> {
             },
             _ = tick.tick() => {
                 if let Ok(s) = media.stats(dialed.call).await {
-                    bar.set_position(s.position_frames);
-                    bar.set_message(format!("late {}", s.late_frames));
+                    bar.set_position(s.position);
+                    let length = total.map_or("live".to_owned(), mmss);
+                    bar.set_message(format!(
+                        "{}/{length} · {} · late {}",
+                        mmss(s.position),
+                        describe(&info, s.passing_through),
+                        s.late_frames
+                    ));
+                }
+                if stop_after.is_some_and(|d| started.elapsed() >= d) {
+                    break;
                 }
             }
             _ = tokio::signal::ctrl_c() => {
@@ -108,15 +158,22 @@ pub async fn run(args: PlayArgs) -> Result<()> {
     let _ = side.telegram.leave(args.chat, dialed.ssrc).await;
 
     let d = stats.deviation;
+    println!("played {} ({})", args.source, describe(&info, info.pass_through));
     println!(
-        "sent {} frames ({:.1} s), {} late; send deviation p50 {} µs, p99 {} µs, max {} µs",
+        "sent {} packets ({:.1} s), {} late; send deviation p50 {} µs, p99 {} µs, max {} µs",
         stats.frames_sent,
-        stats.frames_sent as f64 / 50.0,
+        stats.sent_ticks as f64 / TICKS_PER_SECOND as f64,
         stats.late_frames,
         d.p50_us,
         d.p99_us,
         d.max_us
     );
+    if stats.skipped > 0 || stats.starved > 0 {
+        println!(
+            "skipped {} damaged packets; played {} frames of silence waiting for data",
+            stats.skipped, stats.starved
+        );
+    }
     if let Some(h) = heard {
         h.finish_recording()?;
         let s = h.stats();

@@ -62,14 +62,25 @@ pub fn render(s: &Status) -> String {
     if s.calls.is_empty() {
         out.push_str("no calls\n");
     } else {
-        let mut calls = table(&["CHAT", "STATE", "POSITION", "VOLUME", "FILE"]);
+        let mut calls = table(&["CHAT", "STATE", "POSITION", "VOLUME", "MEDIA", "SOURCE"]);
         for c in &s.calls {
+            let media = c.media.as_ref().map_or("-".to_owned(), |m| {
+                let how = if m.pass_through {
+                    ", passed through"
+                } else if m.live {
+                    ", live"
+                } else {
+                    ""
+                };
+                format!("{} {}{how}", m.container, m.codec)
+            });
             calls.add_row(vec![
                 c.chat.to_string(),
                 serde_json::to_value(c.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                format!("{}/{}", mmss(c.position_ms), mmss(c.duration_ms)),
+                format!("{}/{}", mmss(c.position_ms), c.duration_ms.map_or("live".to_owned(), mmss)),
                 format!("{}%", c.volume),
-                c.file.as_ref().map_or("-".to_owned(), |f| f.display().to_string()),
+                media,
+                c.source.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
         out.push_str(&format!("{calls}\n"));

@@ -9,8 +9,6 @@
 
 use opusic_c::{Application, Bitrate, Channels, InbandFec, SampleRate, Signal};
 
-use super::source::PcmFormat;
-
 /// The largest Opus packet (RFC 6716 §3.4): one frame never exceeds it.
 pub const MAX_PACKET: usize = 1276;
 /// Loss the encoder plans for: enough for FEC on speech, cheap on a clean path.
@@ -68,23 +66,18 @@ impl EncoderConfig {
 #[error("opus encoder: {0:?}")]
 pub struct EncodeError(opusic_c::ErrorCode);
 
-/// One libopus encoder for one stream.
+/// One libopus encoder for one stream, taking 48 kHz audio.
 pub struct Encoder {
     inner: opusic_c::Encoder,
+    channels: u8,
 }
 
 impl Encoder {
-    pub fn new(format: PcmFormat, config: EncoderConfig) -> Result<Self, EncodeError> {
-        let channels = if format.channels() == 2 { Channels::Stereo } else { Channels::Mono };
-        let rate = match format.rate() {
-            8000 => SampleRate::Hz8000,
-            12000 => SampleRate::Hz12000,
-            16000 => SampleRate::Hz16000,
-            24000 => SampleRate::Hz24000,
-            _ => SampleRate::Hz48000, // PcmFormat admits only Opus rates
-        };
-        let mut inner = opusic_c::Encoder::new(channels, rate, Application::Audio).map_err(EncodeError)?;
-        inner.set_bitrate(Bitrate::Value(config.bitrate_for(format.channels()))).map_err(EncodeError)?;
+    /// An encoder for 48 kHz audio of `channels` (1 or 2).
+    pub fn new(channels: u8, config: EncoderConfig) -> Result<Self, EncodeError> {
+        let mode = if channels == 2 { Channels::Stereo } else { Channels::Mono };
+        let mut inner = opusic_c::Encoder::new(mode, SampleRate::Hz48000, Application::Audio).map_err(EncodeError)?;
+        inner.set_bitrate(Bitrate::Value(config.bitrate_for(channels))).map_err(EncodeError)?;
         inner.set_complexity(config.complexity.min(10)).map_err(EncodeError)?;
         inner.set_inband_fec(InbandFec::Mode2).map_err(EncodeError)?;
         // FEC data is only produced when the encoder expects loss.
@@ -95,10 +88,20 @@ impl Encoder {
             SignalHint::Voice => Signal::Voice,
         };
         inner.set_signal(signal).map_err(EncodeError)?;
-        Ok(Encoder { inner })
+        Ok(Encoder { inner, channels })
     }
 
-    /// Encodes one 20 ms frame of interleaved PCM into `out`; returns the packet length.
+    pub fn channels(&self) -> u8 {
+        self.channels
+    }
+
+    /// Samples of delay the encoder adds (its lookahead), per channel.
+    pub fn lookahead(&mut self) -> usize {
+        self.inner.get_look_ahead().map_or(312, |l| l as usize)
+    }
+
+    /// Encodes one frame of interleaved PCM (2.5 to 60 ms) into `out`; returns the
+    /// packet length.
     pub fn encode(&mut self, pcm: &[i16], out: &mut [u8; MAX_PACKET]) -> Result<usize, EncodeError> {
         // libopus takes `opus_int16`; opusic-c spells that `u16`, same bits.
         self.inner.encode_to_slice(bytemuck::cast_slice(pcm), out).map_err(EncodeError)

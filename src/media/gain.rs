@@ -23,6 +23,11 @@ impl Gain {
         self.target = percent.min(MAX_VOLUME) as f32 / 100.0;
     }
 
+    /// True while the gain changes nothing (100 %, and no ramp under way).
+    pub fn is_unity(&self) -> bool {
+        self.current == 1.0 && self.target == 1.0
+    }
+
     /// The volume the stream is heading to, in percent.
     pub fn percent(&self) -> u16 {
         (self.target * 100.0).round() as u16

@@ -1,18 +1,21 @@
-//! The media plane: raw PCM → gain → Opus → 20 ms pacing → RTP on a WebRTC peer.
+//! The media plane: any audio source → 48 kHz PCM → gain → Opus (or the source's own
+//! Opus, passed through) → pacing → RTP on a WebRTC peer.
 //!
-//! One module per stage: [`source`] reads files, [`gain`] applies volume, [`encoder`]
-//! wraps libopus, [`stream`] keeps frames encoded ahead, [`pacer`] sends them on time,
-//! [`stats`] measures how on time.
+//! One module per stage: [`source`] opens files, URLs and commands and decodes them,
+//! [`resample`] converts to 48 kHz, [`gain`] applies volume, [`encoder`] wraps libopus,
+//! [`stream`] keeps packets prepared ahead, [`pacer`] sends them on time, [`stats`]
+//! measures how on time.
 
 pub mod encoder;
 pub mod gain;
 pub mod pacer;
+pub mod resample;
 pub mod source;
 pub mod stats;
 pub mod stream;
 
 pub use encoder::EncoderConfig;
 pub use pacer::{CallId, Control, MediaError, MediaEvent, MediaPlane, PacerConfig};
-pub use source::PcmFormat;
+pub use source::{PcmFormat, SourceError, SourceInfo, SourceSpec};
 pub use stats::CallStats;
-pub use stream::{Stream, StreamId};
+pub use stream::{Stream, StreamError, StreamId};

@@ -45,11 +45,23 @@ pub struct CallStats {
     pub paused: bool,
     /// Id of the stream playing, if any.
     pub stream: Option<u64>,
-    /// Playback position of that stream, in 20 ms frames.
-    pub position_frames: u64,
-    pub total_frames: u64,
+    /// Playback position of that stream, in 48 kHz ticks.
+    pub position: u64,
+    /// Its length in ticks, when the source says.
+    pub duration: Option<u64>,
+    /// What the source is.
+    pub source: Option<crate::media::source::SourceInfo>,
+    /// The source's Opus packets are sent as they are right now.
+    pub passing_through: bool,
+    /// Source packets skipped because they did not decode.
+    pub skipped: u64,
+    /// Silent frames sent while a live source had nothing.
+    pub starved: u64,
     pub volume: u16,
+    /// Packets sent.
     pub frames_sent: u64,
+    /// Audio those packets carried, in 48 kHz ticks.
+    pub sent_ticks: u64,
     pub late_frames: u64,
     /// Datagrams the OS refused to send.
     pub send_errors: u64,

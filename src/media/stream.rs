@@ -1,13 +1,16 @@
-//! One stream: a source, its encoder, and a short ring of frames encoded ahead of
-//! their deadlines, so that at a deadline only packetising and sending remain.
+//! One stream: a source, its encoder (unless its Opus passes through), and a short
+//! ring of packets prepared ahead of their deadlines, so that at a deadline only
+//! packetising and sending remain. Packets carry their duration: a passed-through
+//! file may hold 10, 20, 40 or 60 ms packets, and the pacer keeps time by them.
 
-use std::path::Path;
-
-use super::encoder::{EncodeError, Encoder, EncoderConfig, MAX_PACKET};
+use super::encoder::{EncodeError, Encoder, EncoderConfig};
 use super::gain::{Gain, audio_level};
-use super::source::{PcmFormat, PcmSource, SourceError};
+use super::resample::FRAME_SAMPLES;
+use super::source::opus::OpusInput;
+pub use super::source::opus::Packet;
+use super::source::{Frame, Input, Opened, PcmInput, SourceError, SourceInfo};
 
-/// Frames encoded ahead. Two give the pacer a whole period of slack to schedule
+/// Packets prepared ahead. Two give the pacer a whole period of slack to schedule
 /// encoding between other calls' deadlines while keeping a volume change audible
 /// within 40 ms.
 pub const LOOKAHEAD: usize = 2;
@@ -24,50 +27,59 @@ pub enum StreamError {
     Encode(#[from] EncodeError),
 }
 
-/// A frame ready to packetise.
-pub struct EncodedFrame {
-    pub data: [u8; MAX_PACKET],
-    pub len: usize,
-    /// RFC 6464 level of the PCM that was encoded.
-    pub level: u8,
+enum Producer {
+    /// PCM from the source, encoded here.
+    Pcm { input: Box<dyn PcmInput>, encoder: Encoder, pcm: Vec<i16> },
+    /// Opus packets, passed through or re-encoded by the source itself.
+    Opus(Box<OpusInput>),
 }
 
-impl EncodedFrame {
-    fn empty() -> Self {
-        EncodedFrame { data: [0; MAX_PACKET], len: 0, level: 127 }
-    }
-
-    pub fn payload(&self) -> &[u8] {
-        &self.data[..self.len]
-    }
-}
-
-/// A playing file: everything allocated up front, nothing allocated per frame.
+/// A playing source: everything allocated up front, nothing allocated per packet.
 pub struct Stream {
     id: StreamId,
-    source: PcmSource,
-    encoder: Encoder,
-    pcm: Vec<i16>,
-    ring: [EncodedFrame; LOOKAHEAD],
+    producer: Producer,
+    info: SourceInfo,
+    ring: [Packet; LOOKAHEAD],
     head: usize,
     queued: usize,
     exhausted: bool,
+    /// Where playback started (a seek), and how far it has got, in 48 kHz ticks.
+    start: u64,
+    sent: u64,
+    duration: Option<u64>,
+    /// Frames of silence played while a live source had nothing.
+    starved: u64,
 }
 
 impl Stream {
-    /// Opens `path` as raw PCM in `format`. File checks happen here, off the pacer thread.
-    pub fn open(id: StreamId, path: &Path, format: PcmFormat, config: EncoderConfig) -> Result<Self, StreamError> {
-        let source = PcmSource::open(path, format)?;
-        let encoder = Encoder::new(format, config)?;
+    /// A stream over an opened source. Encoder set-up happens here, off the pacer thread.
+    pub fn new(id: StreamId, opened: Opened, config: EncoderConfig) -> Result<Self, StreamError> {
+        let producer = match opened.input {
+            Input::Pcm(input) => {
+                let channels = input.channels();
+                Producer::Pcm {
+                    encoder: Encoder::new(channels, config)?,
+                    pcm: vec![0; FRAME_SAMPLES * channels as usize],
+                    input,
+                }
+            }
+            Input::Opus(mut o) => {
+                o.set_encoder_config(config);
+                Producer::Opus(o)
+            }
+        };
         Ok(Stream {
             id,
-            source,
-            encoder,
-            pcm: vec![0; format.frame_len()],
-            ring: std::array::from_fn(|_| EncodedFrame::empty()),
+            producer,
+            info: opened.info,
+            ring: std::array::from_fn(|_| Packet::empty()),
             head: 0,
             queued: 0,
             exhausted: false,
+            start: opened.start,
+            sent: 0,
+            duration: opened.duration,
+            starved: 0,
         })
     }
 
@@ -75,58 +87,100 @@ impl Stream {
         self.id
     }
 
-    pub fn path(&self) -> &Path {
-        self.source.path()
+    /// What the source is.
+    pub fn info(&self) -> &SourceInfo {
+        &self.info
     }
 
-    /// True when another frame can be encoded ahead.
+    /// Whether the source's Opus packets are being sent as they are right now.
+    pub fn passing_through(&self) -> bool {
+        matches!(&self.producer, Producer::Opus(o) if o.passing_through())
+    }
+
+    /// True when another packet can be prepared ahead.
     pub fn wants_encode(&self) -> bool {
         !self.exhausted && self.queued < LOOKAHEAD
     }
 
-    /// Reads, applies gain to, and encodes one frame into the ring.
+    /// Prepares one more packet into the ring: reads, applies gain, encodes — or, for
+    /// Opus passing through, takes the file's packet.
     pub fn encode_next(&mut self, gain: &mut Gain) -> Result<(), StreamError> {
         debug_assert!(self.wants_encode());
-        let n = self.source.read_frame(&mut self.pcm)?;
-        if n < self.source.format().frame_samples() {
-            self.exhausted = true;
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        gain.apply(&mut self.pcm, self.source.format().channels() as usize);
         let slot = &mut self.ring[(self.head + self.queued) % LOOKAHEAD];
-        slot.len = self.encoder.encode(&self.pcm, &mut slot.data)?;
-        slot.level = audio_level(&self.pcm);
+        match &mut self.producer {
+            Producer::Opus(o) => {
+                if !o.next_packet(gain, slot)? {
+                    self.exhausted = true;
+                    return Ok(());
+                }
+            }
+            Producer::Pcm { input, encoder, pcm } => {
+                let channels = input.channels() as usize;
+                match input.next_frame(pcm)? {
+                    Frame::End => {
+                        self.exhausted = true;
+                        return Ok(());
+                    }
+                    Frame::Audio(n) => {
+                        if n < FRAME_SAMPLES {
+                            self.exhausted = true; // the last, padded frame
+                        }
+                        gain.apply(pcm, channels);
+                    }
+                    Frame::Starved => {
+                        // A live source has nothing yet: silence, so the call stays alive.
+                        pcm.fill(0);
+                        self.starved += 1;
+                    }
+                }
+                slot.len = encoder.encode(pcm, &mut slot.data)?;
+                slot.level = audio_level(pcm);
+                slot.ticks = FRAME_SAMPLES as u32;
+            }
+        }
         self.queued += 1;
         Ok(())
     }
 
-    /// The next frame to send, if one is encoded.
-    pub fn front(&self) -> Option<&EncodedFrame> {
+    /// The next packet to send, if one is ready.
+    pub fn front(&self) -> Option<&Packet> {
         (self.queued > 0).then(|| &self.ring[self.head])
     }
 
-    /// Drops the frame just sent.
+    /// Drops the packet just sent.
     pub fn pop(&mut self) {
         if self.queued > 0 {
+            self.sent += self.ring[self.head].ticks as u64;
             self.head = (self.head + 1) % LOOKAHEAD;
             self.queued -= 1;
         }
     }
 
-    /// Every frame of the source has been sent.
+    /// Every packet of the source has been sent.
     pub fn is_finished(&self) -> bool {
         self.exhausted && self.queued == 0
     }
 
-    /// Frames sent so far (read minus still queued): the playback position.
-    pub fn frames_played(&self) -> u64 {
-        self.source.frames_read() - self.queued as u64
+    /// The playback position, in 48 kHz ticks from the source's start.
+    pub fn position(&self) -> u64 {
+        self.start + self.sent
     }
 
-    /// Frames in the whole file.
-    pub fn total_frames(&self) -> u64 {
-        self.source.total_frames()
+    /// The source's length in ticks, when known.
+    pub fn duration(&self) -> Option<u64> {
+        self.duration
+    }
+
+    /// Packets the source could not decode and skipped.
+    pub fn skipped(&self) -> u64 {
+        match &self.producer {
+            Producer::Pcm { input, .. } => input.skipped(),
+            Producer::Opus(o) => o.skipped(),
+        }
+    }
+
+    /// Frames of silence played while a live source had nothing.
+    pub fn starved(&self) -> u64 {
+        self.starved
     }
 }

@@ -4,12 +4,16 @@
 //! `files` are folders the host will stream from for it (and that it may read itself,
 //! preopened read-only). A path with `..`, an absolute path outside them, or a
 //! symlink that leads out is refused — checked on the canonical path, after the
-//! file system has resolved every link.
+//! file system has resolved every link. `urls` are patterns of URLs it may play
+//! (every redirect checked again), `sources` the operator's named source commands it
+//! may run.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use crate::calls::{CallError, HostEvent};
+use crate::media::source::fetch::UrlPolicy;
+use crate::media::{PcmFormat, SourceSpec};
 use crate::telegram::ChatId;
 
 /// The chats a plugin may command and hear about.
@@ -37,12 +41,21 @@ pub struct Grants {
     dirs: Vec<(String, PathBuf)>,
     /// Relative paths in commands are resolved against this folder.
     base: PathBuf,
+    urls: UrlPolicy,
+    /// Named source commands it may run: name → argv with `{url}`/`{arg}` to fill.
+    sources: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Grants {
-    /// Nothing: no chat, no folder.
+    /// Nothing: no chat, no folder, no URL, no source.
     fn default() -> Self {
-        Grants { chats: ChatGrant::Only(HashSet::new()), dirs: Vec::new(), base: PathBuf::new() }
+        Grants {
+            chats: ChatGrant::Only(HashSet::new()),
+            dirs: Vec::new(),
+            base: PathBuf::new(),
+            urls: UrlPolicy::none(),
+            sources: BTreeMap::new(),
+        }
     }
 }
 
@@ -60,7 +73,52 @@ impl Grants {
             }
             dirs.push((d.display().to_string(), canonical));
         }
-        Ok(Grants { chats, dirs, base: base.to_path_buf() })
+        Ok(Grants { chats, dirs, base: base.to_path_buf(), ..Grants::default() })
+    }
+
+    /// Also the URLs matching `urls`, finite ones up to `max_bytes`.
+    pub fn with_urls(mut self, urls: UrlPolicy) -> Grants {
+        self.urls = urls;
+        self
+    }
+
+    /// Also these named source commands (name → argv).
+    pub fn with_sources(mut self, sources: BTreeMap<String, Vec<String>>) -> Grants {
+        self.sources = sources;
+        self
+    }
+
+    /// The URL patterns granted.
+    pub fn urls(&self) -> &UrlPolicy {
+        &self.urls
+    }
+
+    /// The named sources granted.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.sources.keys().map(String::as_str)
+    }
+
+    /// What a v0.1 command's `file-path` names, checked against the grants: a URL, a
+    /// named source (`NAME:argument`), or a file in a granted folder. `sample_rate` is
+    /// the seed's `bitrate`: it matters only if the file is headerless PCM.
+    pub fn source(&self, plugin: &str, requested: &str, sample_rate: u32) -> Result<SourceSpec, CallError> {
+        if requested.starts_with("http://") || requested.starts_with("https://") {
+            if !self.urls.allows(requested) {
+                return Err(CallError::PermissionDenied(format!(
+                    "{requested} is not among the URLs granted to plugin {plugin}; the operator can add a pattern \
+                     to its grants.urls"
+                )));
+            }
+            return Ok(SourceSpec::Url { url: requested.to_owned(), policy: self.urls.clone() });
+        }
+        if let Some((name, arg)) = requested.split_once(':')
+            && let Some(argv) = self.sources.get(name)
+        {
+            let argv = argv.iter().map(|a| a.replace("{url}", arg).replace("{arg}", arg)).collect();
+            return Ok(SourceSpec::Command { name: name.to_owned(), argv });
+        }
+        let path = self.check_file(plugin, requested)?;
+        Ok(SourceSpec::File { path, raw: PcmFormat::stated(sample_rate, 2) })
     }
 
     /// The chats granted.
@@ -75,7 +133,7 @@ impl Grants {
 
     /// Every chat and no files: for benchmarks and tools, never a tenant's default.
     pub fn all_chats(base: &Path) -> Grants {
-        Grants { chats: ChatGrant::All, dirs: Vec::new(), base: base.to_path_buf() }
+        Grants { chats: ChatGrant::All, base: base.to_path_buf(), ..Grants::default() }
     }
 
     pub fn chat_allowed(&self, chat: ChatId) -> bool {

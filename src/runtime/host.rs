@@ -94,8 +94,9 @@ impl PluginState {
         self.grants.check_chat(&self.name, chat)
     }
 
-    fn file(&self, requested: &str) -> Result<std::path::PathBuf, CallError> {
-        self.grants.check_file(&self.name, requested)
+    /// What a `file-path` argument names, as the grants allow it.
+    fn source(&self, requested: &str, sample_rate: u32) -> Result<crate::media::SourceSpec, CallError> {
+        self.grants.source(&self.name, requested, sample_rate)
     }
 
     fn denied<T>(&self, command: &str, chat: i64, e: CallError) -> Result<T, CommandError> {
@@ -146,9 +147,10 @@ fn status_to_wit(s: CallStatus) -> types::CallStatus {
             CallState::Paused => types::CallState::Paused,
             CallState::Idle => types::CallState::Idle,
         },
-        file: s.file.map(|p| p.display().to_string()),
+        file: s.source,
         position_ms: s.position_ms,
-        duration_ms: s.duration_ms,
+        // The v0.1 record has no "unknown": 0, as for a call with nothing playing.
+        duration_ms: s.duration_ms.unwrap_or(0),
         volume: s.volume,
     }
 }
@@ -178,12 +180,12 @@ impl types::Host for PluginState {
 impl calls::Host for PluginState {
     async fn join_group_call(&mut self, chat: i64, file_path: String, bitrate: u32) -> Result<(), CommandError> {
         let sample_rate = bitrate;
-        let file = match self.chat(chat).and_then(|()| self.file(&file_path)) {
-            Ok(f) => f,
+        let source = match self.chat(chat).and_then(|()| self.source(&file_path, sample_rate)) {
+            Ok(s) => s,
             Err(e) => return self.denied("join-group-call", chat, e),
         };
         let t0 = Instant::now();
-        let r = self.manager.join(chat, &file, sample_rate).await;
+        let r = self.manager.join(chat, source).await;
         self.host_since(t0);
         self.logged("join-group-call", chat, r)
     }
@@ -223,11 +225,15 @@ impl calls::Host for PluginState {
     }
 
     async fn change_stream(&mut self, chat: i64, file_path: String) -> Result<(), CommandError> {
-        let file = match self.chat(chat).and_then(|()| self.file(&file_path)) {
-            Ok(f) => f,
+        // v0.1 states a raw file's sample rate at the join; a change keeps it.
+        let rate = self.manager.stated_format(chat).map_or(48_000, |f| f.rate());
+        let source = match self.chat(chat).and_then(|()| self.source(&file_path, rate)) {
+            Ok(s) => s,
             Err(e) => return self.denied("change-stream", chat, e),
         };
-        let r = self.manager.change_stream(chat, &file);
+        let t0 = Instant::now();
+        let r = self.manager.change_stream(chat, source).await;
+        self.host_since(t0);
         self.logged("change-stream", chat, r)
     }
 

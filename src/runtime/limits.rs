@@ -32,6 +32,8 @@ pub struct Limits {
     /// This many traps within `crash_window_s` disable the plugin.
     pub max_traps: u32,
     pub crash_window_s: u32,
+    /// The largest finite download a URL source may be, in MiB.
+    pub download_mb: u64,
 }
 
 impl Default for Limits {
@@ -43,6 +45,7 @@ impl Default for Limits {
             log_lines_per_s: 50,
             max_traps: 5,
             crash_window_s: 60,
+            download_mb: 256,
         }
     }
 }
@@ -67,6 +70,7 @@ impl Limits {
             ("queue", self.queue),
             ("log_lines_per_s", self.log_lines_per_s as usize),
             ("max_traps", self.max_traps as usize),
+            ("download_mb", self.download_mb as usize),
         ] {
             if v == 0 {
                 return Err(LimitsError::Zero(key));

@@ -3,6 +3,7 @@
 
 mod answers;
 mod cli;
+mod formats;
 mod hostile;
 mod http;
 mod inputs;
@@ -13,3 +14,4 @@ mod reload;
 mod sfu;
 mod support;
 mod telegram;
+mod urls;

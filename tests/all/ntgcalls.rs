@@ -15,7 +15,8 @@ fn ntgcalls_python() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let venv = root.join(".venv");
     let python = venv.join("bin/python");
-    let has_ntgcalls = |p: &Path| Command::new(p).args(["-c", "import ntgcalls"]).output().is_ok_and(|o| o.status.success());
+    let has_ntgcalls =
+        |p: &Path| Command::new(p).args(["-c", "import ntgcalls"]).output().is_ok_and(|o| o.status.success());
     if has_ntgcalls(&python) {
         return Some(python);
     }
@@ -86,8 +87,7 @@ fn ntgcalls_joins_the_loopback_on_the_first_try_and_is_heard() {
     unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
     assert!(serve.wait().unwrap().success());
     drain.join().unwrap().unwrap();
-    let wavs: Vec<PathBuf> =
-        std::fs::read_dir(dir.path().join("heard")).unwrap().map(|e| e.unwrap().path()).collect();
+    let wavs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("heard")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(wavs.len(), CALLS);
     for wav in wavs {
         let samples: Vec<f64> =

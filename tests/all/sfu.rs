@@ -40,7 +40,8 @@ async fn a_call_joined_through_the_http_seam_is_heard() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = write_raw(dir.path(), "t.raw", &tones(&[(440.0, 0.3)], 0.5, RATE, 2));
-    let stream = media.open_stream(&path, PcmFormat::stereo48(), Default::default()).unwrap();
+    let spec = wasmcalls::media::SourceSpec::File { path, raw: PcmFormat::stereo48() };
+    let stream = media.open_stream(&spec, None, Default::default()).unwrap();
     media.control(dialed.call, Control::Play(stream)).unwrap();
     loop {
         match tokio::time::timeout(PATIENCE, events.recv()).await.unwrap().unwrap() {

@@ -132,7 +132,8 @@ impl Call {
 
     pub fn stream(&self, name: &str, pcm: &[i16], format: PcmFormat) -> Box<Stream> {
         let path = write_raw(self.dir.path(), name, pcm);
-        self.media.open_stream(&path, format, EncoderConfig::default()).unwrap()
+        let spec = wasmcalls::media::SourceSpec::File { path, raw: format };
+        self.media.open_stream(&spec, None, EncoderConfig::default()).unwrap()
     }
 
     /// The next media event, or a panic after PATIENCE.
@@ -188,6 +189,8 @@ pub struct Setup {
     host: Vec<String>,
     chats: Vec<(i64, bool)>,
     plugins: Vec<Bot>,
+    /// Top-level tables written after everything else (`[sources.NAME]` …).
+    tables: Vec<String>,
 }
 
 impl Setup {
@@ -218,6 +221,12 @@ impl Setup {
         self
     }
 
+    /// A top-level table, as written (e.g. `[sources.cat]\ncommand = […]`).
+    pub fn table(mut self, text: &str) -> Setup {
+        self.tables.push(text.to_owned());
+        self
+    }
+
     /// The TOML text.
     pub fn toml(&self) -> String {
         let mut s = String::from("[host]\n");
@@ -236,6 +245,9 @@ impl Setup {
             for l in &p.lines {
                 s += &format!("{l}\n");
             }
+        }
+        for t in &self.tables {
+            s += &format!("{t}\n");
         }
         s
     }

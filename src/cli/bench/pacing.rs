@@ -12,7 +12,7 @@ use clap::Args;
 use wasmcalls::calls::dial;
 use wasmcalls::media::encoder::SignalHint;
 use wasmcalls::media::stats::{Percentiles, new_histogram};
-use wasmcalls::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat};
+use wasmcalls::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat, SourceSpec};
 use wasmcalls::telegram::sfu::{Sfu, SfuOptions};
 
 #[derive(Args)]
@@ -171,7 +171,8 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     let rss_joined = rss_kib("self").unwrap_or(0);
     let mut streams = Vec::new();
     for _ in &calls {
-        streams.push(media.open_stream(&input, PcmFormat::stereo48(), enc)?);
+        let spec = SourceSpec::File { path: input.clone(), raw: PcmFormat::stereo48() };
+        streams.push(media.open_stream(&spec, None, enc)?);
     }
     let rss_opened = rss_kib("self").unwrap_or(0);
     let encode_us = encode_only(&input, enc)?;
@@ -285,17 +286,15 @@ pub async fn run(a: PacingArgs) -> Result<()> {
 /// Encodes the whole input once on this thread: the codec's share of the per-frame cost.
 fn encode_only(input: &Path, enc: EncoderConfig) -> Result<f64> {
     use wasmcalls::media::encoder::{Encoder, MAX_PACKET};
-    use wasmcalls::media::source::PcmSource;
-    let format = PcmFormat::stereo48();
-    let mut src = PcmSource::open(input, format)?;
-    let mut encoder = Encoder::new(format, enc)?;
-    let mut pcm = vec![0i16; format.frame_len()];
+    let bytes = std::fs::read(input)?;
+    let pcm: Vec<i16> = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let mut encoder = Encoder::new(2, enc)?;
     let mut out = [0u8; MAX_PACKET];
     let mut frames = 0u32;
     let mut spent = Duration::ZERO;
-    while src.read_frame(&mut pcm)? > 0 {
+    for frame in pcm.chunks_exact(1920) {
         let t = Instant::now();
-        encoder.encode(&pcm, &mut out)?;
+        encoder.encode(frame, &mut out)?;
         spent += t.elapsed();
         frames += 1;
     }

@@ -11,7 +11,6 @@ mod session;
 mod shard;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
@@ -26,7 +25,7 @@ pub use clock::thread_cpu_time;
 pub use session::FRAME;
 
 use super::encoder::EncoderConfig;
-use super::source::PcmFormat;
+use super::source::SourceSpec;
 use super::stats::{CallStats, PacerTotals};
 use super::stream::{Stream, StreamError, StreamId};
 use crate::transport::OutboundPeer;
@@ -185,16 +184,18 @@ impl MediaPlane {
         Ok((plane, events_rx))
     }
 
-    /// Opens a raw PCM file as a new stream (file checks and encoder setup happen here,
-    /// never on a pacer thread).
+    /// Opens a source as a new stream, starting `from` a position when given. Blocking
+    /// (file checks, the first HTTP response, probing, encoder set-up): call it off the
+    /// pacer threads and off async workers.
     pub fn open_stream(
         &self,
-        path: &Path,
-        format: PcmFormat,
+        spec: &SourceSpec,
+        from: Option<Duration>,
         config: EncoderConfig,
     ) -> Result<Box<Stream>, StreamError> {
+        let opened = super::source::open(spec, from)?;
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        Ok(Box::new(Stream::open(id, path, format, config)?))
+        Ok(Box::new(Stream::new(id, opened, config)?))
     }
 
     /// Hands a peer (with the remote answer applied) to the least loaded shard and waits

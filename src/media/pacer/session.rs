@@ -25,8 +25,8 @@ use crate::transport::peer::feed_datagram;
 
 /// 20 ms.
 pub const FRAME: Duration = Duration::from_millis(20);
-/// RTP clock ticks per frame at 48 kHz.
-const TICKS_PER_FRAME: u32 = 960;
+/// RTP clock ticks per 20 ms grid slot at 48 kHz.
+const TICKS_PER_FRAME: u64 = 960;
 /// A frame due within this window is sent on the wake-up before its deadline: timer
 /// wake-ups on a VM land 30–80 µs late, so aiming slightly early centres sends on
 /// their deadlines instead of always trailing them.
@@ -70,9 +70,11 @@ pub struct Session {
     phase: Duration,
     /// Which of the shard's phases `phase` is.
     pub phase_slot: usize,
-    /// Index of the next grid slot to send; the RTP timestamp derives from it, so a
-    /// pause advances time without a burst or drift.
-    slot: u64,
+    /// When the next packet is due, in 48 kHz ticks from the call's phase on the grid;
+    /// the RTP timestamp derives from it, so a pause advances time without a burst or
+    /// drift. Packets advance it by their own duration (10–60 ms for Opus passed
+    /// through); (re)starts land on the 20 ms grid.
+    ticks: u64,
     next_deadline: Option<Instant>,
     ts_base: u32,
     seq: u16,
@@ -81,6 +83,8 @@ pub struct Session {
     paused: bool,
     gain: Gain,
     frames_sent: u64,
+    /// Audio sent, in ticks (packets may last 10–60 ms).
+    sent_ticks: u64,
     late_frames: u64,
     send_errors: u64,
     deviation: Histogram<u32>,
@@ -115,7 +119,7 @@ impl Session {
             link: Link::Connecting { deadline: Instant::now() + connect_timeout, ready: Some(ready) },
             phase,
             phase_slot: 0,
-            slot: 0,
+            ticks: 0,
             next_deadline: None,
             ts_base: rand::random(),
             seq: rand::random(),
@@ -124,6 +128,7 @@ impl Session {
             paused: false,
             gain: Gain::default(),
             frames_sent: 0,
+            sent_ticks: 0,
             late_frames: 0,
             send_errors: 0,
             deviation: new_histogram(),
@@ -133,8 +138,14 @@ impl Session {
         }
     }
 
-    fn deadline_of(&self, epoch: Instant, slot: u64) -> Instant {
-        epoch + self.phase + FRAME * slot as u32
+    fn deadline_of(&self, epoch: Instant, ticks: u64) -> Instant {
+        epoch + self.phase + Duration::from_nanos(ticks * 125_000 / 6)
+    }
+
+    /// The first grid slot at or after `at`, in ticks.
+    fn grid_ticks(&self, epoch: Instant, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(epoch + self.phase);
+        since.as_nanos().div_ceil(FRAME.as_nanos()) as u64 * TICKS_PER_FRAME
     }
 
     /// The next deadline at which this session sends, if it is streaming.
@@ -175,9 +186,8 @@ impl Session {
             return;
         }
         // First slot at least one frame away: time to encode ahead without a late start.
-        let since = (now + FRAME).saturating_duration_since(ctx.epoch + self.phase);
-        self.slot = since.as_nanos().div_ceil(FRAME.as_nanos()) as u64;
-        self.next_deadline = Some(self.deadline_of(ctx.epoch, self.slot));
+        self.ticks = self.grid_ticks(ctx.epoch, now + FRAME);
+        self.next_deadline = Some(self.deadline_of(ctx.epoch, self.ticks));
         self.marker = true;
     }
 
@@ -206,15 +216,20 @@ impl Session {
                     return;
                 }
             }
-            let front =
-                self.stream.as_ref().and_then(|s| s.front()).map(|f| (Bytes::copy_from_slice(f.payload()), f.level));
-            if let Some((payload, level)) = front {
+            let front = self
+                .stream
+                .as_ref()
+                .and_then(|s| s.front())
+                .map(|f| (Bytes::copy_from_slice(f.payload()), f.level, f.ticks as u64));
+            let mut advance = TICKS_PER_FRAME;
+            if let Some((payload, level, duration)) = front {
+                advance = duration.max(1);
                 let mut header = Header {
                     version: 2,
                     marker: std::mem::take(&mut self.marker),
                     payload_type: neg.payload_type,
                     sequence_number: self.seq,
-                    timestamp: self.ts_base.wrapping_add((self.slot as u32).wrapping_mul(TICKS_PER_FRAME)),
+                    timestamp: self.ts_base.wrapping_add(self.ticks as u32),
                     ssrc: self.ssrc,
                     ..Default::default()
                 };
@@ -234,6 +249,7 @@ impl Session {
                 self.flush();
                 self.seq = self.seq.wrapping_add(1);
                 self.frames_sent += 1;
+                self.sent_ticks += duration;
                 let late = sent_at.saturating_duration_since(deadline).as_micros() as u64;
                 let early = deadline.saturating_duration_since(sent_at).as_micros() as u64;
                 let deviation = late.max(early).max(1);
@@ -250,16 +266,15 @@ impl Session {
                 self.end_stream(ctx, None);
                 return;
             }
-            self.slot += 1;
-            let mut next = self.deadline_of(ctx.epoch, self.slot);
+            self.ticks += advance;
+            let mut next = self.deadline_of(ctx.epoch, self.ticks);
             if now.saturating_duration_since(next) > MAX_CATCH_UP {
                 // Stalled (e.g. the process was stopped): skip the missed slots instead of
                 // bursting them out. The RTP timestamp still advances with wall time.
-                let since = now.saturating_duration_since(ctx.epoch + self.phase);
-                let skip_to = since.as_nanos().div_ceil(FRAME.as_nanos()) as u64;
-                self.late_frames += skip_to - self.slot;
-                self.slot = skip_to;
-                next = self.deadline_of(ctx.epoch, self.slot);
+                let skip_to = self.grid_ticks(ctx.epoch, now);
+                self.late_frames += skip_to.saturating_sub(self.ticks) / TICKS_PER_FRAME;
+                self.ticks = skip_to;
+                next = self.deadline_of(ctx.epoch, self.ticks);
                 self.marker = true;
             }
             self.next_deadline = Some(next);
@@ -413,10 +428,15 @@ impl Session {
             connected: matches!(self.link, Link::Connected(_)),
             paused: self.paused,
             stream: self.stream.as_ref().map(|s| s.id()),
-            position_frames: self.stream.as_ref().map_or(0, |s| s.frames_played()),
-            total_frames: self.stream.as_ref().map_or(0, |s| s.total_frames()),
+            position: self.stream.as_ref().map_or(0, |s| s.position()),
+            duration: self.stream.as_ref().and_then(|s| s.duration()),
+            source: self.stream.as_ref().map(|s| s.info().clone()),
+            passing_through: self.stream.as_ref().is_some_and(|s| s.passing_through()),
+            skipped: self.stream.as_ref().map_or(0, |s| s.skipped()),
+            starved: self.stream.as_ref().map_or(0, |s| s.starved()),
             volume: self.gain.percent(),
             frames_sent: self.frames_sent,
+            sent_ticks: self.sent_ticks,
             late_frames: self.late_frames,
             send_errors: self.send_errors,
             deviation: Percentiles::of(&self.deviation),

@@ -49,13 +49,15 @@ pub struct HeardStats {
 }
 
 /// One received frame, for tests that need the exact packet timeline.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HeardFrame {
     pub seq: u16,
     pub timestamp: u32,
     pub arrived: Instant,
     /// Where its decoded audio starts on the timeline (samples per channel).
     pub at_sample: u64,
+    /// The Opus payload as it arrived.
+    pub payload: bytes::Bytes,
 }
 
 struct Recorder {
@@ -248,7 +250,13 @@ impl Recorder {
         if self.keep_audio {
             self.pcm.extend(std::iter::repeat_n(0, gap));
             self.pcm.extend_from_slice(decoded);
-            self.frames.push(HeardFrame { seq: h.sequence_number, timestamp: h.timestamp, arrived, at_sample: at });
+            self.frames.push(HeardFrame {
+                seq: h.sequence_number,
+                timestamp: h.timestamp,
+                arrived,
+                at_sample: at,
+                payload: p.payload.clone(),
+            });
         }
         if let Some(w) = self.wav.as_mut() {
             let mut ok = (0..gap).try_for_each(|_| w.write_sample(0i16)).is_ok();

@@ -1,0 +1,231 @@
+//! Fetching a URL source, on the thread that decodes it (never a pacer thread).
+//!
+//! Redirects are followed by hand so each hop is checked against the plugin's URL
+//! grants. The response decides what the source is: a `Content-Length` is a file
+//! (capped by `limits.download_mb`, and resumed with a `Range` request if the
+//! connection drops); ICY headers or no length is a live stream (which the decoding
+//! thread reconnects when it drops). A server that sends nothing for [`STALL`] is a
+//! stall, named as such.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use super::SourceError;
+
+/// Redirects followed at most.
+const MAX_REDIRECTS: usize = 5;
+/// A server silent this long has stalled.
+pub const STALL: Duration = Duration::from_secs(10);
+
+/// Which URLs a plugin may play, and how much a finite download may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlPolicy {
+    /// Patterns: `*` matches any run of characters (`https://radio.example/*`).
+    pub allowed: Vec<String>,
+    /// The largest finite download, in bytes.
+    pub max_bytes: u64,
+}
+
+impl UrlPolicy {
+    /// No URL at all: what a plugin has unless granted.
+    pub fn none() -> UrlPolicy {
+        UrlPolicy { allowed: Vec::new(), max_bytes: 0 }
+    }
+
+    /// Whether `url` matches one of the patterns.
+    pub fn allows(&self, url: &str) -> bool {
+        self.allowed.iter().any(|p| glob(p, url))
+    }
+}
+
+/// `*` in `pattern` matches any run of characters; everything else literally.
+fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// A response being read.
+pub struct Fetched {
+    /// The URL after redirects.
+    pub url: String,
+    /// A live stream (ICY headers or no length): no duration, reconnected when it drops.
+    pub live: bool,
+    pub body: Body,
+}
+
+/// A response body, resumed with `Range` requests when a finite one drops.
+pub struct Body {
+    url: String,
+    reader: Box<dyn Read + Send>,
+    agent: ureq::Agent,
+    read: u64,
+    length: Option<u64>,
+    resumable: bool,
+    max_bytes: u64,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_recv_response(Some(STALL))
+        .timeout_per_read(Some(STALL))
+        .user_agent(concat!("wasmcalls/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+fn fetch_error(url: &str, e: ureq::Error) -> SourceError {
+    let reason = match e {
+        ureq::Error::Timeout(_) => return SourceError::Stalled { url: url.to_owned(), seconds: STALL.as_secs() },
+        ureq::Error::HostNotFound => "its host name does not resolve".to_owned(),
+        ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => "the connection was refused".into(),
+        ureq::Error::BadUri(u) => format!("it is not a valid URL ({u})"),
+        other => {
+            let text = other.to_string();
+            if text.to_ascii_lowercase().contains("tls") || text.contains("certificate") {
+                format!("the TLS handshake failed ({text})")
+            } else {
+                text
+            }
+        }
+    };
+    SourceError::Fetch { url: url.to_owned(), reason }
+}
+
+/// GETs `url` (from byte `from` on), following redirects each checked against `policy`.
+pub fn get(url: &str, policy: &UrlPolicy) -> Result<Fetched, SourceError> {
+    let agent = agent();
+    let mut current = url.to_owned();
+    for _ in 0..=MAX_REDIRECTS {
+        if !(current.starts_with("http://") || current.starts_with("https://")) {
+            return Err(SourceError::Fetch {
+                url: current,
+                reason: "only http:// and https:// URLs are played".into(),
+            });
+        }
+        if !policy.allows(&current) {
+            return Err(SourceError::NotGranted { url: current });
+        }
+        let resp = agent.get(&current).call().map_err(|e| fetch_error(&current, e))?;
+        let status = resp.status();
+        if status.is_redirection() {
+            let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).ok_or_else(|| {
+                SourceError::Http { url: current.clone(), status: format!("{status} without a Location") }
+            })?;
+            current = join(&current, location);
+            continue;
+        }
+        if !status.is_success() {
+            return Err(SourceError::Http { url: current, status: status.to_string() });
+        }
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let length = header("content-length").and_then(|l| l.parse::<u64>().ok());
+        let icy = resp.headers().keys().any(|k| k.as_str().starts_with("icy-"));
+        let live = icy || length.is_none();
+        if let Some(len) = length.filter(|_| !live)
+            && len > policy.max_bytes
+        {
+            return Err(SourceError::TooLarge { url: current, limit_mb: policy.max_bytes >> 20 });
+        }
+        let resumable = header("accept-ranges").is_some_and(|v| v.contains("bytes"));
+        let reader = Box::new(resp.into_body().into_reader());
+        let body =
+            Body { url: current.clone(), reader, agent, read: 0, length, resumable, max_bytes: policy.max_bytes };
+        return Ok(Fetched { url: current, live, body });
+    }
+    Err(SourceError::Fetch { url: url.to_owned(), reason: format!("more than {MAX_REDIRECTS} redirects") })
+}
+
+/// `location` relative to `base`.
+fn join(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_owned();
+    }
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    if location.starts_with('/') {
+        format!("{}{location}", &base[..host_end])
+    } else {
+        let dir_end = base.rfind('/').filter(|&i| i >= host_end).map_or(host_end, |i| i);
+        format!("{}/{location}", &base[..dir_end])
+    }
+}
+
+impl Body {
+    /// Reopens a finite body where it broke off.
+    fn resume(&mut self) -> io::Result<()> {
+        let resp = self
+            .agent
+            .get(&self.url)
+            .header("range", format!("bytes={}-", self.read))
+            .call()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        if resp.status().as_u16() != 206 {
+            return Err(io::Error::other(format!("the server did not resume the download ({})", resp.status())));
+        }
+        tracing::warn!(url = %self.url, "the download broke off at byte {}; resumed", self.read);
+        self.reader = Box::new(resp.into_body().into_reader());
+        Ok(())
+    }
+}
+
+impl Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.length.is_some() && self.read >= self.max_bytes {
+            return Err(io::Error::other(format!("larger than limits.download_mb ({} MiB)", self.max_bytes >> 20)));
+        }
+        let n = match self.reader.read(buf) {
+            Ok(n) => n,
+            Err(e) if self.resumable && self.length.is_some_and(|l| self.read < l) => {
+                tracing::warn!(url = %self.url, "the download broke off ({e}); resuming");
+                self.resume()?;
+                self.reader.read(buf)?
+            }
+            // Not UnexpectedEof, whatever the transport said: a file that *ends* early is
+            // played to where it ends, a connection that *drops* is reconnected.
+            Err(e) => {
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, format!("the connection dropped: {e}")));
+            }
+        };
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_whole_urls() {
+        let p = UrlPolicy { allowed: vec!["https://radio.example/*".into(), "http://host/a*b".into()], max_bytes: 1 };
+        assert!(p.allows("https://radio.example/live.mp3"));
+        assert!(!p.allows("https://radio.example.evil/live.mp3"));
+        assert!(!p.allows("http://radio.example/live.mp3"), "the scheme is part of the pattern");
+        assert!(p.allows("http://host/a-x-b") && !p.allows("http://host/a-x-c"));
+        assert!(!UrlPolicy::none().allows("https://radio.example/"));
+    }
+
+    #[test]
+    fn redirects_resolve_against_their_url() {
+        assert_eq!(join("http://h:1/a/b.mp3", "/c.mp3"), "http://h:1/c.mp3");
+        assert_eq!(join("http://h:1/a/b.mp3", "c.mp3"), "http://h:1/a/c.mp3");
+        assert_eq!(join("http://h:1/a/b.mp3", "https://o/x"), "https://o/x");
+    }
+}

@@ -1,0 +1,274 @@
+//! URL sources against a local HTTP server the test runs: a progressive file, a live
+//! stream with ICY headers, one that drops mid-stream (reconnected), 404, a web page, a
+//! redirect checked against the grants, and a server too slow to keep up — while
+//! another call keeps playing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use serde_json::json;
+use wasmcalls::calls::dial;
+use wasmcalls::media::source::fetch::UrlPolicy;
+use wasmcalls::media::source::{SourceSpec, open};
+use wasmcalls::media::{Control, EncoderConfig, MediaEvent, PcmFormat};
+
+use crate::support::*;
+
+/// An MP3 with no Xing header (so copies of it concatenate into a clean stream).
+fn mp3(seconds: u32) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("t.wav");
+    let pcm = tones(&[(440.0, 0.3), (660.0, 0.1)], seconds as f64, 44_100, 2);
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
+    pcm.iter().for_each(|s| w.write_sample(*s).unwrap());
+    w.finalize().unwrap();
+    let out = std::process::Command::new("lame")
+        .args(["--quiet", "-t", "-b", "128"])
+        .arg(&wav)
+        .arg(dir.path().join("t.mp3"))
+        .output()
+        .expect("lame is needed for this test's fixtures; run `bash .ci/setup`");
+    assert!(out.status.success());
+    std::fs::read(dir.path().join("t.mp3")).unwrap()
+}
+
+/// A server with a route per behaviour; counts connections to `/drop`.
+struct Server {
+    addr: SocketAddr,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let file = Bytes::from(mp3(2));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (f1, f2, f3, f4) = (file.clone(), file.clone(), file.clone(), file.clone());
+        let d = drops.clone();
+        let router = Router::new()
+            .route("/file.mp3", get(move || async move { ([(header::CONTENT_TYPE, "audio/mpeg")], f1) }))
+            .route("/live.mp3", get(move || async move { live(f2, None) }))
+            .route(
+                "/drop.mp3",
+                get(move || {
+                    let first = d.fetch_add(1, Ordering::SeqCst) == 0;
+                    let f = f3.clone();
+                    // The first listener is cut off after ~3 s of audio, abruptly.
+                    async move { live(f, first.then_some(48 * 1024)) }
+                }),
+            )
+            .route("/slow.mp3", get(move || async move { slow(f4) }))
+            .route("/missing.mp3", get(|| async { (StatusCode::NOT_FOUND, "no such song") }))
+            .route(
+                "/page.mp3",
+                get(|| async {
+                    ([(header::CONTENT_TYPE, "text/html")], "<!DOCTYPE html><html><body>Hi</body></html>")
+                }),
+            )
+            .route("/moved.mp3", get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/file.mp3")]) }))
+            .route(
+                "/away.mp3",
+                get(|| async { (StatusCode::FOUND, [(header::LOCATION, "http://127.0.0.2:1/x.mp3")]) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Server { addr, drops }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn spec(&self, path: &str) -> SourceSpec {
+        let policy = UrlPolicy { allowed: vec![format!("http://{}/*", self.addr)], max_bytes: 64 << 20 };
+        SourceSpec::Url { url: self.url(path), policy }
+    }
+}
+
+/// An endless stream of `file` at about its real rate (a burst first, as Icecast does),
+/// with ICY headers; cut off after `cut` bytes if given.
+fn live(file: Bytes, cut: Option<usize>) -> Response {
+    let chunks = futures::stream::unfold((0usize, 0usize), move |(at, sent)| {
+        let file = file.clone();
+        async move {
+            if cut.is_some_and(|c| sent >= c) {
+                return Some((Err(std::io::Error::other("the connection dropped")), (at, sent)));
+            }
+            // A 32 KiB burst, then 4 KiB every 250 ms (128 kb/s).
+            if sent >= 32 * 1024 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let end = (at + 4096).min(file.len());
+            let chunk = file.slice(at..end);
+            let next = if end == file.len() { 0 } else { end };
+            Some((Ok::<_, std::io::Error>(chunk), (next, sent + (end - at))))
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "audio/mpeg")
+        .header("icy-name", "wasmcalls test radio")
+        .body(Body::from_stream(chunks))
+        .unwrap()
+        .into_response()
+}
+
+/// A live stream sent at a third of the rate it plays at.
+fn slow(file: Bytes) -> Response {
+    let chunks = futures::stream::unfold(0usize, move |at| {
+        let file = file.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let end = (at + 1400).min(file.len());
+            Some((Ok::<_, std::io::Error>(file.slice(at..end)), if end == file.len() { 0 } else { end }))
+        }
+    });
+    Response::builder().header("icy-name", "slow").body(Body::from_stream(chunks)).unwrap().into_response()
+}
+
+fn open_err(spec: &SourceSpec) -> String {
+    tokio::task::block_in_place(|| open(spec, None)).err().expect("refused").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progressive_file_plays_to_its_end() {
+    let server = Server::start().await;
+    let mut call = Call::join().await;
+    let stream = tokio::task::block_in_place(|| {
+        call.media.open_stream(&server.spec("/file.mp3"), None, EncoderConfig::default())
+    })
+    .unwrap();
+    // Finite (a length), though this MP3 does not say how long it plays.
+    assert!(!stream.info().live, "{:?}", stream.info());
+    let id = stream.id();
+    call.media.control(call.dialed.call, Control::Play(stream)).unwrap();
+    call.play_to_end(id).await;
+    let secs = call.heard.stats().timeline_samples as f64 / 48_000.0;
+    assert!((1.9..2.2).contains(&secs), "{secs} s");
+    let heard = left(&call.heard.audio());
+    let f = tone_frequency(&heard[9600..48_000], RATE);
+    assert!((f - 440.0).abs() < 30.0, "heard {f} Hz");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_plays_on_and_one_that_drops_is_reconnected() {
+    let server = Server::start().await;
+    let mut call = Call::join().await;
+    let stream = tokio::task::block_in_place(|| {
+        call.media.open_stream(&server.spec("/drop.mp3"), None, EncoderConfig::default())
+    })
+    .unwrap();
+    assert!(stream.info().live && stream.duration().is_none());
+    call.media.control(call.dialed.call, Control::Play(stream)).unwrap();
+    // Cut off after ~3 s; the call plays on through the reconnection, for 5 s in all.
+    call.heard_packets(250).await;
+    assert!(server.drops.load(Ordering::SeqCst) >= 2, "reconnected after the drop");
+    assert_eq!(call.heard.stats().lost, 0);
+    assert!(call.events.try_recv().is_err(), "a live stream does not end because it dropped");
+    let stats = call.media.stats(call.dialed.call).await.unwrap();
+    assert!(stats.duration.is_none() && stats.source.unwrap().live);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_urls_are_named_errors() {
+    let server = Server::start().await;
+    assert!(open_err(&server.spec("/missing.mp3")).contains("404"));
+    assert!(open_err(&server.spec("/page.mp3")).contains("web page"));
+    // A redirect is followed, and checked against the grants again.
+    tokio::task::block_in_place(|| open(&server.spec("/moved.mp3"), None)).unwrap();
+    let e = open_err(&server.spec("/away.mp3"));
+    assert!(e.contains("127.0.0.2") && e.contains("not among the URLs granted"), "{e}");
+    // Nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = SourceSpec::Url {
+        url: format!("http://127.0.0.1:{port}/x.mp3"),
+        policy: UrlPolicy { allowed: vec!["*".into()], max_bytes: 1 },
+    };
+    assert!(open_err(&dead).contains("cannot fetch"), "{}", open_err(&dead));
+    // A finite file above the download cap.
+    let small = SourceSpec::Url {
+        url: server.url("/file.mp3"),
+        policy: UrlPolicy { allowed: vec!["*".into()], max_bytes: 1000 },
+    };
+    assert!(open_err(&small).contains("download_mb"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_server_costs_its_own_call_silence_and_no_other_call_anything() {
+    let server = Server::start().await;
+    let mut call = Call::join().await;
+    // Another call on the same media plane, playing a file.
+    let other = dial(&call.media, &call.loopback, -200, "127.0.0.1".parse().unwrap()).await.unwrap();
+    let other_heard = call.loopback.call(other.ssrc).unwrap();
+    let path = write_raw(call.dir.path(), "long.raw", &tones(&[(500.0, 0.3)], 10.0, RATE, 2));
+    let file = call
+        .media
+        .open_stream(&SourceSpec::File { path, raw: PcmFormat::stereo48() }, None, EncoderConfig::default())
+        .unwrap();
+    call.media.control(other.call, Control::Play(file)).unwrap();
+
+    let slow = tokio::task::block_in_place(|| {
+        call.media.open_stream(&server.spec("/slow.mp3"), None, EncoderConfig::default())
+    })
+    .unwrap();
+    call.media.control(call.dialed.call, Control::Play(slow)).unwrap();
+    call.heard_packets(100).await;
+    let stats = call.media.stats(call.dialed.call).await.unwrap();
+    assert!(stats.starved > 0, "silence while the server falls behind: {stats:?}");
+    // The other call never missed a packet.
+    tokio::time::timeout(PATIENCE, other_heard.wait_until(|s| s.packets >= 100)).await.unwrap();
+    assert_eq!(other_heard.stats().lost, 0);
+    assert!(!matches!(call.events.try_recv(), Ok(MediaEvent::StreamEnded { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_play_urls_they_are_granted_and_only_those() {
+    let server = Server::start().await;
+    let setup = Setup::new()
+        .chat(-100)
+        .plugin(Bot::testbot("t").grants(&format!("chats = \"all\", urls = [\"http://{}/file*\"]", server.addr)));
+    let host = Host::start(&setup).await;
+    let r = host.api("t", json!({ "cmd": "join", "chat": -100, "file": server.url("/file.mp3") })).await;
+    assert_eq!(r, json!({ "ok": null }));
+    let calls = host.api("t", json!({ "cmd": "calls" })).await;
+    assert_eq!(calls[0]["file"], server.url("/file.mp3"));
+    let r = host.api("t", json!({ "cmd": "change", "chat": -100, "file": server.url("/live.mp3") })).await;
+    assert!(r["err"]["permission-denied"].as_str().unwrap().contains("grants.urls"), "{r}");
+    // Redirected out of the grant: refused too.
+    let r = host.api("t", json!({ "cmd": "change", "chat": -100, "file": server.url("/file-moved") })).await;
+    assert!(r.get("err").is_some(), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_source_commands_run_only_for_plugins_granted_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("song.mp3"), mp3(1)).unwrap();
+    let song = dir.path().join("song.mp3").display().to_string();
+    let setup = Setup::new()
+        .chat(-100)
+        .chat(-101)
+        .plugin(Bot::testbot("granted").grants("chats = \"all\", sources = [\"cat\"]"))
+        .plugin(Bot::testbot("other").grants("chats = \"all\""))
+        .table("[sources.cat]\ncommand = [\"cat\", \"{arg}\"]");
+    let host = Host::start_in(dir, &setup).await;
+    let r = host.api("granted", json!({ "cmd": "join", "chat": -100, "file": format!("cat:{song}") })).await;
+    assert_eq!(r, json!({ "ok": null }));
+    let heard = tokio::time::timeout(PATIENCE, host.loopback().participant(-100)).await.unwrap();
+    tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 25)).await.unwrap();
+    // Not granted the source: the name means nothing to it, and the path is no file it may read.
+    let r = host.api("other", json!({ "cmd": "join", "chat": -101, "file": format!("cat:{song}") })).await;
+    assert!(r["err"]["permission-denied"].is_string(), "{r}");
+}
