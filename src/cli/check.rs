@@ -103,12 +103,22 @@ fn plugin(s: &mut String, p: &PluginPlan) {
     let folders: Vec<String> = spec.grants.folders().map(|(_, d)| d.display().to_string()).collect();
     let folders = if folders.is_empty() { "none".to_owned() } else { folders.join(", ") };
     let _ = writeln!(s, "  may command and hear: {chats}; may stream and read (read-only): {folders}");
+    let urls = &spec.grants.urls().allowed;
+    let sources: Vec<&str> = spec.grants.sources().collect();
+    if !urls.is_empty() || !sources.is_empty() {
+        let _ = writeln!(
+            s,
+            "  may play URLs: {}; named sources: {}",
+            if urls.is_empty() { "none".to_owned() } else { urls.join(", ") },
+            if sources.is_empty() { "none".to_owned() } else { sources.join(", ") }
+        );
+    }
     let l = &spec.limits;
     let _ = writeln!(
         s,
         "  limits: {} ms of CPU per event, {} MiB of memory, {} queued events, {} log lines/s; \
-         disabled after {} traps in {} s",
-        l.cpu_ms_per_event, l.memory_mb, l.queue, l.log_lines_per_s, l.max_traps, l.crash_window_s
+         disabled after {} traps in {} s; downloads up to {} MiB",
+        l.cpu_ms_per_event, l.memory_mb, l.queue, l.log_lines_per_s, l.max_traps, l.crash_window_s, l.download_mb
     );
     let _ = writeln!(s, "  api: {}", if p.api { format!("POST /api/{}", spec.name) } else { "closed".into() });
 }

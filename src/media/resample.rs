@@ -13,6 +13,10 @@ pub const RATE: u32 = 48_000;
 /// Samples per channel in one 20 ms frame at 48 kHz.
 pub const FRAME_SAMPLES: usize = 960;
 
+/// The resampler's output chunk: half a frame. Its FFTs (and their state, per
+/// stream) scale with it; 10 ms still gives a 441-tap filter at 44.1 kHz.
+const CHUNK: usize = FRAME_SAMPLES / 2;
+
 /// Where one input channel goes in a stereo mix: weights for left and right.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Placement {
@@ -104,7 +108,7 @@ impl Conform {
             if rate == 0 {
                 return Err(fail(&"the source states no sample rate"));
             }
-            let r = Fft::<f32>::new(rate as usize, RATE as usize, FRAME_SAMPLES, channels, FixedSync::Output)
+            let r = Fft::<f32>::new(rate as usize, RATE as usize, CHUNK, channels, FixedSync::Output)
                 .map_err(|e| fail(&e))?;
             let delay = r.output_delay();
             (Some(r), delay)
@@ -116,7 +120,7 @@ impl Conform {
             pending: Vec::new(),
             ready: VecDeque::new(),
             trim,
-            out_chunk: vec![0.0; FRAME_SAMPLES * channels],
+            out_chunk: vec![0.0; CHUNK * channels],
             scratch: Vec::new(),
             flushed: false,
             rate,
@@ -181,10 +185,9 @@ impl Conform {
             } else {
                 &self.pending[..need * ch]
             };
-            let (Ok(inp), Ok(mut out)) = (
-                InterleavedSlice::new(input, ch, need),
-                InterleavedSlice::new_mut(&mut self.out_chunk, ch, FRAME_SAMPLES),
-            ) else {
+            let (Ok(inp), Ok(mut out)) =
+                (InterleavedSlice::new(input, ch, need), InterleavedSlice::new_mut(&mut self.out_chunk, ch, CHUNK))
+            else {
                 break;
             };
             let Ok((_, produced)) = r.process_into_buffer(&inp, &mut out, Some(&indexing)) else { break };

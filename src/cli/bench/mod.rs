@@ -3,6 +3,7 @@
 
 mod api;
 mod hostile;
+mod media;
 mod pacing;
 mod plugins;
 mod reload;
@@ -15,6 +16,7 @@ use clap::Subcommand;
 
 pub use api::ApiArgs;
 pub use hostile::HostileArgs;
+pub use media::MediaArgs;
 pub use pacing::PacingArgs;
 pub use plugins::PluginArgs;
 pub use reload::ReloadArgs;
@@ -24,6 +26,8 @@ pub use updates::UpdatesArgs;
 pub enum BenchCommand {
     /// Stream N concurrent calls and report CPU, send jitter and memory per call
     Pacing(PacingArgs),
+    /// Cost per stream of each kind of source: raw PCM, MP3 decoded and resampled, Opus passed through, and ffmpeg
+    Media(MediaArgs),
     /// Time event dispatch into a plugin (host → plugin → command → back) and instantiation
     Plugins(PluginArgs),
     /// Load the custom HTTP API: a fixed number of requests from a few concurrent clients
@@ -39,6 +43,7 @@ pub enum BenchCommand {
 pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Pacing(args) => pacing::run(args).await,
+        BenchCommand::Media(args) => media::run(args).await,
         BenchCommand::Plugins(args) => plugins::run(args).await,
         BenchCommand::Http(args) => api::run(args).await,
         BenchCommand::Hostile(args) => hostile::run(args).await,

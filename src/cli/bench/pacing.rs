@@ -130,53 +130,77 @@ fn spawn_loopback() -> Result<(LoopbackChild, String)> {
     Ok((LoopbackChild(child), url))
 }
 
-pub async fn run(a: PacingArgs) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let input = match &a.input {
-        Some(p) => p.clone(),
-        None => write_input(dir.path(), a.seconds)?,
-    };
+/// What one run of N calls measured.
+pub(super) struct Figures {
+    pub calls: usize,
+    pub frames: u64,
+    pub late: u64,
+    /// Host CPU per packet sent per call.
+    pub per_frame_us: f64,
+    /// Audio per packet, in ms (20 for encoded streams; the file's for Opus passed through).
+    pub packet_ms: f64,
+    pub p50_median: u64,
+    pub p99_median: u64,
+    pub p99_worst: u64,
+    pub max: u64,
+    /// RSS per call: the connection, the opened stream, and what playing touched.
+    pub kib_connection: f64,
+    pub kib_stream: f64,
+    pub kib_playing: f64,
+    pub rss_before: u64,
+    pub rss_peak: u64,
+    pub child_per_frame_us: f64,
+    /// The loopback's per-call arrival deviation (p50 and p99 medians) and loss.
+    pub heard: (u64, u64, u64),
+    pub wall: Duration,
+    pub joined_in: Duration,
+}
+
+impl Figures {
+    /// Streams of this kind one core could carry: CPU per second of audio, per call.
+    pub fn streams_per_core(&self) -> f64 {
+        1e6 * self.packet_ms / 1e3 / self.per_frame_us
+    }
+
+    /// CPU per 20 ms of audio (what encoded and passed-through streams compare on).
+    pub fn per_20ms_us(&self) -> f64 {
+        self.per_frame_us * 20.0 / self.packet_ms
+    }
+}
+
+/// Streams `spec` into `calls` calls on a loopback in a child process and measures the
+/// host while it plays.
+pub(super) async fn measure(spec: &SourceSpec, calls: usize, shards: usize, enc: EncoderConfig) -> Result<Figures> {
     let (child, url) = spawn_loopback()?;
     let child_pid = child.0.id().to_string();
-    let config =
-        PacerConfig { shards: a.shards.unwrap_or_else(|| PacerConfig::default().shards), ..Default::default() };
-    let shards = config.shards;
-    let (media, mut events) = MediaPlane::start(config)?;
-    let enc = EncoderConfig { bitrate: Some(a.bitrate), complexity: a.complexity, signal: a.signal };
+    let (media, mut events) = MediaPlane::start(PacerConfig { shards, ..Default::default() })?;
     let sfu_base = url.trim_end_matches("/join").to_owned();
     let bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let sfu = Sfu::new(&SfuOptions { url, bind_ip: bind })?;
-
-    println!(
-        "wasmcalls pacing bench: {} calls × {} s, stereo {} kb/s, complexity {}, signal {:?}, {} pacer thread(s)",
-        a.calls,
-        a.seconds,
-        a.bitrate / 1000,
-        a.complexity,
-        a.signal,
-        shards
-    );
-    let rss_before = rss_kib("self").unwrap_or(0);
-    let t0 = Instant::now();
-    let mut calls = Vec::new();
-    // Join in waves: ICE takes ~200 ms a call, mostly waiting, so overlap it.
-    for chunk in (0..a.calls).collect::<Vec<_>>().chunks(25) {
-        let joins = chunk.iter().map(|&i| dial(&media, &sfu, -(i as i64) - 1, bind));
-        for r in futures::future::join_all(joins).await {
-            calls.push(r.context("joining the loopback")?.call);
-        }
-    }
     // SAFETY: malloc_trim only returns free heap pages to the OS.
     unsafe { libc::malloc_trim(0) };
+    let rss_before = rss_kib("self").unwrap_or(0);
+    let t0 = Instant::now();
+    let mut ids = Vec::new();
+    // Join in waves: ICE takes ~200 ms a call, mostly waiting, so overlap it.
+    for chunk in (0..calls).collect::<Vec<_>>().chunks(25) {
+        let joins = chunk.iter().map(|&i| dial(&media, &sfu, -(i as i64) - 1, bind));
+        for r in futures::future::join_all(joins).await {
+            ids.push(r.context("joining the loopback")?.call);
+        }
+    }
+    let joined_in = t0.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::malloc_trim(0) };
     let rss_joined = rss_kib("self").unwrap_or(0);
-    let mut streams = Vec::new();
-    for _ in &calls {
-        let spec = SourceSpec::File { path: input.clone(), raw: PcmFormat::stereo48() };
-        streams.push(media.open_stream(&spec, None, enc)?);
+    // The first stream pays what is paid once (code paged in, tables built): left out
+    // of the per-stream figure.
+    let mut streams = vec![tokio::task::block_in_place(|| media.open_stream(spec, None, enc))?];
+    let rss_first = rss_kib("self").unwrap_or(0);
+    for _ in 1..ids.len() {
+        streams.push(tokio::task::block_in_place(|| media.open_stream(spec, None, enc))?);
     }
     let rss_opened = rss_kib("self").unwrap_or(0);
-    let encode_us = encode_only(&input, enc)?;
-    println!("  joined {} calls in {:.1} s", calls.len(), t0.elapsed().as_secs_f64());
     while let Ok(ev) = events.try_recv() {
         if let MediaEvent::ConnectionLost { reason, .. } = ev {
             bail!("a call dropped while joining: {reason}");
@@ -186,13 +210,13 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     let cpu0 = self_cpu();
     let child_cpu0 = cpu_of(&child_pid).unwrap_or_default();
     let wall0 = Instant::now();
-    for (call, stream) in calls.iter().zip(streams) {
+    for (call, stream) in ids.iter().zip(streams) {
         media.control(*call, Control::Play(stream))?;
     }
     let mut ended = 0;
     let mut rss_peak = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    while ended < calls.len() {
+    while ended < ids.len() {
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(MediaEvent::StreamEnded { error: None, .. }) => ended += 1,
@@ -209,60 +233,94 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     let child_cpu = cpu_of(&child_pid).unwrap_or_default().saturating_sub(child_cpu0);
 
     let mut stats: Vec<CallStats> = Vec::new();
-    for c in &calls {
+    for c in &ids {
         stats.push(media.stats(*c).await?);
     }
     let frames: u64 = stats.iter().map(|s| s.frames_sent).sum();
+    let ticks: u64 = stats.iter().map(|s| s.sent_ticks).sum();
     let late: u64 = stats.iter().map(|s| s.late_frames).sum();
     let mut p99s: Vec<u64> = stats.iter().map(|s| s.deviation.p99_us).collect();
     p99s.sort_unstable();
     let mut p50s: Vec<u64> = stats.iter().map(|s| s.deviation.p50_us).collect();
     p50s.sort_unstable();
-    let worst_max = stats.iter().map(|s| s.deviation.max_us).max().unwrap_or(0);
-    let per_frame_us = cpu.as_secs_f64() * 1e6 / frames.max(1) as f64;
-    let rss_per_call = rss_peak.saturating_sub(rss_before) as f64 / calls.len().max(1) as f64;
+    let per = |kib: u64| kib as f64 / ids.len().max(1) as f64;
+    let heard = loopback_arrivals(&sfu_base).await?;
+    for c in &ids {
+        media.remove(*c).await;
+    }
+    drop(child);
+    Ok(Figures {
+        calls: ids.len(),
+        frames,
+        late,
+        per_frame_us: cpu.as_secs_f64() * 1e6 / frames.max(1) as f64,
+        packet_ms: ticks as f64 / 48.0 / frames.max(1) as f64,
+        p50_median: median(&p50s),
+        p99_median: median(&p99s),
+        p99_worst: p99s.last().copied().unwrap_or(0),
+        max: stats.iter().map(|s| s.deviation.max_us).max().unwrap_or(0),
+        kib_connection: per(rss_joined.saturating_sub(rss_before)),
+        kib_stream: rss_opened.saturating_sub(rss_first) as f64 / (ids.len().max(2) - 1) as f64,
+        kib_playing: per(rss_peak.saturating_sub(rss_opened)),
+        rss_before,
+        rss_peak,
+        child_per_frame_us: child_cpu.as_secs_f64() * 1e6 / frames.max(1) as f64,
+        heard,
+        wall,
+        joined_in,
+    })
+}
 
-    println!("  streamed {:.1} s: {} frames, {} late (> 5 ms)", wall.as_secs_f64(), frames, late);
+pub async fn run(a: PacingArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let input = match &a.input {
+        Some(p) => p.clone(),
+        None => write_input(dir.path(), a.seconds)?,
+    };
+    let shards = a.shards.unwrap_or_else(|| PacerConfig::default().shards);
+    let enc = EncoderConfig { bitrate: Some(a.bitrate), complexity: a.complexity, signal: a.signal };
+    println!(
+        "wasmcalls pacing bench: {} calls × {} s, stereo {} kb/s, complexity {}, signal {:?}, {} pacer thread(s)",
+        a.calls,
+        a.seconds,
+        a.bitrate / 1000,
+        a.complexity,
+        a.signal,
+        shards
+    );
+    let spec = SourceSpec::File { path: input.clone(), raw: PcmFormat::stereo48() };
+    let f = measure(&spec, a.calls, shards, enc).await?;
+    let encode_us = encode_only(&input, enc)?;
+    println!("  joined {} calls in {:.1} s", f.calls, f.joined_in.as_secs_f64());
+    println!("  streamed {:.1} s: {} frames, {} late (> 5 ms)", f.wall.as_secs_f64(), f.frames, f.late);
     println!(
         "  CPU {:.1} µs per frame per call (encode + pace + SRTP + send, whole host process) = {:.0} streams per core",
-        per_frame_us,
-        20_000.0 / per_frame_us
+        f.per_frame_us,
+        f.streams_per_core()
     );
     println!("    of which libopus encoding alone: {:.1} µs per frame (measured on one thread, no network)", encode_us);
     println!(
         "  send deviation from deadline, per call: p50 median {} µs; p99 median {} µs, worst {} µs; max {} µs",
-        median(&p50s),
-        median(&p99s),
-        p99s.last().copied().unwrap_or(0),
-        worst_max
+        f.p50_median, f.p99_median, f.p99_worst, f.max
     );
-    let per = |kib: u64| kib as f64 / calls.len().max(1) as f64;
     println!(
         "  memory: RSS +{:.0} KiB per call: connection {:.0}, stream (encoder, buffers) {:.0}, touched while playing {:.0} \
          ({} KiB before joining, {} KiB peak)",
-        rss_per_call,
-        per(rss_joined.saturating_sub(rss_before)),
-        per(rss_opened.saturating_sub(rss_joined)),
-        per(rss_peak.saturating_sub(rss_opened)),
-        rss_before,
-        rss_peak
+        f.kib_connection + f.kib_stream + f.kib_playing,
+        f.kib_connection,
+        f.kib_stream,
+        f.kib_playing,
+        f.rss_before,
+        f.rss_peak
     );
-    println!(
-        "  (the loopback child used {:.1} µs CPU per frame receiving)",
-        child_cpu.as_secs_f64() * 1e6 / frames.max(1) as f64
-    );
-    let heard = loopback_arrivals(&sfu_base).await?;
+    println!("  (the loopback child used {:.1} µs CPU per frame receiving)", f.child_per_frame_us);
     println!(
         "  loopback arrival deviation, per call: p50 median {} µs, p99 median {} µs; {} packets lost",
-        heard.0, heard.1, heard.2
+        f.heard.0, f.heard.1, f.heard.2
     );
-    for c in &calls {
-        media.remove(*c).await;
-    }
-    drop(child);
-
+    let per_frame_us = f.per_frame_us;
     if a.ffmpeg > 0 {
-        match ffmpeg_run(&input, a.ffmpeg, a.bitrate, a.complexity, a.seconds) {
+        match ffmpeg_run(&FfmpegInput::Raw(&input), a.ffmpeg, a.bitrate, a.complexity, a.seconds) {
             Ok(f) => {
                 println!("ffmpeg -re … -c:a libopus -f rtp, {} processes on the same input:", a.ffmpeg);
                 println!(
@@ -318,13 +376,25 @@ fn median(v: &[u64]) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-struct FfmpegFigures {
-    per_frame_us: f64,
-    rss_kib: u64,
-    arrival: Percentiles,
+pub(super) struct FfmpegFigures {
+    pub per_frame_us: f64,
+    pub rss_kib: u64,
+    pub arrival: Percentiles,
 }
 
-fn ffmpeg_run(input: &Path, n: usize, bitrate: u32, complexity: u8, seconds: u32) -> Result<FfmpegFigures> {
+/// What ffmpeg reads: raw 48 kHz stereo s16le, or a file it probes.
+pub(super) enum FfmpegInput<'a> {
+    Raw(&'a Path),
+    File(&'a Path),
+}
+
+pub(super) fn ffmpeg_run(
+    input: &FfmpegInput<'_>,
+    n: usize,
+    bitrate: u32,
+    complexity: u8,
+    seconds: u32,
+) -> Result<FfmpegFigures> {
     if Command::new("ffmpeg").arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
         bail!("ffmpeg is not installed (apt-get install ffmpeg)");
     }
@@ -335,9 +405,13 @@ fn ffmpeg_run(input: &Path, n: usize, bitrate: u32, complexity: u8, seconds: u32
         let sink = UdpSocket::bind("127.0.0.1:0")?;
         sink.set_read_timeout(Some(Duration::from_secs(3)))?;
         let port = sink.local_addr()?.port();
-        let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "s16le", "-ar", "48000", "-ac", "2", "-i"])
-            .arg(input)
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-loglevel", "error", "-re"]);
+        match input {
+            FfmpegInput::Raw(p) => cmd.args(["-f", "s16le", "-ar", "48000", "-ac", "2", "-i"]).arg(p),
+            FfmpegInput::File(p) => cmd.arg("-i").arg(p),
+        };
+        let child = cmd
             .args(["-c:a", "libopus", "-application", "audio", "-frame_duration", "20"])
             .args(["-b:a", &bitrate.to_string(), "-compression_level", &complexity.to_string()])
             .args(["-f", "rtp", &format!("rtp://127.0.0.1:{port}")])

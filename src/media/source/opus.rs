@@ -1,9 +1,11 @@
-//! Ogg and WebM Opus, sent as the packets in the file: no decode, no encode. Each
-//! packet is still decoded — far cheaper than encoding — so the RFC 6464 audio level
-//! stays meaningful and a decoder is always warm for the moments the packets cannot
-//! pass: a volume other than 100 %, a seek, a damaged packet. Then the call switches
-//! to decode → gain → encode at the next packet boundary, and back to the file's own
-//! packets at the first boundary after the volume returns to 100 %.
+//! Ogg and WebM Opus, sent as the packets in the file: no decode, no encode. While
+//! packets pass, one in [`LEVEL_EVERY`] is decoded (after one packet of warm-up) for
+//! the RFC 6464 audio level; nothing else is. When the packets cannot pass — a volume
+//! other than 100 %, a seek, a damaged packet — the call switches to decode → gain →
+//! encode at the next packet boundary: the decoder is restarted [`PRE_ROLL`] back on
+//! the packets kept behind the send position, so it has converged by then (RFC 7845
+//! §4.6), and the call returns to the file's own packets at the first boundary after
+//! the volume is back at 100 %.
 //!
 //! The switch keeps time to the sample: the encoder is fed the decoded audio its own
 //! lookahead ahead (it delays what it encodes by that much), and is primed with the
@@ -25,11 +27,21 @@ use crate::media::gain::{Gain, audio_level};
 
 /// Opus decodes at 48 kHz; the longest packet is 120 ms.
 const MAX_PACKET_SAMPLES: usize = 5760;
-/// Decoded before a seek position so the decoder has converged there (RFC 7845 §4.6).
+/// Decoded before a position so the decoder has converged there (RFC 7845 §4.6).
 const PRE_ROLL: Duration = Duration::from_millis(80);
+const PRE_ROLL_TICKS: u64 = 3840;
 /// Re-encoded frames, and the shorter ones that realign to the file's packets.
 const FRAME: usize = 960;
 const SHORT_FRAMES: [usize; 3] = [480, 240, 120];
+/// While passing through, the level is measured on one packet in this many (200 ms
+/// at 20 ms packets) and held in between: a speaking indicator needs no more.
+pub const LEVEL_EVERY: u32 = 10;
+/// Warm-up before a level measurement beyond the one packet before it, which brings
+/// the decoder's energy close enough.
+const LEVEL_WARM_UP: u64 = 0;
+/// Packets kept behind the send position: enough to prime the encoder with the frame
+/// before a switch and warm the decoder up before that.
+const HISTORY: u64 = FRAME as u64 + PRE_ROLL_TICKS + MAX_PACKET_SAMPLES as u64;
 
 /// A packet ready to send, and how long it lasts.
 pub struct Packet {
@@ -57,9 +69,9 @@ enum Mode {
     Reencode,
 }
 
-/// A file packet read ahead of sending: where it starts on the decoded timeline, how
-/// many samples it holds, and its bytes (`None` if it did not decode: never sent).
-struct Ahead {
+/// A packet read from the file: where it starts on the decoded timeline, how many
+/// samples it holds, and its bytes (`None` if damaged: never sent, concealed).
+struct Read {
     start: u64,
     samples: usize,
     bytes: Option<Vec<u8>>,
@@ -72,12 +84,17 @@ pub struct OpusInput {
     track: u32,
     channels: usize,
     decoder: opus::Decoder,
-    ahead: VecDeque<Ahead>,
-    /// Decoded audio from sample `fifo_start` on, interleaved.
+    /// The packets from [`HISTORY`] behind the send position to those read ahead.
+    packets: VecDeque<Read>,
+    /// Where the packets read end.
+    read_to: u64,
+    /// Decoded audio `[fifo_start, decoded_to)`, interleaved.
     fifo: VecDeque<i16>,
     fifo_start: u64,
-    /// Where the decoded audio ends.
     decoded_to: u64,
+    /// The decoder's state follows the file up to here: decoding the packet that
+    /// starts here continues it.
+    decoder_at: Option<u64>,
     /// The next sample to send.
     emit: u64,
     mode: Mode,
@@ -93,6 +110,9 @@ pub struct OpusInput {
     ended: bool,
     skipped: u64,
     reencoded: u64,
+    /// The level last measured while passing through, and packets passed since.
+    level: u8,
+    unmeasured: u32,
 }
 
 /// What `OpusHead` says that matters here: channels, and whether they are plain mono
@@ -128,10 +148,12 @@ pub fn open(d: Demuxed, what: &str, from: Option<Duration>, live: bool) -> Resul
         track: d.track.id,
         channels,
         decoder,
-        ahead: VecDeque::new(),
+        packets: VecDeque::new(),
+        read_to: 0,
         fifo: VecDeque::new(),
         fifo_start: 0,
         decoded_to: 0,
+        decoder_at: Some(0),
         emit: 0,
         mode: Mode::PassThrough,
         reencode_until: 0,
@@ -139,11 +161,13 @@ pub fn open(d: Demuxed, what: &str, from: Option<Duration>, live: bool) -> Resul
         encoder_config: EncoderConfig::default(),
         lookahead: 312,
         primed: false,
-        scratch: vec![0; MAX_PACKET_SAMPLES * channels],
+        scratch: Vec::new(),
         frame: Vec::with_capacity(FRAME * channels),
         ended: false,
         skipped: 0,
         reencoded: 0,
+        level: 127,
+        unmeasured: 0,
     };
     let mut start = 0;
     if let Some(t) = from.filter(|t| !t.is_zero()) {
@@ -173,8 +197,12 @@ impl OpusInput {
             .seek(SeekMode::Accurate, SeekTo::Time { time, track_id: Some(self.track) })
             .map_err(|e| SourceError::Seek { what: self.what.clone(), reason: e.to_string() })?;
         let landed = seeked.actual_ts.get().max(0) as u64;
+        self.packets.clear();
+        self.read_to = landed;
+        self.fifo.clear();
         self.fifo_start = landed;
         self.decoded_to = landed;
+        self.decoder_at = None;
         self.emit = target.max(landed);
         self.mode = Mode::Reencode;
         self.reencode_until = self.emit + FRAME as u64;
@@ -201,7 +229,8 @@ impl OpusInput {
         self.reencoded
     }
 
-    /// Reads and decodes one more packet; false at the end of the file.
+    /// Reads one more packet; false at the end of the file. Its structure is checked
+    /// (a damaged packet is never sent) but it is not decoded.
     fn read_one(&mut self) -> Result<bool, SourceError> {
         if self.ended {
             return Ok(false);
@@ -226,66 +255,128 @@ impl OpusInput {
             }
         };
         let data = &packet.data[..];
-        let (n, bytes) = match self.decoder.decode(data, &mut self.scratch, false) {
-            Ok(n) => (n, Some(data.to_vec())),
-            Err(_) => {
-                // Damaged: concealed by the decoder for its nominal length, and never sent.
+        let samples = opus::packet::get_nb_samples(data, 48_000).ok().filter(|&n| n > 0 && n <= MAX_PACKET_SAMPLES);
+        let read = match samples {
+            Some(n) if opus::packet::parse(data).is_ok() => {
+                Read { start: self.read_to, samples: n, bytes: Some(data.to_vec()) }
+            }
+            // Damaged: concealed for its nominal length when decoded, never sent.
+            _ => {
                 self.skipped += 1;
-                let n = opus::packet::get_nb_samples(data, 48_000).unwrap_or(FRAME).min(MAX_PACKET_SAMPLES);
-                let n = self.decoder.decode(&[], &mut self.scratch[..n * self.channels], false).unwrap_or(0);
-                self.scratch[..n * self.channels].fill(0);
-                (n, None)
+                Read { start: self.read_to, samples: samples.unwrap_or(FRAME), bytes: None }
             }
         };
-        self.fifo.extend(&self.scratch[..n * self.channels]);
-        self.ahead.push_back(Ahead { start: self.decoded_to, samples: n, bytes });
-        self.decoded_to += n as u64;
+        self.read_to += read.samples as u64;
+        self.packets.push_back(read);
         Ok(true)
     }
 
-    /// Decodes until the audio reaches sample `to` (or the file ends).
-    fn decode_to(&mut self, to: u64) -> Result<(), SourceError> {
-        while self.decoded_to < to && self.read_one()? {}
+    /// The index of the packet that starts at `at`, reading on to it; `None` past the
+    /// end of the file.
+    fn packet_at(&mut self, at: u64) -> Result<Option<usize>, SourceError> {
+        while self.read_to <= at && self.read_one()? {}
+        Ok(self.packets.iter().position(|p| p.start == at))
+    }
+
+    /// Decodes packet `i` into `scratch`, continuing the decoder's state: its samples.
+    fn decode_packet(&mut self, i: usize) -> usize {
+        let c = self.channels;
+        let p = &self.packets[i];
+        let n = p.samples;
+        // Sized to the longest packet met, not the longest Opus allows (20 ms is usual).
+        if self.scratch.len() < n * c {
+            self.scratch.resize(n * c, 0);
+        }
+        let decoded = match &p.bytes {
+            Some(b) => self.decoder.decode(b, &mut self.scratch[..n * c], false).ok(),
+            None => None,
+        };
+        if decoded.is_none() {
+            // Concealed (keeping the decoder's state in step) and silenced.
+            let _ = self.decoder.decode(&[], &mut self.scratch[..n * c], false);
+            self.scratch[..n * c].fill(0);
+        }
+        self.decoder_at = Some(p.start + n as u64);
+        n
+    }
+
+    /// Restarts the decoder so that it continues into packet `i` converged: the packet
+    /// before it, and any others starting within `warm_up` ticks of it, are decoded and
+    /// thrown away.
+    fn warm_up(&mut self, i: usize, warm_up: u64) {
+        let _ = self.decoder.reset_state();
+        let start = self.packets[i].start;
+        let mut first = i;
+        while first > 0 && (first == i || start - self.packets[first - 1].start <= warm_up) {
+            first -= 1;
+        }
+        for j in first..i {
+            self.decode_packet(j);
+        }
+        self.decoder_at = Some(start);
+    }
+
+    /// Makes the decoded audio cover `[from, to)` (or up to the end of the file), the
+    /// decoder warmed up `warm_up` ticks wherever it does not continue the file.
+    fn decode_range(&mut self, from: u64, to: u64, warm_up: u64) -> Result<(), SourceError> {
+        if from < self.fifo_start || from > self.decoded_to {
+            // Passing through left the decoded audio behind: start it again at the
+            // packet holding `from`.
+            while self.read_to <= from && self.read_one()? {}
+            let at = self.packets.iter().rev().find(|p| p.start <= from).map_or(from, |p| p.start);
+            self.fifo.clear();
+            self.fifo_start = at;
+            self.decoded_to = at;
+        }
+        while self.decoded_to < to {
+            let Some(i) = self.packet_at(self.decoded_to)? else { break };
+            if self.decoder_at != Some(self.decoded_to) {
+                self.warm_up(i, warm_up);
+            }
+            let n = self.decode_packet(i);
+            self.fifo.extend(&self.scratch[..n * self.channels]);
+            self.decoded_to += n as u64;
+        }
         Ok(())
     }
 
-    /// Copies decoded audio `[from, from + len)` into `frame`, silence beyond the end.
+    /// Copies decoded audio `[from, from + len)` into `frame`, silence where there is none.
     fn copy_out(&mut self, from: u64, len: usize) {
         let c = self.channels;
         self.frame.clear();
         self.frame.resize(len * c, 0);
-        for i in 0..len as u64 {
-            let s = from + i;
-            if s < self.fifo_start || s >= self.decoded_to {
-                continue;
-            }
-            let at = (s - self.fifo_start) as usize * c;
-            for ch in 0..c {
-                self.frame[i as usize * c + ch] = self.fifo[at + ch];
+        let lo = from.max(self.fifo_start);
+        let hi = (from + len as u64).min(self.decoded_to);
+        if lo < hi {
+            let src = (lo - self.fifo_start) as usize * c..(hi - self.fifo_start) as usize * c;
+            let dst = (lo - from) as usize * c;
+            for (d, s) in self.frame[dst..].iter_mut().zip(self.fifo.range(src)) {
+                *d = *s;
             }
         }
     }
 
     /// Forgets what can no longer be needed: audio more than a frame behind the next
-    /// send (kept for priming the encoder), packets already covered.
+    /// send (kept for priming the encoder), packets more than [`HISTORY`] behind it.
     fn trim(&mut self) {
         let keep_from = self.emit.saturating_sub(FRAME as u64);
         if keep_from > self.fifo_start {
             let drop = ((keep_from - self.fifo_start) as usize * self.channels).min(self.fifo.len());
             self.fifo.drain(..drop);
-            self.fifo_start = keep_from;
+            self.fifo_start += (drop / self.channels) as u64;
         }
-        while self.ahead.front().is_some_and(|a| a.start + a.samples as u64 <= self.emit) {
-            self.ahead.pop_front();
+        let keep_packets = self.emit.saturating_sub(HISTORY);
+        while self.packets.front().is_some_and(|p| p.start + (p.samples as u64) < keep_packets) {
+            self.packets.pop_front();
         }
     }
 
     /// The next packet to send into `out`; false when the file is over.
     pub fn next_packet(&mut self, gain: &mut Gain, out: &mut Packet) -> Result<bool, SourceError> {
-        if self.ahead.is_empty() {
+        if self.read_to <= self.emit {
             self.read_one()?;
         }
-        let next_boundary = self.ahead.iter().find(|a| a.start >= self.emit);
+        let next_boundary = self.packets.iter().find(|a| a.start >= self.emit);
         let aligned = next_boundary.is_some_and(|a| a.start == self.emit && a.bytes.is_some());
         let may_pass = gain.is_unity() && self.emit >= self.reencode_until;
         self.mode = match (self.mode, may_pass, aligned) {
@@ -304,16 +395,28 @@ impl OpusInput {
     }
 
     fn pass(&mut self, gain: &mut Gain, out: &mut Packet) -> Result<bool, SourceError> {
-        let Some(a) = self.ahead.pop_front() else { return Ok(false) };
-        let bytes = a.bytes.unwrap_or_default();
-        self.copy_out(a.start, a.samples);
-        out.data[..bytes.len()].copy_from_slice(&bytes);
+        let Some(i) = self.packet_at(self.emit)? else { return Ok(false) };
+        if self.packets[i].bytes.is_none() {
+            self.mode = Mode::Reencode;
+            return self.reencode(gain, out);
+        }
+        let (start, samples) = (self.packets[i].start, self.packets[i].samples);
+        if self.unmeasured == 0 {
+            // Decoded for its level only; the audio is not kept, so a switch to
+            // re-encoding warms the decoder up in full.
+            self.decode_range(start, start + samples as u64, LEVEL_WARM_UP)?;
+            self.copy_out(start, samples);
+            self.level = audio_level(&self.frame);
+            self.fifo.clear();
+            self.fifo_start = self.decoded_to;
+        }
+        self.unmeasured = (self.unmeasured + 1) % LEVEL_EVERY;
+        let bytes = self.packets[i].bytes.as_deref().unwrap_or_default();
+        out.data[..bytes.len()].copy_from_slice(bytes);
         out.len = bytes.len();
-        out.level = audio_level(&self.frame);
-        out.ticks = a.samples as u32;
-        // Keeps the volume ramp's state in step (at unity it changes nothing).
-        gain.apply(&mut self.frame, self.channels);
-        self.emit = a.start + a.samples as u64;
+        out.level = self.level;
+        out.ticks = samples as u32;
+        self.emit = start + samples as u64;
         self.primed = false;
         self.trim();
         Ok(true)
@@ -330,15 +433,16 @@ impl OpusInput {
         // boundary when passing through may resume there.
         let mut len = FRAME;
         if gain.is_unity()
-            && let Some(b) = self.ahead.iter().map(|a| a.start).find(|&s| s > self.emit)
+            && let Some(b) = self.packets.iter().map(|a| a.start).find(|&s| s > self.emit)
         {
             let gap = (b - self.emit) as usize;
             if gap < FRAME && gap.is_multiple_of(120) {
                 len = SHORT_FRAMES.into_iter().find(|&f| f <= gap).unwrap_or(120);
             }
         }
-        self.decode_to(self.emit + l + len as u64)?;
-        if self.ended && self.emit >= self.decoded_to {
+        let from = if self.primed { self.emit + l } else { (self.emit + l).saturating_sub(FRAME as u64) };
+        self.decode_range(from, self.emit + l + len as u64, PRE_ROLL_TICKS)?;
+        if self.ended && self.emit >= self.read_to {
             return Ok(false);
         }
         if !self.primed {
@@ -359,6 +463,8 @@ impl OpusInput {
         out.ticks = len as u32;
         self.emit += len as u64;
         self.reencoded += 1;
+        // Passing through again measures its level at once.
+        self.unmeasured = 0;
         self.trim();
         Ok(true)
     }
@@ -376,7 +482,7 @@ impl super::PcmInput for OpusInput {
     /// The decoded audio, 20 ms at a time (for sources that are not passed through,
     /// such as Opus over a URL).
     fn next_frame(&mut self, out: &mut [i16]) -> Result<super::Frame, SourceError> {
-        self.decode_to(self.emit + FRAME as u64)?;
+        self.decode_range(self.emit, self.emit + FRAME as u64, PRE_ROLL_TICKS)?;
         if self.emit >= self.decoded_to {
             return Ok(super::Frame::End);
         }
