@@ -17,7 +17,7 @@ use super::limits::MemoryCapReached;
 use super::{ApiCall, ApiReply, Compiled, PluginError, Tenant};
 use crate::calls::HostEvent;
 
-/// The optional state-handover interface (`wit/bot.wit`).
+/// The optional state-handover interface (`wit/v0.1/bot.wit`).
 const STATE_INTERFACE: &str = "wasmcalls:bot/state@0.1.0";
 
 /// A live instance of a plugin.

@@ -1,5 +1,5 @@
 //! The plugin runtime: bot logic as WebAssembly components of the `wasmcalls:bot`
-//! world (`wit/bot.wit`), run by wasmtime.
+//! world (`wit/v0.1/bot.wit`), run by wasmtime.
 //!
 //! One [`wasmtime::Engine`] serves every plugin ([`engine`], with the compile cache).
 //! Each plugin is compiled once into a [`Compiled`] component (linked, ready to
@@ -48,7 +48,7 @@ pub enum PluginError {
     )]
     NotAComponent { name: String, path: PathBuf, reason: String },
     #[error(
-        "plugin {name}: {path} is not a wasmcalls bot: {reason}; it must target the `bot` world of wit/bot.wit (wasmcalls:bot@0.1.0)"
+        "plugin {name}: {path} is not a wasmcalls bot: {reason}; it must target the `bot` world of wit/v0.1/bot.wit (wasmcalls:bot@0.1.0)"
     )]
     WrongWorld { name: String, path: PathBuf, reason: String },
     #[error("plugin {name} trapped in {event}: {reason}")]

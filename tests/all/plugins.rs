@@ -227,7 +227,7 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     let e = load("core", core).await.unwrap_err();
     assert!(e.to_string().contains("core WebAssembly module, not a component"), "{e}");
     let e = load("other", other).await.unwrap_err();
-    assert!(matches!(e, PluginError::WrongWorld { .. }) && e.to_string().contains("wit/bot.wit"), "{e}");
+    assert!(matches!(e, PluginError::WrongWorld { .. }) && e.to_string().contains("wit/v0.1/bot.wit"), "{e}");
     let e = load("empty", empty).await.unwrap_err();
     assert!(matches!(e, PluginError::WrongWorld { .. }), "{e}");
     let e = load("threads", threads).await.unwrap_err();

@@ -22,7 +22,7 @@ extern crate self as wasmcalls_bot;
 
 wit_bindgen::generate!({
     world: "bot-with-state",
-    path: "../../wit",
+    path: "../../wit/v0.1",
     pub_export_macro: true,
     export_macro_name: "__export_bot",
     default_bindings_module: "wasmcalls_bot",
