@@ -120,6 +120,10 @@ pub struct HostConfig {
 pub struct LoopbackConfig {
     /// The simulated account's user id.
     pub user_id: Option<i64>,
+    /// The simulated bot's user id (0: no bot, messages go out as the account).
+    pub bot_id: Option<i64>,
+    /// The simulated bot's username, without `@`.
+    pub bot_username: Option<String>,
     /// Address of the HTTP control endpoint.
     pub control: Option<SocketAddr>,
     /// Where what each participant hears is written as WAV.
@@ -138,6 +142,9 @@ pub struct ChatConfig {
     pub title: String,
     /// Whether a voice chat is running in it (default true).
     pub active_call: Option<bool>,
+    /// Users who are its administrators.
+    #[serde(default)]
+    pub admins: Vec<i64>,
 }
 
 /// `[telegram]`: a user account over MTProto.
@@ -150,6 +157,10 @@ pub struct TelegramConfig {
     pub api_hash: String,
     /// The SQLite session `wasmcalls login` writes.
     pub session: Option<PathBuf>,
+    /// A bot's token from @BotFather: messages then go out as the bot, with buttons.
+    pub bot_token: Option<String>,
+    /// The bot's session file (default: beside `session`, named `<session>-bot`).
+    pub bot_session: Option<PathBuf>,
     /// Local address media sockets bind.
     pub media_ip: Option<IpAddr>,
     /// Seconds between `phone.checkGroupCall` keep-alives per call.
@@ -210,6 +221,23 @@ pub struct GrantsConfig {
     /// Named sources (`[sources.NAME]`) it may play.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Messages: `true` in every granted chat, or a list of them; off by default.
+    #[serde(default)]
+    pub messages: MessagesConfig,
+}
+
+/// `grants.messages`: a switch, or the chats where it is on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MessagesConfig {
+    Switch(bool),
+    Chats(Vec<i64>),
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        MessagesConfig::Switch(false)
+    }
 }
 
 /// A list of chat ids, or a word (only "all" means something).

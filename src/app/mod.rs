@@ -83,6 +83,7 @@ impl App {
                 api_port: api.port(),
                 encoder: EncoderConfig::default(),
                 files_base: options.folder.clone(),
+                media_cache: options.media_cache.clone(),
             },
         );
         let capacity = Capacity {
@@ -147,7 +148,13 @@ impl App {
         } else {
             None
         };
-        plugins.start_all(side.telegram.me().unwrap_or_default());
+        match side.telegram.identity() {
+            Ok(me) => plugins.start_all(&me),
+            Err(e) => {
+                tracing::warn!("the Telegram side names no account ({e}); plugins start with id 0");
+                plugins.start_all(&crate::telegram::Identity { user: 0, bot: None });
+            }
+        }
         Ok(App {
             media,
             telegram: side.telegram.clone(),

@@ -15,15 +15,16 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use crate::api::ApiOptions;
-use crate::config::{ChatsConfig, Config, KeyPath, LimitsConfig, PluginConfig};
+use crate::config::{ChatsConfig, Config, KeyPath, LimitsConfig, MessagesConfig, PluginConfig};
 use crate::media::PacerConfig;
 use crate::media::source::fetch::UrlPolicy;
 use crate::runtime::build::{Build, BuildCommand};
-use crate::runtime::grants::{ChatGrant, Grants, GrantsError};
+use crate::runtime::grants::{ChatGrant, Grants, GrantsError, MessagesGrant};
 use crate::runtime::limits::{Limits, LimitsError};
 use crate::runtime::{CacheOptions, PluginSpec};
 use crate::telegram::TelegramOptions;
-use crate::telegram::loopback::{Chat, LoopbackOptions};
+use crate::telegram::loopback::{Chat, DEFAULT_BOT_ID, DEFAULT_BOT_USERNAME, LoopbackOptions};
+use crate::telegram::messages::Bot;
 use crate::telegram::mtproto::MtprotoOptions;
 
 /// Everything a host is started with.
@@ -40,6 +41,8 @@ pub struct HostOptions {
     /// Reload a plugin when its `.wasm` changes.
     pub hot_reload: bool,
     pub pacer: PacerConfig,
+    /// Where messages' media is downloaded to be played: `<cache_dir>/media`.
+    pub media_cache: PathBuf,
 }
 
 /// One plugin: what to load, how to build it first, whether the API reaches it.
@@ -107,6 +110,10 @@ pub enum Problem {
     EmptyCommand,
     #[error("{0:?} is not a URL pattern: it must start with http:// or https://")]
     UrlPattern(String),
+    #[error("chat {0} is not in grants.chats; grant the chat first")]
+    MessagesChat(i64),
+    #[error("a bot token looks like 123456:ABC…, as @BotFather gives it")]
+    BotToken,
 }
 
 /// Resolves a parsed config into the options of each part of the host.
@@ -180,6 +187,7 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
         api,
         telegram,
         plugins,
+        media_cache: cache_dir.join("media"),
         cache: CacheOptions {
             dir: Some(cache_dir),
             max_bytes: h.cache_max_mb.map_or(cache_defaults.max_bytes, |mb| mb << 20),
@@ -202,11 +210,24 @@ fn telegram(config: &Config, folder: &Path) -> Result<TelegramOptions, Failure> 
         let chats = l
             .chats
             .iter()
-            .map(|c| Chat { id: c.id, title: c.title.clone(), active_call: c.active_call.unwrap_or(true) })
+            .map(|c| Chat {
+                id: c.id,
+                title: c.title.clone(),
+                active_call: c.active_call.unwrap_or(true),
+                admins: c.admins.clone(),
+            })
             .collect::<Vec<_>>();
+        let bot = match (l.bot_id, &defaults.bot) {
+            (Some(0), _) => None,
+            (id, d) => Some(Bot {
+                id: id.or(d.as_ref().map(|b| b.id)).unwrap_or(DEFAULT_BOT_ID),
+                username: l.bot_username.clone().unwrap_or_else(|| DEFAULT_BOT_USERNAME.to_owned()),
+            }),
+        };
         return Ok(TelegramOptions::Loopback(LoopbackOptions {
             record_dir: l.record_dir.as_deref().map(|d| absolute(folder, d)),
             user_id: l.user_id.unwrap_or(defaults.user_id),
+            bot,
             chats: (!chats.is_empty()).then_some(chats),
             control: l.control,
             ..defaults
@@ -226,11 +247,27 @@ fn telegram(config: &Config, folder: &Path) -> Result<TelegramOptions, Failure> 
             .map_err(|_| (KeyPath::of(&format!("telegram.invite_hashes.{k}")), Problem::InviteKey(k.clone())))?;
         invite_hashes.insert(chat, v.clone());
     }
+    let bot_token = t.bot_token.clone().filter(|s| !s.is_empty());
+    if let Some(token) = &bot_token
+        && !token.split_once(':').is_some_and(|(id, rest)| id.parse::<u64>().is_ok() && rest.len() >= 20)
+    {
+        return Err((KeyPath::of("telegram.bot_token"), Problem::BotToken));
+    }
     let defaults = MtprotoOptions::default();
+    let session = absolute(folder, t.session.as_deref().unwrap_or(&defaults.session));
+    let bot_session = match &t.bot_session {
+        Some(p) => absolute(folder, p),
+        None => {
+            let stem = session.file_stem().map_or("wasmcalls".into(), |s| s.to_string_lossy().into_owned());
+            session.with_file_name(format!("{stem}-bot.session"))
+        }
+    };
     Ok(TelegramOptions::Mtproto(MtprotoOptions {
         api_id: t.api_id,
         api_hash: t.api_hash.clone(),
-        session: absolute(folder, t.session.as_deref().unwrap_or(&defaults.session)),
+        session,
+        bot_token,
+        bot_session,
         media_ip: t.media_ip,
         check_interval: t.check_interval_s.map_or(defaults.check_interval, Duration::from_secs),
         max_flood_wait: t.max_flood_wait_s.map_or(defaults.max_flood_wait, Duration::from_secs),
@@ -257,11 +294,24 @@ fn plugin(i: usize, p: &PluginConfig, config: &Config, folder: &Path) -> Result<
             .ok_or_else(|| (KeyPath::plugin(i, "grants.sources"), Problem::NoSuchSource(name.clone())))?;
         sources.insert(name.clone(), src.command.clone());
     }
+    let messages = match &p.grants.messages {
+        MessagesConfig::Switch(false) => MessagesGrant::Off,
+        MessagesConfig::Switch(true) => MessagesGrant::InGrantedChats,
+        MessagesConfig::Chats(ids) => {
+            if let ChatGrant::Only(granted) = &chats
+                && let Some(&bad) = ids.iter().find(|c| !granted.contains(c))
+            {
+                return Err((KeyPath::plugin(i, "grants.messages"), Problem::MessagesChat(bad)));
+            }
+            MessagesGrant::Only(ids.iter().copied().collect())
+        }
+    };
     let urls = UrlPolicy { allowed: p.grants.urls.clone(), max_bytes: limits.download_mb << 20 };
     let grants = Grants::new(chats, &p.grants.files, folder)
         .map_err(|e| (KeyPath::plugin(i, "grants.files"), e.into()))?
         .with_urls(urls)
-        .with_sources(sources);
+        .with_sources(sources)
+        .with_messages(messages);
     let settings = serde_json::to_value(&p.settings)
         .map_err(|e| (KeyPath::plugin(i, "settings"), Problem::Settings(e.to_string())))?;
     let dir = p.build.as_deref().map_or_else(|| folder.to_path_buf(), |d| absolute(folder, d));

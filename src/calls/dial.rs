@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::media::{CallId, MediaError, MediaPlane};
-use crate::telegram::{ChatId, Telegram, TelegramError};
+use crate::telegram::{ChatId, JoinOptions, Telegram, TelegramError};
 use crate::transport::{OutboundPeer, PeerError};
 
 /// Why a join failed, at whichever step.
@@ -31,16 +31,17 @@ pub async fn dial(
     telegram: &dyn Telegram,
     chat: ChatId,
     bind_ip: IpAddr,
+    options: &JoinOptions,
 ) -> Result<Dialed, DialError> {
     let mut peer = OutboundPeer::new(bind_ip)?;
     let params = peer.join_params().map_err(PeerError::from)?;
-    let answer = match telegram.join(chat, &params).await {
+    let answer = match telegram.join(chat, &params, options).await {
         // Another participant holds our random SSRC: a fresh peer draws a new one.
         Err(TelegramError::SsrcTaken { .. }) => {
             tracing::warn!(chat, ssrc = peer.ssrc, "Telegram says our SSRC is taken; joining with a new one");
             peer = OutboundPeer::new(bind_ip)?;
             let params = peer.join_params().map_err(PeerError::from)?;
-            telegram.join(chat, &params).await?
+            telegram.join(chat, &params, options).await?
         }
         other => other?,
     };

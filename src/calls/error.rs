@@ -1,5 +1,6 @@
 //! The errors a command can end in: PyTgCalls' five exceptions plus the host's own.
-//! The plugin runtime maps each variant one to one onto the WIT `call-error`, except
+//! The plugin runtime maps them onto each contract's error variant (v0.2 has a case
+//! for each; v0.1 folds the newer ones into `other` with the same words), except
 //! [`CallError::Internal`], a host fault that traps instead.
 
 use crate::media::MediaError;
@@ -27,8 +28,24 @@ pub enum CallError {
     PermissionDenied(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The source cannot be played: missing, not audio, unreachable, damaged.
     #[error("file error: {0}")]
     FileError(String),
+    #[error("already in chat {0}'s group call; play something else in it instead (play / change-stream)")]
+    AlreadyInCall(ChatId),
+    #[error("chat {0}'s call is still connecting; try again in a moment")]
+    StillConnecting(ChatId),
+    #[error("nothing is playing in chat {0}")]
+    NothingPlaying(ChatId),
+    /// Telegram's limits, kept by the host or told by Telegram (`FLOOD_WAIT`).
+    #[error("rate-limited by Telegram's limits: retry in {0} s")]
+    RateLimited(u32),
+    /// Buttons (and answering their presses) need the bot account.
+    #[error("{0}")]
+    NoBot(String),
+    /// Any other refusal by Telegram.
+    #[error("Telegram refused it: {code} {name}")]
+    Telegram { code: i32, name: String },
     #[error("{0}")]
     Other(String),
     /// A fault of the host, not of the command: never the plugin's problem to handle,
@@ -47,8 +64,13 @@ impl CallError {
                 CallError::ClientNotRunning
             }
             TelegramError::NoAccount(_) => CallError::NoClient,
+            TelegramError::NoBot => CallError::NoBot(e.to_string()),
             TelegramError::NotAGroup(_) | TelegramError::UnknownChat(_) => CallError::InvalidArgument(e.to_string()),
             TelegramError::Forbidden { .. } => CallError::PermissionDenied(e.to_string()),
+            TelegramError::FloodWait { seconds, .. } => CallError::RateLimited(seconds.max(1)),
+            TelegramError::NoMessage { .. } => CallError::InvalidArgument(e.to_string()),
+            TelegramError::NoMedia { .. } | TelegramError::TooLarge { .. } => CallError::FileError(e.to_string()),
+            TelegramError::Rpc { code, name, .. } => CallError::Telegram { code, name },
             other => CallError::Other(other.to_string()),
         }
     }

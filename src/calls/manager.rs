@@ -1,7 +1,9 @@
 //! The call manager: the single owner of call state (joined, playing, paused, idle;
-//! source, position, volume). Plugin commands go through it to the media plane and the
-//! Telegram side; media events (stream ended, connection lost) and Telegram updates
-//! (kicked, invited, call ended, raw) come out of it as [`HostEvent`]s, in order.
+//! source, position, volume, muted). Plugin commands go through it to the media plane
+//! and the Telegram side, chat commands through its [`Chats`]; media events (stream
+//! ended, connection lost) and Telegram updates (kicked, invited, call ended,
+//! messages, button presses, participants, raw) come out of it as [`HostEvent`]s, in
+//! order.
 //!
 //! Illegal transitions are errors, never panics: joining a chat without an active
 //! call is `NoActiveGroupCall`, pausing a chat we are not in is `NotInCall`.
@@ -15,12 +17,16 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc};
 
+use super::chat::Chats;
 use super::dial::{DialError, dial};
 use super::error::CallError;
 use crate::media::source::{SourceError, SourceInfo, SourceSpec, TICKS_PER_SECOND};
 use crate::media::stream::StreamError;
 use crate::media::{CallId, Control, EncoderConfig, MediaEvent, MediaPlane, Stream, StreamId};
-use crate::telegram::{ChatId, Invite, Telegram, Update};
+use crate::telegram::{
+    CallbackQuery, ChatId, Invite, JoinOptions, Message, ParticipantChange, ParticipantPage, Telegram, TelegramError,
+    Update,
+};
 
 /// What a joined call is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -37,7 +43,7 @@ pub enum CallState {
 pub struct CallStatus {
     pub chat: ChatId,
     pub state: CallState,
-    /// The file, URL or named source playing or paused, if any.
+    /// The source playing or paused, as the plugin named it, if any.
     pub source: Option<String>,
     /// What that source turned out to be (format, codec, live, passing through).
     pub media: Option<SourceInfo>,
@@ -45,6 +51,8 @@ pub struct CallStatus {
     /// The source's length; `None` when it is live or does not say.
     pub duration_ms: Option<u64>,
     pub volume: u16,
+    /// Our participant shows as muted (the stream is paused meanwhile).
+    pub muted: bool,
 }
 
 /// What happened, for the plugins.
@@ -52,10 +60,25 @@ pub struct CallStatus {
 pub enum HostEvent {
     /// The stream in the chat played to its end.
     StreamEnd(ChatId),
-    /// We were removed from the chat, its call ended, or its connection was lost:
-    /// the call is gone.
+    /// We were removed from the chat (or our participant from its call): the call is gone.
     Kicked(ChatId),
+    /// The chat's voice chat ended: the call is gone.
+    CallEnded(ChatId),
+    /// The call's connection was lost and could not be recovered: the call is gone.
+    ConnectionLost {
+        chat: ChatId,
+        reason: String,
+    },
     Invite(Invite),
+    /// A new message (once, however many of our accounts saw it).
+    Message(Arc<Message>),
+    /// A button under one of the bot's messages was pressed.
+    Callback(Arc<CallbackQuery>),
+    /// Who is in the chat's call changed.
+    Participants {
+        chat: ChatId,
+        changes: Arc<Vec<ParticipantChange>>,
+    },
     /// A Telegram update as JSON, and the chat it concerns if any.
     RawUpdate {
         json: String,
@@ -73,6 +96,21 @@ pub struct ManagerOptions {
     pub encoder: EncoderConfig,
     /// Relative file paths in sources are resolved against this folder.
     pub files_base: PathBuf,
+    /// Where messages' media is downloaded to be played.
+    pub media_cache: PathBuf,
+}
+
+/// What a call plays, and how the plugin named it (status reports that name).
+#[derive(Debug, Clone)]
+pub struct Playable {
+    pub spec: SourceSpec,
+    pub label: String,
+}
+
+impl From<SourceSpec> for Playable {
+    fn from(spec: SourceSpec) -> Playable {
+        Playable { label: spec.describe(), spec }
+    }
 }
 
 /// A call we joined (or are joining), as the manager keeps it.
@@ -81,9 +119,10 @@ struct Joined {
     call: Option<CallId>,
     ssrc: u32,
     /// What plays (kept to reopen it at a seek).
-    source: Option<SourceSpec>,
+    source: Option<Playable>,
     stream: Option<StreamId>,
     volume: u16,
+    muted: bool,
 }
 
 struct Inner {
@@ -92,15 +131,12 @@ struct Inner {
     options: ManagerOptions,
     calls: Mutex<HashMap<ChatId, Joined>>,
     events: mpsc::UnboundedSender<HostEvent>,
+    chats: Chats,
 }
 
 /// Milliseconds in 48 kHz ticks.
 fn ms(ticks: u64) -> u64 {
     ticks * 1000 / TICKS_PER_SECOND
-}
-
-fn already_in(chat: ChatId) -> CallError {
-    CallError::Other(format!("already in chat {chat}'s group call; use change-stream to play something else"))
 }
 
 /// The contract's variant for a source that cannot play.
@@ -130,8 +166,9 @@ impl CallManager {
     ) -> (CallManager, mpsc::UnboundedReceiver<HostEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let updates = telegram.updates();
+        let chats = Chats::new(telegram.clone(), options.media_cache.clone());
         let manager = CallManager {
-            inner: Arc::new(Inner { media, telegram, options, calls: Mutex::new(HashMap::new()), events: tx }),
+            inner: Arc::new(Inner { media, telegram, options, calls: Mutex::new(HashMap::new()), events: tx, chats }),
         };
         tokio::spawn(manager.clone().pump(media_events, updates));
         (manager, rx)
@@ -210,7 +247,7 @@ impl CallManager {
             Update::CallEnded(chat) => {
                 if self.drop_call(chat).await.is_some() {
                     tracing::info!(chat, "group call ended");
-                    self.emit(HostEvent::Kicked(chat));
+                    self.emit(HostEvent::CallEnded(chat));
                 }
             }
             Update::Invited(invite) => {
@@ -222,12 +259,21 @@ impl CallManager {
                     self.lost(chat, reason).await;
                 }
             }
+            Update::Message(m) => {
+                if self.inner.chats.admit(&m) {
+                    self.emit(HostEvent::Message(Arc::new(*m)));
+                }
+            }
+            Update::Callback(q) => self.emit(HostEvent::Callback(Arc::new(q))),
+            Update::Participants { chat, changes } => {
+                self.emit(HostEvent::Participants { chat, changes: Arc::new(changes) })
+            }
             Update::Raw { json, chat } => self.emit(HostEvent::RawUpdate { json: json.to_string(), chat }),
         }
     }
 
     /// The call's media or its Telegram membership is gone: forget it and tell the
-    /// plugins (a raw `wasmcalls.connectionLost` with the reason, then on-kicked).
+    /// plugins why.
     async fn lost(&self, chat: ChatId, reason: String) {
         tracing::warn!(chat, "call connection lost: {reason}");
         if let Some(ssrc) = self.drop_call(chat).await {
@@ -236,9 +282,7 @@ impl CallManager {
                 tracing::debug!(chat, "leaving after the loss: {e}");
             }
         }
-        let json = serde_json::json!({ "_": "wasmcalls.connectionLost", "chat_id": chat, "reason": reason });
-        self.emit(HostEvent::RawUpdate { json: json.to_string(), chat: Some(chat) });
-        self.emit(HostEvent::Kicked(chat));
+        self.emit(HostEvent::ConnectionLost { chat, reason });
     }
 
     /// Forgets a call whose other side is gone; its SSRC if there was one.
@@ -266,16 +310,29 @@ impl CallManager {
     }
 
     /// `join_group_call`: joins `chat`'s call and plays `source`.
-    pub async fn join(&self, chat: ChatId, source: SourceSpec) -> Result<(), CallError> {
+    pub async fn join(&self, chat: ChatId, source: impl Into<Playable>) -> Result<(), CallError> {
+        self.join_with(chat, source, &JoinOptions::default()).await
+    }
+
+    /// Joins `chat`'s call as `options` say — as a channel, with an invite hash, muted,
+    /// starting the voice chat if there is none — and plays `source` (paused while
+    /// muted).
+    pub async fn join_with(
+        &self,
+        chat: ChatId,
+        source: impl Into<Playable>,
+        options: &JoinOptions,
+    ) -> Result<(), CallError> {
+        let source = source.into();
         if self.inner.calls.lock().contains_key(&chat) {
-            return Err(already_in(chat));
+            return Err(CallError::AlreadyInCall(chat));
         }
         // Check the source before anything connects.
-        let stream = self.open(&source, None).await?;
+        let stream = self.open(&source.spec, None).await?;
         {
             let mut calls = self.inner.calls.lock();
             if calls.contains_key(&chat) {
-                return Err(already_in(chat));
+                return Err(CallError::AlreadyInCall(chat));
             }
             calls.insert(
                 chat,
@@ -286,20 +343,15 @@ impl CallManager {
                     source: Some(source.clone()),
                     stream: Some(stream.id()),
                     volume: 100,
+                    muted: options.start_muted,
                 },
             );
         }
-        let dialed = dial(&self.inner.media, self.inner.telegram.as_ref(), chat, self.inner.options.bind_ip).await;
-        let dialed = match dialed {
+        let dialed = match self.dial(chat, options).await {
             Ok(d) => d,
             Err(e) => {
                 self.inner.calls.lock().remove(&chat);
-                // The plugin gets the contract's variant; the log keeps the whole story.
-                tracing::warn!(chat, "joining failed: {e}");
-                return Err(match e {
-                    DialError::Telegram(e) => CallError::from_telegram(e),
-                    other => CallError::Other(format!("joining chat {chat} failed: {other}")),
-                });
+                return Err(e);
             }
         };
         let still_wanted = {
@@ -308,7 +360,7 @@ impl CallManager {
                 Some(e) => {
                     e.call = Some(dialed.call);
                     e.ssrc = dialed.ssrc;
-                    e.state = CallState::Playing;
+                    e.state = if options.start_muted { CallState::Paused } else { CallState::Playing };
                     true
                 }
                 None => false,
@@ -320,9 +372,32 @@ impl CallManager {
             let _ = self.inner.telegram.leave(chat, dialed.ssrc).await;
             return Err(CallError::NotInCall(chat));
         }
+        if options.start_muted {
+            self.control(dialed.call, Control::Pause)?;
+        }
         self.inner.media.control(dialed.call, Control::Play(stream)).map_err(CallError::from_media)?;
-        tracing::info!(chat, source = %source.describe(), "joined and playing");
+        tracing::info!(chat, source = %source.label, muted = options.start_muted, "joined and playing");
         Ok(())
+    }
+
+    /// Dials `chat`'s call, starting a voice chat first if asked and there is none.
+    async fn dial(&self, chat: ChatId, options: &JoinOptions) -> Result<super::Dialed, CallError> {
+        let (media, telegram, ip) = (&self.inner.media, self.inner.telegram.as_ref(), self.inner.options.bind_ip);
+        let mut dialed = dial(media, telegram, chat, ip, options).await;
+        if options.create_if_missing && matches!(dialed, Err(DialError::Telegram(TelegramError::NoActiveGroupCall(_))))
+        {
+            tracing::info!(chat, "no voice chat: starting one");
+            telegram.create_call(chat).await.map_err(CallError::from_telegram)?;
+            dialed = dial(media, telegram, chat, ip, options).await;
+        }
+        dialed.map_err(|e| {
+            // The plugin gets the contract's variant; the log keeps the whole story.
+            tracing::warn!(chat, "joining failed: {e}");
+            match e {
+                DialError::Telegram(e) => CallError::from_telegram(e),
+                other => CallError::Other(format!("joining chat {chat} failed: {other}")),
+            }
+        })
     }
 
     /// `leave_group_call`.
@@ -338,6 +413,43 @@ impl CallManager {
         Ok(())
     }
 
+    /// Leaves `chat`'s call and ends its voice chat for everyone (admins only).
+    pub async fn leave_and_close(&self, chat: ChatId) -> Result<(), CallError> {
+        self.leave(chat).await?;
+        self.inner.telegram.discard_call(chat).await.map_err(CallError::from_telegram)
+    }
+
+    /// Shows our participant muted (or not) and pauses (or resumes) the stream, which
+    /// keeps its place.
+    pub async fn set_muted(&self, chat: ChatId, muted: bool) -> Result<(), CallError> {
+        let (call, ssrc) = self.connected(chat, |e| {
+            e.muted = muted;
+            if muted && e.state == CallState::Playing {
+                e.state = CallState::Paused;
+            } else if !muted && e.state == CallState::Paused {
+                e.state = if e.stream.is_some() { CallState::Playing } else { CallState::Idle };
+            }
+            Ok(e.ssrc)
+        })?;
+        self.control(call, if muted { Control::Pause } else { Control::Resume })?;
+        self.inner.telegram.set_muted(chat, ssrc, muted).await.map_err(CallError::from_telegram)
+    }
+
+    /// A page of `chat`'s call's participants.
+    pub async fn participants(
+        &self,
+        chat: ChatId,
+        offset: Option<&str>,
+        limit: u32,
+    ) -> Result<ParticipantPage, CallError> {
+        self.inner.telegram.participants(chat, offset, limit).await.map_err(CallError::from_telegram)
+    }
+
+    /// The chat side: sending, editing, members, messages' media.
+    pub fn chats(&self) -> &Chats {
+        &self.inner.chats
+    }
+
     /// Applies `f` to a connected call's entry and returns its media id.
     fn connected<R>(
         &self,
@@ -346,7 +458,7 @@ impl CallManager {
     ) -> Result<(CallId, R), CallError> {
         let mut calls = self.inner.calls.lock();
         let e = calls.get_mut(&chat).ok_or(CallError::NotInCall(chat))?;
-        let call = e.call.ok_or_else(|| CallError::Other(format!("chat {chat}'s call is still connecting")))?;
+        let call = e.call.ok_or(CallError::StillConnecting(chat))?;
         Ok((call, f(e)?))
     }
 
@@ -373,7 +485,7 @@ impl CallManager {
                 e.state = CallState::Paused;
                 Ok(())
             }
-            _ => Err(CallError::Other(format!("nothing is playing in chat {chat}"))),
+            _ => Err(CallError::NothingPlaying(chat)),
         })?;
         self.control(call, Control::Pause)
     }
@@ -390,9 +502,10 @@ impl CallManager {
     }
 
     /// `change_stream`: the new source plays from the next frame, on the same connection.
-    pub async fn change_stream(&self, chat: ChatId, source: SourceSpec) -> Result<(), CallError> {
+    pub async fn change_stream(&self, chat: ChatId, source: impl Into<Playable>) -> Result<(), CallError> {
+        let source = source.into();
         self.connected(chat, |_| Ok(()))?;
-        let stream = self.open(&source, None).await?;
+        let stream = self.open(&source.spec, None).await?;
         let (call, ()) = self.connected(chat, |e| {
             e.stream = Some(stream.id());
             e.source = Some(source);
@@ -407,7 +520,7 @@ impl CallManager {
     /// The raw PCM format the call's source was stated in (the seed's `bitrate`), if it
     /// is a file: `change-stream` of the v0.1 contract keeps it.
     pub fn stated_format(&self, chat: ChatId) -> Option<crate::media::PcmFormat> {
-        match self.inner.calls.lock().get(&chat)?.source.as_ref()? {
+        match &self.inner.calls.lock().get(&chat)?.source.as_ref()?.spec {
             SourceSpec::File { raw, .. } => Some(*raw),
             _ => None,
         }
@@ -417,8 +530,8 @@ impl CallManager {
     /// pacer, then swapped in at the next frame, on the same connection.
     pub async fn seek(&self, chat: ChatId, position: Duration) -> Result<(), CallError> {
         let (_, source) = self.connected(chat, |e| match (&e.source, e.stream) {
-            (Some(s), Some(_)) => Ok(s.clone()),
-            _ => Err(CallError::Other(format!("nothing is playing in chat {chat}"))),
+            (Some(s), Some(_)) => Ok(s.spec.clone()),
+            _ => Err(CallError::NothingPlaying(chat)),
         })?;
         let stream = self.open(&source, Some(position)).await?;
         let (call, ()) = self.connected(chat, |e| {
@@ -438,11 +551,12 @@ impl CallManager {
                     let status = CallStatus {
                         chat: *chat,
                         state: e.state,
-                        source: e.stream.and(e.source.as_ref()).map(SourceSpec::describe),
+                        source: e.stream.and(e.source.as_ref()).map(|s| s.label.clone()),
                         media: None,
                         position_ms: 0,
                         duration_ms: None,
                         volume: e.volume,
+                        muted: e.muted,
                     };
                     (*chat, status, e.call)
                 })

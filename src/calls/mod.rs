@@ -1,11 +1,13 @@
 //! Calls: the call manager — the single owner of call state — and the join
-//! handshake it uses. Commands from plugins come in; media and Telegram happenings
-//! go out as [`HostEvent`]s.
+//! handshake it uses, and the chat side ([`chat`]). Commands from plugins come in;
+//! media and Telegram happenings go out as [`HostEvent`]s.
 
+pub mod chat;
 mod dial;
 mod error;
 mod manager;
 
+pub use chat::Chats;
 pub use dial::{DialError, Dialed, dial};
 pub use error::CallError;
-pub use manager::{CallManager, CallState, CallStatus, HostEvent, ManagerOptions};
+pub use manager::{CallManager, CallState, CallStatus, HostEvent, ManagerOptions, Playable};

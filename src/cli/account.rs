@@ -1,5 +1,5 @@
 //! `wasmcalls login [CONFIG]` and `wasmcalls whoami [CONFIG]`: the Telegram account
-//! behind `[telegram]`.
+//! behind `[telegram]`, and its bot when `telegram.bot_token` is set.
 
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
@@ -55,6 +55,9 @@ pub async fn login(args: AccountArgs) -> Result<()> {
     let account = session::login(&t, &mut Terminal).await.context("logging in to Telegram")?;
     println!("Signed in as {account}.");
     println!("The session is in {} (readable by you only); keep it secret.", t.session.display());
+    if let Some(bot) = session::login_bot(&t).await.context("signing the bot in (telegram.bot_token)")? {
+        println!("The bot is signed in as {bot}; its session is in {}.", t.bot_session.display());
+    }
     Ok(())
 }
 

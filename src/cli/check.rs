@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use wasmcalls::app::{HostOptions, PluginPlan};
-use wasmcalls::runtime::grants::ChatGrant;
+use wasmcalls::runtime::grants::{ChatGrant, MessagesGrant};
 use wasmcalls::telegram::TelegramOptions;
 
 #[derive(Args)]
@@ -31,7 +31,13 @@ pub fn describe(o: &HostOptions) -> String {
     let _ = writeln!(s, "folder: {}", o.folder.display());
     match &o.telegram {
         TelegramOptions::Loopback(l) => {
-            let _ = write!(s, "telegram: the loopback (account {})", l.user_id);
+            let _ = write!(s, "telegram: the loopback (account {}", l.user_id);
+            match &l.bot {
+                Some(b) => {
+                    let _ = write!(s, ", bot {} @{})", b.id, b.username);
+                }
+                None => s.push_str(", no bot: messages go out as the account)"),
+            }
             match &l.chats {
                 Some(chats) => {
                     let list: Vec<String> = chats
@@ -59,6 +65,17 @@ pub fn describe(o: &HostOptions) -> String {
                 if t.session.exists() { "" } else { " (missing: run `wasmcalls login`)" },
                 t.check_interval.as_secs()
             );
+            match &t.bot_token {
+                Some(_) => {
+                    let _ = writeln!(
+                        s,
+                        "  bot: chats with buttons, session {}{}",
+                        t.bot_session.display(),
+                        if t.bot_session.exists() { "" } else { " (missing: run `wasmcalls login`)" }
+                    );
+                }
+                None => s.push_str("  no bot: messages go out as the account, without buttons\n"),
+            }
         }
         TelegramOptions::Sfu(f) => {
             let _ = writeln!(s, "telegram: the SFU at {}", f.url);
@@ -103,6 +120,16 @@ fn plugin(s: &mut String, p: &PluginPlan) {
     let folders: Vec<String> = spec.grants.folders().map(|(_, d)| d.display().to_string()).collect();
     let folders = if folders.is_empty() { "none".to_owned() } else { folders.join(", ") };
     let _ = writeln!(s, "  may command and hear: {chats}; may stream and read (read-only): {folders}");
+    let messages = match spec.grants.messages() {
+        MessagesGrant::Off => "no".to_owned(),
+        MessagesGrant::InGrantedChats => "in its chats".to_owned(),
+        MessagesGrant::Only(c) => {
+            let mut ids: Vec<i64> = c.iter().copied().collect();
+            ids.sort_unstable();
+            format!("in {}", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))
+        }
+    };
+    let _ = writeln!(s, "  may chat (send, edit, hear messages and button presses): {messages}");
     let urls = &spec.grants.urls().allowed;
     let sources: Vec<&str> = spec.grants.sources().collect();
     if !urls.is_empty() || !sources.is_empty() {

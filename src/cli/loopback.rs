@@ -1,5 +1,7 @@
 //! `wasmcalls loopback serve`: the loopback Telegram as a standalone HTTP SFU; and the
-//! commands that script a running one over its control endpoint.
+//! commands that script a running one over its control endpoint — Telegram's side
+//! (kick, invite, calls, raw updates) and the people in its chats (say, press,
+//! participant, messages).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +25,70 @@ pub enum LoopbackCommand {
     EndCall(ChatArgs),
     /// Send a raw update (JSON) to the host
     Raw(RawArgs),
+    /// A person says something in a chat, optionally replying to an audio file they upload
+    Say(SayArgs),
+    /// A person presses a button under one of the bot's messages
+    Press(PressArgs),
+    /// A person joins, leaves, mutes or unmutes in a chat's call
+    Participant(ParticipantArgs),
+    /// Print a chat's transcript as JSON lines: what people and the bot posted, edits,
+    /// deletions, buttons and presses
+    Messages(ChatArgs),
+}
+
+#[derive(Args)]
+pub struct SayArgs {
+    #[command(flatten)]
+    chat: ChatArgs,
+    /// Who says it (a user id)
+    #[arg(long, default_value_t = 424_242)]
+    from: i64,
+    /// What they say (`/play`, …)
+    text: String,
+    /// Reply to this message
+    #[arg(long)]
+    reply_to: Option<i32>,
+    /// Upload this file first (as an audio message) and reply to it
+    #[arg(long, conflicts_with = "reply_to")]
+    reply_to_audio: Option<PathBuf>,
+    /// Upload it as a voice note rather than a music file
+    #[arg(long, requires = "reply_to_audio")]
+    voice: bool,
+}
+
+#[derive(Args)]
+pub struct PressArgs {
+    #[command(flatten)]
+    chat: ChatArgs,
+    /// Who presses (a user id)
+    #[arg(long, default_value_t = 424_242)]
+    from: i64,
+    /// The bot's message the button is under
+    #[arg(long)]
+    message: i32,
+    /// The button's callback data
+    #[arg(long)]
+    data: String,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Action {
+    Join,
+    Leave,
+    Mute,
+    Unmute,
+}
+
+#[derive(Args)]
+pub struct ParticipantArgs {
+    /// What the person does
+    #[arg(value_enum)]
+    action: Action,
+    #[command(flatten)]
+    chat: ChatArgs,
+    /// Who (a user id)
+    #[arg(long, default_value_t = 424_242)]
+    user: i64,
 }
 
 #[derive(Args)]
@@ -53,17 +119,67 @@ pub struct RawArgs {
 }
 
 async fn control(url: &str, path: &str, body: String) -> Result<()> {
+    let text = send(url, path, |c, full| c.post(full).body(body)).await?;
+    if !text.is_empty() {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+/// One request to the control endpoint at `url`: its answer's text, or why not.
+async fn send(
+    url: &str,
+    path: &str,
+    request: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+) -> Result<String> {
     let full = format!("{}{path}", url.trim_end_matches('/'));
-    let resp = reqwest::Client::new().post(&full).body(body).send().await.with_context(|| {
+    let resp = request(&reqwest::Client::new(), &full).send().await.with_context(|| {
         format!("reaching the loopback control endpoint at {url} (is `wasmcalls run` up with [loopback] control set?)")
     })?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
-        anyhow::bail!("{full} answered {status}: {text}");
+        let why = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        anyhow::bail!("the loopback refused: {why}");
     }
-    if !text.is_empty() {
-        println!("{text}");
+    Ok(text)
+}
+
+/// `say`: uploads the audio first when asked, then posts the text replying to it.
+async fn say(a: SayArgs) -> Result<()> {
+    let (url, chat) = (&a.chat.url, a.chat.chat);
+    let mut reply_to = a.reply_to;
+    if let Some(file) = &a.reply_to_audio {
+        let bytes = tokio::fs::read(file).await.with_context(|| format!("reading {}", file.display()))?;
+        let name = file.file_name().map_or("audio".into(), |n| n.to_string_lossy().into_owned());
+        let kind = if a.voice { "voice" } else { "audio" };
+        let path = format!("/chats/{chat}/uploads");
+        let text = send(url, &path, |c, full| {
+            c.post(full).query(&[("from", a.from.to_string()), ("name", name), ("kind", kind.into())]).body(bytes)
+        })
+        .await?;
+        let uploaded: serde_json::Value = serde_json::from_str(&text)?;
+        println!("{}", serde_json::json!({ "uploaded": uploaded["id"] }));
+        reply_to = uploaded["id"].as_i64().map(|i| i as i32);
+    }
+    let body = serde_json::json!({ "from": a.from, "text": a.text, "reply_to": reply_to });
+    let text = send(url, &format!("/chats/{chat}/messages"), |c, full| {
+        c.post(full).header("content-type", "application/json").body(body.to_string())
+    })
+    .await?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `messages`: the transcript, a JSON object per line.
+async fn messages(a: ChatArgs) -> Result<()> {
+    let text = send(&a.url, &format!("/chats/{}/messages", a.chat), |c, full| c.get(full)).await?;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&text).context("the transcript is not a JSON list")?;
+    for m in list {
+        println!("{m}");
     }
     Ok(())
 }
@@ -98,6 +214,36 @@ pub async fn run(cmd: LoopbackCommand) -> Result<()> {
         }
         LoopbackCommand::EndCall(a) => return control(&a.url, &format!("/chats/{}/end", a.chat), String::new()).await,
         LoopbackCommand::Raw(a) => return control(&a.url, "/updates", a.json).await,
+        LoopbackCommand::Say(a) => return say(a).await,
+        LoopbackCommand::Messages(a) => return messages(a).await,
+        LoopbackCommand::Press(a) => {
+            let body = serde_json::json!({ "from": a.from, "message": a.message, "data": a.data });
+            let path = format!("/chats/{}/press", a.chat.chat);
+            println!(
+                "{}",
+                send(&a.chat.url, &path, |c, full| c
+                    .post(full)
+                    .header("content-type", "application/json")
+                    .body(body.to_string()))
+                .await?
+            );
+            return Ok(());
+        }
+        LoopbackCommand::Participant(a) => {
+            let action = match a.action {
+                Action::Join => "join",
+                Action::Leave => "leave",
+                Action::Mute => "mute",
+                Action::Unmute => "unmute",
+            };
+            let body = serde_json::json!({ "action": action, "user": a.user });
+            let path = format!("/chats/{}/participants", a.chat.chat);
+            send(&a.chat.url, &path, |c, full| {
+                c.post(full).header("content-type", "application/json").body(body.to_string())
+            })
+            .await?;
+            return Ok(());
+        }
     };
     let loopback =
         Loopback::new(LoopbackOptions { decode: !args.no_decode, record_dir: args.record_dir, ..Default::default() })?;

@@ -13,7 +13,7 @@ use wasmcalls::media::source::{SourceInfo, TICKS_PER_SECOND};
 use wasmcalls::media::{Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat, SourceSpec};
 use wasmcalls::telegram::loopback::LoopbackOptions;
 use wasmcalls::telegram::sfu::SfuOptions;
-use wasmcalls::telegram::{TelegramOptions, connect};
+use wasmcalls::telegram::{JoinOptions, TelegramOptions, connect};
 
 #[derive(Args)]
 pub struct PlayArgs {
@@ -100,8 +100,9 @@ pub async fn run(args: PlayArgs) -> Result<()> {
         (None, None) => TelegramOptions::Loopback(LoopbackOptions::default()),
     };
     let side = connect(&side).await.context("connecting to Telegram")?;
-    let dialed =
-        dial(&media, side.telegram.as_ref(), args.chat, side.media_ip).await.context("joining the group call")?;
+    let dialed = dial(&media, side.telegram.as_ref(), args.chat, side.media_ip, &JoinOptions::default())
+        .await
+        .context("joining the group call")?;
     let heard = side.loopback.as_ref().and_then(|l| l.call(dialed.ssrc));
     if let (Some(path), Some(h)) = (&args.record, &heard) {
         h.record_to(path).with_context(|| format!("creating {}", path.display()))?;

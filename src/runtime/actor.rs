@@ -36,8 +36,8 @@ impl Actor {
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
         let mut live: Option<Instance> = None;
-        // The id `on-start` was given: replayed to a fresh instance after a trap.
-        let mut started: Option<i64> = None;
+        // What `on-start` was given: replayed to a fresh instance after a trap.
+        let mut started: Option<crate::telegram::Identity> = None;
         let mut traps: VecDeque<Instant> = VecDeque::new();
         let limits = self.tenant.limits;
         while let Some(event) = rx.recv().await {
@@ -68,7 +68,7 @@ impl Actor {
                 Some(i) => i,
                 None => match Instance::new(&self.tenant, &self.compiled).await {
                     Ok(mut fresh) => {
-                        if let Some(id) = started
+                        if let Some(id) = &started
                             && !matches!(event, Event::Start(_))
                             && fresh.start(id).await.is_err()
                         {
@@ -90,7 +90,7 @@ impl Actor {
                     // Between two events: the one before finished on the old version, the
                     // ones queued behind this go to whichever version is serving after it.
                     let (compiled, fresh) = *next;
-                    let r = self.swap(&mut instance, compiled, fresh, started).await;
+                    let r = self.swap(&mut instance, compiled, fresh, started.as_ref()).await;
                     if r.is_ok() {
                         traps.clear();
                     }
@@ -98,8 +98,9 @@ impl Actor {
                     Ok(())
                 }
                 Event::Start(id) => {
+                    let r = instance.start(&id).await;
                     started = Some(id);
-                    instance.start(id).await
+                    r
                 }
                 Event::Host(ev) => instance.handle(&ev).await,
                 Event::CustomApi(call, reply) => {
@@ -129,7 +130,7 @@ impl Actor {
         live: &mut Instance,
         compiled: Compiled,
         mut fresh: Instance,
-        started: Option<i64>,
+        started: Option<&crate::telegram::Identity>,
     ) -> Result<SwapReport, PluginError> {
         let t0 = Instant::now();
         let saved = live.save().await.ok().flatten().filter(|b| !b.is_empty());

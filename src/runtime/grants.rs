@@ -6,7 +6,8 @@
 //! symlink that leads out is refused — checked on the canonical path, after the
 //! file system has resolved every link. `urls` are patterns of URLs it may play
 //! (every redirect checked again), `sources` the operator's named source commands it
-//! may run.
+//! may run. `messages` lets it chat — send, edit, delete, answer button presses,
+//! receive messages and presses, play a message's audio — in some of its chats.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
@@ -21,6 +22,17 @@ use crate::telegram::ChatId;
 pub enum ChatGrant {
     /// Every chat (and the updates about none in particular).
     All,
+    Only(HashSet<ChatId>),
+}
+
+/// Where a plugin may chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessagesGrant {
+    /// Nowhere (the default).
+    Off,
+    /// In every chat it is granted.
+    InGrantedChats,
+    /// In these chats (each also granted).
     Only(HashSet<ChatId>),
 }
 
@@ -44,6 +56,7 @@ pub struct Grants {
     urls: UrlPolicy,
     /// Named source commands it may run: name → argv with `{url}`/`{arg}` to fill.
     sources: BTreeMap<String, Vec<String>>,
+    messages: MessagesGrant,
 }
 
 impl Default for Grants {
@@ -55,6 +68,7 @@ impl Default for Grants {
             base: PathBuf::new(),
             urls: UrlPolicy::none(),
             sources: BTreeMap::new(),
+            messages: MessagesGrant::Off,
         }
     }
 }
@@ -88,6 +102,39 @@ impl Grants {
         self
     }
 
+    /// Also messages, where `messages` says.
+    pub fn with_messages(mut self, messages: MessagesGrant) -> Grants {
+        self.messages = messages;
+        self
+    }
+
+    /// Where messages are granted.
+    pub fn messages(&self) -> &MessagesGrant {
+        &self.messages
+    }
+
+    /// Whether the plugin may chat in `chat` (and hear what is said there).
+    pub fn messages_allowed(&self, chat: ChatId) -> bool {
+        self.chat_allowed(chat)
+            && match &self.messages {
+                MessagesGrant::Off => false,
+                MessagesGrant::InGrantedChats => true,
+                MessagesGrant::Only(c) => c.contains(&chat),
+            }
+    }
+
+    /// `Ok` if the plugin may chat in `chat`.
+    pub fn check_messages(&self, plugin: &str, chat: ChatId) -> Result<(), CallError> {
+        self.check_chat(plugin, chat)?;
+        if self.messages_allowed(chat) {
+            Ok(())
+        } else {
+            Err(CallError::PermissionDenied(format!(
+                "plugin {plugin} may not chat in {chat}; the operator can set grants.messages = true (or list {chat})"
+            )))
+        }
+    }
+
     /// The URL patterns granted.
     pub fn urls(&self) -> &UrlPolicy {
         &self.urls
@@ -103,22 +150,44 @@ impl Grants {
     /// the seed's `bitrate`: it matters only if the file is headerless PCM.
     pub fn source(&self, plugin: &str, requested: &str, sample_rate: u32) -> Result<SourceSpec, CallError> {
         if requested.starts_with("http://") || requested.starts_with("https://") {
-            if !self.urls.allows(requested) {
-                return Err(CallError::PermissionDenied(format!(
-                    "{requested} is not among the URLs granted to plugin {plugin}; the operator can add a pattern \
-                     to its grants.urls"
-                )));
-            }
-            return Ok(SourceSpec::Url { url: requested.to_owned(), policy: self.urls.clone() });
+            return self.url_source(plugin, requested);
         }
         if let Some((name, arg)) = requested.split_once(':')
-            && let Some(argv) = self.sources.get(name)
+            && self.sources.contains_key(name)
         {
-            let argv = argv.iter().map(|a| a.replace("{url}", arg).replace("{arg}", arg)).collect();
-            return Ok(SourceSpec::Command { name: name.to_owned(), argv });
+            return self.named_source(plugin, name, arg);
         }
+        self.file_source(plugin, requested, PcmFormat::stated(sample_rate, 2))
+    }
+
+    /// A file in a granted folder; read as `raw` if it turns out to be headerless PCM.
+    pub fn file_source(&self, plugin: &str, requested: &str, raw: PcmFormat) -> Result<SourceSpec, CallError> {
         let path = self.check_file(plugin, requested)?;
-        Ok(SourceSpec::File { path, raw: PcmFormat::stated(sample_rate, 2) })
+        Ok(SourceSpec::File { path, raw })
+    }
+
+    /// A URL matching the URL grants.
+    pub fn url_source(&self, plugin: &str, url: &str) -> Result<SourceSpec, CallError> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(CallError::InvalidArgument(format!("{url:?} is not an http:// or https:// URL")));
+        }
+        if !self.urls.allows(url) {
+            return Err(CallError::PermissionDenied(format!(
+                "{url} is not among the URLs granted to plugin {plugin}; the operator can add a pattern to its grants.urls"
+            )));
+        }
+        Ok(SourceSpec::Url { url: url.to_owned(), policy: self.urls.clone() })
+    }
+
+    /// An operator's named source command, granted by name, with its argument.
+    pub fn named_source(&self, plugin: &str, name: &str, arg: &str) -> Result<SourceSpec, CallError> {
+        let argv = self.sources.get(name).ok_or_else(|| {
+            CallError::PermissionDenied(format!(
+                "source {name:?} is not granted to plugin {plugin}; the operator can add it to its grants.sources"
+            ))
+        })?;
+        let argv = argv.iter().map(|a| a.replace("{url}", arg).replace("{arg}", arg)).collect();
+        Ok(SourceSpec::Command { name: name.to_owned(), argv })
     }
 
     /// The chats granted.
@@ -184,11 +253,18 @@ impl Grants {
         self.dirs.iter().map(|(w, d)| (d.as_path(), w.as_str()))
     }
 
-    /// Whether the plugin should receive `ev`: events about other chats are never delivered.
+    /// Whether the plugin should receive `ev`: events about other chats are never
+    /// delivered, nor messages and button presses where it may not chat.
     pub fn sees(&self, ev: &HostEvent) -> bool {
         match ev {
-            HostEvent::StreamEnd(c) | HostEvent::Kicked(c) => self.chat_allowed(*c),
+            HostEvent::StreamEnd(c)
+            | HostEvent::Kicked(c)
+            | HostEvent::CallEnded(c)
+            | HostEvent::ConnectionLost { chat: c, .. }
+            | HostEvent::Participants { chat: c, .. } => self.chat_allowed(*c),
             HostEvent::Invite(i) => self.chat_allowed(i.chat),
+            HostEvent::Message(m) => self.messages_allowed(m.chat),
+            HostEvent::Callback(q) => self.messages_allowed(q.chat),
             HostEvent::RawUpdate { chat, .. } => match chat {
                 Some(c) => self.chat_allowed(*c),
                 // Updates about no chat in particular go to plugins with every chat.

@@ -1,24 +1,43 @@
 //! One instance of a plugin: its `Store` (with the plugin's limits armed) and the
-//! component's bindings. Every call into the plugin goes through here, and a trap
-//! comes back as a [`PluginError::Trap`] naming its cause — CPU budget, memory cap,
-//! stack overflow, or the trap's own message — without the wasm backtrace. After a
-//! trap the instance is dead: the caller makes a fresh one.
+//! component's bindings, for whichever contract version it speaks. Every call into
+//! the plugin goes through here, and a trap comes back as a [`PluginError::Trap`]
+//! naming its cause — CPU budget, memory cap, stack overflow, or the trap's own
+//! message — without the wasm backtrace. After a trap the instance is dead: the
+//! caller makes a fresh one.
+//!
+//! Events the v0.1 contract has no handler for reach a v0.1 plugin as they did: an
+//! ended call or a lost connection as `on-kicked` (the loss preceded by a raw
+//! `wasmcalls.connectionLost` update with its reason); messages, button presses and
+//! participants only as the raw updates it already receives.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::Bot;
-use super::bindings::exports::wasmcalls::bot::handler::{ApiRequest, ApiResponse};
-use super::bindings::wasmcalls::bot::types::Invite;
+use super::bindings::{v1, v2};
 use super::host::PluginState;
+use super::host::v2::events;
 use super::limits::MemoryCapReached;
-use super::{ApiCall, ApiReply, Compiled, PluginError, Tenant};
+use super::{ApiCall, ApiReply, Compiled, PluginError, Pre, Tenant};
 use crate::calls::HostEvent;
+use crate::telegram::Identity;
 
-/// The optional state-handover interface (`wit/v0.1/bot.wit`).
-const STATE_INTERFACE: &str = "wasmcalls:bot/state@0.1.0";
+/// The bindings of a live instance, by contract version.
+enum Bot {
+    V1(v1::Bot),
+    V2(v2::Bot),
+}
+
+impl Bot {
+    /// The optional state-handover interface of this version.
+    fn state_interface(&self) -> &'static str {
+        match self {
+            Bot::V1(_) => "wasmcalls:bot/state@0.1.0",
+            Bot::V2(_) => "wasmcalls:bot/state@0.2.0",
+        }
+    }
+}
 
 /// A live instance of a plugin.
 pub struct Instance {
@@ -31,7 +50,7 @@ pub struct Instance {
 impl Instance {
     /// A fresh instance in a fresh store, with the tenant's limits armed.
     pub(super) async fn new(tenant: &Tenant, compiled: &Compiled) -> Result<Instance, PluginError> {
-        let mut store = Store::new(compiled.pre.engine(), PluginState::new(tenant));
+        let mut store = Store::new(compiled.engine(), PluginState::new(tenant));
         store.limiter(|s| &mut s.memory);
         let budget = tenant.limits.cpu_budget();
         store.epoch_deadline_callback(move |ctx| {
@@ -49,8 +68,16 @@ impl Instance {
             event: "instantiation",
             reason: e.root_cause().to_string(),
         };
-        let instance = compiled.pre.instance_pre().instantiate_async(&mut store).await.map_err(failed)?;
-        let bot = Bot::new(&mut store, &instance).map_err(failed)?;
+        let (instance, bot) = match &compiled.pre {
+            Pre::V1(pre) => {
+                let instance = pre.instance_pre().instantiate_async(&mut store).await.map_err(failed)?;
+                (instance, Bot::V1(v1::Bot::new(&mut store, &instance).map_err(failed)?))
+            }
+            Pre::V2(pre) => {
+                let instance = pre.instance_pre().instantiate_async(&mut store).await.map_err(failed)?;
+                (instance, Bot::V2(v2::Bot::new(&mut store, &instance).map_err(failed)?))
+            }
+        };
         Ok(Instance { store, bot, instance, tenant: tenant.clone() })
     }
 
@@ -80,53 +107,117 @@ impl Instance {
         }
     }
 
-    /// `on-start(my-id)`.
-    pub async fn start(&mut self, my_id: i64) -> Result<(), PluginError> {
-        self.run("on-start", async |i| i.bot.wasmcalls_bot_handler().call_on_start(&mut i.store, my_id).await).await
+    /// `on-start`: the accounts the host acts through (v0.1: the user account's id).
+    pub async fn start(&mut self, me: &Identity) -> Result<(), PluginError> {
+        let ident = events::identity(me);
+        self.run("on-start", async |i| match &i.bot {
+            Bot::V1(b) => b.wasmcalls_bot_handler().call_on_start(&mut i.store, me.user).await,
+            Bot::V2(b) => b.wasmcalls_bot_handler().call_on_start(&mut i.store, ident).await,
+        })
+        .await
     }
 
     /// Delivers a host event to its handler.
     pub async fn handle(&mut self, ev: &HostEvent) -> Result<(), PluginError> {
+        match self.bot {
+            Bot::V1(_) => self.handle_v1(ev).await,
+            Bot::V2(_) => self.handle_v2(ev).await,
+        }
+    }
+
+    async fn handle_v1(&mut self, ev: &HostEvent) -> Result<(), PluginError> {
+        use v1::wasmcalls::bot::types::Invite;
+        macro_rules! call {
+            ($event:literal, $method:ident $(, $arg:expr)*) => {
+                self.run($event, async |i| {
+                    let Bot::V1(b) = &i.bot else { unreachable!("a v0.1 instance") };
+                    b.wasmcalls_bot_handler().$method(&mut i.store $(, $arg)*).await
+                })
+                .await
+            };
+        }
         match ev {
-            HostEvent::StreamEnd(chat) => {
-                let chat = *chat;
-                self.run("on-stream-end", async move |i| {
-                    i.bot.wasmcalls_bot_handler().call_on_stream_end(&mut i.store, chat).await
-                })
-                .await
-            }
-            HostEvent::Kicked(chat) => {
-                let chat = *chat;
-                self.run("on-kicked", async move |i| {
-                    i.bot.wasmcalls_bot_handler().call_on_kicked(&mut i.store, chat).await
-                })
-                .await
+            HostEvent::StreamEnd(chat) => call!("on-stream-end", call_on_stream_end, *chat),
+            HostEvent::Kicked(chat) | HostEvent::CallEnded(chat) => call!("on-kicked", call_on_kicked, *chat),
+            HostEvent::ConnectionLost { chat, reason } => {
+                let json = serde_json::json!({ "_": "wasmcalls.connectionLost", "chat_id": chat, "reason": reason });
+                let json = json.to_string();
+                call!("on-raw-update", call_on_raw_update, &json)?;
+                call!("on-kicked", call_on_kicked, *chat)
             }
             HostEvent::Invite(inv) => {
                 let invite = Invite { chat: inv.chat, inviter: inv.inviter, message_id: inv.message_id };
-                self.run("on-group-call-invite", async move |i| {
-                    i.bot.wasmcalls_bot_handler().call_on_group_call_invite(&mut i.store, invite).await
+                call!("on-group-call-invite", call_on_group_call_invite, invite)
+            }
+            HostEvent::RawUpdate { json, .. } => call!("on-raw-update", call_on_raw_update, json),
+            HostEvent::Message(_) | HostEvent::Callback(_) | HostEvent::Participants { .. } => Ok(()),
+        }
+    }
+
+    async fn handle_v2(&mut self, ev: &HostEvent) -> Result<(), PluginError> {
+        use v2::wasmcalls::bot::types::Invite;
+        macro_rules! call {
+            ($event:literal, $method:ident $(, $arg:expr)*) => {
+                self.run($event, async |i| {
+                    let Bot::V2(b) = &i.bot else { unreachable!("a v0.2 instance") };
+                    b.wasmcalls_bot_handler().$method(&mut i.store $(, $arg)*).await
                 })
                 .await
+            };
+        }
+        match ev {
+            HostEvent::StreamEnd(chat) => call!("on-stream-end", call_on_stream_end, *chat),
+            HostEvent::Kicked(chat) => call!("on-kicked", call_on_kicked, *chat),
+            HostEvent::CallEnded(chat) => call!("on-call-ended", call_on_call_ended, *chat),
+            HostEvent::ConnectionLost { chat, reason } => {
+                call!("on-connection-lost", call_on_connection_lost, *chat, reason)
             }
-            HostEvent::RawUpdate { json, .. } => {
-                self.run("on-raw-update", async |i| {
-                    i.bot.wasmcalls_bot_handler().call_on_raw_update(&mut i.store, json).await
-                })
-                .await
+            HostEvent::Invite(inv) => {
+                let invite = Invite { chat: inv.chat, inviter: inv.inviter, message_id: inv.message_id };
+                call!("on-group-call-invite", call_on_group_call_invite, invite)
             }
+            HostEvent::Message(msg) => {
+                let bot = self.tenant.manager.chats().identity().ok().and_then(|i| i.bot).map(|b| b.username);
+                let message = events::message(msg, bot.as_deref());
+                call!("on-message", call_on_message, &message)
+            }
+            HostEvent::Callback(q) => {
+                self.store.data_mut().delivered_query(&q.id);
+                let query = events::callback(q);
+                call!("on-callback-query", call_on_callback_query, &query)
+            }
+            HostEvent::Participants { chat, changes } => {
+                let changes = events::changes(changes);
+                call!("on-participants", call_on_participants, *chat, &changes)
+            }
+            HostEvent::RawUpdate { json, .. } => call!("on-raw-update", call_on_raw_update, json),
         }
     }
 
     /// `on-custom-api(request)` and the plugin's answer.
     pub async fn custom_api(&mut self, call: ApiCall) -> Result<ApiReply, PluginError> {
-        let request = ApiRequest { path: call.path, body: call.body };
-        let ApiResponse { status, body } = self
-            .run("on-custom-api", async |i| {
-                i.bot.wasmcalls_bot_handler().call_on_custom_api(&mut i.store, &request).await
-            })
-            .await?;
-        Ok(ApiReply { status, body })
+        match &self.bot {
+            Bot::V1(_) => {
+                let request = v1::exports::wasmcalls::bot::handler::ApiRequest { path: call.path, body: call.body };
+                let r = self
+                    .run("on-custom-api", async |i| {
+                        let Bot::V1(b) = &i.bot else { unreachable!("a v0.1 instance") };
+                        b.wasmcalls_bot_handler().call_on_custom_api(&mut i.store, &request).await
+                    })
+                    .await?;
+                Ok(ApiReply { status: r.status, body: r.body })
+            }
+            Bot::V2(_) => {
+                let request = v2::wasmcalls::bot::types::ApiRequest { path: call.path, body: call.body };
+                let r = self
+                    .run("on-custom-api", async |i| {
+                        let Bot::V2(b) = &i.bot else { unreachable!("a v0.2 instance") };
+                        b.wasmcalls_bot_handler().call_on_custom_api(&mut i.store, &request).await
+                    })
+                    .await?;
+                Ok(ApiReply { status: r.status, body: r.body })
+            }
+        }
     }
 
     /// The state to hand to a new version (`None`: the plugin has no `state` interface).
@@ -152,7 +243,7 @@ impl Instance {
     }
 
     fn state_func(&mut self, name: &str) -> Option<wasmtime::component::ComponentExportIndex> {
-        let iface = self.instance.get_export_index(&mut self.store, None, STATE_INTERFACE)?;
+        let iface = self.instance.get_export_index(&mut self.store, None, self.bot.state_interface())?;
         self.instance.get_export_index(&mut self.store, Some(&iface), name)
     }
 

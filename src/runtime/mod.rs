@@ -1,5 +1,5 @@
 //! The plugin runtime: bot logic as WebAssembly components of the `wasmcalls:bot`
-//! world (`wit/v0.1/bot.wit`), run by wasmtime.
+//! world — `wit/v0.2` or, unchanged, `wit/v0.1` — run by wasmtime.
 //!
 //! One [`wasmtime::Engine`] serves every plugin ([`engine`], with the compile cache).
 //! Each plugin is compiled once into a [`Compiled`] component (linked, ready to
@@ -7,8 +7,9 @@
 //! events reach each plugin in order, one at a time, and a slow or trapping plugin
 //! never delays the pacer or another plugin. What a plugin may touch is its
 //! [`grants`]; what it may use, its [`limits`]; its imports ([`host`]) forward to the
-//! call manager. Around that: [`build`] (from source), [`watch`] (hot reload) and
-//! [`dev`] (rebuild on save).
+//! call manager. Both contract versions are linked into one linker ([`bindings`]);
+//! a component runs as the version whose `handler` it exports. Around that: [`build`]
+//! (from source), [`watch`] (hot reload) and [`dev`] (rebuild on save).
 
 mod actor;
 mod bindings;
@@ -36,6 +37,7 @@ pub use engine::{CacheOptions, Capacity, Loaded};
 pub use instance::Instance;
 
 use crate::calls::{CallManager, HostEvent};
+use crate::telegram::Identity;
 
 /// Why a plugin could not be loaded or did not answer. A command's own failure is
 /// not here: that is a [`crate::calls::CallError`] the plugin receives and handles.
@@ -48,7 +50,7 @@ pub enum PluginError {
     )]
     NotAComponent { name: String, path: PathBuf, reason: String },
     #[error(
-        "plugin {name}: {path} is not a wasmcalls bot: {reason}; it must target the `bot` world of wit/v0.1/bot.wit (wasmcalls:bot@0.1.0)"
+        "plugin {name}: {path} is not a wasmcalls bot: {reason}; it must target the `bot` world of wit/v0.2 (wasmcalls:bot@0.2.0) or wit/v0.1 (wasmcalls:bot@0.1.0)"
     )]
     WrongWorld { name: String, path: PathBuf, reason: String },
     #[error("plugin {name} trapped in {event}: {reason}")]
@@ -99,7 +101,7 @@ pub struct ApiReply {
 
 /// One event in a plugin's queue.
 enum Event {
-    Start(i64),
+    Start(Identity),
     Host(HostEvent),
     CustomApi(ApiCall, oneshot::Sender<Result<ApiReply, PluginError>>),
     /// Replace the running version with this one (instantiated off the event path),
@@ -155,9 +157,32 @@ pub struct LoadReport {
 /// A plugin's component, compiled and linked: ready to instantiate, again and again
 /// (wasmtime's `InstancePre`).
 pub struct Compiled {
-    pre: bindings::BotPre<host::PluginState>,
+    pre: Pre,
     /// Whether it was compiled or loaded from the compile cache.
     pub loaded: Loaded,
+}
+
+/// A linked component, by the contract version it speaks.
+enum Pre {
+    V1(bindings::v1::BotPre<host::PluginState>),
+    V2(bindings::v2::BotPre<host::PluginState>),
+}
+
+impl Compiled {
+    fn engine(&self) -> &Engine {
+        match &self.pre {
+            Pre::V1(p) => p.engine(),
+            Pre::V2(p) => p.engine(),
+        }
+    }
+
+    /// The contract version the component speaks: `0.1` or `0.2`.
+    pub fn contract(&self) -> &'static str {
+        match &self.pre {
+            Pre::V1(_) => "0.1",
+            Pre::V2(_) => "0.2",
+        }
+    }
 }
 
 /// What a plugin's actor counts, read by `status` and `/metrics`.
@@ -247,7 +272,8 @@ impl PluginHost {
         let engine = engine::engine(capacity).map_err(setup)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
-        bindings::Bot::add_to_linker::<_, HasSelf<host::PluginState>>(&mut linker, |s| s).map_err(setup)?;
+        bindings::v1::Bot::add_to_linker::<_, HasSelf<host::PluginState>>(&mut linker, |s| s).map_err(setup)?;
+        bindings::v2::Bot::add_to_linker::<_, HasSelf<host::PluginState>>(&mut linker, |s| s).map_err(setup)?;
         Ok(PluginHost {
             reloads: broadcast::channel(64).0,
             engine,
@@ -330,8 +356,18 @@ impl PluginHost {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
         };
-        let pre = bindings::BotPre::new(self.linker.instantiate_pre(&component).map_err(wrong_world)?)
-            .map_err(wrong_world)?;
+        let linked = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
+        // The newest version whose `handler` the component exports.
+        let pre = match bindings::v2::BotPre::new(linked.clone()) {
+            Ok(p) => Pre::V2(p),
+            Err(v2) => match bindings::v1::BotPre::new(linked) {
+                Ok(p) => Pre::V1(p),
+                Err(v1) => {
+                    let reason = format!("for v0.2: {v2:#}; for v0.1: {v1:#}");
+                    return Err(PluginError::WrongWorld { name: name.to_owned(), path: path.to_path_buf(), reason });
+                }
+            },
+        };
         Ok(Compiled { pre, loaded })
     }
 
@@ -400,10 +436,10 @@ impl PluginHost {
         }
     }
 
-    /// `on-start(my_id)` to every plugin.
-    pub fn start_all(&self, my_id: i64) {
+    /// `on-start` to every plugin, with the accounts the host acts through.
+    pub fn start_all(&self, me: &Identity) {
         for p in self.plugins.lock().iter() {
-            Self::send(p, Event::Start(my_id));
+            Self::send(p, Event::Start(me.clone()));
         }
     }
 

@@ -51,6 +51,18 @@ pub enum TelegramError {
     /// This side has no account (an SFU only terminates media).
     #[error("{0} has no Telegram account behind it")]
     NoAccount(&'static str),
+    /// Inline buttons (and answering their presses) need a bot account.
+    #[error("inline buttons need a bot account; set telegram.bot_token and run `wasmcalls login`")]
+    NoBot,
+    /// The message is not there (deleted, or never seen by the account).
+    #[error("message {id} in chat {chat} cannot be found")]
+    NoMessage { chat: ChatId, id: i32 },
+    /// The message has no audio, voice note, video or document to play.
+    #[error("message {id} in chat {chat} has no audio, voice note, video or document")]
+    NoMedia { chat: ChatId, id: i32 },
+    /// A message's media is larger than the plugin may download.
+    #[error("message {id} in chat {chat} carries {size} bytes; the plugin may download {cap} (limits.download_mb)")]
+    TooLarge { chat: ChatId, id: i32, size: u64, cap: u64 },
 }
 
 /// RPC error names meaning the session no longer authorizes anything.

@@ -1,6 +1,7 @@
 //! The other side of a call — Telegram — behind one trait, [`Telegram`]: it takes our
-//! join JSON and answers with a transport, lets us leave, names the account, and
-//! sends updates. Three sides implement it:
+//! join JSON and answers with a transport, lets us leave, names the accounts, lists and
+//! mutes participants, sends and edits messages, and sends updates. Three sides
+//! implement it:
 //!
 //! - [`loopback`]: the default, a local Telegram stand-in that terminates WebRTC and
 //!   decodes what it hears, so everything runs offline;
@@ -8,12 +9,16 @@
 //! - [`sfu`]: the join JSON POSTed to an independent media server over HTTP.
 //!
 //! [`connect`] builds whichever the options name; `run`, `dev` and `play` all use it.
-//! [`tl`] holds the TL shapes both Telegram implementations share; [`error`]
-//! classifies what goes wrong, once.
+//! [`tl`] holds the TL shapes both Telegram implementations share; [`messages`] the
+//! chat and participant records; [`error`] classifies what goes wrong, once. A side
+//! without accounts (the SFU) keeps the trait's defaults, which say so.
 
 pub mod error;
 pub mod loopback;
+pub mod markdown;
+pub mod messages;
 pub mod mtproto;
+pub mod router;
 pub mod sfu;
 pub mod tl;
 
@@ -23,6 +28,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use error::TelegramError;
+pub use messages::{
+    Account, Attachment, CallbackQuery, Identity, JoinOptions, MemberStatus, Message, MessageId, Outgoing, Participant,
+    ParticipantChange, ParticipantPage,
+};
 
 use crate::transport::{JoinParams, TransportAnswer};
 
@@ -51,18 +60,30 @@ pub enum Update {
     CallEnded(ChatId),
     /// Telegram dropped us from the call and a rejoin could not keep the connection.
     Lost { chat: ChatId, reason: String },
+    /// A new message, as one of our accounts saw it (both may: the host keeps one).
+    Message(Box<Message>),
+    /// A button under one of the bot's messages was pressed.
+    Callback(CallbackQuery),
+    /// Who is in a call changed.
+    Participants { chat: ChatId, changes: Vec<ParticipantChange> },
     /// Every update, as JSON: `{"_": "<constructor>", …fields}`, with the chat it
     /// concerns when it concerns one (plugins see only their granted chats' updates).
     Raw { json: serde_json::Value, chat: Option<ChatId> },
 }
 
-/// The other side of our calls, as the host sees it.
+/// The other side of our calls, as the host sees it. Everything past joining and
+/// leaving has a default that says this side has no account to do it with.
 pub trait Telegram: Send + Sync {
     /// Which side this is, for status and logs: `loopback`, `telegram` or `sfu`.
     fn name(&self) -> &'static str;
 
     /// The account's own user id (`get_cache_id`).
     fn me(&self) -> Result<i64, TelegramError>;
+
+    /// The accounts: the user that joins calls, and the bot that chats, if any.
+    fn identity(&self) -> Result<Identity, TelegramError> {
+        Ok(Identity { user: self.me()?, bot: None })
+    }
 
     /// Updates from now on. A slow reader loses the oldest (and is told how many).
     fn updates(&self) -> tokio::sync::broadcast::Receiver<Update>;
@@ -72,10 +93,94 @@ pub trait Telegram: Send + Sync {
         &'a self,
         chat: ChatId,
         params: &'a JoinParams,
+        options: &'a JoinOptions,
     ) -> BoxFuture<'a, Result<TransportAnswer, TelegramError>>;
 
     /// `phone.leaveGroupCall(source = ssrc)`.
     fn leave(&self, chat: ChatId, ssrc: u32) -> BoxFuture<'_, Result<(), TelegramError>>;
+
+    /// `phone.createGroupCall`: starts a voice chat in `chat`.
+    fn create_call(&self, chat: ChatId) -> BoxFuture<'_, Result<(), TelegramError>> {
+        let _ = chat;
+        Box::pin(async move { Err(TelegramError::NoAccount(self.name())) })
+    }
+
+    /// `phone.discardGroupCall`: ends `chat`'s voice chat for everyone.
+    fn discard_call(&self, chat: ChatId) -> BoxFuture<'_, Result<(), TelegramError>> {
+        let _ = chat;
+        Box::pin(async move { Err(TelegramError::NoAccount(self.name())) })
+    }
+
+    /// `phone.editGroupCallParticipant`: shows our participant (SSRC `ssrc`) muted or not.
+    /// Where nobody lists participants (an SFU) there is nothing to show: `Ok`.
+    fn set_muted(&self, chat: ChatId, ssrc: u32, muted: bool) -> BoxFuture<'_, Result<(), TelegramError>> {
+        let _ = (chat, ssrc, muted);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// `phone.getGroupParticipants`: a page of `chat`'s call's participants.
+    fn participants<'a>(
+        &'a self,
+        chat: ChatId,
+        offset: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<ParticipantPage, TelegramError>> {
+        let _ = (chat, offset, limit);
+        Box::pin(async move { Err(TelegramError::NoAccount(self.name())) })
+    }
+
+    /// Sends a message (by the bot account when there is one): its id.
+    fn send<'a>(&'a self, chat: ChatId, message: &'a Outgoing) -> BoxFuture<'a, Result<MessageId, TelegramError>> {
+        let _ = (chat, message);
+        Box::pin(async move { Err(TelegramError::NoAccount(self.name())) })
+    }
+
+    /// Replaces a message's text and buttons.
+    fn edit<'a>(
+        &'a self,
+        chat: ChatId,
+        id: MessageId,
+        message: &'a Outgoing,
+    ) -> BoxFuture<'a, Result<(), TelegramError>> {
+        let _ = (chat, id, message);
+        Box::pin(async move { Err(TelegramError::NoAccount(self.name())) })
+    }
+
+    /// Deletes a message.
+    fn delete(&self, chat: ChatId, id: MessageId) -> BoxFuture<'_, Result<(), TelegramError>> {
+        let _ = (chat, id);
+        Box::pin(async move { Err(TelegramError::NoAccount(self.name())) })
+    }
+
+    /// Answers a button press; `text` shows as a notification, or an alert.
+    fn answer_callback<'a>(
+        &'a self,
+        query: &'a str,
+        text: Option<&'a str>,
+        alert: bool,
+    ) -> BoxFuture<'a, Result<(), TelegramError>> {
+        let _ = (query, text, alert);
+        Box::pin(async move { Err(TelegramError::NoAccount(self.name())) })
+    }
+
+    /// `user`'s standing in `chat`.
+    fn member_status(&self, chat: ChatId, user: i64) -> BoxFuture<'_, Result<MemberStatus, TelegramError>> {
+        let _ = (chat, user);
+        Box::pin(async move { Err(TelegramError::NoAccount(self.name())) })
+    }
+
+    /// Downloads the audio, voice note, video or document of message `id` in `chat`
+    /// to `to`, refusing one larger than `max_bytes`: its size.
+    fn download<'a>(
+        &'a self,
+        chat: ChatId,
+        id: MessageId,
+        to: &'a std::path::Path,
+        max_bytes: u64,
+    ) -> BoxFuture<'a, Result<u64, TelegramError>> {
+        let _ = (chat, id, to, max_bytes);
+        Box::pin(async move { Err(TelegramError::NoAccount(self.name())) })
+    }
 }
 
 /// Which Telegram side to use, and how.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::{BoxFuture, ChatId, Telegram, TelegramError, Update};
+use super::{BoxFuture, ChatId, JoinOptions, Telegram, TelegramError, Update};
 use crate::transport::{JoinParams, TransportAnswer};
 
 /// Where the SFU is.
@@ -62,6 +62,7 @@ impl Telegram for Sfu {
         &'a self,
         chat: ChatId,
         params: &'a JoinParams,
+        _options: &'a JoinOptions,
     ) -> BoxFuture<'a, Result<TransportAnswer, TelegramError>> {
         Box::pin(async move {
             let resp = self

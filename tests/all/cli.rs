@@ -80,20 +80,92 @@ fn jukebox_demo(dir: &Path) {
     .unwrap();
 }
 
+/// The README's demo as this repository has it — `examples/wasmcalls.toml` and its
+/// media, the musicbot built — in `dir`, on free ports and without the build step.
+fn musicbot_demo(dir: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let wasm = dir.join("plugins/target/wasm32-wasip2/release/musicbot.wasm");
+    std::fs::create_dir_all(wasm.parent().unwrap()).unwrap();
+    std::fs::copy(plugin("musicbot"), wasm).unwrap();
+    for f in ["chimes.opus", "bells.mp3"] {
+        std::fs::copy(repo.join("media").join(f), dir.join("examples/media").join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(repo.join("wasmcalls.toml")).unwrap();
+    let config = config
+        .replace("api_port = 24859", "api_port = 0")
+        .replace("control = \"127.0.0.1:24860\"", "control = \"127.0.0.1:0\"")
+        .replace("build = \"../plugins\"\n", "");
+    assert!(config.contains("api_port = 0") && config.contains(":0\""), "the example config changed shape");
+    std::fs::write(dir.join("examples/wasmcalls.toml"), config).unwrap();
+}
+
 #[test]
-fn run_plays_the_jukebox_demo_and_exits_when_idle() {
+fn run_plays_the_musicbot_demo_and_exits_when_idle() {
     let dir = project();
-    jukebox_demo(dir.path());
+    musicbot_demo(dir.path());
     let out = wasmcalls(dir.path()).args(["run", "examples/wasmcalls.toml", "--exit-when-idle"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("plugin jukebox: 3 events, 0 restarts"), "{stdout}");
-    assert!(stdout.contains("40 packets, 0 lost"), "{stdout}");
-    assert!(stderr.contains("playlist finished"), "the plugin's log reaches the host log: {stderr}");
+    assert!(stdout.contains("plugin musicbot:") && stdout.contains(" 0 restarts"), "{stdout}");
+    // chimes.opus (6 s) then bells.mp3 (2 s), in one call.
+    let heard = stdout.lines().find(|l| l.starts_with("loopback heard chat -1001185324811")).unwrap_or_default();
+    assert!(heard.contains(", 0 lost, 8.0 s of audio"), "{stdout}");
+    assert!(stderr.contains("musicbot ready"), "the plugin's log reaches the host log: {stderr}");
     let wavs: Vec<_> = std::fs::read_dir(dir.path().join("heard")).unwrap().collect();
     assert_eq!(wavs.len(), 1, "one recording for the one participant");
     assert!(dir.path().join(".wasmcalls/cache").read_dir().unwrap().next().is_some(), "compiled code was cached");
+}
+
+#[test]
+fn people_talk_to_the_running_demo_through_the_loopback_commands() {
+    let dir = project();
+    musicbot_demo(dir.path());
+    std::fs::copy(dir.path().join("examples/media/bells.mp3"), dir.path().join("song.mp3")).unwrap();
+    let host = Running::start({
+        let mut c = wasmcalls(dir.path());
+        c.args(["run", "examples/wasmcalls.toml"]);
+        c
+    });
+    let control = host.seen.iter().find_map(|l| l.split("loopback control on ").nth(1)).unwrap().trim().to_owned();
+    let loopback = |args: &[&str]| {
+        let out = wasmcalls(dir.path()).arg("loopback").args(args).args(["--url", &control]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+    let chat = "-1001185324811";
+    // As the README shows it: a person replies `/play` to an audio file they upload.
+    let said = loopback(&["say", "--chat", chat, "--from", "424242", "/play", "--reply-to-audio", "song.mp3"]);
+    assert!(said.contains("\"uploaded\"") && said.contains("\"id\""), "{said}");
+    // The bot answers (the autoplay queue is playing, so the song is queued behind it);
+    // another process: polled, with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answered = |t: &str| t.lines().any(|l| l.contains("\"from\":777000002") && l.contains("song"));
+    let transcript = loop {
+        let t = loopback(&["messages", "--chat", chat]);
+        if answered(&t) || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let lines: Vec<Value> = transcript.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let now = lines.iter().find(|m| m["text"].as_str().is_some_and(|t| t.starts_with("🎵 Now playing"))).unwrap();
+    assert_eq!(now["from"], 777000002, "{transcript}");
+    assert_eq!(now["buttons"][0][0]["data"], "pause", "{transcript}");
+    assert!(
+        lines.iter().any(|m| m["from"] == 777000002 && m["text"].as_str().unwrap().contains("song")),
+        "{transcript}"
+    );
+    // A person presses ⏸ under the now-playing message.
+    let id = now["id"].to_string();
+    let pressed = loopback(&["press", "--chat", chat, "--message", &id, "--data", "pause"]);
+    assert!(pressed.contains("\"query\""), "{pressed}");
+    loopback(&["participant", "join", "--chat", chat, "--user", "515151"]);
+    let err =
+        wasmcalls(dir.path()).args(["loopback", "say", "--chat", "-5", "hi", "--url", &control]).output().unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("no chat -5"), "{}", String::from_utf8_lossy(&err.stderr));
 }
 
 #[test]

@@ -2,12 +2,14 @@
 //! One binary, one module per area (links once, runs in parallel).
 
 mod answers;
+mod chat;
 mod cli;
 mod formats;
 mod hostile;
 mod http;
 mod inputs;
 mod media;
+mod musicbot;
 mod ntgcalls;
 mod plugins;
 mod reload;

@@ -77,8 +77,11 @@ async fn kicked_and_call_ended_reach_the_plugin_and_drop_the_call() {
     let r = host.api("t", json!({ "cmd": "join", "chat": -3, "file": long })).await;
     assert_eq!(r, json!({ "ok": null }));
     host.loopback().end_call(-3);
-    host.event(&mut events, |e| *e == HostEvent::Kicked(-3)).await;
+    host.event(&mut events, |e| *e == HostEvent::CallEnded(-3)).await;
     assert!(host.app.manager.joined_chats().is_empty());
+    // A v0.1 plugin has no on-call-ended: it hears on-kicked, as it always did.
+    let seen = host.api("t", json!({ "cmd": "events" })).await;
+    assert!(seen.as_array().unwrap().contains(&json!({ "on-kicked": -3 })), "{seen}");
     // …and the chat has no call to join any more.
     let r = host.api("t", json!({ "cmd": "join", "chat": -3, "file": long })).await;
     assert_eq!(r, json!({ "err": { "no-active-group-call": -3 } }));
@@ -227,7 +230,7 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     let e = load("core", core).await.unwrap_err();
     assert!(e.to_string().contains("core WebAssembly module, not a component"), "{e}");
     let e = load("other", other).await.unwrap_err();
-    assert!(matches!(e, PluginError::WrongWorld { .. }) && e.to_string().contains("wit/v0.1/bot.wit"), "{e}");
+    assert!(matches!(e, PluginError::WrongWorld { .. }) && e.to_string().contains("wit/v0.2"), "{e}");
     let e = load("empty", empty).await.unwrap_err();
     assert!(matches!(e, PluginError::WrongWorld { .. }), "{e}");
     let e = load("threads", threads).await.unwrap_err();
@@ -304,8 +307,10 @@ async fn a_panic_while_handling_one_call_costs_that_call_only() {
     tokio::time::timeout(PATIENCE, survivor.wait_until(|s| s.packets >= 10)).await.unwrap();
 
     host.app.manager.inject_fault(CHAT).unwrap();
-    host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
+    host.event(&mut events, |e| matches!(e, HostEvent::ConnectionLost { chat, .. } if *chat == CHAT)).await;
+    // The v0.1 plugin hears it as it always did: the reason as a raw update, then on-kicked.
     let seen = host.api("t", json!({ "cmd": "events" })).await;
+    assert!(seen.as_array().unwrap().contains(&json!({ "on-kicked": CHAT })), "{seen}");
     let lost =
         seen.as_array().unwrap().iter().find_map(|e| {
             e.get("on-raw-update").filter(|r| r["_"] == "wasmcalls.connectionLost" && r["chat_id"] == CHAT)

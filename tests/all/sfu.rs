@@ -34,7 +34,7 @@ async fn a_call_joined_through_the_http_seam_is_heard() {
     let loopback = Loopback::new(LoopbackOptions { keep_audio: true, ..Default::default() }).unwrap();
     let url = serve(control::router(loopback.clone())).await;
     let (media, mut events) = MediaPlane::start(PacerConfig { shards: 1, ..Default::default() }).unwrap();
-    let dialed = dial(&media, &sfu(&url), -42, "127.0.0.1".parse().unwrap()).await.unwrap();
+    let dialed = dial(&media, &sfu(&url), -42, "127.0.0.1".parse().unwrap(), &Default::default()).await.unwrap();
     let heard = loopback.call(dialed.ssrc).expect("the loopback received the join over HTTP");
     assert_eq!(heard.chat(), -42, "the chat id travels in the query string");
 
@@ -59,7 +59,7 @@ async fn a_broadcast_answer_fails_fast_with_a_clear_error() {
     let url = serve(Router::new().route("/join", post(|| async { r#"{"rtmp":{"url":"rtmps://x"}}"# }))).await;
     let media = plane();
     let started = std::time::Instant::now();
-    let err = dial(&media, &sfu(&url), 1, "127.0.0.1".parse().unwrap()).await.unwrap_err();
+    let err = dial(&media, &sfu(&url), 1, "127.0.0.1".parse().unwrap(), &Default::default()).await.unwrap_err();
     assert!(matches!(err, DialError::Telegram(TelegramError::Join(JoinError::Broadcast("rtmp")))), "{err:?}");
     assert!(err.to_string().contains("broadcast"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5), "no hang");
@@ -71,14 +71,17 @@ async fn sfu_errors_name_the_url_and_status() {
     let router =
         Router::new().route("/join", post(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "overloaded") }));
     let url = serve(router).await;
-    let err = dial(&plane(), &sfu(&url), 1, "127.0.0.1".parse().unwrap()).await.unwrap_err();
+    let err = dial(&plane(), &sfu(&url), 1, "127.0.0.1".parse().unwrap(), &Default::default()).await.unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains(&url) && msg.contains("503") && msg.contains("overloaded"), "{msg}");
 
     // Nothing listening at all: a port that was free a moment ago.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dead = format!("http://127.0.0.1:{port}/join");
-    let msg = dial(&plane(), &sfu(&dead), 1, "127.0.0.1".parse().unwrap()).await.unwrap_err().to_string();
+    let msg = dial(&plane(), &sfu(&dead), 1, "127.0.0.1".parse().unwrap(), &Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains(&dead) && msg.contains("request failed"), "{msg}");
 }
 
@@ -94,7 +97,7 @@ async fn a_transport_nobody_answers_on_times_out_with_a_clear_error() {
     let url = serve(Router::new().route("/join", post(move || async move { answer }))).await;
     let (media, _) =
         MediaPlane::start(PacerConfig { shards: 1, connect_timeout: Duration::from_millis(1500) }).unwrap();
-    let err = dial(&media, &sfu(&url), 1, "127.0.0.1".parse().unwrap()).await.unwrap_err();
+    let err = dial(&media, &sfu(&url), 1, "127.0.0.1".parse().unwrap(), &Default::default()).await.unwrap_err();
     assert!(err.to_string().contains("did not connect"), "{err}");
     assert_eq!(media.call_count(), 0);
 }

@@ -122,8 +122,9 @@ impl Call {
     pub async fn join() -> Call {
         let (media, events) = MediaPlane::start(PacerConfig { shards: 1, ..Default::default() }).unwrap();
         let loopback = Loopback::new(LoopbackOptions { keep_audio: true, ..Default::default() }).unwrap();
-        let dialed =
-            dial(&media, &loopback, -100, "127.0.0.1".parse().unwrap()).await.expect("joins the loopback call");
+        let dialed = dial(&media, &loopback, -100, "127.0.0.1".parse().unwrap(), &Default::default())
+            .await
+            .expect("joins the loopback call");
         let heard = loopback.call(dialed.ssrc).expect("the loopback knows the participant");
         let mut events = events;
         assert_eq!(events.recv().await, Some(MediaEvent::Connected { call: dialed.call }));
@@ -187,7 +188,9 @@ pub fn plugin(name: &str) -> PathBuf {
 #[derive(Clone, Default)]
 pub struct Setup {
     host: Vec<String>,
+    loopback: Vec<String>,
     chats: Vec<(i64, bool)>,
+    admins: Vec<(i64, i64)>,
     plugins: Vec<Bot>,
     /// Top-level tables written after everything else (`[sources.NAME]` …).
     tables: Vec<String>,
@@ -201,6 +204,18 @@ impl Setup {
     /// A line in `[host]` (`api_port = 0` unless one sets it).
     pub fn host(mut self, line: &str) -> Setup {
         self.host.push(line.to_owned());
+        self
+    }
+
+    /// A line in `[loopback]` (`bot_id = 0` …).
+    pub fn loopback(mut self, line: &str) -> Setup {
+        self.loopback.push(line.to_owned());
+        self
+    }
+
+    /// `user` administers loopback chat `chat` (added with [`Setup::chat`]).
+    pub fn admin(mut self, chat: i64, user: i64) -> Setup {
+        self.admins.push((chat, user));
         self
     }
 
@@ -237,8 +252,15 @@ impl Setup {
         for l in &self.host {
             s += &format!("{l}\n");
         }
+        if !self.loopback.is_empty() {
+            s += "[loopback]\n";
+            for l in &self.loopback {
+                s += &format!("{l}\n");
+            }
+        }
         for (id, active) in &self.chats {
-            s += &format!("[[loopback.chats]]\nid = {id}\nactive_call = {active}\n");
+            let admins: Vec<String> = self.admins.iter().filter(|(c, _)| c == id).map(|(_, u)| u.to_string()).collect();
+            s += &format!("[[loopback.chats]]\nid = {id}\nactive_call = {active}\nadmins = [{}]\n", admins.join(", "));
         }
         for p in &self.plugins {
             s += &format!("[[plugins]]\nname = \"{}\"\nwasm = {}\n", p.name, p.wasm);
@@ -266,6 +288,16 @@ impl Bot {
     /// The test plugin (runs any command over its custom API).
     pub fn testbot(name: &str) -> Bot {
         Bot { name: name.into(), wasm: format!("{:?}", plugin("testbot")), lines: vec![] }
+    }
+
+    /// The v0.2 test plugin (runs any command over its custom API, records events).
+    pub fn probe(name: &str) -> Bot {
+        Bot { name: name.into(), wasm: format!("{:?}", plugin("probe")), lines: vec![] }
+    }
+
+    /// The flagship musicbot.
+    pub fn musicbot() -> Bot {
+        Bot { name: "musicbot".into(), wasm: format!("{:?}", plugin("musicbot")), lines: vec![] }
     }
 
     /// The example jukebox.

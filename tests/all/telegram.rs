@@ -182,9 +182,9 @@ fn updates(list: Vec<tl::enums::Update>) -> tl::enums::Updates {
 }
 
 /// Updates as Telegram pushes them: through their bytes, then into the MTProto side.
-fn push(tg: &Mtproto<FakeTelegram>, list: Vec<tl::enums::Update>, chats: Vec<tl::enums::Chat>) {
+async fn push(tg: &Mtproto<FakeTelegram>, list: Vec<tl::enums::Update>, chats: Vec<tl::enums::Chat>) {
     let (updates, chats) = answers::through_the_wire(&answers::updates(list, chats));
-    tg.feed(&updates, &chats);
+    tg.feed(&updates, &chats).await;
 }
 
 fn options(check_every: Duration) -> MtprotoOptions {
@@ -226,8 +226,8 @@ async fn a_plugin_joins_over_mtproto_and_the_loopback_hears_it() {
     assert_eq!(params.ssrc as u32, heard.ssrc(), "the loopback hears the source we joined with");
 
     // The voice chat ends on Telegram: the plugin is told and the call is gone.
-    push(&tg, vec![samples::discarded(None, CALL)], vec![]);
-    host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
+    push(&tg, vec![samples::discarded(None, CALL)], vec![]).await;
+    host.event(&mut events, |e| *e == HostEvent::CallEnded(CHAT)).await;
     host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("groupCallDiscarded")))
         .await;
     assert!(host.app.manager.joined_chats().is_empty());
@@ -308,11 +308,11 @@ async fn unusable_join_answers_are_named_errors() {
     ];
     for (reply, expected) in cases {
         fake.seen(|s| s.next_join = Some(reply));
-        let err = tg.join(CHAT, &params).await.expect_err("an unusable answer is an error");
+        let err = tg.join(CHAT, &params, &Default::default()).await.expect_err("an unusable answer is an error");
         assert!(err.to_string().contains(expected), "{expected:?} not in {err}");
         assert!(tg.joined_calls().is_empty(), "a failed join leaves nothing behind");
     }
-    let err = tg.join(-77, &params).await.unwrap_err();
+    let err = tg.join(-77, &params, &Default::default()).await.unwrap_err();
     assert!(matches!(err, TelegramError::NoActiveGroupCall(-77)), "{err}");
 }
 
@@ -351,7 +351,7 @@ async fn a_rejoin_onto_another_media_server_drops_the_call_and_says_why() {
         s.sources.clear();
         s.next_join = Some(updates(vec![answers::connection(moved)]));
     });
-    host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
+    host.event(&mut events, |e| matches!(e, HostEvent::ConnectionLost { chat, .. } if *chat == CHAT)).await;
     assert!(host.app.manager.joined_chats().is_empty());
     let seen = host.api("t", json!({ "cmd": "events" })).await;
     let lost = seen
@@ -370,13 +370,13 @@ async fn kicks_and_invites_from_telegram_reach_the_plugin_once() {
 
     // Invited by user 42 in the supergroup.
     let channel: tl::enums::Peer = tl::types::PeerChannel { channel_id: CHANNEL }.into();
-    push(&tg, vec![samples::invitation(channel, 42, 77, CALL, vec![ME])], vec![]);
+    push(&tg, vec![samples::invitation(channel, 42, 77, CALL, vec![ME])], vec![]).await;
     host.event(&mut events, |e| matches!(e, HostEvent::Invite(i) if i.chat == CHAT && i.inviter == 42)).await;
 
     // Joined, then removed from the supergroup.
     assert_eq!(host.api("t", json!({ "cmd": "join", "chat": CHAT, "file": file })).await, json!({ "ok": null }));
     let forbidden = answers::channel_forbidden(CHANNEL, CHANNEL_HASH);
-    push(&tg, vec![tl::types::UpdateChannel { channel_id: CHANNEL }.into()], vec![forbidden]);
+    push(&tg, vec![tl::types::UpdateChannel { channel_id: CHANNEL }.into()], vec![forbidden]).await;
     host.event(&mut events, |e| *e == HostEvent::Kicked(CHAT)).await;
     host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("updateChannel"))).await;
     assert!(host.app.manager.joined_chats().is_empty());
@@ -447,7 +447,8 @@ async fn each_tenant_sees_only_its_own_chats_updates() {
             status.into(),
         ],
         vec![],
-    );
+    )
+    .await;
     host.event(&mut events, |e| matches!(e, HostEvent::RawUpdate { json: j, .. } if j.contains("updateUserStatus")))
         .await;
     let raw = |name: &'static str| {

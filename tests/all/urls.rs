@@ -211,7 +211,8 @@ async fn a_slow_server_costs_its_own_call_silence_and_no_other_call_anything() {
     let server = Server::start().await;
     let mut call = Call::join().await;
     // Another call on the same media plane, playing a file.
-    let other = dial(&call.media, &call.loopback, -200, "127.0.0.1".parse().unwrap()).await.unwrap();
+    let other =
+        dial(&call.media, &call.loopback, -200, "127.0.0.1".parse().unwrap(), &Default::default()).await.unwrap();
     let other_heard = call.loopback.call(other.ssrc).unwrap();
     let path = write_raw(call.dir.path(), "long.raw", &tones(&[(500.0, 0.3)], 10.0, RATE, 2));
     let file = call

@@ -74,7 +74,9 @@ impl Bot for TestBot {
         record(json!({ "on-kicked": chat }));
     }
     fn on_group_call_invite(invite: Invite) {
-        record(json!({ "on-group-call-invite": { "chat": invite.chat, "inviter": invite.inviter, "message-id": invite.message_id } }));
+        record(
+            json!({ "on-group-call-invite": { "chat": invite.chat, "inviter": invite.inviter, "message-id": invite.message_id } }),
+        );
     }
     fn on_raw_update(update: String) {
         maybe_trap_always();

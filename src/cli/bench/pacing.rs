@@ -13,6 +13,7 @@ use wasmcalls::calls::dial;
 use wasmcalls::media::encoder::SignalHint;
 use wasmcalls::media::stats::{Percentiles, new_histogram};
 use wasmcalls::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat, SourceSpec};
+use wasmcalls::telegram::JoinOptions;
 use wasmcalls::telegram::sfu::{Sfu, SfuOptions};
 
 #[derive(Args)]
@@ -182,9 +183,10 @@ pub(super) async fn measure(spec: &SourceSpec, calls: usize, shards: usize, enc:
     let rss_before = rss_kib("self").unwrap_or(0);
     let t0 = Instant::now();
     let mut ids = Vec::new();
+    let as_ourselves = JoinOptions::default();
     // Join in waves: ICE takes ~200 ms a call, mostly waiting, so overlap it.
     for chunk in (0..calls).collect::<Vec<_>>().chunks(25) {
-        let joins = chunk.iter().map(|&i| dial(&media, &sfu, -(i as i64) - 1, bind));
+        let joins = chunk.iter().map(|&i| dial(&media, &sfu, -(i as i64) - 1, bind, &as_ourselves));
         for r in futures::future::join_all(joins).await {
             ids.push(r.context("joining the loopback")?.call);
         }

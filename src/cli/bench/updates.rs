@@ -8,9 +8,10 @@ use anyhow::Result;
 use clap::Args;
 use grammers_tl_types::{self as tl, Deserializable, Serializable};
 
+use wasmcalls::telegram::Account;
 use wasmcalls::telegram::Update;
 use wasmcalls::telegram::loopback::updates as samples;
-use wasmcalls::telegram::mtproto::router::{JoinedCall, Router};
+use wasmcalls::telegram::router::{JoinedCall, Router};
 use wasmcalls::telegram::tl::{CallRef, container};
 
 #[derive(Args)]
@@ -33,7 +34,7 @@ pub async fn run(args: UpdatesArgs) -> Result<()> {
             ssrc: i as u32 + 1,
         })
         .collect();
-    let router = Router { me: ME };
+    let router = Router::new(ME, None);
     let bytes = sample(args.calls as i64).to_bytes();
     println!(
         "routing {} containers of 4 updates ({} bytes each), account in {} calls",
@@ -50,7 +51,7 @@ pub async fn run(args: UpdatesArgs) -> Result<()> {
             anyhow::bail!("the sample did not parse back as a container of updates");
         };
         for update in &u.updates {
-            for out in router.route(update, &u.chats, &joined) {
+            for out in router.route(update, &u.chats, &joined, Account::User) {
                 match out {
                     Update::Raw { json, .. } => json_bytes += json.to_string().len(),
                     _ => routed += 1,

@@ -1,6 +1,8 @@
-//! The loopback's simulated Telegram: an account, chats with or without an active
-//! group call, and updates that scripts and tests inject (kicked, invited, call
-//! ended, raw), each delivered both routed and as a raw JSON update.
+//! The loopback's simulated Telegram: an account (and a bot), chats with or without a
+//! voice chat, the people in them ([`super::talk`], [`super::roster`]), and the updates
+//! all of it produces. Every update is built as Telegram's TL and routed by the same
+//! [`Router`] the MTProto side uses, once for each of our accounts that would receive
+//! it — so what a plugin gets on the loopback is what it would get from Telegram.
 
 use std::collections::HashMap;
 
@@ -10,8 +12,12 @@ use tokio::sync::broadcast;
 
 use grammers_tl_types as tl;
 
+use super::roster::Roster;
+use super::talk::Talk;
 use super::updates;
-use crate::telegram::tl::json::{chat_of, to_json};
+use crate::telegram::messages::{Account, Bot, Message};
+use crate::telegram::router::{JoinedCall, Router};
+use crate::telegram::tl::json::chat_of;
 use crate::telegram::tl::{CallRef, peer_of};
 use crate::telegram::{ChatId, Invite, Update};
 
@@ -24,30 +30,43 @@ pub struct Chat {
     pub title: String,
     /// Whether the chat has a voice chat running that can be joined.
     pub active_call: bool,
+    /// Users who are administrators of the chat (the account itself is its creator).
+    pub admins: Vec<i64>,
+}
+
+impl Chat {
+    pub fn new(id: ChatId, active_call: bool) -> Chat {
+        Chat { id, title: String::new(), active_call, admins: Vec::new() }
+    }
 }
 
 /// The loopback's call in `chat`: one per chat, numbered after it.
-fn call_of(chat: ChatId) -> CallRef {
+pub(super) fn call_of(chat: ChatId) -> CallRef {
     CallRef { id: chat.unsigned_abs() as i64, access_hash: 0x100b }
 }
 
-/// The account and its chats.
+/// The account, its chats, and what happens in them.
 pub(super) struct World {
     /// `None`: every chat id has an active call (the `play` command, tests).
     chats: Mutex<Option<HashMap<ChatId, Chat>>>,
     updates: broadcast::Sender<Update>,
-    next_message: Mutex<i32>,
-    /// The account, named in invitations.
-    me: i64,
+    router: Router,
+    pub(super) me: i64,
+    pub(super) bot: Option<Bot>,
+    pub(super) talk: Mutex<Talk>,
+    pub(super) roster: Mutex<Roster>,
 }
 
 impl World {
-    pub(super) fn new(chats: Option<Vec<Chat>>, me: i64) -> Self {
+    pub(super) fn new(chats: Option<Vec<Chat>>, me: i64, bot: Option<Bot>) -> Self {
         World {
             chats: Mutex::new(chats.map(|v| v.into_iter().map(|c| (c.id, c)).collect())),
             updates: broadcast::channel(1024).0,
-            next_message: Mutex::new(1),
+            router: Router::new(me, bot.as_ref().map(|b| b.id)),
             me,
+            bot,
+            talk: Mutex::default(),
+            roster: Mutex::default(),
         }
     }
 
@@ -62,6 +81,15 @@ impl World {
         }
     }
 
+    /// Whether `chat` exists (any chat does when none are configured).
+    pub(super) fn knows(&self, chat: ChatId) -> bool {
+        self.chats.lock().as_ref().is_none_or(|m| m.contains_key(&chat))
+    }
+
+    pub(super) fn admins(&self, chat: ChatId) -> Vec<i64> {
+        self.chats.lock().as_ref().and_then(|m| m.get(&chat)).map(|c| c.admins.clone()).unwrap_or_default()
+    }
+
     pub(super) fn chats(&self) -> Vec<Chat> {
         let guard = self.chats.lock();
         let mut v: Vec<Chat> = guard.as_ref().map(|m| m.values().cloned().collect()).unwrap_or_default();
@@ -69,51 +97,108 @@ impl World {
         v
     }
 
-    /// Sends the routed event, then the update as Telegram would, as raw JSON.
-    fn send(&self, routed: Option<Update>, chat: ChatId, update: tl::enums::Update) {
-        // No subscribers is fine: nobody is listening yet.
-        if let Some(u) = routed {
-            let _ = self.updates.send(u);
+    /// The calls we are in, as the router looks them up.
+    fn joined(&self) -> Vec<JoinedCall> {
+        self.roster
+            .lock()
+            .ours()
+            .into_iter()
+            .map(|(chat, ssrc)| JoinedCall { chat, call: call_of(chat), ssrc })
+            .collect()
+    }
+
+    /// Delivers `update` (with the `chats` Telegram sends along) as each account in
+    /// `to` would receive it.
+    pub(super) fn emit(&self, update: tl::enums::Update, chats: &[tl::enums::Chat], to: &[Account]) {
+        let joined = self.joined();
+        for &account in to {
+            for routed in self.router.route(&update, chats, &joined, account) {
+                // No subscribers is fine: nobody is listening yet.
+                let _ = self.updates.send(self.with_reply_media(routed));
+            }
         }
-        let _ = self.updates.send(Update::Raw { json: to_json(&update), chat: Some(chat) });
+    }
+
+    /// A reply's media, as the MTProto side fetches it for a message that replies.
+    fn with_reply_media(&self, update: Update) -> Update {
+        match update {
+            Update::Message(mut m) => {
+                if let Some(reply) = m.reply_to.as_mut().filter(|r| r.media.is_none()) {
+                    reply.media = self.talk.lock().attachment(m.chat, reply.message);
+                }
+                Update::Message(m)
+            }
+            other => other,
+        }
+    }
+
+    /// Who receives a message from `from` in `chat`: the account always; the bot
+    /// (in privacy mode, as bots are by default) a command or a reply to it.
+    pub(super) fn audience(&self, chat: ChatId, message: &Message) -> Vec<Account> {
+        let mut to = vec![Account::User];
+        if let Some(bot) = &self.bot
+            && message.sender != bot.id
+        {
+            let to_bot = message.text.starts_with('/')
+                || message.reply_to.as_ref().is_some_and(|r| self.talk.lock().sender(chat, r.message) == Some(bot.id));
+            if to_bot {
+                to.push(Account::Bot);
+            }
+        }
+        to
     }
 
     /// Starts (or ends) the chat's voice chat.
     pub(super) fn set_call(&self, chat: ChatId, active: bool) {
         let mut guard = self.chats.lock();
         let map = guard.get_or_insert_with(HashMap::new);
-        map.entry(chat).or_insert_with(|| Chat { id: chat, title: String::new(), active_call: active }).active_call =
-            active;
+        map.entry(chat).or_insert_with(|| Chat::new(chat, active)).active_call = active;
         drop(guard);
         let call = call_of(chat);
         if active {
-            self.send(None, chat, updates::active_call(peer_of(chat), call, 1));
+            self.emit(updates::active_call(peer_of(chat), call, 1), &[], &[Account::User]);
         } else {
-            self.send(Some(Update::CallEnded(chat)), chat, updates::discarded(Some(peer_of(chat)), call));
+            self.roster.lock().clear(chat);
+            self.emit(updates::discarded(Some(peer_of(chat)), call), &[], &[Account::User]);
         }
     }
 
-    /// The account removed from the chat: `updateChannel` (or `updateChat`) whose chat
-    /// is now forbidden to it.
+    /// The account removed from the chat: `updateChannel` (or `updateChat`) with the
+    /// chat sent along now forbidden to it.
     pub(super) fn kick(&self, chat: ChatId) {
-        let update = match peer_of(chat) {
-            tl::enums::Peer::Channel(c) => tl::types::UpdateChannel { channel_id: c.channel_id }.into(),
-            tl::enums::Peer::Chat(c) => tl::types::UpdateChat { chat_id: c.chat_id }.into(),
-            tl::enums::Peer::User(u) => tl::types::UpdateChat { chat_id: u.user_id }.into(),
+        self.roster.lock().clear(chat);
+        let (update, forbidden): (tl::enums::Update, tl::enums::Chat) = match peer_of(chat) {
+            tl::enums::Peer::Channel(c) => (
+                tl::types::UpdateChannel { channel_id: c.channel_id }.into(),
+                tl::types::ChannelForbidden {
+                    broadcast: false,
+                    megagroup: true,
+                    monoforum: false,
+                    id: c.channel_id,
+                    access_hash: 0x5eed,
+                    title: String::new(),
+                    until_date: None,
+                }
+                .into(),
+            ),
+            tl::enums::Peer::Chat(c) => (
+                tl::types::UpdateChat { chat_id: c.chat_id }.into(),
+                tl::types::ChatForbidden { id: c.chat_id, title: String::new() }.into(),
+            ),
+            tl::enums::Peer::User(_) => {
+                // No group to be removed from; said plainly rather than as Telegram.
+                let _ = self.updates.send(Update::Kicked(chat));
+                return;
+            }
         };
-        self.send(Some(Update::Kicked(chat)), chat, update);
+        self.emit(update, &[forbidden], &[Account::User]);
     }
 
     pub(super) fn invite(&self, chat: ChatId, inviter: i64) -> Invite {
-        let message_id = {
-            let mut n = self.next_message.lock();
-            *n += 1;
-            *n
-        };
-        let invite = Invite { chat, inviter, message_id };
+        let message_id = self.talk.lock().next_id(chat);
         let update = updates::invitation(peer_of(chat), inviter, message_id, call_of(chat), vec![self.me]);
-        self.send(Some(Update::Invited(invite.clone())), chat, update);
-        invite
+        self.emit(update, &[], &[Account::User]);
+        Invite { chat, inviter, message_id }
     }
 
     /// Any JSON, delivered as a raw update to the plugins that may see its chat.

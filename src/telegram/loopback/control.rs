@@ -7,16 +7,27 @@
 //! `POST /chats/<id>/kick`, `POST /chats/<id>/invite?inviter=<user>`,
 //! `POST /chats/<id>/start`, `POST /chats/<id>/end`, `POST /updates` (a JSON body,
 //! delivered as a raw update), and `GET /chats`.
+//!
+//! People (`wasmcalls loopback say|press|participant|messages`):
+//! `POST /chats/<id>/messages` `{"from", "text", "reply_to"}` → `{"id"}`;
+//! `POST /chats/<id>/uploads?from=&name=&kind=audio|voice|document&caption=` with the
+//! file as body → `{"id"}`; `POST /chats/<id>/press` `{"from", "message", "data"}` →
+//! `{"query"}`; `POST /chats/<id>/participants` `{"action": "join|leave|mute|unmute",
+//! "user"}`; `GET /chats/<id>/messages` (the transcript) and
+//! `GET /chats/<id>/participants`.
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::Loopback;
-use crate::telegram::{ChatId, TelegramError};
+use super::{DEFAULT_PERSON, File, Loopback, MAX_UPLOAD, Upload};
+use crate::telegram::{ChatId, Telegram, TelegramError};
 
 #[derive(Deserialize)]
 struct JoinQuery {
@@ -35,7 +46,127 @@ pub fn router(loopback: Loopback) -> Router {
         .route("/chats/{id}/start", post(start))
         .route("/chats/{id}/end", post(end))
         .route("/updates", post(raw))
+        .route("/chats/{id}/messages", post(say).get(transcript))
+        .route("/chats/{id}/uploads", post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD)))
+        .route("/chats/{id}/press", post(press))
+        .route("/chats/{id}/participants", post(people).get(participants))
         .with_state(loopback)
+}
+
+type Answer = (StatusCode, Json<serde_json::Value>);
+
+fn refused(e: impl std::fmt::Display) -> Answer {
+    (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e.to_string() })))
+}
+
+fn person() -> i64 {
+    DEFAULT_PERSON
+}
+
+#[derive(Deserialize)]
+struct Say {
+    #[serde(default = "person")]
+    from: i64,
+    text: String,
+    reply_to: Option<i32>,
+}
+
+async fn say(State(lb): State<Loopback>, Path(chat): Path<ChatId>, Json(s): Json<Say>) -> Answer {
+    match lb.say(chat, s.from, &s.text, s.reply_to) {
+        Ok(id) => (StatusCode::OK, Json(serde_json::json!({ "id": id }))),
+        Err(e) => refused(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    #[serde(default = "person")]
+    from: i64,
+    name: String,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    caption: String,
+}
+
+/// The MIME type Telegram would record for a file named `name`.
+fn mime_of(name: &str) -> &'static str {
+    match name.rsplit('.').next().map(str::to_ascii_lowercase).as_deref() {
+        Some("mp3") => "audio/mpeg",
+        Some("ogg" | "oga" | "opus") => "audio/ogg",
+        Some("flac") => "audio/flac",
+        Some("wav") => "audio/x-wav",
+        Some("m4a" | "aac") => "audio/mp4",
+        Some("webm") => "audio/webm",
+        Some("mp4") => "video/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn upload(
+    State(lb): State<Loopback>,
+    Path(chat): Path<ChatId>,
+    Query(q): Query<UploadQuery>,
+    body: Bytes,
+) -> Answer {
+    let kind = match q.kind.as_deref() {
+        None | Some("audio") => Upload::Audio,
+        Some("voice") => Upload::Voice,
+        Some("document") => Upload::Document,
+        Some(other) => return refused(format!("kind {other:?}: write audio, voice or document")),
+    };
+    let file = File { mime: mime_of(&q.name).to_owned(), name: q.name, kind, bytes: Arc::new(body.to_vec()) };
+    match lb.upload(chat, q.from, file, &q.caption) {
+        Ok(id) => (StatusCode::OK, Json(serde_json::json!({ "id": id }))),
+        Err(e) => refused(e),
+    }
+}
+
+async fn transcript(State(lb): State<Loopback>, Path(chat): Path<ChatId>) -> Json<serde_json::Value> {
+    Json(serde_json::json!(lb.transcript(chat)))
+}
+
+#[derive(Deserialize)]
+struct Press {
+    #[serde(default = "person")]
+    from: i64,
+    message: i32,
+    data: String,
+}
+
+async fn press(State(lb): State<Loopback>, Path(chat): Path<ChatId>, Json(p): Json<Press>) -> Answer {
+    match lb.press(chat, p.message, p.from, &p.data) {
+        Ok(query) => (StatusCode::OK, Json(serde_json::json!({ "query": query }))),
+        Err(e) => refused(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct People {
+    action: String,
+    #[serde(default = "person")]
+    user: i64,
+}
+
+async fn people(State(lb): State<Loopback>, Path(chat): Path<ChatId>, Json(p): Json<People>) -> Answer {
+    let r = match p.action.as_str() {
+        "join" => lb.person_joins(chat, p.user, false),
+        "leave" => lb.person_leaves(chat, p.user),
+        "mute" => lb.person_mutes(chat, p.user, true),
+        "unmute" => lb.person_mutes(chat, p.user, false),
+        other => Err(format!("action {other:?}: write join, leave, mute or unmute")),
+    };
+    match r {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({}))),
+        Err(e) => refused(e),
+    }
+}
+
+async fn participants(State(lb): State<Loopback>, Path(chat): Path<ChatId>) -> Answer {
+    match lb.participants(chat, None, 1000).await {
+        Ok(page) => (StatusCode::OK, Json(serde_json::json!(page.participants))),
+        Err(e) => refused(e),
+    }
 }
 
 async fn chats(State(lb): State<Loopback>) -> Json<serde_json::Value> {

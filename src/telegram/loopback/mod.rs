@@ -6,24 +6,34 @@
 //! accepts clients in either ICE role, as Telegram's media servers do, and decodes the
 //! Opus it receives. What each call heard — decoded audio and packet counters — is
 //! kept per call so the CLI can write it to a WAV and tests can compare it to the
-//! source ([`recorder`]). Its account, chats and updates are simulated ([`chats`],
-//! [`updates`]) and scripted over HTTP ([`control`]).
+//! source ([`recorder`]). Its account, bot, chats and the people in them are simulated
+//! ([`chats`], [`talk`], [`roster`]); every update is Telegram's TL ([`updates`]),
+//! routed like Telegram's; scripts and tests drive it over HTTP ([`control`]).
 
 mod chats;
 pub mod control;
 mod peer;
 mod recorder;
+mod roster;
+mod talk;
 pub mod updates;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 pub use chats::Chat;
 pub use recorder::{HeardCall, HeardFrame, HeardStats};
+pub use talk::{File, Posted, Press, ShownButton};
+pub use updates::Upload;
 
+use self::roster::Entry;
+use super::messages::{
+    Account, Bot, Identity, JoinOptions, MemberStatus, Message, MessageId, Outgoing, ParticipantPage, TextFormat,
+};
+use super::tl::peer_of;
 use super::{BoxFuture, ChatId, Invite, Telegram, TelegramError, Update};
 use crate::transport::{JoinParams, TransportAnswer};
 
@@ -40,6 +50,8 @@ pub struct LoopbackOptions {
     pub record_dir: Option<PathBuf>,
     /// The simulated account's user id.
     pub user_id: i64,
+    /// The simulated bot account, if there is one.
+    pub bot: Option<Bot>,
     /// The simulated chats; `None` lets any chat id be joined.
     pub chats: Option<Vec<Chat>>,
     /// Where the HTTP control endpoint listens (kick, invite, end calls…), if anywhere.
@@ -48,6 +60,13 @@ pub struct LoopbackOptions {
 
 /// User id of the loopback's account unless configured.
 pub const DEFAULT_USER_ID: i64 = 777_000_001;
+/// User id and username of the loopback's bot unless configured.
+pub const DEFAULT_BOT_ID: i64 = 777_000_002;
+pub const DEFAULT_BOT_USERNAME: &str = "wasmcalls_bot";
+/// The simulated person scripts speak as unless they say otherwise.
+pub const DEFAULT_PERSON: i64 = 424_242;
+/// The largest file a simulated person may upload.
+pub const MAX_UPLOAD: usize = 64 << 20;
 
 impl Default for LoopbackOptions {
     fn default() -> Self {
@@ -57,6 +76,7 @@ impl Default for LoopbackOptions {
             keep_audio: false,
             record_dir: None,
             user_id: DEFAULT_USER_ID,
+            bot: Some(Bot { id: DEFAULT_BOT_ID, username: DEFAULT_BOT_USERNAME.into() }),
             chats: None,
             control: None,
         }
@@ -86,7 +106,7 @@ impl Loopback {
                 TelegramError::Loopback(format!("cannot create the record folder {}: {e}", d.display()))
             })?;
         }
-        let world = chats::World::new(opts.chats.clone(), opts.user_id);
+        let world = chats::World::new(opts.chats.clone(), opts.user_id, opts.bot.clone());
         let joins = tokio::sync::watch::Sender::new(0);
         Ok(Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world, joins }) })
     }
@@ -114,15 +134,28 @@ impl Loopback {
     /// transport JSON string, and starts the peer that will receive the call.
     pub async fn join_json(&self, chat: ChatId, params_json: &str) -> Result<String, TelegramError> {
         let params = JoinParams::parse(params_json)?;
-        Ok(self.join_params(chat, &params).await?.to_json())
+        Ok(self.join_params(chat, &params, &JoinOptions::default()).await?.to_json())
     }
 
-    async fn join_params(&self, chat: ChatId, params: &JoinParams) -> Result<TransportAnswer, TelegramError> {
+    async fn join_params(
+        &self,
+        chat: ChatId,
+        params: &JoinParams,
+        options: &JoinOptions,
+    ) -> Result<TransportAnswer, TelegramError> {
         if !self.inner.world.has_active_call(chat) {
             return Err(TelegramError::NoActiveGroupCall(chat));
         }
-        // A rejoin with the same SSRC replaces the old participant, as Telegram does.
-        self.drop_ssrc(params.ssrc_u32());
+        let peer = match options.join_as {
+            None => self.inner.opts.user_id,
+            // Channels only, as Telegram: a user cannot speak as another user.
+            Some(c) if c <= -1_000_000_000_000 => c,
+            Some(_) => return Err(refused("phone.joinGroupCall", 400, "JOIN_AS_PEER_INVALID")),
+        };
+        // A rejoin with the same SSRC replaces the old participant, silently, as
+        // Telegram does.
+        let ssrc = params.ssrc_u32();
+        self.hang_up_where(|c| c.ssrc() == ssrc);
         let heard = Arc::new(HeardCall::new(chat, params.ssrc_u32(), &self.inner.opts));
         if let Some(dir) = &self.inner.opts.record_dir {
             let path = dir.join(format!("chat{chat}-ssrc{}.wav", params.ssrc_u32()));
@@ -132,12 +165,17 @@ impl Loopback {
         }
         let answer = peer::spawn(params, &self.inner.opts, heard.clone()).await?;
         self.inner.calls.lock().push(heard);
+        let ours = Entry { peer, source: params.ssrc_u32(), muted: options.start_muted, ours: true };
+        let ours = self.inner.world.roster.lock().join(chat, ours);
+        self.announce(chat, &ours, false);
         self.inner.joins.send_modify(|n| *n += 1);
         Ok(answer)
     }
 
-    fn drop_ssrc(&self, ssrc: u32) {
-        self.hang_up_where(|c| c.ssrc() == ssrc);
+    /// `updateGroupCallParticipants` about `entry` in `chat`.
+    fn announce(&self, chat: ChatId, entry: &Entry, left: bool) {
+        let update = updates::participants(chats::call_of(chat), vec![entry.tl(left)]);
+        self.inner.world.emit(update, &[], &[Account::User]);
     }
 
     /// Disconnects and forgets every participant matching `pred`.
@@ -210,6 +248,150 @@ impl Loopback {
     pub fn raw_update(&self, update: serde_json::Value) {
         self.inner.world.raw(update);
     }
+
+    /// The account that sends a message with `buttons`: the bot when there is one;
+    /// the user account only without buttons.
+    fn sender_for(&self, buttons: &[Vec<super::messages::Button>]) -> Result<i64, TelegramError> {
+        match &self.inner.opts.bot {
+            Some(b) => Ok(b.id),
+            None if buttons.is_empty() => Ok(self.inner.opts.user_id),
+            None => Err(TelegramError::NoBot),
+        }
+    }
+
+    /// Records `post` in `chat` and sends it to the accounts that would receive it.
+    fn post(&self, chat: ChatId, post: Posted) -> MessageId {
+        let (id, said, message) = {
+            let mut talk = self.inner.world.talk.lock();
+            let id = talk.post(chat, post);
+            let posted = talk.get(chat, id).expect("just posted");
+            let said = posted.said(chat, posted.from == self.inner.opts.user_id);
+            let message = Message {
+                chat,
+                id,
+                sender: posted.from,
+                text: posted.text.clone(),
+                reply_to: None,
+                media: None,
+                date: posted.date,
+                seen_by: Account::User,
+            };
+            let reply = posted.reply_to.map(|r| super::messages::Reply { message: r, media: None });
+            (id, said, Message { reply_to: reply, ..message })
+        };
+        let to = self.inner.world.audience(chat, &message);
+        self.inner.world.emit(updates::new_message(peer_of(chat), said), &[], &to);
+        id
+    }
+
+    /// `from` says `text` in `chat` (replying to message `reply_to`): the message's id.
+    pub fn say(&self, chat: ChatId, from: i64, text: &str, reply_to: Option<MessageId>) -> Result<MessageId, String> {
+        self.check_person(chat, from)?;
+        if text.trim().is_empty() {
+            return Err("a message needs some text".into());
+        }
+        if let Some(r) = reply_to
+            && self.inner.world.talk.lock().get(chat, r).is_none()
+        {
+            return Err(format!("chat {chat} has no message {r} to reply to"));
+        }
+        let mut post = Posted::new(from, text.to_owned());
+        post.reply_to = reply_to;
+        Ok(self.post(chat, post))
+    }
+
+    /// `from` uploads a file to `chat` (an audio file, a voice note or a document),
+    /// captioned `caption`: the message's id.
+    pub fn upload(&self, chat: ChatId, from: i64, file: File, caption: &str) -> Result<MessageId, String> {
+        self.check_person(chat, from)?;
+        if file.bytes.is_empty() {
+            return Err(format!("{} is empty", file.name));
+        }
+        if file.bytes.len() > MAX_UPLOAD {
+            return Err(format!(
+                "{} is {} bytes; the loopback takes at most {MAX_UPLOAD}",
+                file.name,
+                file.bytes.len()
+            ));
+        }
+        Ok(self.post(chat, Posted::new(from, caption.to_owned()).with_file(file)))
+    }
+
+    /// `from` presses the button carrying `data` under the bot's message `message`:
+    /// the callback query's id.
+    pub fn press(&self, chat: ChatId, message: MessageId, from: i64, data: &str) -> Result<String, String> {
+        self.check_person(chat, from)?;
+        let bot = self.inner.opts.bot.clone().ok_or("the loopback has no bot: only bots' messages have buttons")?;
+        let query = {
+            let mut talk = self.inner.world.talk.lock();
+            let post = talk.get(chat, message).ok_or(format!("chat {chat} has no message {message}"))?;
+            if post.deleted {
+                return Err(format!("message {message} in chat {chat} was deleted"));
+            }
+            let has = post.buttons.iter().flatten().any(|b| b.data.as_deref() == Some(data));
+            if post.from != bot.id || !has {
+                return Err(format!("message {message} in chat {chat} has no button with data {data:?}"));
+            }
+            talk.press(chat, message, from, data)
+        };
+        let id = query.parse::<i64>().unwrap_or_default();
+        let update = updates::callback_query(id, from, peer_of(chat), message, data);
+        self.inner.world.emit(update, &[], &[Account::Bot]);
+        Ok(query)
+    }
+
+    /// `chat`'s transcript: every message, with edits, deletions, buttons and presses.
+    pub fn transcript(&self, chat: ChatId) -> Vec<Posted> {
+        self.inner.world.talk.lock().transcript(chat)
+    }
+
+    /// A simulated person joins `chat`'s call.
+    pub fn person_joins(&self, chat: ChatId, user: i64, muted: bool) -> Result<(), String> {
+        self.check_person(chat, user)?;
+        if !self.inner.world.has_active_call(chat) {
+            return Err(format!("chat {chat} has no voice chat to join; start one first"));
+        }
+        let entry = self.inner.world.roster.lock().join_user(chat, user, muted);
+        self.announce(chat, &entry, false);
+        Ok(())
+    }
+
+    /// A simulated person leaves `chat`'s call.
+    pub fn person_leaves(&self, chat: ChatId, user: i64) -> Result<(), String> {
+        let entry =
+            self.inner.world.roster.lock().leave(chat, user).ok_or(format!("{user} is not in chat {chat}'s call"))?;
+        self.announce(chat, &entry, true);
+        Ok(())
+    }
+
+    /// A simulated person mutes (or unmutes) in `chat`'s call.
+    pub fn person_mutes(&self, chat: ChatId, user: i64, muted: bool) -> Result<(), String> {
+        let changed = {
+            let mut roster = self.inner.world.roster.lock();
+            if roster.page(chat, None, 1000).map_or(true, |p| !p.participants.iter().any(|p| p.peer == user)) {
+                return Err(format!("{user} is not in chat {chat}'s call"));
+            }
+            roster.set_muted(chat, muted, |e| e.peer == user)
+        };
+        if let Some(entry) = changed {
+            self.announce(chat, &entry, false);
+        }
+        Ok(())
+    }
+
+    /// Simulated people are users (positive ids) in chats the loopback has.
+    fn check_person(&self, chat: ChatId, user: i64) -> Result<(), String> {
+        if user <= 0 {
+            return Err(format!("{user} is not a user id (users are positive)"));
+        }
+        if user == self.inner.opts.user_id || self.inner.opts.bot.as_ref().is_some_and(|b| b.id == user) {
+            return Err(format!("{user} is one of the host's own accounts, not a person"));
+        }
+        if !self.inner.world.knows(chat) {
+            return Err(format!("the loopback has no chat {chat}"));
+        }
+        Ok(())
+    }
 }
 
 impl Telegram for Loopback {
@@ -225,24 +407,228 @@ impl Telegram for Loopback {
         self.inner.world.subscribe()
     }
 
+    fn identity(&self) -> Result<Identity, TelegramError> {
+        Ok(Identity { user: self.inner.opts.user_id, bot: self.inner.opts.bot.clone() })
+    }
+
     fn join<'a>(
         &'a self,
         chat: ChatId,
         params: &'a JoinParams,
+        options: &'a JoinOptions,
     ) -> BoxFuture<'a, Result<TransportAnswer, TelegramError>> {
         Box::pin(async move {
             // Round-trip through the wire format, exactly what Telegram would parse.
-            let json = self.join_json(chat, &params.to_json()).await?;
+            let params = JoinParams::parse(&params.to_json())?;
+            let json = self.join_params(chat, &params, options).await?.to_json();
             Ok(TransportAnswer::parse(&json)?)
         })
     }
 
     fn leave(&self, _chat: ChatId, ssrc: u32) -> BoxFuture<'_, Result<(), TelegramError>> {
         Box::pin(async move {
+            // What it heard stays readable (`calls`), as after any hang-up.
             if let Some(c) = self.call(ssrc) {
                 c.hang_up();
+            }
+            let left = self.inner.world.roster.lock().leave_source(ssrc);
+            if let Some((chat, entry)) = left {
+                self.announce(chat, &entry, true);
             }
             Ok(())
         })
     }
+
+    fn create_call(&self, chat: ChatId) -> BoxFuture<'_, Result<(), TelegramError>> {
+        Box::pin(async move {
+            if !self.inner.world.knows(chat) {
+                return Err(refused("phone.createGroupCall", 400, "PEER_ID_INVALID"));
+            }
+            if !self.inner.world.has_active_call(chat) {
+                self.start_call(chat);
+            }
+            Ok(())
+        })
+    }
+
+    fn discard_call(&self, chat: ChatId) -> BoxFuture<'_, Result<(), TelegramError>> {
+        Box::pin(async move {
+            if !self.inner.world.has_active_call(chat) {
+                return Err(refused("phone.discardGroupCall", 400, "GROUPCALL_ALREADY_DISCARDED"));
+            }
+            self.end_call(chat);
+            Ok(())
+        })
+    }
+
+    fn set_muted(&self, chat: ChatId, ssrc: u32, muted: bool) -> BoxFuture<'_, Result<(), TelegramError>> {
+        Box::pin(async move {
+            let changed = self.inner.world.roster.lock().set_muted(chat, muted, |e| e.ours && e.source == ssrc);
+            if let Some(entry) = changed {
+                self.announce(chat, &entry, false);
+            }
+            Ok(())
+        })
+    }
+
+    fn participants<'a>(
+        &'a self,
+        chat: ChatId,
+        offset: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<ParticipantPage, TelegramError>> {
+        Box::pin(async move {
+            if !self.inner.world.has_active_call(chat) {
+                return Err(TelegramError::NoActiveGroupCall(chat));
+            }
+            self.inner
+                .world
+                .roster
+                .lock()
+                .page(chat, offset, limit)
+                .map_err(|_| refused("phone.getGroupParticipants", 400, "OFFSET_INVALID"))
+        })
+    }
+
+    fn send<'a>(&'a self, chat: ChatId, message: &'a Outgoing) -> BoxFuture<'a, Result<MessageId, TelegramError>> {
+        Box::pin(async move {
+            let from = self.sender_for(&message.buttons)?;
+            if !self.inner.world.knows(chat) {
+                return Err(refused("messages.sendMessage", 400, "PEER_ID_INVALID"));
+            }
+            let mut post = formatted(Posted::new(from, String::new()), message).with_buttons(message.buttons.clone());
+            post.reply_to = message.reply_to.filter(|&id| self.inner.world.talk.lock().get(chat, id).is_some());
+            Ok(self.post(chat, post))
+        })
+    }
+
+    fn edit<'a>(
+        &'a self,
+        chat: ChatId,
+        id: MessageId,
+        message: &'a Outgoing,
+    ) -> BoxFuture<'a, Result<(), TelegramError>> {
+        Box::pin(async move {
+            let editor = self.sender_for(&message.buttons)?;
+            let said = {
+                let mut talk = self.inner.world.talk.lock();
+                let post =
+                    talk.get_mut(chat, id).filter(|p| !p.deleted).ok_or(TelegramError::NoMessage { chat, id })?;
+                if post.from != editor {
+                    return Err(refused("messages.editMessage", 403, "MESSAGE_AUTHOR_REQUIRED"));
+                }
+                let edited =
+                    formatted(Posted::new(editor, String::new()), message).with_buttons(message.buttons.clone());
+                if edited.text == post.text && edited.markup == post.markup && edited.entities == post.entities {
+                    return Err(refused("messages.editMessage", 400, "MESSAGE_NOT_MODIFIED"));
+                }
+                post.text = edited.text;
+                post.entities = edited.entities;
+                post.buttons = edited.buttons;
+                post.markup = edited.markup;
+                post.edited = true;
+                post.said(chat, false)
+            };
+            self.inner.world.emit(updates::edited_message(peer_of(chat), said), &[], &[Account::User]);
+            Ok(())
+        })
+    }
+
+    fn delete(&self, chat: ChatId, id: MessageId) -> BoxFuture<'_, Result<(), TelegramError>> {
+        Box::pin(async move {
+            {
+                let mut talk = self.inner.world.talk.lock();
+                let post =
+                    talk.get_mut(chat, id).filter(|p| !p.deleted).ok_or(TelegramError::NoMessage { chat, id })?;
+                post.deleted = true;
+            }
+            self.inner.world.emit(updates::deleted_messages(peer_of(chat), vec![id]), &[], &[Account::User]);
+            Ok(())
+        })
+    }
+
+    fn answer_callback<'a>(
+        &'a self,
+        query: &'a str,
+        text: Option<&'a str>,
+        alert: bool,
+    ) -> BoxFuture<'a, Result<(), TelegramError>> {
+        Box::pin(async move {
+            if self.inner.opts.bot.is_none() {
+                return Err(TelegramError::NoBot);
+            }
+            if self.inner.world.talk.lock().answer(query, text, alert) {
+                Ok(())
+            } else {
+                Err(refused("messages.setBotCallbackAnswer", 400, "QUERY_ID_INVALID"))
+            }
+        })
+    }
+
+    fn member_status(&self, chat: ChatId, user: i64) -> BoxFuture<'_, Result<MemberStatus, TelegramError>> {
+        Box::pin(async move {
+            if !self.inner.world.knows(chat) {
+                return Err(refused("channels.getParticipant", 400, "CHANNEL_INVALID"));
+            }
+            let world = &self.inner.world;
+            Ok(if user == world.me {
+                MemberStatus::Creator
+            } else if world.admins(chat).contains(&user) {
+                MemberStatus::Administrator
+            } else if world.bot.as_ref().is_some_and(|b| b.id == user)
+                || world.talk.lock().has_spoken(chat, user)
+                || world
+                    .roster
+                    .lock()
+                    .page(chat, None, 1000)
+                    .is_ok_and(|p| p.participants.iter().any(|p| p.peer == user))
+            {
+                MemberStatus::Member
+            } else {
+                // Telegram answers USER_NOT_PARTICIPANT; a standing says it better.
+                MemberStatus::Left
+            })
+        })
+    }
+
+    fn download<'a>(
+        &'a self,
+        chat: ChatId,
+        id: MessageId,
+        to: &'a Path,
+        max_bytes: u64,
+    ) -> BoxFuture<'a, Result<u64, TelegramError>> {
+        Box::pin(async move {
+            let file = {
+                let talk = self.inner.world.talk.lock();
+                let post = talk.get(chat, id).filter(|p| !p.deleted).ok_or(TelegramError::NoMessage { chat, id })?;
+                post.file.clone().ok_or(TelegramError::NoMedia { chat, id })?
+            };
+            let size = file.bytes.len() as u64;
+            if size > max_bytes {
+                return Err(TelegramError::TooLarge { chat, id, size, cap: max_bytes });
+            }
+            tokio::fs::write(to, &*file.bytes)
+                .await
+                .map_err(|e| TelegramError::Loopback(format!("cannot write {}: {e}", to.display())))?;
+            Ok(size)
+        })
+    }
+}
+
+/// A refusal as Telegram would send it.
+fn refused(request: &'static str, code: i32, name: &str) -> TelegramError {
+    super::error::refusal(request, code, name, None)
+}
+
+/// `post` with `message`'s text, parsed as Telegram clients parse Markdown and HTML.
+fn formatted(mut post: Posted, message: &Outgoing) -> Posted {
+    let (text, entities) = match message.format {
+        TextFormat::Plain => (message.text.clone(), Vec::new()),
+        TextFormat::Markdown => crate::telegram::markdown::parse(&message.text),
+        TextFormat::Html => grammers_client::parsers::parse_html_message(&message.text),
+    };
+    post.text = text;
+    post.entities = entities;
+    post
 }

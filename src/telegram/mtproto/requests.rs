@@ -40,17 +40,63 @@ pub fn call_of(chat: ChatId, full: &tl::enums::messages::ChatFull) -> Result<Cal
     }
 }
 
-/// `phone.joinGroupCall`: as ourselves, not muted, camera off, with the join JSON.
-pub fn join(call: CallRef, params_json: String, invite_hash: Option<String>) -> tl::functions::phone::JoinGroupCall {
+/// `phone.joinGroupCall`: as ourselves or `join_as`, muted or not, camera off, with the
+/// join JSON.
+pub fn join(
+    call: CallRef,
+    params_json: String,
+    invite_hash: Option<String>,
+    join_as: Option<tl::enums::InputPeer>,
+    muted: bool,
+) -> tl::functions::phone::JoinGroupCall {
     tl::functions::phone::JoinGroupCall {
-        muted: false,
+        muted,
         video_stopped: true,
         call: call.input(),
-        join_as: tl::enums::InputPeer::PeerSelf,
+        join_as: join_as.unwrap_or(tl::enums::InputPeer::PeerSelf),
         invite_hash,
         public_key: None,
         block: None,
         params: tl::types::DataJson { data: params_json }.into(),
+    }
+}
+
+/// `phone.getGroupParticipants`: a page of the call's participants from `offset`.
+pub fn participants(call: CallRef, offset: &str, limit: u32) -> tl::functions::phone::GetGroupParticipants {
+    tl::functions::phone::GetGroupParticipants {
+        call: call.input(),
+        ids: Vec::new(),
+        sources: Vec::new(),
+        offset: offset.to_owned(),
+        limit: limit.clamp(1, 1000) as i32,
+    }
+}
+
+/// `phone.createGroupCall`: a voice chat in `peer`, now.
+pub fn create_call(peer: tl::enums::InputPeer, random_id: i32) -> tl::functions::phone::CreateGroupCall {
+    tl::functions::phone::CreateGroupCall { rtmp_stream: false, peer, random_id, title: None, schedule_date: None }
+}
+
+/// `phone.discardGroupCall`: ends the call for everyone.
+pub fn discard_call(call: CallRef) -> tl::functions::phone::DiscardGroupCall {
+    tl::functions::phone::DiscardGroupCall { call: call.input() }
+}
+
+/// `phone.editGroupCallParticipant`: mutes or unmutes `participant` (ourselves).
+pub fn set_muted(
+    call: CallRef,
+    participant: tl::enums::InputPeer,
+    muted: bool,
+) -> tl::functions::phone::EditGroupCallParticipant {
+    tl::functions::phone::EditGroupCallParticipant {
+        call: call.input(),
+        participant,
+        muted: Some(muted),
+        volume: None,
+        raise_hand: None,
+        video_stopped: None,
+        video_paused: None,
+        presentation_paused: None,
     }
 }
 
@@ -137,7 +183,7 @@ mod tests {
     #[test]
     fn join_is_as_self_unmuted_with_our_json() {
         let json = r#"{"ufrag":"u","pwd":"p","fingerprints":[],"ssrc":5,"ssrc-groups":[]}"#;
-        let req = join(CALL, json.into(), Some("hash".into()));
+        let req = join(CALL, json.into(), Some("hash".into()), None, false);
         assert_eq!(tl::functions::phone::JoinGroupCall::CONSTRUCTOR_ID, 0x8fb5_3057, "phone.joinGroupCall#8fb53057");
         let back = read_back(&req);
         assert_eq!(
@@ -153,6 +199,29 @@ mod tests {
                 params: tl::enums::DataJson::Json(tl::types::DataJson { data: json.into() }),
             }
         );
+    }
+
+    #[test]
+    fn joining_as_a_channel_muted_says_so() {
+        let channel: tl::enums::InputPeer = tl::types::InputPeerChannel { channel_id: 77, access_hash: 78 }.into();
+        let back = read_back(&join(CALL, "{}".into(), None, Some(channel.clone()), true));
+        assert!(back.muted && back.video_stopped);
+        assert_eq!(back.join_as, channel);
+        assert_eq!(back.invite_hash, None);
+    }
+
+    #[test]
+    fn call_management_requests_read_back() {
+        let page = read_back(&participants(CALL, "next", 5000));
+        assert_eq!((page.offset.as_str(), page.limit, page.call), ("next", 1000, CALL.input()));
+        assert!(page.ids.is_empty() && page.sources.is_empty(), "every participant, not a lookup");
+        let peer: tl::enums::InputPeer = tl::types::InputPeerChat { chat_id: 4242 }.into();
+        let created = read_back(&create_call(peer.clone(), 99));
+        assert_eq!((created.peer, created.random_id, created.rtmp_stream), (peer, 99, false));
+        assert_eq!(read_back(&discard_call(CALL)).call, CALL.input());
+        let muted = read_back(&set_muted(CALL, tl::enums::InputPeer::PeerSelf, true));
+        assert_eq!((muted.muted, muted.volume), (Some(true), None));
+        assert_eq!(read_back(&set_muted(CALL, tl::enums::InputPeer::PeerSelf, false)).muted, Some(false));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use grammers_session::storages::SqliteSession;
 use grammers_session::types::{PeerId, PeerRef};
 use grammers_tl_types as tl;
 
+use super::messages::FileRef;
 use crate::telegram::TelegramError;
 use crate::telegram::error::refusal;
 
@@ -32,6 +33,20 @@ pub trait Rpc: Send + Sync + 'static {
     /// The session's reference (id + access hash) for `peer`, looking through the
     /// account's dialogs when the session has not seen it yet.
     fn peer_ref(&self, peer: PeerId) -> impl Future<Output = Result<Option<PeerRef>, InvocationError>> + Send;
+
+    /// One chunk of `file` from `offset` (`upload.getFile`), from whichever data
+    /// centre stores it.
+    fn file_part(&self, file: &FileRef, offset: i64) -> impl Future<Output = Result<Vec<u8>, InvocationError>> + Send {
+        let request = super::messages::file_part(file, offset);
+        async move {
+            match self.invoke(&request).await? {
+                tl::enums::upload::File::File(f) => Ok(f.bytes),
+                tl::enums::upload::File::CdnRedirect(_) => {
+                    Err(InvocationError::Dropped("a CDN redirect, though CDNs were not offered"))
+                }
+            }
+        }
+    }
 }
 
 /// Real Telegram: grammers' client over its SQLite session.
@@ -80,6 +95,31 @@ impl Rpc for Grammers {
             self.missing.lock().insert(peer, Instant::now());
         }
         Ok(found)
+    }
+
+    async fn file_part(&self, file: &FileRef, offset: i64) -> Result<Vec<u8>, InvocationError> {
+        // grammers' download follows a file to its data centre (FILE_MIGRATE) and
+        // carries the authorization there.
+        let mut parts = self
+            .client
+            .iter_download(file)
+            .chunk_size(super::messages::CHUNK)
+            .skip_chunks((offset / super::messages::CHUNK as i64) as i32);
+        Ok(parts.next().await?.unwrap_or_default())
+    }
+}
+
+impl grammers_client::media::Downloadable for FileRef {
+    fn to_raw_input_location(&self) -> Option<tl::enums::InputFileLocation> {
+        Some(self.location.clone())
+    }
+
+    fn size(&self) -> Option<usize> {
+        Some(self.size as usize)
+    }
+
+    fn dc_id(&self) -> Option<i32> {
+        Some(self.dc)
     }
 }
 

@@ -1,6 +1,7 @@
-//! The account side: grammers' SQLite session (kept 0600: it holds the account's
-//! authorization key), `wasmcalls login`, `wasmcalls whoami`, and connecting the
-//! MTProto side with its update feed.
+//! The account side: grammers' SQLite sessions (kept 0600: they hold the accounts'
+//! authorization keys) — the user account's and, with `telegram.bot_token`, the bot's —
+//! `wasmcalls login`, `wasmcalls whoami`, and connecting the MTProto side with both
+//! accounts' update feeds.
 
 use std::io;
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ use grammers_tl_types as tl;
 use super::rpc::{FloodPolicy, Grammers, classify};
 use super::{Mtproto, MtprotoOptions};
 use crate::telegram::TelegramError;
+use crate::telegram::messages::{Account, Bot};
 
 /// How long `whoami` and the start-up check wait for Telegram.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
@@ -70,9 +72,19 @@ impl Drop for Connection {
 /// Connects to Telegram with the options' session (connections open on demand,
 /// and reopen after network loss on the next request).
 pub async fn connect(opts: &MtprotoOptions) -> Result<Connection, TelegramError> {
-    let session = open_session(&opts.session).await?;
+    connect_to(opts, &opts.session, opts.max_flood_wait).await
+}
+
+/// Connects the bot's session. Its `FLOOD_WAIT`s come back at once: the host paces
+/// the bot's messages itself and tells the plugin to retry after that long.
+pub async fn connect_bot(opts: &MtprotoOptions) -> Result<Connection, TelegramError> {
+    connect_to(opts, &opts.bot_session, Duration::ZERO).await
+}
+
+async fn connect_to(opts: &MtprotoOptions, path: &Path, max_flood_wait: Duration) -> Result<Connection, TelegramError> {
+    let session = open_session(path).await?;
     let params = ConnectionParams {
-        retry_policy: Box::new(FloodPolicy { max_wait: opts.max_flood_wait }),
+        retry_policy: Box::new(FloodPolicy { max_wait: max_flood_wait }),
         app_version: env!("CARGO_PKG_VERSION").into(),
         device_model: "wasmcalls".into(),
         ..Default::default()
@@ -111,21 +123,56 @@ pub async fn start(opts: &MtprotoOptions) -> Result<Mtproto<Grammers>, TelegramE
         },
         Err(_) => tracing::warn!("Telegram did not answer within {ANSWER_TIMEOUT:?}; continuing, requests will retry"),
     }
+    let receiver = updates_of(&mut conn, &opts.session).await?;
+    let tg = match &opts.bot_token {
+        None => Mtproto::new(conn.rpc.clone(), me, opts.clone()),
+        Some(_) => {
+            let (mut bot_conn, bot) = start_bot(opts).await?;
+            let bot_updates = updates_of(&mut bot_conn, &opts.bot_session).await?;
+            let tg = Mtproto::with_bot(conn.rpc.clone(), me, bot_conn.rpc.clone(), bot, opts.clone());
+            tokio::spawn(pump_updates(tg.clone(), bot_updates, bot_conn, Account::Bot));
+            tg
+        }
+    };
+    tokio::spawn(pump_updates(tg.clone(), receiver, conn, Account::User));
+    Ok(tg)
+}
+
+/// The bot's connection and who it is; its session must be signed in.
+async fn start_bot(opts: &MtprotoOptions) -> Result<(Connection, Bot), TelegramError> {
+    let path = &opts.bot_session;
+    let not_in = || TelegramError::NotLoggedIn(format!("the bot's session at {} is not signed in", path.display()));
+    if !path.exists() {
+        return Err(not_in());
+    }
+    let conn = connect_bot(opts).await?;
+    let id = signed_in_as(&conn.rpc.session).await.ok_or_else(not_in)?;
+    let me = tokio::time::timeout(ANSWER_TIMEOUT, conn.rpc.client.get_me())
+        .await
+        .map_err(|_| TelegramError::Network {
+            request: "users.getUsers",
+            reason: "the bot's account did not answer".into(),
+        })?
+        .map_err(|e| classify("users.getUsers", e))?;
+    let username = me.username().unwrap_or_default().to_owned();
+    tracing::info!(bot = id, username, "the bot account is connected");
+    Ok((conn, Bot { id, username }))
+}
+
+/// The update stream of a connection.
+async fn updates_of(conn: &mut Connection, path: &Path) -> Result<UpdatesReceiver, TelegramError> {
     let updates = conn.updates.take().ok_or_else(|| TelegramError::Session {
-        path: opts.session.clone(),
+        path: path.to_path_buf(),
         reason: "the connection's update stream was already taken".into(),
     })?;
-    let receiver = UpdatesReceiver::create(
+    UpdatesReceiver::create(
         conn.handle.thin.clone(),
         conn.handle.session.clone(),
         updates,
         UpdatesConfiguration { catch_up: false },
     )
     .await
-    .map_err(|e| TelegramError::Session { path: opts.session.clone(), reason: e.to_string() })?;
-    let tg = Mtproto::new(conn.rpc.clone(), me, opts.clone());
-    tokio::spawn(pump_updates(tg.clone(), receiver, conn));
-    Ok(tg)
+    .map_err(|e| TelegramError::Session { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Between two `updates.getState` when nothing else is sent: keeps a connection open
@@ -133,15 +180,18 @@ pub async fn start(opts: &MtprotoOptions) -> Result<Mtproto<Grammers>, TelegramE
 /// notices a revoked session.
 const IDLE_PING: Duration = Duration::from_secs(60);
 
-/// Feeds Telegram's updates to the MTProto side for as long as the session is valid.
-async fn pump_updates(tg: Mtproto<Grammers>, mut receiver: UpdatesReceiver, _conn: Connection) {
+/// Feeds `account`'s updates to the MTProto side for as long as its session is valid.
+async fn pump_updates(tg: Mtproto<Grammers>, mut receiver: UpdatesReceiver, conn: Connection, account: Account) {
     // Its own task: `receiver.next()` is not cancel-safe, so it is never raced.
-    let pinger = tokio::spawn(keep_connected(tg.rpc().clone()));
+    let pinger = tokio::spawn(keep_connected(conn.rpc.clone()));
     loop {
         match receiver.next().await {
             Ok((updates, _users, chats)) => {
                 let updates: Vec<_> = updates.into_iter().map(|(u, _state)| u).collect();
-                tg.feed(&updates, &chats);
+                match account {
+                    Account::User => tg.feed(&updates, &chats).await,
+                    Account::Bot => tg.feed_bot(&updates, &chats).await,
+                }
             }
             Err(e) => match classify("updates.getDifference", e) {
                 e @ TelegramError::NotLoggedIn(_) => {
@@ -205,15 +255,15 @@ pub trait Prompt {
     fn secret(&mut self, question: &str) -> io::Result<String>;
 }
 
-/// Who the session is signed in as.
+/// Who a session is signed in as.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
+pub struct Person {
     pub id: i64,
     pub name: String,
     pub username: Option<String>,
 }
 
-impl std::fmt::Display for Account {
+impl std::fmt::Display for Person {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} (id {}", self.name, self.id)?;
         if let Some(u) = &self.username {
@@ -223,15 +273,38 @@ impl std::fmt::Display for Account {
     }
 }
 
-fn account(u: &grammers_client::peer::User) -> Account {
-    Account { id: u.id().bare_id().unwrap_or_default(), name: u.full_name(), username: u.username().map(str::to_owned) }
+fn account(u: &grammers_client::peer::User) -> Person {
+    Person { id: u.id().bare_id().unwrap_or_default(), name: u.full_name(), username: u.username().map(str::to_owned) }
 }
 
 /// Tries the code and the 2FA password this many times before giving up.
 const ATTEMPTS: usize = 3;
 
+/// Signs the bot's session in with `telegram.bot_token` (no questions: the token is
+/// the credential), unless it already is.
+pub async fn login_bot(opts: &MtprotoOptions) -> Result<Option<Person>, LoginError> {
+    let Some(token) = &opts.bot_token else { return Ok(None) };
+    let conn = connect_bot(opts).await?;
+    let client = &conn.rpc.client;
+    if signed_in_as(&conn.rpc.session).await.is_some()
+        && client.is_authorized().await.map_err(|e| classify("updates.getState", e))?
+    {
+        let me = client.get_me().await.map_err(|e| classify("users.getUsers", e))?;
+        return Ok(Some(account(&me)));
+    }
+    let user = client.bot_sign_in(token, &opts.api_hash).await.map_err(|e| {
+        match classify("auth.importBotAuthorization", e) {
+            TelegramError::Rpc { name, .. } if name.starts_with("ACCESS_TOKEN") => {
+                LoginError::SignIn("telegram.bot_token is not a valid token; copy it again from @BotFather".into())
+            }
+            e => LoginError::Telegram(e),
+        }
+    })?;
+    Ok(Some(account(&user)))
+}
+
 /// Signs the options' session in, asking `prompt` for the phone, code and password.
-pub async fn login(opts: &MtprotoOptions, prompt: &mut dyn Prompt) -> Result<Account, LoginError> {
+pub async fn login(opts: &MtprotoOptions, prompt: &mut dyn Prompt) -> Result<Person, LoginError> {
     let conn = connect(opts).await?;
     let client = &conn.rpc.client;
     if signed_in_as(&conn.rpc.session).await.is_some()
@@ -281,7 +354,7 @@ pub async fn login(opts: &MtprotoOptions, prompt: &mut dyn Prompt) -> Result<Acc
 }
 
 /// `whoami`: asks Telegram who the session is.
-pub async fn whoami(opts: &MtprotoOptions) -> Result<Account, TelegramError> {
+pub async fn whoami(opts: &MtprotoOptions) -> Result<Person, TelegramError> {
     let (conn, _) = connect_signed_in(opts).await?;
     let me = tokio::time::timeout(ANSWER_TIMEOUT, conn.rpc.client.get_me())
         .await

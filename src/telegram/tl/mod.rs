@@ -5,6 +5,7 @@
 //! channels, `-…` for basic groups, positive for users.
 
 pub mod json;
+pub mod read;
 
 use grammers_session::types::{PeerId, PeerKind};
 use grammers_tl_types as tl;

@@ -35,12 +35,14 @@ fn joined() -> Vec<JoinedCall> {
 /// Routes a batch that went through the wire; returns the routed events and the raw ones.
 fn route(list: Vec<tl::enums::Update>, chats: Vec<tl::enums::Chat>) -> (Vec<Update>, Vec<serde_json::Value>) {
     let (list, chats) = through_the_wire(&updates(list, chats));
-    let router = Router { me: ME };
+    let router = Router::new(ME, None);
     let (mut routed, mut raw) = (Vec::new(), Vec::new());
     for u in &list {
-        for out in router.route(u, &chats, &joined()) {
+        for out in router.route(u, &chats, &joined(), Account::User) {
             match out {
                 Update::Raw { json, .. } => raw.push(json),
+                // Participant changes have tests of their own.
+                Update::Participants { .. } => {}
                 other => routed.push(other),
             }
         }
