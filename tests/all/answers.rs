@@ -163,3 +163,29 @@ pub fn channel_full(id: i64, call: Option<tl::enums::InputGroupCall>) -> tl::enu
     }
     .into()
 }
+
+/// An administrator's rights: managing calls, nothing else.
+pub fn admin_rights() -> tl::enums::ChatAdminRights {
+    tl::types::ChatAdminRights {
+        change_info: false,
+        post_messages: false,
+        edit_messages: false,
+        delete_messages: false,
+        ban_users: false,
+        invite_users: false,
+        pin_messages: false,
+        add_admins: false,
+        anonymous: false,
+        manage_call: true,
+        other: false,
+        manage_topics: false,
+        post_stories: false,
+        edit_stories: false,
+        delete_stories: false,
+        manage_direct_messages: false,
+        manage_ranks: false,
+        manage_linked_peers: false,
+        manage_welcome_messages: false,
+    }
+    .into()
+}

@@ -2,8 +2,10 @@
 //! One binary, one module per area (links once, runs in parallel).
 
 mod answers;
+mod bot_account;
 mod chat;
 mod cli;
+mod fake;
 mod formats;
 mod hostile;
 mod http;

@@ -1,195 +1,23 @@
-//! The MTProto backend without a network: a fake Telegram stands behind the `Rpc`
-//! seam. It reads every request back from its TL bytes (as Telegram would), answers
-//! with TL bytes built from grammers' types, and terminates media on the loopback —
-//! so a plugin's join travels plugin → call manager → MTProto requests → the
-//! loopback's WebRTC peer, which decodes the audio. Only the MTProto wire itself
-//! (grammers' sender) is not in the loop; see the README's "Running against Telegram".
+//! The MTProto backend without a network: a fake Telegram ([`crate::fake`]) stands
+//! behind the `Rpc` seam, so a plugin's join travels plugin → call manager → MTProto
+//! requests → the loopback's WebRTC peer, which decodes the audio. Only the MTProto
+//! wire itself (grammers' sender) is not in the loop; see the README's "Running
+//! against Telegram".
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use grammers_mtsender::{InvocationError, RpcError};
-use grammers_session::types::{PeerAuth, PeerId, PeerRef};
-use grammers_tl_types::{self as tl, Deserializable, Identifiable, Serializable};
+use grammers_tl_types as tl;
 use serde_json::json;
 use wasmcalls::calls::HostEvent;
 use wasmcalls::telegram::loopback::updates as samples;
-use wasmcalls::telegram::loopback::{Loopback, LoopbackOptions};
-use wasmcalls::telegram::mtproto::rpc::Rpc;
-use wasmcalls::telegram::mtproto::{Mtproto, MtprotoOptions};
-use wasmcalls::telegram::tl::CallRef;
+use wasmcalls::telegram::mtproto::Mtproto;
 use wasmcalls::telegram::{Telegram, TelegramError};
 use wasmcalls::transport::JoinParams;
 
 use crate::answers;
+use crate::fake::*;
 use crate::support::*;
-
-const ME: i64 = 5_000_001;
-/// A supergroup with a voice chat (`-100` + its bare id).
-const CHANNEL: i64 = 1_185_324_811;
-const CHAT: i64 = -1_001_185_324_811;
-const CHANNEL_HASH: i64 = 0x5eed;
-const CALL: CallRef = CallRef { id: 4_000_001, access_hash: 4_000_002 };
-/// A basic group with a voice chat, and a supergroup without one.
-const BASIC: i64 = 4242;
-const BASIC_CALL: CallRef = CallRef { id: 4_000_003, access_hash: 4_000_004 };
-const QUIET_CHANNEL: i64 = 1_000_000_007;
-const QUIET: i64 = -1_001_000_000_007;
-
-/// What the fake Telegram saw, and how it will answer.
-#[derive(Default)]
-struct FakeState {
-    joins: Vec<tl::functions::phone::JoinGroupCall>,
-    leaves: Vec<tl::functions::phone::LeaveGroupCall>,
-    checks: Vec<tl::functions::phone::CheckGroupCall>,
-    full_channels: Vec<tl::functions::channels::GetFullChannel>,
-    /// Transport JSON handed out per source, so a rejoin gets the same one.
-    transports: HashMap<i32, String>,
-    /// Sources the calls still list (cleared to make the keep-alive rejoin).
-    sources: Vec<i32>,
-    /// Replaces the next join answer.
-    next_join: Option<tl::enums::Updates>,
-    /// Refuses the next join with this RPC error (code, message).
-    refuse_join: Option<(i32, &'static str)>,
-}
-
-#[derive(Clone)]
-struct FakeTelegram {
-    loopback: Loopback,
-    state: Arc<Mutex<FakeState>>,
-    /// Bumped on every request, so a test can await what the fake saw.
-    requests: tokio::sync::watch::Sender<u64>,
-}
-
-impl FakeTelegram {
-    fn new() -> FakeTelegram {
-        FakeTelegram {
-            loopback: Loopback::new(LoopbackOptions::default()).unwrap(),
-            state: Arc::default(),
-            requests: tokio::sync::watch::Sender::new(0),
-        }
-    }
-
-    fn seen<T>(&self, f: impl FnOnce(&mut FakeState) -> T) -> T {
-        f(&mut self.state.lock().unwrap())
-    }
-
-    /// Waits until what the fake saw satisfies `pred`.
-    async fn until(&self, pred: impl Fn(&FakeState) -> bool) {
-        let mut rx = self.requests.subscribe();
-        tokio::time::timeout(PATIENCE, async {
-            while !self.seen(|s| pred(s)) {
-                rx.changed().await.expect("the fake lives as long as the test");
-            }
-        })
-        .await
-        .expect("the fake Telegram saw it in time");
-    }
-
-    async fn answer(&self, id: u32, body: &[u8]) -> Result<Vec<u8>, InvocationError> {
-        use tl::functions::{channels, messages, phone};
-        Ok(match id {
-            channels::GetFullChannel::CONSTRUCTOR_ID => {
-                let req = channels::GetFullChannel::from_bytes(body).expect("getFullChannel parses");
-                self.seen(|s| s.full_channels.push(req.clone()));
-                let tl::enums::InputChannel::Channel(c) = &req.channel else {
-                    return Err(rpc(400, "CHANNEL_INVALID"));
-                };
-                if c.access_hash != CHANNEL_HASH {
-                    return Err(rpc(400, "CHANNEL_INVALID"));
-                }
-                let call = (c.channel_id == CHANNEL).then(|| CALL.input());
-                answers::full(answers::channel_full(c.channel_id, call)).to_bytes()
-            }
-            messages::GetFullChat::CONSTRUCTOR_ID => {
-                let req = messages::GetFullChat::from_bytes(body).expect("getFullChat parses");
-                answers::full(answers::chat_full(req.chat_id, (req.chat_id == BASIC).then(|| BASIC_CALL.input())))
-                    .to_bytes()
-            }
-            phone::JoinGroupCall::CONSTRUCTOR_ID => {
-                let req = phone::JoinGroupCall::from_bytes(body).expect("joinGroupCall parses");
-                let tl::enums::DataJson::Json(params) = &req.params;
-                let ssrc = JoinParams::parse(&params.data).expect("the join JSON is ours").ssrc;
-                let chat = if req.call == CALL.input() { CHAT } else { -BASIC };
-                self.seen(|s| s.joins.push(req.clone()));
-                if let Some((code, message)) = self.seen(|s| s.refuse_join.take()) {
-                    return Err(rpc(code, message));
-                }
-                if let Some(answer) = self.seen(|s| s.next_join.take()) {
-                    return Ok(answer.to_bytes());
-                }
-                let known = self.seen(|s| s.transports.get(&ssrc).cloned());
-                let transport = match known {
-                    Some(t) => t,
-                    None => {
-                        let t = self.loopback.join_json(chat, &params.data).await.expect("the loopback answers");
-                        self.seen(|s| s.transports.insert(ssrc, t.clone()));
-                        t
-                    }
-                };
-                self.seen(|s| s.sources.push(ssrc));
-                updates(vec![answers::connection(&transport)]).to_bytes()
-            }
-            phone::LeaveGroupCall::CONSTRUCTOR_ID => {
-                let req = phone::LeaveGroupCall::from_bytes(body).expect("leaveGroupCall parses");
-                self.seen(|s| {
-                    s.sources.retain(|x| *x != req.source);
-                    s.leaves.push(req.clone());
-                });
-                let chat = if req.call == CALL.input() { CHAT } else { -BASIC };
-                self.loopback.leave(chat, req.source as u32).await.unwrap();
-                updates(vec![]).to_bytes()
-            }
-            phone::CheckGroupCall::CONSTRUCTOR_ID => {
-                let req = phone::CheckGroupCall::from_bytes(body).expect("checkGroupCall parses");
-                let listed: Vec<i32> = self.seen(|s| {
-                    s.checks.push(req.clone());
-                    req.sources.iter().copied().filter(|x| s.sources.contains(x)).collect()
-                });
-                listed.to_bytes()
-            }
-            other => return Err(rpc(400, &format!("FAKE_DOES_NOT_KNOW_{other:08x}"))),
-        })
-    }
-}
-
-impl Rpc for FakeTelegram {
-    async fn invoke<R>(&self, request: &R) -> Result<R::Return, InvocationError>
-    where
-        R: tl::RemoteCall + Send + Sync,
-    {
-        let bytes = request.to_bytes();
-        let id = u32::from_le_bytes(bytes[..4].try_into().unwrap());
-        let answer = self.answer(id, &bytes[4..]).await;
-        self.requests.send_modify(|n| *n += 1);
-        let answer = answer?;
-        Ok(R::Return::from_bytes(&answer).expect("the fake's answer parses as the request's return type"))
-    }
-
-    async fn peer_ref(&self, peer: PeerId) -> Result<Option<PeerRef>, InvocationError> {
-        let known = [PeerId::channel(CHANNEL).unwrap(), PeerId::channel(QUIET_CHANNEL).unwrap()];
-        Ok(known.contains(&peer).then(|| PeerRef { id: peer, auth: PeerAuth::from_hash(CHANNEL_HASH) }))
-    }
-}
-
-fn rpc(code: i32, message: &str) -> InvocationError {
-    InvocationError::Rpc(RpcError::from(tl::types::RpcError { error_code: code, error_message: message.into() }))
-}
-
-fn updates(list: Vec<tl::enums::Update>) -> tl::enums::Updates {
-    answers::updates(list, vec![])
-}
-
-/// Updates as Telegram pushes them: through their bytes, then into the MTProto side.
-async fn push(tg: &Mtproto<FakeTelegram>, list: Vec<tl::enums::Update>, chats: Vec<tl::enums::Chat>) {
-    let (updates, chats) = answers::through_the_wire(&answers::updates(list, chats));
-    tg.feed(&updates, &chats).await;
-}
-
-fn options(check_every: Duration) -> MtprotoOptions {
-    MtprotoOptions { check_interval: check_every, ..Default::default() }
-}
 
 async fn host_on(fake: &FakeTelegram, check_every: Duration) -> (Host, Mtproto<FakeTelegram>, String) {
     let dir = tempfile::tempdir().unwrap();

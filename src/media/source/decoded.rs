@@ -40,6 +40,13 @@ pub fn demux(source: Box<dyn MediaSource>, what: &str) -> Result<Demuxed, Source
                 what: what.to_owned(),
                 format: "a container wasmcalls does not recognise".into(),
             },
+            // Running off the end while probing is not recognising the container either:
+            // the probe took stray bytes of another container (MP3 frames inside an AVI)
+            // for a format it knows, and read on until the file ended.
+            SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => SourceError::Unsupported {
+                what: what.to_owned(),
+                format: "a container wasmcalls does not recognise".into(),
+            },
             SymError::IoError(io) => SourceError::Io { what: what.to_owned(), source: io },
             other => SourceError::Damaged { what: what.to_owned(), reason: other.to_string() },
         })?;
