@@ -112,6 +112,8 @@ pub struct HostConfig {
     pub cache_max_mb: Option<u64>,
     /// Pacer threads calls are spread over (default: one per core).
     pub pacer_shards: Option<usize>,
+    /// `cranelift` (optimising; `run`'s default) or `winch` (fast to compile; `dev`'s).
+    pub compiler: Option<String>,
 }
 
 /// `[loopback]`: the embedded loopback Telegram.

@@ -87,6 +87,7 @@ impl App {
             },
         );
         let capacity = Capacity {
+            compiler: options.compiler.unwrap_or_default(),
             plugins: options.plugins.len().max(1),
             memory_mb: options.plugins.iter().map(|p| p.spec.limits.memory_mb).max().unwrap_or(64),
         };

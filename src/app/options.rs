@@ -21,7 +21,7 @@ use crate::media::source::fetch::UrlPolicy;
 use crate::runtime::build::{Build, BuildCommand};
 use crate::runtime::grants::{ChatGrant, Grants, GrantsError, MessagesGrant};
 use crate::runtime::limits::{Limits, LimitsError};
-use crate::runtime::{CacheOptions, PluginSpec};
+use crate::runtime::{CacheOptions, Compiler, PluginSpec};
 use crate::telegram::TelegramOptions;
 use crate::telegram::loopback::{Chat, DEFAULT_BOT_ID, DEFAULT_BOT_USERNAME, LoopbackOptions};
 use crate::telegram::messages::Bot;
@@ -43,6 +43,9 @@ pub struct HostOptions {
     pub pacer: PacerConfig,
     /// Where messages' media is downloaded to be played: `<cache_dir>/media`.
     pub media_cache: PathBuf,
+    /// The compiler the config names; `None`: the command's default (Cranelift for
+    /// `run`, Winch for `dev`).
+    pub compiler: Option<Compiler>,
 }
 
 /// One plugin: what to load, how to build it first, whether the API reaches it.
@@ -114,6 +117,8 @@ pub enum Problem {
     MessagesChat(i64),
     #[error("a bot token looks like 123456:ABC…, as @BotFather gives it")]
     BotToken,
+    #[error("{0:?}: write \"cranelift\" (optimising) or \"winch\" (fast to compile)")]
+    Compiler(String),
 }
 
 /// Resolves a parsed config into the options of each part of the host.
@@ -180,6 +185,12 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
         }
     }
 
+    let compiler = match h.compiler.as_deref() {
+        None => None,
+        Some("cranelift") => Some(Compiler::Cranelift),
+        Some("winch") => Some(Compiler::Winch),
+        Some(other) => return Err(fail(KeyPath::of("host.compiler"), Problem::Compiler(other.to_owned()))),
+    };
     let cache_dir = absolute(&folder, h.cache_dir.as_deref().unwrap_or(Path::new(".wasmcalls/cache")));
     let cache_defaults = CacheOptions::default();
     Ok(HostOptions {
@@ -188,6 +199,7 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
         telegram,
         plugins,
         media_cache: cache_dir.join("media"),
+        compiler,
         cache: CacheOptions {
             dir: Some(cache_dir),
             max_bytes: h.cache_max_mb.map_or(cache_defaults.max_bytes, |mb| mb << 20),

@@ -102,7 +102,11 @@ pub fn main() -> ExitCode {
 /// `run` or `dev`: the config first (a bad one is reported before anything starts),
 /// then logging at its level, then the host.
 fn host(args: run::RunArgs, dev: bool) -> Result<()> {
-    let (_, options) = host_options(&args.config)?;
+    let (_, mut options) = host_options(&args.config)?;
+    if dev {
+        // Edit → new version serving fast: the baseline compiler, unless the config says.
+        options.compiler.get_or_insert(wasmcalls::runtime::Compiler::Winch);
+    }
     init_logging(&format!("{},{QUIET_RTC}", options.log));
     block_on(run::run(args, options, dev))
 }

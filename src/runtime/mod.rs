@@ -33,7 +33,7 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use engine::CompileCache;
-pub use engine::{CacheOptions, Capacity, Loaded};
+pub use engine::{CacheOptions, Capacity, Compiler, Loaded};
 pub use instance::Instance;
 
 use crate::calls::{CallManager, HostEvent};
@@ -61,6 +61,11 @@ pub enum PluginError {
     QueueFull { name: String },
     #[error("plugin {name}: {reason}")]
     Capacity { name: String, reason: String },
+    #[error(
+        "plugin {name}: {path} imports {import}, which the host does not provide; {fix} (the host provides \
+         wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random and wasi:sockets 0.2, and wasmcalls:bot 0.1 and 0.2)"
+    )]
+    UnknownImport { name: String, path: PathBuf, import: String, fix: String },
     #[error("plugin {name}: building {path} failed: {reason}")]
     Build { name: String, path: PathBuf, reason: String },
     #[error("plugin {name} is disabled after repeated traps; fix it and restart the host")]
@@ -160,6 +165,53 @@ pub struct Compiled {
     pre: Pre,
     /// Whether it was compiled or loaded from the compile cache.
     pub loaded: Loaded,
+}
+
+/// Compiles the component at `path` into `cache` as a host sized by `capacity` would,
+/// so such a host then loads it from the cache: for tools that prepare plugins ahead
+/// of the hosts that run them (a test run, a deployment).
+pub fn precompile(path: &Path, cache: CacheOptions, capacity: Capacity) -> Result<Loaded, PluginError> {
+    let name = path.file_stem().map_or("plugin".into(), |s| s.to_string_lossy().into_owned());
+    let engine = engine::engine(capacity).map_err(|e| PluginError::Capacity {
+        name: name.clone(),
+        reason: format!("the WebAssembly engine cannot start: {e:#}"),
+    })?;
+    let wasm = std::fs::read(path).map_err(|e| PluginError::Read {
+        name: name.clone(),
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let (_, loaded) = CompileCache::new(cache).load(&engine, &name, path, &wasm)?;
+    Ok(loaded)
+}
+
+/// The first of `component`'s imports the host has nothing for, as an error that
+/// names it and says what to do; `None` if every import is one the host knows.
+fn unknown_import(
+    name: &str,
+    path: &Path,
+    component: &wasmtime::component::Component,
+    engine: &Engine,
+) -> Option<PluginError> {
+    const PROVIDED: [&str; 6] =
+        ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"];
+    let known = |import: &str| {
+        PROVIDED.iter().any(|p| import.starts_with(p) && import.contains("@0.2."))
+            || (import.starts_with("wasmcalls:bot/") && (import.ends_with("@0.1.0") || import.ends_with("@0.2.0")))
+    };
+    let ty = component.component_type();
+    let (import, _) = ty.imports(engine).find(|(i, _)| !known(i))?;
+    let fix = if import.starts_with("wasi:http") {
+        "plugins reach the world only through the contract; a JavaScript bot built with componentize-js imports HTTP \
+         unless built with `-d http fetch-event` — build it with componentize-qjs (what `wasmcalls new --lang js` \
+         sets up), or drop the HTTP use"
+            .to_owned()
+    } else if import.starts_with("wasmcalls:bot/") {
+        "rebuild it against wit/v0.2 (or wit/v0.1) as this host ships them".to_owned()
+    } else {
+        "rebuild it without that import (check which of its dependencies or build options pull it in)".to_owned()
+    };
+    Some(PluginError::UnknownImport { name: name.to_owned(), path: path.to_path_buf(), import: import.to_owned(), fix })
 }
 
 /// A linked component, by the contract version it speaks.
@@ -356,6 +408,9 @@ impl PluginHost {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
         };
+        if let Some(e) = unknown_import(name, path, &component, &self.engine) {
+            return Err(e);
+        }
         let linked = self.linker.instantiate_pre(&component).map_err(wrong_world)?;
         // The newest version whose `handler` the component exports.
         let pre = match bindings::v2::BotPre::new(linked.clone()) {

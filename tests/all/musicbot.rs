@@ -1,4 +1,5 @@
-//! The flagship musicbot end to end on the loopback: people type commands and press
+//! The flagship musicbot end to end on the loopback, in each language it is written in
+//! — Rust, Python and JavaScript, the same behaviour — people type commands and press
 //! buttons; the test reads the chat's transcript and what the call heard.
 
 use std::path::Path;
@@ -22,17 +23,76 @@ fn tool(program: &str, args: &[&str], dir: &Path) {
 fn media(dir: &Path) {
     let m = dir.join("media");
     std::fs::create_dir_all(&m).unwrap();
-    tool("sox", &["-n", "-r", "44100", "-c", "2", "one.wav", "synth", "2", "sine", "523"], &m);
+    tool("sox", &["-n", "-r", "44100", "-c", "2", "one.wav", "synth", "2", "sine", "523", "vol", "0.5"], &m);
     tool("lame", &["--quiet", "one.wav", "one.mp3"], &m);
-    tool("sox", &["-n", "-r", "48000", "-c", "2", "-b", "16", "two.wav", "synth", "3", "sine", "660"], &m);
+    tool(
+        "sox",
+        &["-n", "-r", "48000", "-c", "2", "-b", "16", "two.wav", "synth", "3", "sine", "660", "vol", "0.5"],
+        &m,
+    );
     tool("opusenc", &["--quiet", "two.wav", "two.opus"], &m);
-    tool("sox", &["-n", "-r", "44100", "-c", "2", "song.wav", "synth", "20", "sine", "440"], dir);
+    tool("sox", &["-n", "-r", "44100", "-c", "2", "song.wav", "synth", "20", "sine", "440", "vol", "0.5"], dir);
     tool("lame", &["--quiet", "song.wav", "song.mp3"], dir);
 }
 
-fn musicbot() -> Bot {
-    Bot::musicbot().grants(&format!("chats = [{CHAT}], files = [\"media\"], messages = true"))
+/// The musicbot's three implementations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Lang {
+    Rust,
+    Python,
+    Js,
 }
+
+impl Lang {
+    fn wasm(self) -> std::path::PathBuf {
+        match self {
+            Lang::Rust => plugin("musicbot"),
+            Lang::Python => python_bot("musicbot-py"),
+            Lang::Js => js_bot("musicbot-js"),
+        }
+    }
+}
+
+/// The demo chat (Alice administers it) and the musicbot in `lang`.
+fn setup(lang: Lang) -> Setup {
+    let wasm = lang.wasm();
+    let bot = Bot::at("musicbot", wasm.to_str().unwrap())
+        .grants(&format!("chats = [{CHAT}], files = [\"media\"], messages = true"));
+    let mut s = Setup::new().chat(CHAT).admin(CHAT, ALICE).plugin(bot);
+    if lang != Lang::Rust {
+        for line in shared_compile() {
+            s = s.host(&line);
+        }
+    }
+    s
+}
+
+/// Each scenario once per language.
+macro_rules! in_every_language {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rust() {
+                super::$scenario(Lang::Rust).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn python() {
+                super::$scenario(Lang::Python).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn javascript() {
+                super::$scenario(Lang::Js).await
+            }
+        }
+    )*};
+}
+
+in_every_language!(
+    people_play_queue_and_control_the_music_by_command_and_button,
+    stop_leaves_and_bad_requests_are_answered,
+    the_queue_survives_a_hot_reload
+);
 
 /// Waits until the musicbot has handled everything before this call (its events run
 /// in order; a custom API request queues behind them).
@@ -67,12 +127,11 @@ async fn press(host: &Host, message: i32, from: i64, data: &str) -> String {
     query
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn people_play_queue_and_control_the_music_by_command_and_button() {
+async fn people_play_queue_and_control_the_music_by_command_and_button(lang: Lang) {
     let dir = tempfile::tempdir().unwrap();
     media(dir.path());
     let song = std::fs::read(dir.path().join("song.mp3")).unwrap();
-    let host = Host::start_in(dir, &Setup::new().chat(CHAT).admin(CHAT, ALICE).plugin(musicbot())).await;
+    let host = Host::start_in(dir, &setup(lang)).await;
     let mut events = host.app.events();
     let lb = host.loopback();
 
@@ -126,11 +185,10 @@ async fn people_play_queue_and_control_the_music_by_command_and_button() {
     assert!(heard.stats().timeline_samples > 48_000, "the call heard the music: {:?}", heard.stats());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_leaves_and_bad_requests_are_answered() {
+async fn stop_leaves_and_bad_requests_are_answered(lang: Lang) {
     let dir = tempfile::tempdir().unwrap();
     media(dir.path());
-    let host = Host::start_in(dir, &Setup::new().chat(CHAT).admin(CHAT, ALICE).plugin(musicbot())).await;
+    let host = Host::start_in(dir, &setup(lang)).await;
     say(&host, ALICE, "/play", None).await;
     assert!(last_from_bot(&host).text.starts_with("Usage"), "{:?}", last_from_bot(&host));
     say(&host, ALICE, "/play media/nope.mp3", None).await;
@@ -146,14 +204,13 @@ async fn stop_leaves_and_bad_requests_are_answered() {
     assert_eq!(last_from_bot(&host).text, "Nothing is playing.");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_queue_survives_a_hot_reload() {
+async fn the_queue_survives_a_hot_reload(lang: Lang) {
     let dir = tempfile::tempdir().unwrap();
     media(dir.path());
-    let host = Host::start_in(dir, &Setup::new().chat(CHAT).admin(CHAT, ALICE).plugin(musicbot())).await;
+    let host = Host::start_in(dir, &setup(lang)).await;
     say(&host, ALICE, "/play media/two.opus", None).await;
     say(&host, ALICE, "/play media/one.mp3", None).await;
-    let report = host.app.plugins.reload("musicbot", &plugin("musicbot")).await.unwrap();
+    let report = host.app.plugins.reload("musicbot", &lang.wasm()).await.unwrap();
     assert!(report.restored, "the new version took the queue over");
     say(&host, ALICE, "/queue", None).await;
     let q = last_from_bot(&host).text;

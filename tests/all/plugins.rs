@@ -212,6 +212,10 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     let junk = write("junk.wasm", b"definitely not wasm");
     let core = write("core.wasm", &wat::parse_str("(module)").unwrap());
     let other = write("other.wasm", &wat::parse_str("(component (import \"x:y/z\" (func)))").unwrap());
+    let http = write(
+        "http.wasm",
+        &wat::parse_str("(component (import \"wasi:http/outgoing-handler@0.2.0\" (instance)))").unwrap(),
+    );
     let empty = write("empty.wasm", &wat::parse_str("(component)").unwrap());
     let threads = write("threads.wasm", &wat::parse_str("(component (core module (memory 1 1 shared)))").unwrap());
     let host = Host::start(&chats()).await;
@@ -229,10 +233,16 @@ async fn malformed_and_wrong_world_components_are_refused_clearly() {
     assert!(matches!(e, PluginError::NotAComponent { .. }) && e.to_string().contains("magic bytes"), "{e}");
     let e = load("core", core).await.unwrap_err();
     assert!(e.to_string().contains("core WebAssembly module, not a component"), "{e}");
+    // An import the host does not provide is named, with what to do about it.
     let e = load("other", other).await.unwrap_err();
-    assert!(matches!(e, PluginError::WrongWorld { .. }) && e.to_string().contains("wit/v0.2"), "{e}");
+    assert!(matches!(e, PluginError::UnknownImport { .. }) && e.to_string().contains("imports x:y/z"), "{e}");
+    let e = load("http", http).await.unwrap_err();
+    assert!(
+        e.to_string().contains("wasi:http/outgoing-handler@0.2.0") && e.to_string().contains("componentize-qjs"),
+        "{e}"
+    );
     let e = load("empty", empty).await.unwrap_err();
-    assert!(matches!(e, PluginError::WrongWorld { .. }), "{e}");
+    assert!(matches!(e, PluginError::WrongWorld { .. }) && e.to_string().contains("wit/v0.2"), "{e}");
     let e = load("threads", threads).await.unwrap_err();
     assert!(
         matches!(e, PluginError::NotAComponent { .. }) && e.to_string().contains("threads"),

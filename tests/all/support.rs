@@ -183,6 +183,111 @@ pub fn plugin(name: &str) -> PathBuf {
     }
 }
 
+/// The repository's root.
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A compile cache shared by every test of a run (and the next run): the Python and
+/// JavaScript bots are compiled into it once, not once per test.
+pub fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache")
+}
+
+/// The host lines a test of a Python or JavaScript bot adds: the baseline compiler
+/// (as `wasmcalls dev` uses) and the shared cache its component was compiled into.
+pub fn shared_compile() -> [String; 2] {
+    ["compiler = \"winch\"".to_owned(), format!("cache_dir = {:?}", shared_cache())]
+}
+
+/// Runs a build tool; what it says on failure is in the panic.
+fn build_with(program: &Path, args: &[&str], setup_hint: &str) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("{} cannot run ({e}): {setup_hint}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed:\n{}{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Compiles `wasm` into the shared cache as the test hosts will load it.
+fn precompile(wasm: &Path) {
+    let capacity = wasmcalls::runtime::Capacity { compiler: wasmcalls::runtime::Compiler::Winch, ..Default::default() };
+    let cache = wasmcalls::runtime::CacheOptions { dir: Some(shared_cache()), ..Default::default() };
+    wasmcalls::runtime::precompile(wasm, cache, capacity).expect("the component compiles");
+}
+
+/// A Python bot (`plugins/<name>/app.py` with the SDK in `sdk/python`), built with the
+/// project's componentize-py once per test run and compiled into the shared cache.
+pub fn python_bot(name: &'static str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let out = repo().join(format!("plugins/target/python/{name}.wasm"));
+    let mut built = BUILT.lock().unwrap();
+    if !built.contains(&name) {
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let app = format!("plugins/{name}");
+        build_with(
+            &repo().join(".venv/bin/componentize-py"),
+            &[
+                "-d",
+                "wit/v0.2",
+                "-w",
+                "bot-with-state",
+                "componentize",
+                "app",
+                "-p",
+                &app,
+                "-p",
+                "sdk/python",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            "run `bash .ci/setup` (it installs componentize-py in .venv)",
+        );
+        precompile(&out);
+        built.push(name);
+    }
+    out
+}
+
+/// A JavaScript bot (`plugins/<name>/bot.js` with the SDK in `sdk/js`), built with
+/// the project's componentize-qjs once per test run and compiled into the shared cache.
+pub fn js_bot(name: &'static str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let out = repo().join(format!("plugins/target/js/{name}.wasm"));
+    let mut built = BUILT.lock().unwrap();
+    if !built.contains(&name) {
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let js = format!("plugins/{name}/bot.js");
+        build_with(
+            &repo().join("sdk/js/node_modules/.bin/componentize-qjs"),
+            &[
+                "--wit",
+                "wit/v0.2",
+                "-n",
+                "bot-with-state",
+                "--js",
+                &js,
+                "--module-root",
+                ".",
+                "--sync",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            "run `bash .ci/setup` (it installs componentize-qjs in sdk/js/node_modules)",
+        );
+        precompile(&out);
+        built.push(name);
+    }
+    out
+}
+
 /// A test's configuration, written as a user writes it: a `[host]` with a free API
 /// port, loopback chats, and plugins.
 #[derive(Clone, Default)]
@@ -293,11 +398,6 @@ impl Bot {
     /// The v0.2 test plugin (runs any command over its custom API, records events).
     pub fn probe(name: &str) -> Bot {
         Bot { name: name.into(), wasm: format!("{:?}", plugin("probe")), lines: vec![] }
-    }
-
-    /// The flagship musicbot.
-    pub fn musicbot() -> Bot {
-        Bot { name: "musicbot".into(), wasm: format!("{:?}", plugin("musicbot")), lines: vec![] }
     }
 
     /// The example jukebox.
