@@ -41,6 +41,10 @@ impl Actor {
         let mut traps: VecDeque<Instant> = VecDeque::new();
         let limits = self.tenant.limits;
         while let Some(event) = rx.recv().await {
+            if let Event::Barrier(reply) = event {
+                let _ = reply.send(());
+                continue;
+            }
             let counters = &self.tenant.counters;
             if counters.disabled.load(Ordering::Relaxed) {
                 event.fail(PluginError::Disabled { name: self.name() });
@@ -108,6 +112,10 @@ impl Actor {
                     let ok = r.as_ref().map(drop).map_err(Clone::clone);
                     let _ = reply.send(r);
                     ok
+                }
+                Event::Barrier(reply) => {
+                    let _ = reply.send(());
+                    Ok(())
                 }
             };
             match delivered {

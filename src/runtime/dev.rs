@@ -31,10 +31,20 @@ pub struct Source {
     pub wasm: PathBuf,
 }
 
-/// A change worth a rebuild: not a build output, editor swap file or hidden file.
-fn is_source(path: &Path, outputs: &[PathBuf]) -> bool {
-    let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') || n.ends_with('~'));
-    !hidden && !path.components().any(|c| c.as_os_str() == "target") && !outputs.iter().any(|o| o == path)
+/// Folders whose changes are a toolchain's own, never a source edit.
+const NOT_SOURCES: [&str; 3] = ["target", "node_modules", "__pycache__"];
+
+/// A change under `root` worth a rebuild: not a build output, editor swap file,
+/// hidden file or folder (the compile cache, `.git`), or a toolchain's folder. Only
+/// the part below `root` is judged: a project may itself live in a hidden folder.
+fn is_source(root: &Path, path: &Path, outputs: &[PathBuf]) -> bool {
+    let Ok(inside) = path.strip_prefix(root) else { return false };
+    let swap = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with('~'));
+    let skipped = inside.components().any(|c| {
+        let c = c.as_os_str().to_string_lossy();
+        (c.starts_with('.') && c != "." && c != "..") || NOT_SOURCES.contains(&c.as_ref())
+    });
+    !swap && !skipped && !outputs.iter().any(|o| o == path)
 }
 
 /// Watches every source folder and rebuilds the plugins whose folder changed. Paths
@@ -56,9 +66,8 @@ pub fn watch_sources(
             while let Ok(Some(p)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {
                 changed.push(p);
             }
-            let changed: Vec<PathBuf> = changed.into_iter().filter(|p| is_source(p, &outputs)).collect();
             for s in &sources {
-                if !changed.iter().any(|p| p.starts_with(&s.build.dir)) {
+                if !changed.iter().any(|p| is_source(&s.build.dir, p, &outputs)) {
                     continue;
                 }
                 eprintln!("wasmcalls dev: {} changed, rebuilding {}", s.build.dir.display(), s.plugin);
@@ -77,4 +86,31 @@ pub fn watch_sources(
         }
     });
     Ok(Some(WatchHandle::new(watcher, task)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_source_edits_trigger_a_rebuild() {
+        let out = vec![PathBuf::from("/p/bot.wasm")];
+        let root = Path::new("/p");
+        assert!(is_source(root, Path::new("/p/app.py"), &out));
+        assert!(is_source(root, Path::new("/p/src/lib.rs"), &out));
+        let hidden_home = Path::new("/tmp/.tmpAbc/p");
+        assert!(is_source(hidden_home, Path::new("/tmp/.tmpAbc/p/app.py"), &out), "judged below the root only");
+        assert!(!is_source(root, Path::new("/q/app.py"), &out), "another plugin's folder");
+        for not in [
+            "/p/bot.wasm",
+            "/p/.wasmcalls/cache/x.cwasm",
+            "/p/node_modules/a/b.js",
+            "/p/target/release/x",
+            "/p/__pycache__/app.pyc",
+            "/p/.app.py.swp",
+            "/p/app.py~",
+        ] {
+            assert!(!is_source(root, Path::new(not), &out), "{not}");
+        }
+    }
 }

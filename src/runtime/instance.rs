@@ -81,6 +81,11 @@ impl Instance {
         Ok(Instance { store, bot, instance, tenant: tenant.clone() })
     }
 
+    /// Bytes of linear memory the instance holds (every core memory of the component).
+    pub fn linear_memory(&self) -> usize {
+        self.store.data().memory.in_use()
+    }
+
     /// Restarts the CPU meter for one call into the plugin.
     fn arm(&mut self) {
         self.store.data_mut().cpu.begin();

@@ -93,7 +93,7 @@ impl Limits {
 
     /// The store's resource limiter: linear memory capped at `memory_mb`.
     pub fn memory_cap(&self) -> MemoryCap {
-        MemoryCap { bytes: self.memory_mb as usize * 1024 * 1024, mb: self.memory_mb }
+        MemoryCap { bytes: self.memory_mb as usize * 1024 * 1024, mb: self.memory_mb, in_use: 0 }
     }
 
     /// Restart delay after the n-th recent trap: 50 ms doubling, at most 5 s.
@@ -103,11 +103,20 @@ impl Limits {
 }
 
 /// Caps a store's linear memory. Growing past the cap traps with [`MemoryCapReached`],
-/// which the runtime recognises by type.
+/// which the runtime recognises by type. It also counts what the store's memories
+/// hold: wasmtime asks it for every memory's initial size and each growth.
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryCap {
     bytes: usize,
     mb: u32,
+    in_use: usize,
+}
+
+impl MemoryCap {
+    /// Bytes of linear memory across the store's memories.
+    pub fn in_use(&self) -> usize {
+        self.in_use
+    }
 }
 
 /// The trap a plugin gets for growing its memory past its cap.
@@ -118,10 +127,11 @@ pub struct MemoryCapReached {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.bytes {
             return Err(wasmtime::Error::new(MemoryCapReached { mb: self.mb }));
         }
+        self.in_use += desired.saturating_sub(current);
         Ok(true)
     }
 

@@ -112,6 +112,9 @@ enum Event {
     /// Replace the running version with this one (instantiated off the event path),
     /// between two events.
     Swap(Box<(Compiled, Instance)>, oneshot::Sender<Result<SwapReport, PluginError>>),
+    /// Answered once every event queued before it has been handled; the plugin never
+    /// sees it.
+    Barrier(oneshot::Sender<()>),
 }
 
 impl Event {
@@ -123,6 +126,9 @@ impl Event {
             }
             Event::Swap(_, reply) => {
                 let _ = reply.send(Err(e));
+            }
+            Event::Barrier(reply) => {
+                let _ = reply.send(());
             }
             Event::Start(_) | Event::Host(_) => {}
         }
@@ -252,6 +258,30 @@ pub struct PluginCounters {
     pub logs_dropped: Arc<AtomicU64>,
     /// Hot reloads that replaced the running version.
     pub reloads: AtomicU64,
+    /// The last commands it issued, oldest first.
+    pub commands: Mutex<std::collections::VecDeque<CommandRecord>>,
+}
+
+/// One command a plugin issued, and whether it succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommandRecord {
+    /// Its name in the contract (`join`, `send`, `join-group-call` …).
+    pub command: String,
+    pub chat: i64,
+    pub ok: bool,
+}
+
+/// Commands remembered per plugin.
+const COMMANDS_KEPT: usize = 256;
+
+impl PluginCounters {
+    pub(crate) fn record(&self, command: &str, chat: i64, ok: bool) {
+        let mut c = self.commands.lock();
+        if c.len() == COMMANDS_KEPT {
+            c.pop_front();
+        }
+        c.push_back(CommandRecord { command: command.to_owned(), chat, ok });
+    }
 }
 
 impl Default for PluginCounters {
@@ -263,6 +293,7 @@ impl Default for PluginCounters {
             disabled: AtomicBool::new(false),
             logs_dropped: Default::default(),
             reloads: AtomicU64::new(0),
+            commands: Mutex::default(),
         }
     }
 }
@@ -520,6 +551,18 @@ impl PluginHost {
         let (reply, rx) = oneshot::channel();
         self.with_plugin(plugin, |p| Self::send(p, event(reply)))?;
         rx.await.map_err(|_| PluginError::Gone { name: plugin.to_owned() })?
+    }
+
+    /// Returns once `plugin` has handled every event queued before this call.
+    pub async fn settled(&self, plugin: &str) -> Result<(), PluginError> {
+        let (reply, rx) = oneshot::channel();
+        self.with_plugin(plugin, |p| Self::send(p, Event::Barrier(reply)))?;
+        rx.await.map_err(|_| PluginError::Gone { name: plugin.to_owned() })
+    }
+
+    /// The last commands `plugin` issued, oldest first.
+    pub fn commands(&self, plugin: &str) -> Result<Vec<CommandRecord>, PluginError> {
+        self.with_plugin(plugin, |p| p.tenant.counters.commands.lock().iter().cloned().collect())
     }
 
     /// Calls `plugin`'s `on-custom-api` and waits for its answer.

@@ -50,6 +50,7 @@ pub struct PluginState {
     download_max: u64,
     /// The callback queries delivered to it lately: the ones it may answer.
     queries: std::collections::VecDeque<String>,
+    counters: Arc<super::PluginCounters>,
 }
 
 impl PluginState {
@@ -80,6 +81,7 @@ impl PluginState {
             grants,
             download_max: limits.download_mb << 20,
             queries: std::collections::VecDeque::new(),
+            counters: tenant.counters.clone(),
         }
     }
 
@@ -95,13 +97,23 @@ impl PluginState {
         self.grants.check_chat(&self.name, chat)
     }
 
-    /// Logs a refusal by the grants.
+    /// Logs a refusal by the grants, and records it.
     fn denied(&self, command: &str, chat: i64, e: &CallError) {
-        tracing::warn!(plugin = %self.name, chat, "{command} refused: {e}");
+        self.counters.record(command, chat, false);
+        if self.logs.lock().allow() {
+            tracing::warn!(plugin = %self.name, chat, "{command} refused: {e}");
+        }
     }
 
-    /// Logs a command's outcome under the plugin's name.
+    /// Logs a command's outcome under the plugin's name (within its log cap), and
+    /// records it.
     fn logged<T>(&self, command: &str, chat: i64, r: &Result<T, CallError>) {
+        self.counters.record(command, chat, r.is_ok());
+        // Within the plugin's log cap: a plugin issuing commands in a loop cannot
+        // flood the host's log.
+        if !self.logs.lock().allow() {
+            return;
+        }
         match r {
             Ok(_) => tracing::info!(plugin = %self.name, chat, "{command}"),
             Err(e) => tracing::info!(plugin = %self.name, chat, "{command} failed: {e}"),
