@@ -2,6 +2,12 @@
 //! Telegram's limits, messages in kept once when both accounts see them, and a
 //! message's media downloaded once into the media cache to be played.
 //!
+//! The media cache is per run: a message id names a message only on the Telegram
+//! side that numbered it (the loopback starts again at 1; another account, another
+//! host sharing the cache folder count their own), so each host downloads into a
+//! folder of its own, removed when it stops; folders left by hosts that did not stop
+//! cleanly go after a day.
+//!
 //! Telegram's limits (its bot FAQ): about one message a second in a chat, twenty a
 //! minute in a group, thirty a second in all. A send that would break them waits up to
 //! [`MAX_WAIT`]; longer, it fails at once with `RateLimited` and when to retry, as does
@@ -83,9 +89,20 @@ pub struct Chats {
     telegram: Arc<dyn Telegram>,
     pacing: Mutex<Pacing>,
     seen: Mutex<Seen>,
-    /// Where a message's media is downloaded to be played.
+    /// Where a message's media is downloaded to be played: this run's own folder.
     media: PathBuf,
+    /// What this run downloaded: (chat, message) → file.
+    downloaded: Mutex<HashMap<(ChatId, MessageId), PathBuf>>,
 }
+
+impl Drop for Chats {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.media);
+    }
+}
+
+/// How long a run's media folder outlives a host that did not remove it.
+const STALE: Duration = Duration::from_secs(24 * 3600);
 
 /// Whole seconds to wait, at least one.
 fn seconds(d: Duration) -> u32 {
@@ -93,8 +110,18 @@ fn seconds(d: Duration) -> u32 {
 }
 
 impl Chats {
-    pub fn new(telegram: Arc<dyn Telegram>, media: PathBuf) -> Chats {
-        Chats { telegram, pacing: Mutex::default(), seen: Mutex::default(), media }
+    /// The chat side, downloading into a folder of its own under `media_cache`.
+    pub fn new(telegram: Arc<dyn Telegram>, media_cache: PathBuf) -> Chats {
+        if let Ok(entries) = std::fs::read_dir(&media_cache) {
+            for e in entries.flatten() {
+                let old = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a > STALE));
+                if old && e.file_name().to_string_lossy().starts_with("run-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let media = media_cache.join(format!("run-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        Chats { telegram, pacing: Mutex::default(), seen: Mutex::default(), media, downloaded: Mutex::default() }
     }
 
     /// The accounts chatting: the user account, and the bot if there is one.
@@ -192,8 +219,11 @@ impl Chats {
     /// most `max_bytes`: the file to play.
     pub async fn fetch_media(&self, chat: ChatId, id: MessageId, max_bytes: u64) -> Result<PathBuf, CallError> {
         let path = self.media.join(format!("chat{chat}-msg{id}"));
-        if tokio::fs::metadata(&path).await.is_ok_and(|m| m.len() > 0 && m.len() <= max_bytes) {
-            return Ok(path);
+        let known = self.downloaded.lock().get(&(chat, id)).cloned();
+        if let Some(p) = known
+            && tokio::fs::metadata(&p).await.is_ok_and(|m| m.len() <= max_bytes)
+        {
+            return Ok(p);
         }
         tokio::fs::create_dir_all(&self.media).await.map_err(|e| cache_error(&self.media, e))?;
         // Written aside and renamed: a half-written download is never played.
@@ -209,6 +239,7 @@ impl Chats {
             });
         }
         tokio::fs::rename(&part, &path).await.map_err(|e| cache_error(&path, e))?;
+        self.downloaded.lock().insert((chat, id), path.clone());
         Ok(path)
     }
 }
