@@ -70,7 +70,10 @@ function retire(chat, last) {
 
 /** Plays `track` now: joins the call, or switches what it plays. */
 function start(chat, track) {
+  const status = bot.calls.status(chat);
   bot.calls.play(chat, sourceOf(track));
+  // A paused call stays paused across `play`: the new track should sound.
+  if (status && status.state === 'paused') bot.calls.resume(chat);
   const p = player(chat);
   p.now = track;
   p.paused = false;

@@ -96,7 +96,11 @@ def retire(chat, last):
 
 def start(chat, track):
     """Plays track now: joins the call, or switches what it plays."""
+    status = bot.calls.status(chat)
     bot.calls.play(chat, source_of(track))
+    # A paused call stays paused across `play`: the new track should sound.
+    if status is not None and status.state == T.CallState.PAUSED:
+        bot.calls.resume(chat)
     p = player(chat)
     p["now"] = track
     p["paused"] = False

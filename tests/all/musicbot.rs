@@ -210,6 +210,8 @@ async fn the_queue_survives_a_hot_reload(lang: Lang) {
     let host = Host::start_in(dir, &setup(lang)).await;
     say(&host, ALICE, "/play media/two.opus", None).await;
     say(&host, ALICE, "/play media/one.mp3", None).await;
+    // Paused, so a slow reload (a busy machine) cannot let the 3 s track end first.
+    say(&host, ALICE, "/pause", None).await;
     let report = host.app.plugins.reload("musicbot", &lang.wasm()).await.unwrap();
     assert!(report.restored, "the new version took the queue over");
     say(&host, ALICE, "/queue", None).await;

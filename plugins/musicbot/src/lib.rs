@@ -157,11 +157,15 @@ impl MusicBot {
     /// Plays `track` now in `chat`: joins the call, or switches what it plays.
     fn start(&mut self, chat: ChatId, track: Track) -> Result<(), Error> {
         let source = track.what.source();
-        let joined = calls::status(chat).is_some();
-        if joined {
-            calls::play(chat, &source)?;
-        } else {
-            calls::join(chat, &source, &JoinOptions::default())?;
+        match calls::status(chat) {
+            Some(status) => {
+                calls::play(chat, &source)?;
+                // A paused call stays paused across `play`: the new track should sound.
+                if status.state == wasmcalls_bot::CallState::Paused {
+                    calls::resume(chat)?;
+                }
+            }
+            None => calls::join(chat, &source, &JoinOptions::default())?,
         }
         let p = self.player(chat);
         p.now = Some(track);
