@@ -4,9 +4,11 @@ mod account;
 mod bench;
 mod check;
 mod loopback;
+mod new;
 mod play;
 mod run;
 mod status;
+mod test;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -45,6 +47,10 @@ enum Command {
     /// Measure the media plane, the plugins, the API and the Telegram side
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run scripted bot scenarios (*.test.toml) against the loopback
+    Test(test::TestArgs),
+    /// Start a bot project (Rust, Python or JavaScript) that runs with `wasmcalls dev` at once
+    New(new::NewArgs),
 }
 
 /// Parses `64k`, `64000` or `1.5m` into bits per second, within Opus's range.
@@ -88,10 +94,19 @@ pub fn main() -> ExitCode {
         Command::Login(args) => tool(account::login(args)),
         Command::Whoami(args) => tool(account::whoami(args)),
         Command::Loopback(cmd) => tool(loopback::run(cmd)),
-        Command::Bench(cmd) => tool(bench::run(cmd)),
+        // A benchmark's figures are its output; what the bots under load log is noise
+        // there (and a cost in the figures): errors only.
+        Command::Bench(cmd) => {
+            init_logging(&format!("error,{QUIET_RTC}"));
+            block_on(bench::run(cmd))
+        }
+        Command::Test(args) => tool(test::run(args)),
+        Command::New(args) => new::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The report already said which scenarios failed and why.
+        Err(e) if e.is::<test::Failed>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

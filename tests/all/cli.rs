@@ -387,3 +387,81 @@ fn dev_with_a_relative_config_rebuilds_on_save_and_serves_the_new_version() {
     host.wait_for("reloaded");
     assert_eq!(host.api("bot", json!({ "cmd": "count" })), json!(2), "the new version serves, with the state");
 }
+
+/// The project's toolchains on the PATH, as a developer who ran `bash .ci/setup` has them.
+fn with_toolchains(mut c: Command) -> Command {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}:{}", repo.join(".venv/bin").display(), std::env::var("PATH").unwrap_or_default());
+    c.env("PATH", path);
+    c
+}
+
+#[test]
+fn new_projects_in_every_language_pass_their_own_scenarios() {
+    let dir = tempfile::tempdir().unwrap();
+    for lang in ["rust", "python", "js"] {
+        let name = format!("radio-{lang}");
+        let out = wasmcalls(dir.path()).args(["new", &name, "--lang", lang]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let project = dir.path().join(&name);
+        for f in ["wasmcalls.toml", "tests/bot.test.toml", "wit/bot.wit", "media/chimes.opus"] {
+            assert!(project.join(f).exists(), "{lang}: {f}");
+        }
+        // Run in the project, as its README line says: `wasmcalls test`.
+        let out = with_toolchains(wasmcalls(&project)).arg("test").output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("test result: ok. 2 passed; 0 failed"),
+            "{lang}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let again = wasmcalls(dir.path()).args(["new", "radio-js", "--lang", "js"]).output().unwrap();
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let bad = wasmcalls(dir.path()).args(["new", "My Bot"]).output().unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("lowercase"));
+}
+
+#[test]
+fn the_musicbot_scenarios_pass_in_every_language() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reports = tempfile::tempdir().unwrap();
+    for config in ["musicbot", "musicbot-py", "musicbot-js"] {
+        let junit = reports.path().join(format!("{config}.xml"));
+        let out = with_toolchains(wasmcalls(repo))
+            .args(["test", "examples/musicbot.test.toml", "--config", &format!("examples/{config}.toml"), "--junit"])
+            .arg(&junit)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{config}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("test result: ok. 3 passed; 0 failed"), "{config}: {stdout}");
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert!(xml.contains("tests=\"3\" failures=\"0\""), "{xml}");
+    }
+}
+
+#[test]
+fn a_failing_scenario_names_its_step_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wasmcalls(dir.path()).args(["new", "bot", "--lang", "js"]).output().unwrap();
+    assert!(out.status.success());
+    let project = dir.path().join("bot");
+    std::fs::write(
+        project.join("tests/wrong.test.toml"),
+        "config = \"../wasmcalls.toml\"\n[[scenario]]\nname = \"expects the wrong answer\"\n\
+         [[scenario.step]]\nsay = \"/play media/chimes.opus\"\nbot_says = \"never said\"\n",
+    )
+    .unwrap();
+    let out = wasmcalls(&project).args(["test", "--junit", "report.xml"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("test wrong.test.toml::expects the wrong answer ... FAILED"), "{stdout}");
+    assert!(
+        stdout.contains("step 1 (say \"/play media/chimes.opus\"): expected the bot to say \"never said\"; it said [\"▶ Playing media/chimes.opus\"]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("test result: FAILED. 2 passed; 1 failed"), "{stdout}");
+    let xml = std::fs::read_to_string(project.join("report.xml")).unwrap();
+    assert!(xml.contains("failures=\"1\"") && xml.contains("<failure message=\"step 1"), "{xml}");
+}

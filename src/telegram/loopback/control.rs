@@ -90,7 +90,7 @@ struct UploadQuery {
 }
 
 /// The MIME type Telegram would record for a file named `name`.
-fn mime_of(name: &str) -> &'static str {
+pub fn mime_of(name: &str) -> &'static str {
     match name.rsplit('.').next().map(str::to_ascii_lowercase).as_deref() {
         Some("mp3") => "audio/mpeg",
         Some("ogg" | "oga" | "opus") => "audio/ogg",
