@@ -3,6 +3,7 @@
 
 mod api;
 mod hostile;
+mod languages;
 mod media;
 mod pacing;
 mod plugins;
@@ -16,6 +17,7 @@ use clap::Subcommand;
 
 pub use api::ApiArgs;
 pub use hostile::HostileArgs;
+pub use languages::LanguagesArgs;
 pub use media::MediaArgs;
 pub use pacing::PacingArgs;
 pub use plugins::PluginArgs;
@@ -34,6 +36,8 @@ pub enum BenchCommand {
     Http(ApiArgs),
     /// Play calls while a hostile plugin loops, hoards memory, recurses and floods the log
     Hostile(HostileArgs),
+    /// The musicbot in Rust, Python and JavaScript side by side: size, compile, load, instantiate, dispatch, memory, edit → serving
+    Languages(LanguagesArgs),
     /// Time hot reloads: file change → new version serving, cold and warm cache, and the swap
     Reload(ReloadArgs),
     /// Route Telegram updates as the MTProto side does: parse, route, raw JSON
@@ -47,6 +51,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Plugins(args) => plugins::run(args).await,
         BenchCommand::Http(args) => api::run(args).await,
         BenchCommand::Hostile(args) => hostile::run(args).await,
+        BenchCommand::Languages(args) => languages::run(args).await,
         BenchCommand::Reload(args) => reload::run(args).await,
         BenchCommand::Updates(args) => updates::run(args).await,
     }
