@@ -93,14 +93,18 @@ impl App {
         };
         let plugins = Arc::new(PluginHost::new(manager.clone(), options.cache.clone(), capacity)?);
 
+        // What no plugin's URL may reach, whatever it is granted: this host's own endpoints.
+        let own: Vec<std::net::SocketAddr> = std::iter::once(api).chain(side.control).collect();
         let mut loaded = Vec::new();
         for p in &options.plugins {
             let result = match &p.build {
                 Some(b) => build(&p.spec.name, b).await,
                 None => Ok(()),
             };
+            let mut spec = p.spec.clone();
+            spec.grants.protect(&own);
             let result = match result {
-                Ok(()) => plugins.load(p.spec.clone()).await,
+                Ok(()) => plugins.load(spec).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = &result {

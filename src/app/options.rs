@@ -318,7 +318,7 @@ fn plugin(i: usize, p: &PluginConfig, config: &Config, folder: &Path) -> Result<
             MessagesGrant::Only(ids.iter().copied().collect())
         }
     };
-    let urls = UrlPolicy { allowed: p.grants.urls.clone(), max_bytes: limits.download_mb << 20 };
+    let urls = UrlPolicy::granted(p.grants.urls.clone(), limits.download_mb << 20);
     let grants = Grants::new(chats, &p.grants.files, folder)
         .map_err(|e| (KeyPath::plugin(i, "grants.files"), e.into()))?
         .with_urls(urls)

@@ -142,7 +142,9 @@ fn ms(ticks: u64) -> u64 {
 /// The contract's variant for a source that cannot play.
 fn source_error(e: StreamError) -> CallError {
     match e {
-        StreamError::Source(e @ SourceError::NotGranted { .. }) => CallError::PermissionDenied(e.to_string()),
+        StreamError::Source(e @ (SourceError::NotGranted { .. } | SourceError::Forbidden { .. })) => {
+            CallError::PermissionDenied(e.to_string())
+        }
         StreamError::Source(e @ (SourceError::BadRate(_) | SourceError::BadChannels(_) | SourceError::Seek { .. })) => {
             CallError::InvalidArgument(e.to_string())
         }

@@ -74,11 +74,8 @@ fn seconds(s: Option<f64>, what: &str) -> Result<Option<Duration>> {
 
 pub async fn run(args: PlayArgs) -> Result<()> {
     let spec = if args.source.starts_with("http://") || args.source.starts_with("https://") {
-        // The operator plays what they like: every URL, any size.
-        SourceSpec::Url {
-            url: args.source.clone(),
-            policy: UrlPolicy { allowed: vec!["*".into()], max_bytes: u64::MAX },
-        }
+        // The operator plays what they like: every URL, any size, any address.
+        SourceSpec::Url { url: args.source.clone(), policy: UrlPolicy::operator() }
     } else {
         SourceSpec::File { path: args.source.clone().into(), raw: PcmFormat::stated(args.rate, args.channels) }
     };

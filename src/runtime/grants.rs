@@ -96,6 +96,12 @@ impl Grants {
         self
     }
 
+    /// Never lets a URL reach these addresses, granted or not: the host's own API and
+    /// control endpoint, known once they are bound.
+    pub fn protect(&mut self, own: &[std::net::SocketAddr]) {
+        self.urls = self.urls.clone().protecting(own);
+    }
+
     /// Also these named source commands (name → argv).
     pub fn with_sources(mut self, sources: BTreeMap<String, Vec<String>>) -> Grants {
         self.sources = sources;

@@ -80,6 +80,10 @@ impl Server {
             )
             .route("/moved.mp3", get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/file.mp3")]) }))
             .route(
+                "/metadata.mp3",
+                get(|| async { (StatusCode::FOUND, [(header::LOCATION, "http://169.254.169.254/latest/meta-data/")]) }),
+            )
+            .route(
                 "/away.mp3",
                 get(|| async { (StatusCode::FOUND, [(header::LOCATION, "http://127.0.0.2:1/x.mp3")]) }),
             );
@@ -94,7 +98,7 @@ impl Server {
     }
 
     fn spec(&self, path: &str) -> SourceSpec {
-        let policy = UrlPolicy { allowed: vec![format!("http://{}/*", self.addr)], max_bytes: 64 << 20 };
+        let policy = UrlPolicy::granted(vec![format!("http://{}/*", self.addr)], 64 << 20);
         SourceSpec::Url { url: self.url(path), policy }
     }
 }
@@ -195,13 +199,13 @@ async fn bad_urls_are_named_errors() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dead = SourceSpec::Url {
         url: format!("http://127.0.0.1:{port}/x.mp3"),
-        policy: UrlPolicy { allowed: vec!["*".into()], max_bytes: 1 },
+        policy: UrlPolicy::granted(vec![format!("http://127.0.0.1:{port}/*")], 1),
     };
     assert!(open_err(&dead).contains("cannot fetch"), "{}", open_err(&dead));
     // A finite file above the download cap.
     let small = SourceSpec::Url {
         url: server.url("/file.mp3"),
-        policy: UrlPolicy { allowed: vec!["*".into()], max_bytes: 1000 },
+        policy: UrlPolicy::granted(vec![format!("http://{}/*", server.addr)], 1000),
     };
     assert!(open_err(&small).contains("download_mb"));
 }
@@ -272,4 +276,51 @@ async fn named_source_commands_run_only_for_plugins_granted_them() {
     // Not granted the source: the name means nothing to it, and the path is no file it may read.
     let r = host.api("other", json!({ "cmd": "join", "chat": -101, "file": format!("cat:{song}") })).await;
     assert!(r["err"]["permission-denied"].is_string(), "{r}");
+}
+
+/// A plugin's URL grant never reaches loopback, private, link-local or metadata
+/// addresses unless the operator names that host; checked on the resolved address,
+/// on every redirect too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_never_reach_internal_addresses_unless_their_host_is_named() {
+    let server = Server::start().await;
+    let port = server.addr.port();
+    let anywhere = |url: String| SourceSpec::Url { url, policy: UrlPolicy::granted(vec!["http://*".into()], 64 << 20) };
+    for url in [
+        format!("http://localhost:{port}/file.mp3"), // a name for a loopback address
+        format!("http://127.0.0.1:{port}/file.mp3"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://10.0.0.1/x.mp3".to_owned(),
+        "http://192.168.1.1/x.mp3".to_owned(),
+        "http://[::1]/x.mp3".to_owned(),
+        "http://[::ffff:127.0.0.1]/x.mp3".to_owned(),
+    ] {
+        let e = open_err(&anywhere(url.clone()));
+        assert!(e.contains("refused") && e.contains("grants.urls"), "{url}: {e}");
+    }
+    // Named exactly, the operator's local server is allowed…
+    tokio::task::block_in_place(|| open(&server.spec("/file.mp3"), None)).expect("a named host plays");
+    // …but a redirect from it to the metadata service is not, though `http://*` matches.
+    let named_and_anywhere = SourceSpec::Url {
+        url: server.url("/metadata.mp3"),
+        policy: UrlPolicy::granted(vec![format!("http://{}/*", server.addr), "http://*".into()], 64 << 20),
+    };
+    let e = open_err(&named_and_anywhere);
+    assert!(e.contains("169.254.169.254") && e.contains("refused"), "{e}");
+    // The operator's own `wasmcalls play` reaches what it likes.
+    let operator = SourceSpec::Url { url: format!("http://localhost:{port}/file.mp3"), policy: UrlPolicy::operator() };
+    tokio::task::block_in_place(|| open(&operator, None)).expect("the operator plays a local URL");
+}
+
+/// The host's own API is out of every plugin's reach, even with 127.0.0.1 named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_never_reach_the_hosts_own_api() {
+    let setup =
+        Setup::new().chat(-100).plugin(Bot::testbot("t").grants("chats = \"all\", urls = [\"http://127.0.0.1:*\"]"));
+    let host = Host::start(&setup).await;
+    let api = format!("http://127.0.0.1:{}/healthz", host.app.api.port());
+    let r = host.api("t", json!({ "cmd": "join", "chat": -100, "file": api })).await;
+    let e = r["err"]["permission-denied"].as_str().unwrap_or_default();
+    assert!(e.contains("own API"), "{r}");
+    assert!(host.app.manager.joined_chats().is_empty());
 }

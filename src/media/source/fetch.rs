@@ -8,28 +8,61 @@
 //! stall, named as such.
 
 use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::SourceError;
+use super::guard::{GuardedResolver, literal_host};
 
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
 /// A server silent this long has stalled.
 pub const STALL: Duration = Duration::from_secs(10);
 
-/// Which URLs a plugin may play, and how much a finite download may be.
+/// Which URLs a plugin may play, where they may connect, and how much a finite
+/// download may be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlPolicy {
     /// Patterns: `*` matches any run of characters (`https://radio.example/*`).
     pub allowed: Vec<String>,
     /// The largest finite download, in bytes.
     pub max_bytes: u64,
+    /// The host's own listening addresses: never connected to (see [`super::guard`]).
+    pub own: Vec<SocketAddr>,
+    /// Internal addresses (loopback, private…) allowed for every host, not only those
+    /// named in `allowed`: the operator's own `wasmcalls play`, never a plugin.
+    pub any_internal: bool,
 }
 
 impl UrlPolicy {
     /// No URL at all: what a plugin has unless granted.
     pub fn none() -> UrlPolicy {
-        UrlPolicy { allowed: Vec::new(), max_bytes: 0 }
+        UrlPolicy::granted(Vec::new(), 0)
+    }
+
+    /// A plugin's grant: URLs matching `allowed`, internal addresses only for hosts
+    /// named literally in it.
+    pub fn granted(allowed: Vec<String>, max_bytes: u64) -> UrlPolicy {
+        UrlPolicy { allowed, max_bytes, own: Vec::new(), any_internal: false }
+    }
+
+    /// The operator on their own command line: any URL, any size, any address.
+    pub fn operator() -> UrlPolicy {
+        UrlPolicy { allowed: vec!["*".into()], max_bytes: u64::MAX, own: Vec::new(), any_internal: true }
+    }
+
+    /// Also never connect to these addresses: the host's own API and control endpoint.
+    pub fn protecting(mut self, own: &[SocketAddr]) -> UrlPolicy {
+        self.own = own.to_vec();
+        self
+    }
+
+    fn resolver(&self) -> GuardedResolver {
+        GuardedResolver {
+            named: self.allowed.iter().filter_map(|p| literal_host(p)).collect(),
+            own: self.own.clone(),
+            any_internal: self.any_internal,
+        }
     }
 
     /// Whether `url` matches one of the patterns.
@@ -78,22 +111,29 @@ pub struct Body {
     max_bytes: u64,
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
+/// An agent that connects only where `policy` lets it (the resolver decides), and
+/// directly: an HTTP proxy from the environment would resolve the target itself,
+/// past the check.
+fn agent(policy: &UrlPolicy) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .proxy(None)
         .max_redirects(0)
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_recv_response(Some(STALL))
         .timeout_per_read(Some(STALL))
         .user_agent(concat!("wasmcalls/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
+        .build();
+    ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::default(), policy.resolver())
 }
 
 fn fetch_error(url: &str, e: ureq::Error) -> SourceError {
     let reason = match e {
         ureq::Error::Timeout(_) => return SourceError::Stalled { url: url.to_owned(), seconds: STALL.as_secs() },
         ureq::Error::HostNotFound => "its host name does not resolve".to_owned(),
+        ureq::Error::Io(io) if io.kind() == io::ErrorKind::PermissionDenied => {
+            return SourceError::Forbidden { url: url.to_owned(), reason: io.to_string() };
+        }
         ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => "the connection was refused".into(),
         ureq::Error::BadUri(u) => format!("it is not a valid URL ({u})"),
         other => {
@@ -110,7 +150,7 @@ fn fetch_error(url: &str, e: ureq::Error) -> SourceError {
 
 /// GETs `url` (from byte `from` on), following redirects each checked against `policy`.
 pub fn get(url: &str, policy: &UrlPolicy) -> Result<Fetched, SourceError> {
-    let agent = agent();
+    let agent = agent(policy);
     let mut current = url.to_owned();
     for _ in 0..=MAX_REDIRECTS {
         if !(current.starts_with("http://") || current.starts_with("https://")) {
@@ -214,7 +254,7 @@ mod tests {
 
     #[test]
     fn patterns_match_whole_urls() {
-        let p = UrlPolicy { allowed: vec!["https://radio.example/*".into(), "http://host/a*b".into()], max_bytes: 1 };
+        let p = UrlPolicy::granted(vec!["https://radio.example/*".into(), "http://host/a*b".into()], 1);
         assert!(p.allows("https://radio.example/live.mp3"));
         assert!(!p.allows("https://radio.example.evil/live.mp3"));
         assert!(!p.allows("http://radio.example/live.mp3"), "the scheme is part of the pattern");

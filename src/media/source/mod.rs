@@ -17,6 +17,7 @@
 
 pub mod decoded;
 pub mod fetch;
+pub mod guard;
 pub mod opus;
 pub mod raw;
 pub mod remote;
@@ -117,6 +118,8 @@ pub enum SourceError {
     TooLarge { url: String, limit_mb: u64 },
     #[error("{url}: is not among the URLs granted to this plugin (grants.urls)")]
     NotGranted { url: String },
+    #[error("{url}: refused: {reason}")]
+    Forbidden { url: String, reason: String },
     #[error("{name}: the source command failed: {reason}")]
     Command { name: String, reason: String },
     #[error("{what}: cannot seek: {reason}")]
