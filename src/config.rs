@@ -133,6 +133,31 @@ pub struct LoopbackConfig {
     /// Simulated chats; none listed: any chat id has an active call.
     #[serde(default)]
     pub chats: Vec<ChatConfig>,
+    /// A bad network in front of every call's media.
+    #[serde(default)]
+    pub faults: FaultsConfig,
+}
+
+/// `[loopback.faults]`: what the network between a call and the loopback does to
+/// each datagram, in each direction — as the `loopback serve` flags write it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsConfig {
+    /// Datagrams dropped: "5%".
+    pub loss: Option<String>,
+    /// Fixed one-way delay: "40ms".
+    pub delay: Option<String>,
+    /// Delay varying by up to this either way: "30ms".
+    pub jitter: Option<String>,
+    /// Datagrams sent at once, overtaking delayed ones: "1%".
+    pub reorder: Option<String>,
+    /// Datagrams sent twice: "1%".
+    pub duplicate: Option<String>,
+    /// Blackholes, LENGTH@START from each call's start: ["8s@20s"].
+    #[serde(default)]
+    pub outages: Vec<String>,
+    /// Seed of the randomness, for runs that repeat exactly.
+    pub seed: Option<u64>,
 }
 
 /// `[[loopback.chats]]`: one simulated chat.

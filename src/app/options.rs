@@ -23,6 +23,7 @@ use crate::runtime::grants::{ChatGrant, Grants, GrantsError, MessagesGrant};
 use crate::runtime::limits::{Limits, LimitsError};
 use crate::runtime::{CacheOptions, Compiler, PluginSpec};
 use crate::telegram::TelegramOptions;
+use crate::telegram::loopback::faults::{Faults, parse_duration, parse_outage, parse_percent};
 use crate::telegram::loopback::{Chat, DEFAULT_BOT_ID, DEFAULT_BOT_USERNAME, LoopbackOptions};
 use crate::telegram::messages::Bot;
 use crate::telegram::mtproto::MtprotoOptions;
@@ -119,6 +120,8 @@ pub enum Problem {
     BotToken,
     #[error("{0:?}: write \"cranelift\" (optimising) or \"winch\" (fast to compile)")]
     Compiler(String),
+    #[error("{0}")]
+    Fault(String),
 }
 
 /// Resolves a parsed config into the options of each part of the host.
@@ -215,6 +218,39 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
 
 type Failure = (KeyPath, Problem);
 
+/// `[loopback.faults]`, each value parsed as the `loopback serve` flags are.
+fn faults(f: &crate::config::FaultsConfig) -> Result<Faults, Failure> {
+    let key = |k: &str| KeyPath::of(&format!("loopback.faults.{k}"));
+    let percent = |k: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(parse_percent)
+            .transpose()
+            .map_err(|e| (key(k), Problem::Fault(e)))
+            .map(Option::unwrap_or_default)
+    };
+    let duration = |k: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| (key(k), Problem::Fault(e)))
+            .map(Option::unwrap_or_default)
+    };
+    Ok(Faults {
+        loss: percent("loss", &f.loss)?,
+        delay: duration("delay", &f.delay)?,
+        jitter: duration("jitter", &f.jitter)?,
+        reorder: percent("reorder", &f.reorder)?,
+        duplicate: percent("duplicate", &f.duplicate)?,
+        outages: f
+            .outages
+            .iter()
+            .map(|o| parse_outage(o))
+            .collect::<Result<_, _>>()
+            .map_err(|e| (key("outages"), Problem::Fault(e)))?,
+        seed: f.seed.unwrap_or_else(rand::random),
+    })
+}
+
 fn telegram(config: &Config, folder: &Path) -> Result<TelegramOptions, Failure> {
     let Some(t) = &config.telegram else {
         let l = &config.loopback;
@@ -242,6 +278,7 @@ fn telegram(config: &Config, folder: &Path) -> Result<TelegramOptions, Failure> 
             bot,
             chats: (!chats.is_empty()).then_some(chats),
             control: l.control,
+            faults: faults(&l.faults)?,
             ..defaults
         }));
     };

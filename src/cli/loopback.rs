@@ -5,10 +5,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
+use wasmcalls::telegram::loopback::faults::{self, Faults};
 use wasmcalls::telegram::loopback::{Loopback, LoopbackOptions, control as control_routes};
 
 #[derive(Subcommand)]
@@ -195,6 +197,27 @@ pub struct ServeArgs {
     /// Count packets without decoding them (for load tests)
     #[arg(long)]
     no_decode: bool,
+    /// Drop this share of datagrams in each direction, e.g. 5%
+    #[arg(long, value_parser = faults::parse_percent, default_value = "0%")]
+    loss: f64,
+    /// Delay every datagram this long, e.g. 40ms
+    #[arg(long, value_parser = faults::parse_duration, default_value = "0ms")]
+    delay: Duration,
+    /// Vary each datagram's delay by up to this much either way, e.g. 30ms
+    #[arg(long, value_parser = faults::parse_duration, default_value = "0ms")]
+    jitter: Duration,
+    /// Send this share of datagrams at once, overtaking delayed ones, e.g. 1%
+    #[arg(long, value_parser = faults::parse_percent, default_value = "0%")]
+    reorder: f64,
+    /// Send this share of datagrams twice, e.g. 1%
+    #[arg(long, value_parser = faults::parse_percent, default_value = "0%")]
+    duplicate: f64,
+    /// Blackhole both directions, LENGTH@START from each call's start, e.g. 8s@20s (repeatable)
+    #[arg(long, value_parser = faults::parse_outage)]
+    outage: Vec<(Duration, Duration)>,
+    /// Seed of the faults' randomness (default: random)
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 pub async fn run(cmd: LoopbackCommand) -> Result<()> {
@@ -245,8 +268,21 @@ pub async fn run(cmd: LoopbackCommand) -> Result<()> {
             return Ok(());
         }
     };
-    let loopback =
-        Loopback::new(LoopbackOptions { decode: !args.no_decode, record_dir: args.record_dir, ..Default::default() })?;
+    let faults = Faults {
+        loss: args.loss,
+        delay: args.delay,
+        jitter: args.jitter,
+        reorder: args.reorder,
+        duplicate: args.duplicate,
+        outages: args.outage,
+        seed: args.seed.unwrap_or_else(rand::random),
+    };
+    let loopback = Loopback::new(LoopbackOptions {
+        decode: !args.no_decode,
+        record_dir: args.record_dir,
+        faults,
+        ..Default::default()
+    })?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;

@@ -208,6 +208,13 @@ fn run_and_check_explain_a_bad_config_with_its_key_and_line() {
             "line 5",
             "plugins[0].limits.memory_mb",
         ),
+        (
+            "[loopback.faults]
+jitter = \"30\"
+",
+            "line 2",
+            "loopback.faults.jitter",
+        ),
     ];
     for (text, line, key) in cases {
         std::fs::write(dir.path().join("examples/bad.toml"), text).unwrap();

@@ -12,6 +12,7 @@ mod http;
 mod inputs;
 mod media;
 mod musicbot;
+mod network;
 mod ntgcalls;
 mod plugins;
 mod reload;

@@ -120,8 +120,13 @@ pub struct Call {
 
 impl Call {
     pub async fn join() -> Call {
+        Call::join_on(LoopbackOptions { keep_audio: true, ..Default::default() }).await
+    }
+
+    /// A call on a loopback with these options (faults on the path, …).
+    pub async fn join_on(options: LoopbackOptions) -> Call {
         let (media, events) = MediaPlane::start(PacerConfig { shards: 1, ..Default::default() }).unwrap();
-        let loopback = Loopback::new(LoopbackOptions { keep_audio: true, ..Default::default() }).unwrap();
+        let loopback = Loopback::new(options).unwrap();
         let dialed = dial(&media, &loopback, -100, "127.0.0.1".parse().unwrap(), &Default::default())
             .await
             .expect("joins the loopback call");

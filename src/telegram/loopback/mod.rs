@@ -12,6 +12,7 @@
 
 mod chats;
 pub mod control;
+pub mod faults;
 mod peer;
 mod recorder;
 mod roster;
@@ -56,6 +57,8 @@ pub struct LoopbackOptions {
     pub chats: Option<Vec<Chat>>,
     /// Where the HTTP control endpoint listens (kick, invite, end calls…), if anywhere.
     pub control: Option<SocketAddr>,
+    /// A bad network in front of every participant's media, if any.
+    pub faults: faults::Faults,
 }
 
 /// User id of the loopback's account unless configured.
@@ -79,6 +82,7 @@ impl Default for LoopbackOptions {
             bot: Some(Bot { id: DEFAULT_BOT_ID, username: DEFAULT_BOT_USERNAME.into() }),
             chats: None,
             control: None,
+            faults: faults::Faults::default(),
         }
     }
 }

@@ -157,6 +157,16 @@ pub(super) async fn spawn(
 ) -> Result<TransportAnswer, TelegramError> {
     let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await.map_err(rtc_err)?;
     let local = socket.local_addr().map_err(rtc_err)?;
+    // With faults configured, the client is given a relay that impairs the path.
+    let relay_stop = Arc::new(tokio::sync::Notify::new());
+    let advertised = if opts.faults.any() {
+        let (addr, _) = super::faults::relay(opts.bind_ip, local, opts.faults.clone(), relay_stop.clone())
+            .await
+            .map_err(rtc_err)?;
+        addr
+    } else {
+        local
+    };
     let cert = shared_certificate().map_err(rtc_err)?;
     let provider = rtc::crypto::default_provider().map_err(rtc_err)?;
     let fingerprint = cert.get_fingerprints(provider.crypto()).map_err(rtc_err)?.into_iter().next();
@@ -176,8 +186,8 @@ pub(super) async fn spawn(
                 generation: "0".into(),
                 component: "1".into(),
                 protocol: "udp".into(),
-                port: local.port().to_string(),
-                ip: local.ip().to_string(),
+                port: advertised.port().to_string(),
+                ip: advertised.ip().to_string(),
                 foundation: "1".into(),
                 id: format!("{:x}", rand::random::<u32>()),
                 priority: "2130706431".into(),
@@ -192,7 +202,10 @@ pub(super) async fn spawn(
         video: Some(video_section()),
     };
     let accept = Accept { params: params.clone(), creds, cert, local };
-    tokio::spawn(receive(accept, socket, heard));
+    tokio::spawn(async move {
+        receive(accept, socket, heard).await;
+        relay_stop.notify_one();
+    });
     Ok(transport)
 }
 
