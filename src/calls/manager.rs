@@ -236,6 +236,18 @@ impl CallManager {
                 };
                 self.lost(chat, reason).await;
             }
+            MediaEvent::Recovered { call, outage } => {
+                let Some(chat) = self.chat_of(call) else {
+                    return;
+                };
+                let ms = outage.as_millis() as u64;
+                tracing::warn!(chat, "the media path was silent for {ms} ms and came back; the call played on");
+                // Not a contract event (the call never stopped): a raw update, so a bot
+                // that cares — one that apologises in the chat, say — can.
+                let json =
+                    serde_json::json!({ "_": "wasmcalls.connectionRecovered", "chat_id": chat, "outage_ms": ms });
+                self.emit(HostEvent::RawUpdate { json: json.to_string(), chat: Some(chat) });
+            }
         }
     }
 

@@ -4,4 +4,4 @@ pub mod join;
 pub mod peer;
 
 pub use join::{JoinError, JoinParams, Setup, TransportAnswer};
-pub use peer::{OutboundPeer, PeerError};
+pub use peer::{Consent, OutboundPeer, PeerError};

@@ -98,6 +98,30 @@ pub fn random_ssrc() -> u32 {
     }
 }
 
+/// How long the media path may stay silent. RFC 7675: consent to send expires 30 s
+/// after the far side last answered; we call the path silent well before that, so
+/// the call can say so (and be told when it comes back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consent {
+    /// No answer to our checks for this long: the path is silent (ICE disconnected).
+    pub silent_after: Duration,
+    /// No answer for this long: consent has expired (ICE failed) and sending stops.
+    pub expire_after: Duration,
+}
+
+impl Default for Consent {
+    fn default() -> Self {
+        Consent { silent_after: Duration::from_secs(5), expire_after: Duration::from_secs(30) }
+    }
+}
+
+impl Consent {
+    /// Consent checks often enough that one lost answer never reads as silence.
+    fn check_interval(&self) -> Duration {
+        (self.silent_after / 4).min(Duration::from_secs(2))
+    }
+}
+
 /// Our outbound peer before it is handed to the pacer.
 pub struct OutboundPeer {
     pub pc: RTCPeerConnection,
@@ -105,13 +129,15 @@ pub struct OutboundPeer {
     pub local_addr: SocketAddr,
     pub sender: RTCRtpSenderId,
     pub ssrc: u32,
+    /// The consent timing the peer was built with.
+    pub consent: Consent,
     offer_sdp: String,
     setup: Setup,
 }
 
 impl OutboundPeer {
     /// Binds a socket on `bind_ip`, creates the peer and its local offer.
-    pub fn new(bind_ip: IpAddr) -> Result<Self, PeerError> {
+    pub fn new(bind_ip: IpAddr, consent: Consent) -> Result<Self, PeerError> {
         let socket = UdpSocket::bind(SocketAddr::new(bind_ip, 0)).map_err(|e| PeerError::Bind(bind_ip, e))?;
         let local_addr = socket.local_addr().map_err(|e| PeerError::Bind(bind_ip, e))?;
         let now = Instant::now();
@@ -120,7 +146,15 @@ impl OutboundPeer {
         let registry = configure_rtcp_reports(Registry::new());
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().with_certificates(vec![shared_certificate()?]).build())
-            .with_setting_engine(SettingEngineBuilder::new().build())
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_ice_timeouts(
+                        Some(consent.silent_after),
+                        Some(consent.expire_after.saturating_sub(consent.silent_after)),
+                        Some(consent.check_interval()),
+                    )
+                    .build(),
+            )
             .with_media_engine(me)
             .with_interceptor_registry(registry)
             .build(now)?;
@@ -152,7 +186,7 @@ impl OutboundPeer {
         let offer = pc.create_offer(None)?;
         let offer_sdp = offer.sdp.clone();
         pc.set_local_description(now, offer)?;
-        Ok(OutboundPeer { pc, socket, local_addr, sender, ssrc, offer_sdp, setup: Setup::Active })
+        Ok(OutboundPeer { pc, socket, local_addr, sender, ssrc, consent, offer_sdp, setup: Setup::Active })
     }
 
     /// The join JSON for `phone.joinGroupCall`. We take the DTLS client role, as

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use wasmcalls::media::{Control, MediaEvent, PcmFormat};
+use wasmcalls::media::{Control, MediaEvent, PacerConfig, PcmFormat};
 use wasmcalls::telegram::loopback::LoopbackOptions;
 use wasmcalls::telegram::loopback::faults::Faults;
+use wasmcalls::transport::Consent;
 
 use crate::support::*;
 
@@ -65,4 +66,85 @@ async fn an_outage_blackholes_the_path_and_it_comes_back() {
     assert!(heard.packets >= 140, "{heard:?}");
     assert_eq!(heard.late, 0);
     assert!(call.events.try_recv().is_err(), "a 1 s outage is not a lost call");
+}
+
+/// Consent timing short enough for a test: silent after 1 s, expired after 6 s.
+fn quick_consent(expire_s: u64) -> PacerConfig {
+    let consent = Consent { silent_after: Duration::from_secs(1), expire_after: Duration::from_secs(expire_s) };
+    PacerConfig { shards: 1, consent, ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_path_that_comes_back_is_reported_with_its_length_and_the_call_plays_on() {
+    let outage = (Duration::from_millis(1500), Duration::from_millis(2500));
+    let faults = Faults { outages: vec![outage], seed: 3, ..Default::default() };
+    let mut call = Call::join_with(on(faults), quick_consent(6)).await;
+    let stream = call.stream("chirp.raw", &chirp(200.0, 4000.0, 6.0, 0.5), PcmFormat::stereo48());
+    let id = stream.id();
+    call.media.control(call.dialed.call, Control::Play(stream)).unwrap();
+    match call.next_event().await {
+        MediaEvent::Recovered { call: c, outage } => {
+            assert_eq!(c, call.dialed.call);
+            // The relay's outage, give or take a consent check (250 ms) and the wait
+            // before silence counts.
+            assert!((1.8..=3.6).contains(&outage.as_secs_f64()), "{outage:?}");
+        }
+        other => panic!("expected the path back, got {other:?}"),
+    }
+    match call.next_event().await {
+        MediaEvent::StreamEnded { stream, error: None, .. } => assert_eq!(stream, id),
+        other => panic!("the stream should play on to its end, got {other:?}"),
+    }
+    assert_eq!(call.media.stats(call.dialed.call).await.unwrap().frames_sent, 300, "its pace kept");
+    assert!(call.heard.stats().packets >= 150, "heard before and after: {:?}", call.heard.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_consent_expires_the_call_stops_sending_and_is_lost() {
+    let outage = (Duration::from_millis(1500), Duration::from_secs(60));
+    let mut call =
+        Call::join_with(on(Faults { outages: vec![outage], seed: 4, ..Default::default() }), quick_consent(3)).await;
+    let stream = call.stream("chirp.raw", &chirp(200.0, 4000.0, 20.0, 0.5), PcmFormat::stereo48());
+    call.media.control(call.dialed.call, Control::Play(stream)).unwrap();
+    match call.next_event().await {
+        MediaEvent::ConnectionLost { reason, .. } => assert!(reason.contains("consent"), "{reason}"),
+        other => panic!("expected the loss, got {other:?}"),
+    }
+    // RFC 7675: nothing more is sent. Absence is observed over a window.
+    let at_loss = call.media.stats(call.dialed.call).await.map(|s| s.frames_sent);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = call.media.stats(call.dialed.call).await.map(|s| s.frames_sent);
+    assert_eq!(at_loss.ok(), later.ok(), "no frame after consent expired");
+}
+
+/// Through the whole host, at the production consent timing (silent after 5 s): a bot
+/// hears a silence that ended as a raw update with its length, and keeps its call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_hears_that_its_call_was_silent_and_keeps_it() {
+    const CHAT: i64 = -1001;
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 20.0, RATE, 2));
+    let setup = Setup::new()
+        .chat(CHAT)
+        .loopback("faults = { outages = [\"7s@2s\"], seed = 5 }")
+        .plugin(Bot::testbot("t").all());
+    let host = Host::start_in(dir, &setup).await;
+    let mut events = host.app.events();
+    let joined = host.api("t", serde_json::json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" })).await;
+    assert_eq!(joined, serde_json::json!({ "ok": null }));
+    host.event(&mut events, |e| {
+        matches!(e, wasmcalls::calls::HostEvent::RawUpdate { json, chat: Some(CHAT) } if json.contains("connectionRecovered"))
+    })
+    .await;
+    let seen = host.api("t", serde_json::json!({ "cmd": "events" })).await;
+    let seen = seen.as_array().unwrap();
+    let recovered = seen
+        .iter()
+        .find_map(|e| e.get("on-raw-update").filter(|r| r["_"] == "wasmcalls.connectionRecovered"))
+        .unwrap_or_else(|| panic!("the plugin was told: {seen:?}"));
+    assert_eq!(recovered["chat_id"], CHAT);
+    let ms = recovered["outage_ms"].as_u64().unwrap();
+    assert!((5_500..=9_500).contains(&ms), "the 7 s outage, as the host saw it: {ms} ms");
+    assert!(!seen.iter().any(|e| e.get("on-kicked").is_some()), "{seen:?}");
+    assert_eq!(host.app.manager.joined_chats(), vec![CHAT]);
 }

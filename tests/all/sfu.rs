@@ -95,8 +95,12 @@ async fn a_transport_nobody_answers_on_times_out_with_a_clear_error() {
             "candidates":[{{"generation":"0","component":"1","protocol":"udp","port":"{port}","ip":"127.0.0.1","foundation":"1","id":"1","priority":"2130706431","type":"host","network":"1"}}]}}}}"#
     );
     let url = serve(Router::new().route("/join", post(move || async move { answer }))).await;
-    let (media, _) =
-        MediaPlane::start(PacerConfig { shards: 1, connect_timeout: Duration::from_millis(1500) }).unwrap();
+    let (media, _) = MediaPlane::start(PacerConfig {
+        shards: 1,
+        connect_timeout: Duration::from_millis(1500),
+        ..Default::default()
+    })
+    .unwrap();
     let err = dial(&media, &sfu(&url), 1, "127.0.0.1".parse().unwrap(), &Default::default()).await.unwrap_err();
     assert!(err.to_string().contains("did not connect"), "{err}");
     assert_eq!(media.call_count(), 0);

@@ -125,7 +125,12 @@ impl Call {
 
     /// A call on a loopback with these options (faults on the path, …).
     pub async fn join_on(options: LoopbackOptions) -> Call {
-        let (media, events) = MediaPlane::start(PacerConfig { shards: 1, ..Default::default() }).unwrap();
+        Call::join_with(options, PacerConfig { shards: 1, ..Default::default() }).await
+    }
+
+    /// A call on a loopback with these options, from a media plane with this config.
+    pub async fn join_with(options: LoopbackOptions, pacer: PacerConfig) -> Call {
+        let (media, events) = MediaPlane::start(pacer).unwrap();
         let loopback = Loopback::new(options).unwrap();
         let dialed = dial(&media, &loopback, -100, "127.0.0.1".parse().unwrap(), &Default::default())
             .await

@@ -224,7 +224,7 @@ pub(super) async fn measure(spec: &SourceSpec, calls: usize, shards: usize, enc:
                 Some(MediaEvent::StreamEnded { error: None, .. }) => ended += 1,
                 Some(MediaEvent::StreamEnded { error: Some(e), .. }) => bail!("a stream failed: {e}"),
                 Some(MediaEvent::ConnectionLost { reason, .. }) => bail!("a call dropped: {reason}"),
-                Some(MediaEvent::Connected { .. }) => {}
+                Some(MediaEvent::Connected { .. } | MediaEvent::Recovered { .. }) => {}
                 None => bail!("the media plane stopped"),
             },
             _ = tick.tick() => rss_peak = rss_peak.max(rss_kib("self").unwrap_or(0)),

@@ -43,6 +43,9 @@ pub enum MediaEvent {
     StreamEnded { call: CallId, stream: StreamId, error: Option<String> },
     /// The connection failed after it was up.
     ConnectionLost { call: CallId, reason: String },
+    /// The media path went silent (no answer to consent checks) and came back by itself
+    /// after `outage`; the stream played on meanwhile, at its own pace.
+    Recovered { call: CallId, outage: Duration },
 }
 
 /// A change to a call's playback, applied at the next frame boundary.
@@ -119,6 +122,8 @@ pub struct PacerConfig {
     pub shards: usize,
     /// How long ICE + DTLS may take before a join fails.
     pub connect_timeout: Duration,
+    /// When a silent media path is reported, and when consent to send expires.
+    pub consent: crate::transport::Consent,
 }
 
 impl Default for PacerConfig {
@@ -126,6 +131,7 @@ impl Default for PacerConfig {
         PacerConfig {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             connect_timeout: Duration::from_secs(10),
+            consent: Default::default(),
         }
     }
 }
@@ -155,6 +161,11 @@ pub struct MediaPlane {
 }
 
 impl MediaPlane {
+    /// The consent timing new calls' peers are built with.
+    pub fn consent(&self) -> crate::transport::Consent {
+        self.config.consent
+    }
+
     /// Starts the shard threads; media events arrive on the returned receiver.
     pub fn start(config: PacerConfig) -> Result<(Self, mpsc::UnboundedReceiver<MediaEvent>), MediaError> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();

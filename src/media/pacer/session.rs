@@ -89,6 +89,10 @@ pub struct Session {
     send_errors: u64,
     deviation: Histogram<u32>,
     pub rtc_deadline: Option<Instant>,
+    /// Since when the far side has not answered, while the path is silent.
+    silent_since: Option<Instant>,
+    /// How long silence lasts before it is reported: when `silent_since` began.
+    silent_after: Duration,
     /// Test-only fault injection: the next send panics.
     #[cfg(feature = "fault-injection")]
     poisoned: bool,
@@ -111,6 +115,8 @@ impl Session {
     ) -> Self {
         Session {
             id,
+            silent_since: None,
+            silent_after: peer.consent.silent_after,
             pc: peer.pc,
             local_addr: peer.local_addr,
             socket: UdpSocket::from_std(peer.socket),
@@ -373,6 +379,28 @@ impl Session {
 
     fn on_state(&mut self, ctx: &Ctx<'_>, state: RTCPeerConnectionState, now: Instant) {
         match state {
+            // Back after a silence: the same connection, nothing to renegotiate; the
+            // stream kept its pace meanwhile (what was sent into the silence is lost).
+            RTCPeerConnectionState::Connected if matches!(self.link, Link::Connected(_)) => {
+                if let Some(since) = self.silent_since.take() {
+                    let outage = now.saturating_duration_since(since);
+                    let _ = ctx.events.send(MediaEvent::Recovered { call: self.id, outage });
+                }
+            }
+            RTCPeerConnectionState::Disconnected if matches!(self.link, Link::Connected(_)) => {
+                // The far side's last answer came `silent_after` ago.
+                self.silent_since.get_or_insert(now.checked_sub(self.silent_after).unwrap_or(now));
+            }
+            RTCPeerConnectionState::Failed if self.silent_since.is_some() => {
+                let silent = self.silent_since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+                self.fail(
+                    ctx,
+                    format!(
+                        "the media path gave no answer for {:.0} s: consent to send expired (RFC 7675), sending stopped",
+                        silent.as_secs_f64()
+                    ),
+                );
+            }
             RTCPeerConnectionState::Connected => {
                 let Some(neg) = self.negotiated() else {
                     self.fail(ctx, "connected, but no Opus codec was negotiated".into());
