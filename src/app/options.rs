@@ -221,26 +221,15 @@ type Failure = (KeyPath, Problem);
 /// `[loopback.faults]`, each value parsed as the `loopback serve` flags are.
 fn faults(f: &crate::config::FaultsConfig) -> Result<Faults, Failure> {
     let key = |k: &str| KeyPath::of(&format!("loopback.faults.{k}"));
-    let percent = |k: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(parse_percent)
-            .transpose()
-            .map_err(|e| (key(k), Problem::Fault(e)))
-            .map(Option::unwrap_or_default)
-    };
-    let duration = |k: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(parse_duration)
-            .transpose()
-            .map_err(|e| (key(k), Problem::Fault(e)))
-            .map(Option::unwrap_or_default)
-    };
+    fn value<T: Default>(key: KeyPath, v: &Option<String>, parse: fn(&str) -> Result<T, String>) -> Result<T, Failure> {
+        v.as_deref().map(parse).transpose().map_err(|e| (key, Problem::Fault(e))).map(Option::unwrap_or_default)
+    }
     Ok(Faults {
-        loss: percent("loss", &f.loss)?,
-        delay: duration("delay", &f.delay)?,
-        jitter: duration("jitter", &f.jitter)?,
-        reorder: percent("reorder", &f.reorder)?,
-        duplicate: percent("duplicate", &f.duplicate)?,
+        loss: value(key("loss"), &f.loss, parse_percent)?,
+        delay: value(key("delay"), &f.delay, parse_duration)?,
+        jitter: value(key("jitter"), &f.jitter, parse_duration)?,
+        reorder: value(key("reorder"), &f.reorder, parse_percent)?,
+        duplicate: value(key("duplicate"), &f.duplicate, parse_percent)?,
         outages: f
             .outages
             .iter()

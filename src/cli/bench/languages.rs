@@ -200,14 +200,15 @@ async fn measure(app: &wasmcalls::app::App, language: &'static str, wasm: &Path,
     }
 
     // Memory: instances alive at once, each started.
+    let instances = a.instances.max(1);
     let before = rss_kib();
     let mut live = Vec::new();
-    for _ in 0..a.instances {
+    for _ in 0..instances {
         let mut i = host.instantiate(&spec, &compiled).await?;
         i.start(&me()).await?;
         live.push(i);
     }
-    let rss = rss_kib().saturating_sub(before) / a.instances.max(1) as u64;
+    let rss = rss_kib().saturating_sub(before) / instances as u64;
     let linear = live[0].linear_memory();
     let mut instance = live.pop().expect("at least one instance");
     drop(live);
