@@ -148,3 +148,54 @@ async fn a_bot_hears_that_its_call_was_silent_and_keeps_it() {
     assert!(!seen.iter().any(|e| e.get("on-kicked").is_some()), "{seen:?}");
     assert_eq!(host.app.manager.joined_chats(), vec![CHAT]);
 }
+
+/// Mean and worst normalized correlation over 0.25 s windows of `heard` against
+/// `sent`, aligned on the first window (the codec's delay).
+fn window_correlations(sent: &[f64], heard: &[f64]) -> (f64, f64) {
+    const W: usize = 12_000;
+    let lag = (0..2000)
+        .max_by(|&a, &b| {
+            let c = |l: usize| correlation(&sent[..W], heard.get(l..).unwrap_or(&[]));
+            c(a).total_cmp(&c(b))
+        })
+        .unwrap();
+    let mut all = Vec::new();
+    let mut start = 0;
+    while start + W <= sent.len() && start + lag + W + 8 <= heard.len() {
+        let best = (lag.saturating_sub(8)..=lag + 8)
+            .map(|l| correlation(&sent[start..start + W], &heard[start + l..start + l + W]))
+            .fold(f64::MIN, f64::max);
+        all.push(best);
+        start += W;
+    }
+    let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
+    (mean, all.iter().copied().fold(f64::MAX, f64::min))
+}
+
+/// Audio through a lossy path, as a receiver decodes it (FEC for a lost frame the next
+/// packet carries, PLC for the rest). The figures are printed for the README; the
+/// assertion is loose: a chirp sweeps fast enough that concealment cannot guess it, so
+/// each lost frame costs its window a little, never the whole signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_through_loss_is_concealed_as_a_receiver_would() {
+    for loss in [0.05, 0.10] {
+        let mut call = Call::join_on(on(Faults { loss, seed: 11, ..Default::default() })).await;
+        let sent = chirp(200.0, 2000.0, 6.0, 0.5);
+        let stream = call.stream("chirp.raw", &sent, PcmFormat::stereo48());
+        call.media.control(call.dialed.call, Control::Play(stream)).unwrap();
+        match call.next_event().await {
+            MediaEvent::StreamEnded { error: None, .. } => {}
+            other => panic!("expected the stream's end, got {other:?}"),
+        }
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), call.heard.wait_until(|s| s.packets + s.lost >= 298)).await;
+        let heard = call.heard.stats();
+        let (mean, worst) = window_correlations(&left(&sent), &left(&call.heard.audio()));
+        println!(
+            "loss {:.0} %: {} of 300 packets lost; window correlation mean {mean:.3}, worst {worst:.3}",
+            loss * 100.0,
+            heard.lost
+        );
+        assert!(mean > 0.8, "loss {loss}: mean {mean:.3}, worst {worst:.3}, {heard:?}");
+    }
+}

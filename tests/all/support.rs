@@ -56,7 +56,7 @@ pub fn left(pcm: &[i16]) -> Vec<f64> {
     pcm.chunks_exact(2).map(|c| c[0] as f64).collect()
 }
 
-fn correlation(x: &[f64], y: &[f64]) -> f64 {
+pub fn correlation(x: &[f64], y: &[f64]) -> f64 {
     let (mut xy, mut xx, mut yy) = (0.0, 0.0, 0.0);
     for (a, b) in x.iter().zip(y) {
         xy += a * b;

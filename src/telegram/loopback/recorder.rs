@@ -207,13 +207,15 @@ impl Recorder {
         if h.extensions.iter().any(|e| e.payload.len() == 1) {
             s.level_packets += 1;
         }
+        let mut missing = 0u64;
         if let Some(last) = self.last_seq {
             let d = h.sequence_number.wrapping_sub(last);
             if d == 0 || d > 0x8000 {
                 s.late += 1;
                 return;
             }
-            s.lost += (d - 1) as u64;
+            missing = (d - 1) as u64;
+            s.lost += missing;
         }
         self.last_seq = Some(h.sequence_number);
 
@@ -245,10 +247,20 @@ impl Recorder {
         if at < s.timeline_samples {
             return; // overlaps audio already placed
         }
-        let gap = (at - s.timeline_samples) as usize * CHANNELS;
+        // As a receiver does: the frames lost just before this packet are concealed —
+        // the last from this packet's in-band FEC, the others by the decoder's PLC;
+        // a gap in time with no packet missing (a pause) stays silence.
+        let concealed = if missing > 0 && at > s.timeline_samples {
+            let len = ((at - s.timeline_samples) as usize).min(missing as usize * FRAME);
+            conceal(dec, &p.payload, len)
+        } else {
+            Vec::new()
+        };
+        let gap = (at - s.timeline_samples) as usize * CHANNELS - concealed.len();
         let decoded = &self.scratch[..n * CHANNELS];
         if self.keep_audio {
             self.pcm.extend(std::iter::repeat_n(0, gap));
+            self.pcm.extend_from_slice(&concealed);
             self.pcm.extend_from_slice(decoded);
             self.frames.push(HeardFrame {
                 seq: h.sequence_number,
@@ -260,7 +272,7 @@ impl Recorder {
         }
         if let Some(w) = self.wav.as_mut() {
             let mut ok = (0..gap).try_for_each(|_| w.write_sample(0i16)).is_ok();
-            ok &= decoded.iter().try_for_each(|&x| w.write_sample(x)).is_ok();
+            ok &= concealed.iter().chain(decoded).try_for_each(|&x| w.write_sample(x)).is_ok();
             if !ok {
                 tracing::warn!("loopback: writing the recording failed; recording stopped");
                 self.wav = None;
@@ -268,4 +280,26 @@ impl Recorder {
         }
         s.timeline_samples = at + n as u64;
     }
+}
+
+/// Samples per channel in a 20 ms frame at 48 kHz.
+const FRAME: usize = 960;
+
+/// `len` samples per channel of audio for frames lost before `next` (interleaved
+/// stereo): PLC for all but the last frame, which `next`'s in-band FEC restores when
+/// the sender put it there (libopus falls back to PLC when it did not).
+fn conceal(dec: &mut opus::Decoder, next: &[u8], len: usize) -> Vec<i16> {
+    let mut out = vec![0i16; len * CHANNELS];
+    let fec_from = len.saturating_sub(FRAME);
+    let mut at = 0;
+    while at < fec_from {
+        let n = (fec_from - at).min(FRAME);
+        match dec.decode(&[], &mut out[at * CHANNELS..(at + n) * CHANNELS], false) {
+            Ok(got) if got > 0 => at += got.min(n),
+            _ => break, // not a multiple of 2.5 ms: the rest stays silence
+        }
+    }
+    let at = fec_from;
+    let _ = dec.decode(next, &mut out[at * CHANNELS..], true);
+    out
 }
