@@ -123,7 +123,13 @@ struct Joined {
     stream: Option<StreamId>,
     volume: u16,
     muted: bool,
+    /// How it joined, to join the same way again after a lost path.
+    options: JoinOptions,
 }
+
+/// How long a call whose media path went silent for good keeps trying to rejoin
+/// before its plugin is told the connection is lost.
+pub const RECOVERY_WINDOW: Duration = Duration::from_secs(60);
 
 struct Inner {
     media: Arc<MediaPlane>,
@@ -236,6 +242,14 @@ impl CallManager {
                 };
                 self.lost(chat, reason).await;
             }
+            MediaEvent::ConsentExpired { call, silent } => {
+                let Some(chat) = self.chat_of(call) else {
+                    return;
+                };
+                // Rejoining takes seconds: off the event loop, so other calls' events flow.
+                let manager = self.clone();
+                tokio::spawn(async move { manager.rejoin(chat, call, silent).await });
+            }
             MediaEvent::Recovered { call, outage } => {
                 let Some(chat) = self.chat_of(call) else {
                     return;
@@ -284,6 +298,90 @@ impl CallManager {
             }
             Update::Raw { json, chat } => self.emit(HostEvent::RawUpdate { json: json.to_string(), chat }),
         }
+    }
+
+    /// The call's media path went silent for good: join again, the same way, and play
+    /// on from where the stream was, for up to [`RECOVERY_WINDOW`]; the plugins hear a
+    /// `wasmcalls.connectionRecovered` raw update — or, when the window passes, that
+    /// the connection is lost.
+    async fn rejoin(&self, chat: ChatId, old: CallId, silent: Duration) {
+        let lost_at = tokio::time::Instant::now();
+        let position = self.inner.media.stats(old).await.ok().filter(|s| s.stream.is_some()).map(|s| s.position);
+        let Some((ssrc, options)) = ({
+            let mut calls = self.inner.calls.lock();
+            calls.get_mut(&chat).filter(|e| e.call == Some(old)).map(|e| {
+                e.call = None;
+                (e.ssrc, e.options.clone())
+            })
+        }) else {
+            return; // left meanwhile
+        };
+        tracing::warn!(chat, "the media path gave no answer for {:.0} s: rejoining", silent.as_secs_f64());
+        self.inner.media.remove(old).await;
+        // Telegram still lists our old source: leave it, or it lingers as a ghost.
+        let _ = self.inner.telegram.leave(chat, ssrc).await;
+        let dialed = loop {
+            match self.dial(chat, &options).await {
+                Ok(d) => break d,
+                Err(e) if lost_at.elapsed() < RECOVERY_WINDOW && self.inner.calls.lock().contains_key(&chat) => {
+                    tracing::warn!(chat, "rejoining failed ({e}); trying again");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => {
+                    let reason = format!(
+                        "the media path gave no answer for {:.0} s and rejoining failed for {} s: {e}",
+                        silent.as_secs_f64(),
+                        lost_at.elapsed().as_secs()
+                    );
+                    if self.inner.calls.lock().remove(&chat).is_some() {
+                        tracing::warn!(chat, "call connection lost: {reason}");
+                        self.emit(HostEvent::ConnectionLost { chat, reason });
+                    }
+                    return;
+                }
+            }
+        };
+        // What played goes on from where it was (a live source from now).
+        let playing = {
+            let calls = self.inner.calls.lock();
+            calls.get(&chat).map(|e| (e.source.clone().filter(|_| e.stream.is_some()), e.state, e.volume))
+        };
+        let Some((source, state, volume)) = playing else {
+            // Left while rejoining.
+            self.inner.media.remove(dialed.call).await;
+            let _ = self.inner.telegram.leave(chat, dialed.ssrc).await;
+            return;
+        };
+        let stream = match source {
+            Some(s) => {
+                let from = position.map(|p| Duration::from_secs_f64(p as f64 / TICKS_PER_SECOND as f64));
+                match self.open(&s.spec, from).await {
+                    Ok(st) => Some(st),
+                    Err(_) => self.open(&s.spec, None).await.ok(),
+                }
+            }
+            None => None,
+        };
+        if let Some(e) = self.inner.calls.lock().get_mut(&chat) {
+            e.call = Some(dialed.call);
+            e.ssrc = dialed.ssrc;
+            e.stream = stream.as_ref().map(|s| s.id());
+        }
+        if state == CallState::Paused {
+            let _ = self.control(dialed.call, Control::Pause);
+        }
+        if volume != 100 {
+            let _ = self.control(dialed.call, Control::Volume(volume));
+        }
+        if let Some(stream) = stream {
+            let _ = self.control(dialed.call, Control::Play(stream));
+        }
+        let outage_ms = (silent + lost_at.elapsed()).as_millis() as u64;
+        tracing::warn!(chat, "rejoined after {outage_ms} ms without a media path; playing on");
+        let json = serde_json::json!({
+            "_": "wasmcalls.connectionRecovered", "chat_id": chat, "outage_ms": outage_ms, "rejoined": true,
+        });
+        self.emit(HostEvent::RawUpdate { json: json.to_string(), chat: Some(chat) });
     }
 
     /// The call's media or its Telegram membership is gone: forget it and tell the
@@ -358,6 +456,7 @@ impl CallManager {
                     stream: Some(stream.id()),
                     volume: 100,
                     muted: options.start_muted,
+                    options: options.clone(),
                 },
             );
         }

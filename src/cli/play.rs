@@ -121,6 +121,9 @@ pub async fn run(args: PlayArgs) -> Result<()> {
                 Some(MediaEvent::StreamEnded { error: Some(e), .. }) => bail!("stream stopped: {e}"),
                 Some(MediaEvent::StreamEnded { .. }) => break,
                 Some(MediaEvent::ConnectionLost { reason, .. }) => bail!("connection lost: {reason}"),
+                Some(MediaEvent::ConsentExpired { silent, .. }) => {
+                    bail!("the media path gave no answer for {:.0} s: consent to send expired", silent.as_secs_f64())
+                }
                 Some(_) => {}
                 None => bail!("the media plane stopped"),
             },

@@ -100,15 +100,15 @@ async fn a_silent_path_that_comes_back_is_reported_with_its_length_and_the_call_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_consent_expires_the_call_stops_sending_and_is_lost() {
+async fn when_consent_expires_the_call_stops_sending() {
     let outage = (Duration::from_millis(1500), Duration::from_secs(60));
     let mut call =
         Call::join_with(on(Faults { outages: vec![outage], seed: 4, ..Default::default() }), quick_consent(3)).await;
     let stream = call.stream("chirp.raw", &chirp(200.0, 4000.0, 20.0, 0.5), PcmFormat::stereo48());
     call.media.control(call.dialed.call, Control::Play(stream)).unwrap();
     match call.next_event().await {
-        MediaEvent::ConnectionLost { reason, .. } => assert!(reason.contains("consent"), "{reason}"),
-        other => panic!("expected the loss, got {other:?}"),
+        MediaEvent::ConsentExpired { silent, .. } => assert!(silent >= Duration::from_secs(2), "{silent:?}"),
+        other => panic!("expected consent to expire, got {other:?}"),
     }
     // RFC 7675: nothing more is sent. Absence is observed over a window.
     let at_loss = call.media.stats(call.dialed.call).await.map(|s| s.frames_sent);
@@ -198,4 +198,47 @@ async fn audio_through_loss_is_concealed_as_a_receiver_would() {
         );
         assert!(mean > 0.8, "loss {loss}: mean {mean:.3}, worst {worst:.3}, {heard:?}");
     }
+}
+
+/// A host whose media plane reports silence after 1 s and expires consent after 3 s.
+async fn quick_host(setup: &Setup, dir: tempfile::TempDir) -> Host {
+    let mut options = Host::options(&dir, setup);
+    options.pacer.consent = Consent { silent_after: Duration::from_secs(1), expire_after: Duration::from_secs(3) };
+    let app = wasmcalls::app::App::start(&options).await.expect("host starts");
+    Host { app, dir }
+}
+
+/// Consent expires in the middle of an outage: the host rejoins — the same chat, the
+/// same source, from where it was — as soon as the path lets it, and the bot hears it
+/// came back, never that it was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_consent_expires_the_call_rejoins_and_plays_on_from_where_it_was() {
+    const CHAT: i64 = -1002;
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 30.0, RATE, 2));
+    let setup =
+        Setup::new().chat(CHAT).loopback("faults = { delay = \"1ms\", seed = 6 }").plugin(Bot::testbot("t").all());
+    let host = quick_host(&setup, dir).await;
+    let mut events = host.app.events();
+    let joined = host.api("t", serde_json::json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" })).await;
+    assert_eq!(joined, serde_json::json!({ "ok": null }));
+    let first = tokio::time::timeout(PATIENCE, host.loopback().participant(CHAT)).await.unwrap();
+    tokio::time::timeout(PATIENCE, first.wait_until(|s| s.packets >= 50)).await.unwrap();
+    // The network goes down for 6 s: consent expires after 3 of them.
+    host.loopback().outage(Duration::from_secs(6));
+    host.event(&mut events, |e| {
+        matches!(e, wasmcalls::calls::HostEvent::RawUpdate { json, chat: Some(CHAT) } if json.contains("\"rejoined\":true"))
+    })
+    .await;
+    let seen = host.api("t", serde_json::json!({ "cmd": "events" })).await;
+    let seen = seen.as_array().unwrap();
+    assert!(!seen.iter().any(|e| e.get("on-kicked").is_some()), "never told it was lost: {seen:?}");
+    let calls = host.app.manager.calls().await;
+    assert_eq!(calls.len(), 1);
+    // Playing on from where it was when consent expired (4 s or more in), not from 0.
+    assert!(calls[0].position_ms >= 4_000, "{:?}", calls[0]);
+    // A new participant, heard once the network is back.
+    let second = host.loopback().calls().into_iter().rfind(|p| p.chat() == CHAT).unwrap();
+    assert_ne!(second.ssrc(), first.ssrc());
+    tokio::time::timeout(PATIENCE, second.wait_until(|s| s.packets >= 25)).await.expect("the rejoined call is heard");
 }

@@ -224,6 +224,7 @@ pub(super) async fn measure(spec: &SourceSpec, calls: usize, shards: usize, enc:
                 Some(MediaEvent::StreamEnded { error: None, .. }) => ended += 1,
                 Some(MediaEvent::StreamEnded { error: Some(e), .. }) => bail!("a stream failed: {e}"),
                 Some(MediaEvent::ConnectionLost { reason, .. }) => bail!("a call dropped: {reason}"),
+                Some(MediaEvent::ConsentExpired { .. }) => bail!("a call's media path went silent for good"),
                 Some(MediaEvent::Connected { .. } | MediaEvent::Recovered { .. }) => {}
                 None => bail!("the media plane stopped"),
             },

@@ -43,6 +43,9 @@ pub enum MediaEvent {
     StreamEnded { call: CallId, stream: StreamId, error: Option<String> },
     /// The connection failed after it was up.
     ConnectionLost { call: CallId, reason: String },
+    /// The media path gave no answer until consent to send expired (RFC 7675): the call
+    /// sends nothing more. Its owner may rejoin; `silent` is how long it had been quiet.
+    ConsentExpired { call: CallId, silent: Duration },
     /// The media path went silent (no answer to consent checks) and came back by itself
     /// after `outage`; the stream played on meanwhile, at its own pace.
     Recovered { call: CallId, outage: Duration },

@@ -393,13 +393,10 @@ impl Session {
             }
             RTCPeerConnectionState::Failed if self.silent_since.is_some() => {
                 let silent = self.silent_since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-                self.fail(
-                    ctx,
-                    format!(
-                        "the media path gave no answer for {:.0} s: consent to send expired (RFC 7675), sending stopped",
-                        silent.as_secs_f64()
-                    ),
-                );
+                // Sending stops here; whether to rejoin is the owner's call.
+                self.link = Link::Lost;
+                self.next_deadline = None;
+                let _ = ctx.events.send(MediaEvent::ConsentExpired { call: self.id, silent });
             }
             RTCPeerConnectionState::Connected => {
                 let Some(neg) = self.negotiated() else {

@@ -3,6 +3,9 @@
 //! drops, delays, jitters, reorders and duplicates datagrams in each direction, and
 //! blackholes both for a scheduled outage.
 //!
+//! Outages follow the network's clock — from the loopback's start — so a call that
+//! rejoins during one meets the rest of it.
+//!
 //! The join is answered with the relay's address, so the client talks to the relay;
 //! the relay talks to the loopback's peer from a socket of its own, which the peer
 //! learns as a peer-reflexive candidate — as a NAT would look to Telegram.
@@ -31,7 +34,7 @@ pub struct Faults {
     pub reorder: f64,
     /// Share of datagrams sent twice, 0–1.
     pub duplicate: f64,
-    /// Periods both directions are blackholed: (start after the relay starts, length).
+    /// Periods both directions are blackholed: (start after the loopback starts, length).
     pub outages: Vec<(Duration, Duration)>,
     /// Seed of the relay's randomness, for runs that repeat exactly.
     pub seed: u64,
@@ -46,10 +49,6 @@ impl Faults {
             || self.reorder > 0.0
             || self.duplicate > 0.0
             || !self.outages.is_empty()
-    }
-
-    fn in_outage(&self, since_start: Duration) -> bool {
-        self.outages.iter().any(|&(at, len)| since_start >= at && since_start < at + len)
     }
 }
 
@@ -81,11 +80,33 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(v * scale).map_err(|_| format!("{s:?} is not a duration"))
 }
 
-/// An outage, `LENGTH@START`: `8s@20s` blackholes 8 s from 20 s after the call starts.
+/// An outage, `LENGTH@START`: `8s@20s` blackholes 8 s from 20 s after the loopback starts.
 pub fn parse_outage(s: &str) -> Result<(Duration, Duration), String> {
     let (len, at) =
         s.split_once('@').ok_or_else(|| format!("{s:?} is not an outage; write LENGTH@START, e.g. 8s@20s"))?;
     Ok((parse_duration(at)?, parse_duration(len)?))
+}
+
+/// The network's outages, on its clock: the configured ones, and any started while it
+/// runs ([`super::Loopback::outage`]). Every relay consults the same schedule.
+#[derive(Debug, Default)]
+pub struct Outages(parking_lot::Mutex<Vec<(Instant, Duration)>>);
+
+impl Outages {
+    /// The configured outages, counted from `epoch`.
+    pub fn scheduled(faults: &Faults, epoch: std::time::Instant) -> Outages {
+        let epoch = Instant::from_std(epoch);
+        Outages(parking_lot::Mutex::new(faults.outages.iter().map(|&(at, len)| (epoch + at, len)).collect()))
+    }
+
+    /// Blackholes every relay from now for `len`.
+    pub fn start_now(&self, len: Duration) {
+        self.0.lock().push((Instant::now(), len));
+    }
+
+    fn at(&self, now: Instant) -> bool {
+        self.0.lock().iter().any(|&(start, len)| now >= start && now < start + len)
+    }
 }
 
 /// A datagram waiting for its time.
@@ -129,6 +150,7 @@ pub async fn relay(
     bind_ip: std::net::IpAddr,
     loopback: SocketAddr,
     faults: Faults,
+    outages: std::sync::Arc<Outages>,
     stop: std::sync::Arc<tokio::sync::Notify>,
 ) -> std::io::Result<(SocketAddr, std::sync::Arc<parking_lot::Mutex<RelayCounts>>)> {
     let outside = UdpSocket::bind(SocketAddr::new(bind_ip, 0)).await?;
@@ -138,7 +160,6 @@ pub async fn relay(
     let task_counts = counts.clone();
     tokio::spawn(async move {
         let mut rng = StdRng::seed_from_u64(faults.seed);
-        let start = Instant::now();
         let mut client: Option<SocketAddr> = None;
         let mut queue: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
         let mut n = 0u64;
@@ -163,7 +184,7 @@ pub async fn relay(
             if let Some((to_loopback, bytes)) = arrived {
                 let now = Instant::now();
                 let mut c = task_counts.lock();
-                if faults.in_outage(now - start) {
+                if outages.at(now) {
                     c.blackholed += 1;
                     continue;
                 }

@@ -99,12 +99,17 @@ struct Inner {
     world: chats::World,
     /// Bumped on every join, so callers can await a participant.
     joins: tokio::sync::watch::Sender<u64>,
+    /// When the network in front of the calls is down (with faults configured).
+    outages: Arc<faults::Outages>,
 }
 
 impl Loopback {
     /// A loopback server; its peers run as tasks on the current tokio runtime. The
     /// record folder is created if missing.
     pub fn new(opts: LoopbackOptions) -> Result<Self, TelegramError> {
+        // Outages are on the network's clock, which starts with the loopback: a call
+        // that rejoins meets the same outage, not a new one.
+        let outages = Arc::new(faults::Outages::scheduled(&opts.faults, std::time::Instant::now()));
         if let Some(d) = &opts.record_dir {
             std::fs::create_dir_all(d).map_err(|e| {
                 TelegramError::Loopback(format!("cannot create the record folder {}: {e}", d.display()))
@@ -112,7 +117,13 @@ impl Loopback {
         }
         let world = chats::World::new(opts.chats.clone(), opts.user_id, opts.bot.clone());
         let joins = tokio::sync::watch::Sender::new(0);
-        Ok(Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world, joins }) })
+        Ok(Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world, joins, outages }) })
+    }
+
+    /// Blackholes the network in front of every call from now for `len` — for calls
+    /// joined with faults configured (`[loopback.faults]`), which pass through a relay.
+    pub fn outage(&self, len: std::time::Duration) {
+        self.inner.outages.start_now(len);
     }
 
     /// Serves the control endpoint ([`control`]) on `addr`: the address it listens on,
@@ -167,7 +178,7 @@ impl Loopback {
                 .record_to(&path)
                 .map_err(|e| TelegramError::Loopback(format!("cannot record to {}: {e}", path.display())))?;
         }
-        let answer = peer::spawn(params, &self.inner.opts, heard.clone()).await?;
+        let answer = peer::spawn(params, &self.inner.opts, self.inner.outages.clone(), heard.clone()).await?;
         self.inner.calls.lock().push(heard);
         let ours = Entry { peer, source: params.ssrc_u32(), muted: options.start_muted, ours: true };
         let ours = self.inner.world.roster.lock().join(chat, ours);

@@ -153,6 +153,7 @@ fn video_section() -> MediaParams {
 pub(super) async fn spawn(
     params: &JoinParams,
     opts: &LoopbackOptions,
+    outages: Arc<super::faults::Outages>,
     heard: Arc<HeardCall>,
 ) -> Result<TransportAnswer, TelegramError> {
     let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await.map_err(rtc_err)?;
@@ -160,7 +161,7 @@ pub(super) async fn spawn(
     // With faults configured, the client is given a relay that impairs the path.
     let relay_stop = Arc::new(tokio::sync::Notify::new());
     let advertised = if opts.faults.any() {
-        let (addr, _) = super::faults::relay(opts.bind_ip, local, opts.faults.clone(), relay_stop.clone())
+        let (addr, _) = super::faults::relay(opts.bind_ip, local, opts.faults.clone(), outages, relay_stop.clone())
             .await
             .map_err(rtc_err)?;
         addr
