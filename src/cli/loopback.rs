@@ -36,6 +36,18 @@ pub enum LoopbackCommand {
     /// Print a chat's transcript as JSON lines: what people and the bot posted, edits,
     /// deletions, buttons and presses
     Messages(ChatArgs),
+    /// Take the network in front of every call down for a while (needs [loopback.faults])
+    Outage(OutageArgs),
+}
+
+#[derive(Args)]
+pub struct OutageArgs {
+    /// How long, e.g. 8s
+    #[arg(long, value_parser = faults::parse_duration)]
+    r#for: Duration,
+    /// The loopback control URL (`[loopback] control` in the config)
+    #[arg(long, default_value = "http://127.0.0.1:24860")]
+    url: String,
 }
 
 #[derive(Args)]
@@ -237,6 +249,10 @@ pub async fn run(cmd: LoopbackCommand) -> Result<()> {
         }
         LoopbackCommand::EndCall(a) => return control(&a.url, &format!("/chats/{}/end", a.chat), String::new()).await,
         LoopbackCommand::Raw(a) => return control(&a.url, "/updates", a.json).await,
+        LoopbackCommand::Outage(a) => {
+            let path = format!("/network/outage?seconds={}", a.r#for.as_secs_f64());
+            return control(&a.url, &path, String::new()).await;
+        }
         LoopbackCommand::Say(a) => return say(a).await,
         LoopbackCommand::Messages(a) => return messages(a).await,
         LoopbackCommand::Press(a) => {

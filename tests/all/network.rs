@@ -242,3 +242,41 @@ async fn after_consent_expires_the_call_rejoins_and_plays_on_from_where_it_was()
     assert_ne!(second.ssrc(), first.ssrc());
     tokio::time::timeout(PATIENCE, second.wait_until(|s| s.packets >= 25)).await.expect("the rejoined call is heard");
 }
+
+/// `wasmcalls loopback outage --for 2s` against a running host's loopback: the calls
+/// through the relay go quiet; without faults configured, the command says what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outage_command_takes_the_network_down_and_names_what_it_needs() {
+    const CHAT: i64 = -1003;
+    let run = |url: String| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmcalls"))
+            .args(["loopback", "outage", "--for", "2s", "--url", &url])
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for faulty in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 10.0, RATE, 2));
+        let mut setup = Setup::new().chat(CHAT).loopback("control = \"127.0.0.1:0\"").plugin(Bot::testbot("t").all());
+        if faulty {
+            setup = setup.loopback("faults = { delay = \"1ms\", seed = 8 }");
+        }
+        let host = Host::start_in(dir, &setup).await;
+        let url = format!("http://{}", host.app.control.unwrap());
+        let joined = host.api("t", serde_json::json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" })).await;
+        assert_eq!(joined, serde_json::json!({ "ok": null }));
+        let heard = tokio::time::timeout(PATIENCE, host.loopback().participant(CHAT)).await.unwrap();
+        tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 10)).await.unwrap();
+        let (ok, stderr) = tokio::task::spawn_blocking(move || run(url)).await.unwrap();
+        if faulty {
+            assert!(ok, "{stderr}");
+            // The network is down: over a window shorter than the outage, nothing arrives.
+            let before = heard.stats().packets;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(heard.stats().packets <= before + 1, "{:?}", heard.stats());
+        } else {
+            assert!(!ok && stderr.contains("[loopback.faults]"), "{stderr}");
+        }
+    }
+}

@@ -15,6 +15,9 @@
 //! `{"query"}`; `POST /chats/<id>/participants` `{"action": "join|leave|mute|unmute",
 //! "user"}`; `GET /chats/<id>/messages` (the transcript) and
 //! `GET /chats/<id>/participants`.
+//!
+//! The network (`wasmcalls loopback outage`): `POST /network/outage?seconds=<s>`
+//! blackholes every call that passes through the fault relay from now on.
 
 use std::sync::Arc;
 
@@ -46,6 +49,7 @@ pub fn router(loopback: Loopback) -> Router {
         .route("/chats/{id}/start", post(start))
         .route("/chats/{id}/end", post(end))
         .route("/updates", post(raw))
+        .route("/network/outage", post(outage))
         .route("/chats/{id}/messages", post(say).get(transcript))
         .route("/chats/{id}/uploads", post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD)))
         .route("/chats/{id}/press", post(press))
@@ -171,6 +175,25 @@ async fn participants(State(lb): State<Loopback>, Path(chat): Path<ChatId>) -> A
 
 async fn chats(State(lb): State<Loopback>) -> Json<serde_json::Value> {
     Json(serde_json::json!(lb.chats()))
+}
+
+#[derive(Deserialize)]
+struct OutageQuery {
+    seconds: f64,
+}
+
+async fn outage(State(lb): State<Loopback>, Query(q): Query<OutageQuery>) -> (StatusCode, String) {
+    if !lb.faulty() {
+        let why = "no call passes through the fault relay: configure [loopback.faults] (or loopback serve --delay 1ms)";
+        return (StatusCode::CONFLICT, why.into());
+    }
+    match std::time::Duration::try_from_secs_f64(q.seconds) {
+        Ok(len) if q.seconds > 0.0 => {
+            lb.outage(len);
+            (StatusCode::NO_CONTENT, String::new())
+        }
+        _ => (StatusCode::BAD_REQUEST, format!("seconds = {}: give a positive number of seconds", q.seconds)),
+    }
 }
 
 async fn kick(State(lb): State<Loopback>, Path(chat): Path<ChatId>) -> StatusCode {

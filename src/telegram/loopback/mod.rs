@@ -126,6 +126,11 @@ impl Loopback {
         self.inner.outages.start_now(len);
     }
 
+    /// Whether calls pass through the fault relay (faults are configured).
+    pub fn faulty(&self) -> bool {
+        self.inner.opts.faults.any()
+    }
+
     /// Serves the control endpoint ([`control`]) on `addr`: the address it listens on,
     /// and the task serving it.
     pub async fn serve_control(
