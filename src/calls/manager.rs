@@ -256,11 +256,7 @@ impl CallManager {
                 };
                 let ms = outage.as_millis() as u64;
                 tracing::warn!(chat, "the media path was silent for {ms} ms and came back; the call played on");
-                // Not a contract event (the call never stopped): a raw update, so a bot
-                // that cares — one that apologises in the chat, say — can.
-                let json =
-                    serde_json::json!({ "_": "wasmcalls.connectionRecovered", "chat_id": chat, "outage_ms": ms });
-                self.emit(HostEvent::RawUpdate { json: json.to_string(), chat: Some(chat) });
+                self.recovered(chat, ms, false);
             }
         }
     }
@@ -378,8 +374,15 @@ impl CallManager {
         }
         let outage_ms = (silent + lost_at.elapsed()).as_millis() as u64;
         tracing::warn!(chat, "rejoined after {outage_ms} ms without a media path; playing on");
+        self.recovered(chat, outage_ms, true);
+    }
+
+    /// Tells the plugins a call's media path came back after `outage_ms` — by itself, or
+    /// by a rejoin. Not a contract event (the call never stopped): a raw update, so a
+    /// bot that cares — one that apologises in the chat, say — can.
+    fn recovered(&self, chat: ChatId, outage_ms: u64, rejoined: bool) {
         let json = serde_json::json!({
-            "_": "wasmcalls.connectionRecovered", "chat_id": chat, "outage_ms": outage_ms, "rejoined": true,
+            "_": "wasmcalls.connectionRecovered", "chat_id": chat, "outage_ms": outage_ms, "rejoined": rejoined,
         });
         self.emit(HostEvent::RawUpdate { json: json.to_string(), chat: Some(chat) });
     }

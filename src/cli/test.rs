@@ -38,6 +38,7 @@ use tokio::sync::broadcast;
 use wasmcalls::app::App;
 use wasmcalls::calls::{CallState, HostEvent};
 use wasmcalls::config::Config;
+use wasmcalls::media::source::fetch::glob;
 use wasmcalls::runtime::Compiler;
 use wasmcalls::telegram::TelegramOptions;
 use wasmcalls::telegram::loopback::{DEFAULT_PERSON, File, Loopback, Posted, Upload};
@@ -527,26 +528,6 @@ impl Stage {
     }
 }
 
-/// `pattern` with `*` matching any run of characters, against the whole of `text`.
-fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for part in &parts[1..parts.len() - 1] {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 /// Whether every field of `want` is in `got`, recursively (lists compared whole).
 fn subset(want: &serde_json::Value, got: &serde_json::Value) -> bool {
     match (want, got) {
@@ -563,6 +544,7 @@ mod tests {
 
     #[test]
     fn patterns_match_as_globs() {
+        // The pattern language of URL grants, over whole messages.
         assert!(glob("🎵 Now playing: *", "🎵 Now playing: x\nmore"));
         assert!(glob("*Queued #1*", "➕ Queued #1: **x**"));
         assert!(glob("exact", "exact") && !glob("exact", "exactly"));

@@ -233,15 +233,26 @@ fn precompile(wasm: &Path) {
     wasmcalls::runtime::precompile(wasm, cache, capacity).expect("the component compiles");
 }
 
+/// Runs `build` (given the output path) unless `out` was built this test run — each
+/// toolchain with its own record, so Python and JavaScript builds run side by side —
+/// then compiles the component into the shared cache.
+fn built_once(built: &std::sync::Mutex<Vec<PathBuf>>, out: PathBuf, build: impl FnOnce(&str)) -> PathBuf {
+    let mut built = built.lock().unwrap();
+    if !built.contains(&out) {
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        build(out.to_str().unwrap());
+        precompile(&out);
+        built.push(out.clone());
+    }
+    out
+}
+
 /// A Python bot (`plugins/<name>/app.py` with the SDK in `sdk/python`), built with the
 /// project's componentize-py once per test run and compiled into the shared cache.
 pub fn python_bot(name: &'static str) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let out = repo().join(format!("plugins/target/python/{name}.wasm"));
-    let mut built = BUILT.lock().unwrap();
-    if !built.contains(&name) {
-        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-        let app = format!("plugins/{name}");
+    static BUILT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let app = format!("plugins/{name}");
+    built_once(&BUILT, repo().join(format!("plugins/target/python/{name}.wasm")), |out| {
         build_with(
             &repo().join(".venv/bin/componentize-py"),
             &[
@@ -256,46 +267,25 @@ pub fn python_bot(name: &'static str) -> PathBuf {
                 "-p",
                 "sdk/python",
                 "-o",
-                out.to_str().unwrap(),
+                out,
             ],
             "run `bash .ci/setup` (it installs componentize-py in .venv)",
-        );
-        precompile(&out);
-        built.push(name);
-    }
-    out
+        )
+    })
 }
 
 /// A JavaScript bot (`plugins/<name>/bot.js` with the SDK in `sdk/js`), built with
 /// the project's componentize-qjs once per test run and compiled into the shared cache.
 pub fn js_bot(name: &'static str) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let out = repo().join(format!("plugins/target/js/{name}.wasm"));
-    let mut built = BUILT.lock().unwrap();
-    if !built.contains(&name) {
-        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-        let js = format!("plugins/{name}/bot.js");
+    static BUILT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let js = format!("plugins/{name}/bot.js");
+    built_once(&BUILT, repo().join(format!("plugins/target/js/{name}.wasm")), |out| {
         build_with(
             &repo().join("sdk/js/node_modules/.bin/componentize-qjs"),
-            &[
-                "--wit",
-                "wit/v0.2",
-                "-n",
-                "bot-with-state",
-                "--js",
-                &js,
-                "--module-root",
-                ".",
-                "--sync",
-                "-o",
-                out.to_str().unwrap(),
-            ],
+            &["--wit", "wit/v0.2", "-n", "bot-with-state", "--js", &js, "--module-root", ".", "--sync", "-o", out],
             "run `bash .ci/setup` (it installs componentize-qjs in sdk/js/node_modules)",
-        );
-        precompile(&out);
-        built.push(name);
-    }
-    out
+        )
+    })
 }
 
 /// A test's configuration, written as a user writes it: a `[host]` with a free API

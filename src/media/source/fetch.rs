@@ -71,8 +71,9 @@ impl UrlPolicy {
     }
 }
 
-/// `*` in `pattern` matches any run of characters; everything else literally.
-fn glob(pattern: &str, text: &str) -> bool {
+/// `*` in `pattern` matches any run of characters; everything else literally; the
+/// whole of `text` must match. (URL grants; `wasmcalls test` matches messages with it.)
+pub fn glob(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
         return pattern == text;

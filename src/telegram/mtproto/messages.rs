@@ -236,16 +236,11 @@ pub fn file_part(file: &FileRef, offset: i64) -> tl::functions::upload::GetFile 
 
 #[cfg(test)]
 mod tests {
-    use tl::{Deserializable, Identifiable, Serializable};
+    use tl::{Deserializable, Serializable};
 
     use super::*;
     use crate::telegram::messages::{Button, ButtonAction};
-
-    fn read_back<F: tl::RemoteCall + Identifiable + Deserializable>(request: &F) -> F {
-        let bytes = request.to_bytes();
-        assert_eq!(bytes[..4], F::CONSTRUCTOR_ID.to_le_bytes(), "constructor id first");
-        F::from_bytes(&bytes[4..]).expect("the body parses back")
-    }
+    use crate::telegram::tl::read_back;
 
     fn channel() -> tl::enums::InputPeer {
         tl::types::InputPeerChannel { channel_id: 1185324811, access_hash: 5 }.into()

@@ -166,17 +166,10 @@ pub fn checked(result: Result<Vec<i32>, TelegramError>, ssrc: u32) -> Checked {
 
 #[cfg(test)]
 mod tests {
-    use tl::{Deserializable, Identifiable};
+    use tl::Identifiable;
 
     use super::*;
-    use crate::telegram::tl::{container, through_the_wire};
-
-    /// A request as Telegram reads it: its constructor id, then its body.
-    fn read_back<F: tl::RemoteCall + Identifiable + Deserializable>(request: &F) -> F {
-        let bytes = request.to_bytes();
-        assert_eq!(bytes[..4], F::CONSTRUCTOR_ID.to_le_bytes(), "constructor id first");
-        F::from_bytes(&bytes[4..]).expect("the body parses back")
-    }
+    use crate::telegram::tl::{container, read_back, through_the_wire};
 
     const CALL: CallRef = CallRef { id: 0x1122_3344_5566, access_hash: -42 };
 

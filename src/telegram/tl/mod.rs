@@ -64,6 +64,14 @@ pub fn container(list: Vec<tl::enums::Update>, chats: Vec<tl::enums::Chat>) -> t
     tl::types::Updates { updates: list, users: vec![], chats, date: 1_700_000_000, seq: 0 }.into()
 }
 
+/// A request as Telegram reads it: its constructor id, then its body, parsed back.
+#[cfg(test)]
+pub(crate) fn read_back<F: tl::RemoteCall + tl::Identifiable + tl::Deserializable>(request: &F) -> F {
+    let bytes = tl::Serializable::to_bytes(request);
+    assert_eq!(bytes[..4], F::CONSTRUCTOR_ID.to_le_bytes(), "constructor id first");
+    F::from_bytes(&bytes[4..]).expect("the body parses back")
+}
+
 /// `updates` serialized to Telegram's bytes and parsed back: its updates and chats.
 #[cfg(test)]
 pub(crate) fn through_the_wire(updates: &tl::enums::Updates) -> (Vec<tl::enums::Update>, Vec<tl::enums::Chat>) {
