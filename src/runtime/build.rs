@@ -52,6 +52,10 @@ pub async fn build(plugin: &str, build: &Build) -> Result<(), PluginError> {
             tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
                 .arg(&manifest)
+                // The config names the .wasm where cargo puts it by default (the crate's
+                // or workspace's `target/`); a CARGO_TARGET_DIR in the host's environment
+                // would send it elsewhere and leave the plugin missing.
+                .env_remove("CARGO_TARGET_DIR")
                 .output()
                 .await
                 .map_err(|e| format!("cannot run cargo: {e}"))

@@ -178,6 +178,7 @@ pub fn plugin(name: &str) -> PathBuf {
         let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
             .arg(root.join("Cargo.toml"))
+            .env_remove("CARGO_TARGET_DIR") // the plugins' own target/, as the configs name it
             .output()
             .map_err(|e| format!("cannot run cargo: {e}"))?;
         if !out.status.success() {
