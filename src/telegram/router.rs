@@ -108,11 +108,15 @@ impl Router {
             U::Channel(u) => chats
                 .iter()
                 .any(|c| matches!(c, tl::enums::Chat::ChannelForbidden(f) if f.id == u.channel_id))
-                .then(|| Update::Kicked(chat_id_of(&tl::types::PeerChannel { channel_id: u.channel_id }.into()))),
+                .then(|| chat_id_of(&tl::types::PeerChannel { channel_id: u.channel_id }.into()))
+                .flatten()
+                .map(Update::Kicked),
             U::Chat(u) => chats
                 .iter()
                 .any(|c| matches!(c, tl::enums::Chat::Forbidden(f) if f.id == u.chat_id))
-                .then(|| Update::Kicked(chat_id_of(&tl::types::PeerChat { chat_id: u.chat_id }.into()))),
+                .then(|| chat_id_of(&tl::types::PeerChat { chat_id: u.chat_id }.into()))
+                .flatten()
+                .map(Update::Kicked),
             U::GroupCallParticipants(u) => {
                 let tl::enums::InputGroupCall::Call(call) = &u.call else {
                     return None;
@@ -133,7 +137,7 @@ impl Router {
                     return None;
                 };
                 let chat = match &u.peer {
-                    Some(peer) => chat_id_of(peer),
+                    Some(peer) => chat_id_of(peer)?,
                     None => joined.iter().find(|j| j.call.id == d.id)?.chat,
                 };
                 Some(Update::CallEnded(chat))
@@ -154,7 +158,7 @@ impl Router {
         let known = roster.entry(call.id).or_default();
         let mut changes = Vec::new();
         for p in &u.participants {
-            let now = participant_of(p, &ours);
+            let Some(now) = participant_of(p, &ours) else { continue };
             if has_left(p) {
                 // Only the source that is current: an old one leaving is a rejoin's trace.
                 if known.get(&now.peer).is_some_and(|k| k.source == now.source) || !known.contains_key(&now.peer) {
@@ -195,7 +199,7 @@ impl Router {
             Some(tl::enums::Peer::User(u)) => u.user_id,
             _ => 0,
         };
-        Some(Update::Invited(Invite { chat: chat_id_of(&m.peer_id), inviter, message_id: m.id }))
+        Some(Update::Invited(Invite { chat: chat_id_of(&m.peer_id)?, inviter, message_id: m.id }))
     }
 }
 

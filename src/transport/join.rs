@@ -136,6 +136,7 @@ impl JoinParams {
         if p.fingerprints.is_empty() {
             return Err(JoinError::Malformed("join params: no DTLS fingerprint".into()));
         }
+        sdp_safe("join params", &p.ufrag, &p.pwd, &p.fingerprints)?;
         Ok(p)
     }
 }
@@ -291,6 +292,7 @@ impl TransportAnswer {
         if t.fingerprints.is_empty() {
             return Err(JoinError::Malformed("transport: no DTLS fingerprint".into()));
         }
+        sdp_safe("transport", &t.ufrag, &t.pwd, &t.fingerprints)?;
         for (i, c) in t.candidates.iter().enumerate() {
             let bad = |field: &str, v: &str| {
                 JoinError::Malformed(format!("transport.candidates[{i}].{field} = {v:?} is not valid"))
@@ -299,6 +301,27 @@ impl TransportAnswer {
             c.port.parse::<u16>().map_err(|_| bad("port", &c.port))?;
             c.priority.parse::<u32>().map_err(|_| bad("priority", &c.priority))?;
             c.component.parse::<u16>().map_err(|_| bad("component", &c.component))?;
+            c.generation.parse::<u32>().map_err(|_| bad("generation", &c.generation))?;
+            check(is_ice_chars(&c.foundation) && c.foundation.len() <= 32, || bad("foundation", &c.foundation))?;
+            check(is_token(&c.protocol), || bad("protocol", &c.protocol))?;
+            check(is_token(&c.typ), || bad("type", &c.typ))?;
+            if let Some(ra) = &c.rel_addr {
+                ra.parse::<IpAddr>().map_err(|_| bad("rel-addr", ra))?;
+            }
+            if let Some(rp) = &c.rel_port {
+                rp.parse::<u16>().map_err(|_| bad("rel-port", rp))?;
+            }
+        }
+        for p in self.audio.payload_types.iter().filter(|p| p.name.eq_ignore_ascii_case("opus")) {
+            for (k, v) in &p.parameters {
+                let ok = is_token(k)
+                    && match v {
+                        serde_json::Value::String(s) => is_token(s),
+                        serde_json::Value::Number(_) | serde_json::Value::Bool(_) => true,
+                        _ => false,
+                    };
+                check(ok, || JoinError::Malformed(format!("audio: Opus parameter {k:?} = {v} is not valid")))?;
+            }
         }
         if !t.candidates.iter().any(|c| c.protocol.eq_ignore_ascii_case("udp")) {
             return Err(JoinError::Malformed("transport: no UDP candidate to connect to".into()));
@@ -409,6 +432,37 @@ impl TransportAnswer {
         s.push_str("a=recvonly\r\n");
         Ok(s)
     }
+}
+
+/// Everything from the other side that is written into an SDP line must be what its
+/// grammar allows there — above all no line breaks or spaces, which would let a
+/// malformed (or hostile) answer add lines of its own to our session.
+fn sdp_safe(what: &str, ufrag: &str, pwd: &str, fingerprints: &[Fingerprint]) -> Result<(), JoinError> {
+    let bad = |field: &str, v: &str| JoinError::Malformed(format!("{what}: {field} = {v:?} is not valid"));
+    check(is_ice_chars(ufrag), || bad("ufrag", ufrag))?;
+    check(is_ice_chars(pwd), || bad("pwd", pwd))?;
+    for (i, f) in fingerprints.iter().enumerate() {
+        check(is_token(&f.hash), || bad(&format!("fingerprints[{i}].hash"), &f.hash))?;
+        let hex = f.fingerprint.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+        check(hex && !f.fingerprint.is_empty() && f.fingerprint.len() <= 256, || {
+            bad(&format!("fingerprints[{i}].fingerprint"), &f.fingerprint)
+        })?;
+    }
+    Ok(())
+}
+
+fn check(ok: bool, err: impl FnOnce() -> JoinError) -> Result<(), JoinError> {
+    if ok { Ok(()) } else { Err(err()) }
+}
+
+/// RFC 8839 `ice-char`s (ALPHA, DIGIT, `+`, `/`): ufrag, pwd and foundation.
+fn is_ice_chars(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+/// An RFC 4566 `token`: hash names, transport and candidate types, fmtp keys and values.
+fn is_token(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`{|}~".contains(&b))
 }
 
 fn mid_hash(s: &str) -> [u8; 4] {

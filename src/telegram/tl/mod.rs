@@ -45,9 +45,17 @@ pub fn chat_kind(chat: ChatId) -> Result<(PeerId, ChatKind), TelegramError> {
     }
 }
 
-/// The Bot API chat id of a TL peer (the inverse of [`peer_of`]).
-pub fn chat_id_of(peer: &tl::enums::Peer) -> ChatId {
-    PeerId::from(peer).bot_api_dialog_id_unchecked()
+/// The Bot API chat id of a TL peer (the inverse of [`peer_of`]); `None` for an id no
+/// chat can have (Telegram never sends one; a malformed update might, and grammers'
+/// own conversion asserts on it).
+pub fn chat_id_of(peer: &tl::enums::Peer) -> Option<ChatId> {
+    match peer {
+        tl::enums::Peer::User(u) => (u.user_id > 0).then_some(u.user_id),
+        tl::enums::Peer::Chat(c) => (c.chat_id > 0 && c.chat_id < 1_000_000_000_000).then(|| -c.chat_id),
+        tl::enums::Peer::Channel(c) => {
+            (c.channel_id > 0).then(|| 1_000_000_000_000i64.checked_add(c.channel_id)).flatten().map(|v| -v)
+        }
+    }
 }
 
 /// The TL peer of a Bot API chat id (`-100…` channel, `-…` basic group, else a user).
@@ -94,8 +102,18 @@ mod tests {
         assert!(matches!(chat_kind(777000).unwrap_err(), TelegramError::NotAGroup(777000)));
         assert!(matches!(chat_kind(0).unwrap_err(), TelegramError::NotAGroup(0)));
         for chat in [-1001185324811, -4242] {
-            assert_eq!(chat_id_of(&peer_of(chat)), chat);
+            assert_eq!(chat_id_of(&peer_of(chat)), Some(chat));
         }
         assert_eq!(peer_of(777), tl::types::PeerUser { user_id: 777 }.into());
+        // Ids no chat can have (found by fuzzing `tl_updates`): none, not a panic or a
+        // wrapped-around id.
+        for peer in [
+            tl::types::PeerChannel { channel_id: i64::MAX }.into(),
+            tl::types::PeerChannel { channel_id: -5 }.into(),
+            tl::types::PeerChat { chat_id: i64::MIN }.into(),
+            tl::types::PeerUser { user_id: 0 }.into(),
+        ] {
+            assert_eq!(chat_id_of(&peer), None, "{peer:?}");
+        }
     }
 }

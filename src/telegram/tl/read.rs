@@ -39,7 +39,7 @@ pub fn message_of(update: &tl::enums::Update, seen_by: Account) -> Option<Messag
         _ => None,
     };
     Some(Message {
-        chat: chat_id_of(&m.peer_id),
+        chat: chat_id_of(&m.peer_id)?,
         id: m.id,
         sender,
         text: m.message.clone(),
@@ -101,7 +101,7 @@ pub fn callback_of(update: &tl::enums::Update) -> Option<CallbackQuery> {
     let tl::enums::Update::BotCallbackQuery(q) = update else { return None };
     Some(CallbackQuery {
         id: q.query_id.to_string(),
-        chat: chat_id_of(&q.peer),
+        chat: chat_id_of(&q.peer)?,
         message: q.msg_id,
         sender: q.user_id,
         data: q.data.as_deref().map(|d| String::from_utf8_lossy(d).into_owned()).unwrap_or_default(),
@@ -109,13 +109,11 @@ pub fn callback_of(update: &tl::enums::Update) -> Option<CallbackQuery> {
 }
 
 /// A call participant as the contract describes one; `ours` are our accounts' ids.
-pub fn participant_of(p: &tl::enums::GroupCallParticipant, ours: &[i64]) -> Participant {
+/// `None` for a peer id no one can have.
+pub fn participant_of(p: &tl::enums::GroupCallParticipant, ours: &[i64]) -> Option<Participant> {
     let tl::enums::GroupCallParticipant::Participant(p) = p;
-    let peer = match &p.peer {
-        tl::enums::Peer::User(u) => u.user_id,
-        other => chat_id_of(other),
-    };
-    Participant {
+    let peer = chat_id_of(&p.peer)?;
+    Some(Participant {
         peer,
         source: p.source as u32,
         muted: p.muted,
@@ -123,7 +121,7 @@ pub fn participant_of(p: &tl::enums::GroupCallParticipant, ours: &[i64]) -> Part
         // Telegram's volume is in hundredths of a percent (10000 = 100 %).
         volume: p.volume.map_or(100, |v| (v.max(0) / 100).min(u16::MAX as i32) as u16),
         is_self: p.is_self || ours.contains(&peer),
-    }
+    })
 }
 
 /// Whether a participant in an update has left.
