@@ -114,6 +114,9 @@ pub struct HostConfig {
     pub pacer_shards: Option<usize>,
     /// `cranelift` (optimising; `run`'s default) or `winch` (fast to compile; `dev`'s).
     pub compiler: Option<String>,
+    /// Seconds a call whose media path died keeps rejoining before its plugin hears
+    /// `on-connection-lost` (default 60).
+    pub recovery_window_s: Option<u64>,
 }
 
 /// `[loopback]`: the embedded loopback Telegram.

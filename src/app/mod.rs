@@ -84,6 +84,7 @@ impl App {
                 encoder: EncoderConfig::default(),
                 files_base: options.folder.clone(),
                 media_cache: options.media_cache.clone(),
+                recovery_window: options.recovery_window,
             },
         );
         let capacity = Capacity {

@@ -15,6 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use crate::api::ApiOptions;
+use crate::calls::RECOVERY_WINDOW;
 use crate::config::{ChatsConfig, Config, KeyPath, LimitsConfig, MessagesConfig, PluginConfig};
 use crate::media::PacerConfig;
 use crate::media::source::fetch::UrlPolicy;
@@ -47,6 +48,8 @@ pub struct HostOptions {
     /// The compiler the config names; `None`: the command's default (Cranelift for
     /// `run`, Winch for `dev`).
     pub compiler: Option<Compiler>,
+    /// How long a call whose media path died keeps rejoining before its plugin is told.
+    pub recovery_window: Duration,
 }
 
 /// One plugin: what to load, how to build it first, whether the API reaches it.
@@ -212,6 +215,7 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
             shards: h.pacer_shards.unwrap_or(PacerConfig::default().shards),
             ..PacerConfig::default()
         },
+        recovery_window: h.recovery_window_s.map_or(RECOVERY_WINDOW, Duration::from_secs),
         folder,
     })
 }

@@ -98,6 +98,9 @@ pub struct ManagerOptions {
     pub files_base: PathBuf,
     /// Where messages' media is downloaded to be played.
     pub media_cache: PathBuf,
+    /// How long a call whose media path died keeps rejoining before its plugin hears
+    /// it is lost ([`RECOVERY_WINDOW`] unless configured).
+    pub recovery_window: Duration,
 }
 
 /// What a call plays, and how the plugin named it (status reports that name).
@@ -128,7 +131,9 @@ struct Joined {
 }
 
 /// How long a call whose media path went silent for good keeps trying to rejoin
-/// before its plugin is told the connection is lost.
+/// before its plugin is told the connection is lost, unless configured
+/// (`[host] recovery_window_s`): a minute covers a server move or a phone changing
+/// networks; longer keeps a dead call listed as playing.
 pub const RECOVERY_WINDOW: Duration = Duration::from_secs(60);
 
 struct Inner {
@@ -248,7 +253,8 @@ impl CallManager {
                 };
                 // Rejoining takes seconds: off the event loop, so other calls' events flow.
                 let manager = self.clone();
-                tokio::spawn(async move { manager.rejoin(chat, call, silent).await });
+                let why = format!("the media path gave no answer for {:.0} s", silent.as_secs_f64());
+                tokio::spawn(async move { manager.rejoin(chat, call, silent, why).await });
             }
             MediaEvent::Recovered { call, outage } => {
                 let Some(chat) = self.chat_of(call) else {
@@ -283,6 +289,13 @@ impl CallManager {
                     self.lost(chat, reason).await;
                 }
             }
+            Update::Moved { chat, reason } => {
+                let Some(call) = self.inner.calls.lock().get(&chat).and_then(|e| e.call) else {
+                    return;
+                };
+                let manager = self.clone();
+                tokio::spawn(async move { manager.rejoin(chat, call, Duration::ZERO, reason).await });
+            }
             Update::Message(m) => {
                 if self.inner.chats.admit(&m) {
                     self.emit(HostEvent::Message(Arc::new(*m)));
@@ -296,11 +309,12 @@ impl CallManager {
         }
     }
 
-    /// The call's media path went silent for good: join again, the same way, and play
-    /// on from where the stream was, for up to [`RECOVERY_WINDOW`]; the plugins hear a
+    /// The call's media path went silent for good (for `silent`), or Telegram moved
+    /// the call (`why` says which): join again, the same way, and play on from where
+    /// the stream was, for up to the recovery window; the plugins hear a
     /// `wasmcalls.connectionRecovered` raw update — or, when the window passes, that
     /// the connection is lost.
-    async fn rejoin(&self, chat: ChatId, old: CallId, silent: Duration) {
+    async fn rejoin(&self, chat: ChatId, old: CallId, silent: Duration, why: String) {
         let lost_at = tokio::time::Instant::now();
         let position = self.inner.media.stats(old).await.ok().filter(|s| s.stream.is_some()).map(|s| s.position);
         let Some((ssrc, options)) = ({
@@ -312,23 +326,22 @@ impl CallManager {
         }) else {
             return; // left meanwhile
         };
-        tracing::warn!(chat, "the media path gave no answer for {:.0} s: rejoining", silent.as_secs_f64());
+        tracing::warn!(chat, "{why}: rejoining");
         self.inner.media.remove(old).await;
         // Telegram still lists our old source: leave it, or it lingers as a ghost.
         let _ = self.inner.telegram.leave(chat, ssrc).await;
         let dialed = loop {
             match self.dial(chat, &options).await {
                 Ok(d) => break d,
-                Err(e) if lost_at.elapsed() < RECOVERY_WINDOW && self.inner.calls.lock().contains_key(&chat) => {
+                Err(e)
+                    if lost_at.elapsed() < self.inner.options.recovery_window
+                        && self.inner.calls.lock().contains_key(&chat) =>
+                {
                     tracing::warn!(chat, "rejoining failed ({e}); trying again");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
                 Err(e) => {
-                    let reason = format!(
-                        "the media path gave no answer for {:.0} s and rejoining failed for {} s: {e}",
-                        silent.as_secs_f64(),
-                        lost_at.elapsed().as_secs()
-                    );
+                    let reason = format!("{why}, and rejoining failed for {} s: {e}", lost_at.elapsed().as_secs());
                     if self.inner.calls.lock().remove(&chat).is_some() {
                         tracing::warn!(chat, "call connection lost: {reason}");
                         self.emit(HostEvent::ConnectionLost { chat, reason });

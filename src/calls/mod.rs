@@ -10,4 +10,4 @@ mod manager;
 pub use chat::Chats;
 pub use dial::{DialError, Dialed, dial};
 pub use error::CallError;
-pub use manager::{CallManager, CallState, CallStatus, HostEvent, ManagerOptions, Playable};
+pub use manager::{CallManager, CallState, CallStatus, HostEvent, ManagerOptions, Playable, RECOVERY_WINDOW};

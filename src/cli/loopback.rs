@@ -38,6 +38,16 @@ pub enum LoopbackCommand {
     Messages(ChatArgs),
     /// Take the network in front of every call down for a while (needs [loopback.faults])
     Outage(OutageArgs),
+    /// Move the media server: every call's connection goes dead, and joins from now on
+    /// get a new address — as when Telegram moves a call to another server
+    Move(MoveArgs),
+}
+
+#[derive(Args)]
+pub struct MoveArgs {
+    /// The loopback control URL (`[loopback] control` in the config)
+    #[arg(long, default_value = "http://127.0.0.1:24860")]
+    url: String,
 }
 
 #[derive(Args)]
@@ -253,6 +263,7 @@ pub async fn run(cmd: LoopbackCommand) -> Result<()> {
             let path = format!("/network/outage?seconds={}", a.r#for.as_secs_f64());
             return control(&a.url, &path, String::new()).await;
         }
+        LoopbackCommand::Move(a) => return control(&a.url, "/network/move", String::new()).await,
         LoopbackCommand::Say(a) => return say(a).await,
         LoopbackCommand::Messages(a) => return messages(a).await,
         LoopbackCommand::Press(a) => {

@@ -8,6 +8,7 @@
 
 pub mod encoder;
 pub mod gain;
+pub mod loss;
 pub mod pacer;
 pub mod resample;
 pub mod source;

@@ -60,6 +60,9 @@ pub enum Update {
     CallEnded(ChatId),
     /// Telegram dropped us from the call and a rejoin could not keep the connection.
     Lost { chat: ChatId, reason: String },
+    /// Telegram moved the call to another media server: our connection leads nowhere
+    /// now, and joining again connects to the new one.
+    Moved { chat: ChatId, reason: String },
     /// A new message, as one of our accounts saw it (both may: the host keeps one).
     Message(Box<Message>),
     /// A button under one of the bot's messages was pressed.

@@ -4,6 +4,7 @@
 mod api;
 mod hostile;
 mod languages;
+mod loss;
 mod media;
 mod pacing;
 mod plugins;
@@ -18,6 +19,7 @@ use clap::Subcommand;
 pub use api::ApiArgs;
 pub use hostile::HostileArgs;
 pub use languages::LanguagesArgs;
+pub use loss::LossArgs;
 pub use media::MediaArgs;
 pub use pacing::PacingArgs;
 pub use plugins::PluginArgs;
@@ -38,6 +40,8 @@ pub enum BenchCommand {
     Hostile(HostileArgs),
     /// The musicbot in Rust, Python and JavaScript side by side: size, compile, load, instantiate, dispatch, memory, edit → serving
     Languages(LanguagesArgs),
+    /// Choose the encoder's expected-loss setting: bits and CPU against what a receiver hears through random loss, on music and speech
+    Loss(LossArgs),
     /// Time hot reloads: file change → new version serving, cold and warm cache, and the swap
     Reload(ReloadArgs),
     /// Route Telegram updates as the MTProto side does: parse, route, raw JSON
@@ -52,6 +56,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Http(args) => api::run(args).await,
         BenchCommand::Hostile(args) => hostile::run(args).await,
         BenchCommand::Languages(args) => languages::run(args).await,
+        BenchCommand::Loss(args) => loss::run(args).await,
         BenchCommand::Reload(args) => reload::run(args).await,
         BenchCommand::Updates(args) => updates::run(args).await,
     }

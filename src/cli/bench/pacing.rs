@@ -44,12 +44,19 @@ pub struct PacingArgs {
     ffmpeg: usize,
 }
 
-/// A music-like stereo test signal: a few drifting partials plus a little noise,
-/// so the encoder works as hard as on real content.
+/// Writes [`music`] of `seconds` to a raw file in `dir`.
 pub(super) fn write_input(dir: &Path, seconds: u32) -> Result<PathBuf> {
     let path = dir.join("bench-input.raw");
+    let bytes: Vec<u8> = music(seconds).iter().flat_map(|s| s.to_le_bytes()).collect();
+    std::fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+/// A music-like stereo test signal (48 kHz, interleaved): a few drifting partials plus
+/// a little noise, so the encoder works as hard as on real content.
+pub(super) fn music(seconds: u32) -> Vec<i16> {
     let n = 48000 * seconds as usize;
-    let mut bytes = Vec::with_capacity(n * 4);
+    let mut out = Vec::with_capacity(n * 2);
     let mut noise: u32 = 0x1234_5678;
     for i in 0..n {
         let t = i as f64 / 48000.0;
@@ -66,11 +73,10 @@ pub(super) fn write_input(dir: &Path, seconds: u32) -> Result<PathBuf> {
         noise ^= noise << 5;
         let nz = (noise as f64 / u32::MAX as f64 - 0.5) * 0.02;
         for v in [l + nz, r - nz] {
-            bytes.extend_from_slice(&((v * 32767.0).clamp(-32768.0, 32767.0) as i16).to_le_bytes());
+            out.push((v * 32767.0).clamp(-32768.0, 32767.0) as i16);
         }
     }
-    std::fs::write(&path, bytes)?;
-    Ok(path)
+    out
 }
 
 fn rss_kib(pid: &str) -> Option<u64> {
@@ -281,7 +287,8 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         None => write_input(dir.path(), a.seconds)?,
     };
     let shards = a.shards.unwrap_or_else(|| PacerConfig::default().shards);
-    let enc = EncoderConfig { bitrate: Some(a.bitrate), complexity: a.complexity, signal: a.signal };
+    let enc =
+        EncoderConfig { bitrate: Some(a.bitrate), complexity: a.complexity, signal: a.signal, ..Default::default() };
     println!(
         "wasmcalls pacing bench: {} calls × {} s, stereo {} kb/s, complexity {}, signal {:?}, {} pacer thread(s)",
         a.calls,

@@ -50,6 +50,7 @@ pub fn router(loopback: Loopback) -> Router {
         .route("/chats/{id}/end", post(end))
         .route("/updates", post(raw))
         .route("/network/outage", post(outage))
+        .route("/network/move", post(move_media))
         .route("/chats/{id}/messages", post(say).get(transcript))
         .route("/chats/{id}/uploads", post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD)))
         .route("/chats/{id}/press", post(press))
@@ -194,6 +195,10 @@ async fn outage(State(lb): State<Loopback>, Query(q): Query<OutageQuery>) -> (St
         }
         _ => (StatusCode::BAD_REQUEST, format!("seconds = {}: give a positive number of seconds", q.seconds)),
     }
+}
+
+async fn move_media(State(lb): State<Loopback>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "moved": lb.move_media() }))
 }
 
 async fn kick(State(lb): State<Loopback>, Path(chat): Path<ChatId>) -> StatusCode {

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub use chats::Chat;
+pub use peer::offer_from_join;
 pub use recorder::{HeardCall, HeardFrame, HeardStats};
 pub use talk::{File, Posted, Press, ShownButton};
 pub use updates::Upload;
@@ -126,6 +127,21 @@ impl Loopback {
         self.inner.outages.start_now(len);
     }
 
+    /// Moves the media server, as Telegram sometimes moves a call: every participant's
+    /// connection is dropped — its socket closes, so nothing answers at that address
+    /// again — while the call still lists them, and every join from now on is answered
+    /// with a new address. Clients find out as they would from Telegram: their path
+    /// goes silent (or the keep-alive's rejoin names another server). How many
+    /// connections were dropped.
+    pub fn move_media(&self) -> usize {
+        let mut moved = 0;
+        self.hang_up_where(|_| {
+            moved += 1;
+            true
+        });
+        moved
+    }
+
     /// Whether calls pass through the fault relay (faults are configured).
     pub fn faulty(&self) -> bool {
         self.inner.opts.faults.any()
@@ -199,7 +215,7 @@ impl Loopback {
     }
 
     /// Disconnects and forgets every participant matching `pred`.
-    fn hang_up_where(&self, pred: impl Fn(&HeardCall) -> bool) {
+    fn hang_up_where(&self, mut pred: impl FnMut(&HeardCall) -> bool) {
         self.inner.calls.lock().retain(|c| {
             if pred(c) {
                 c.hang_up();

@@ -65,7 +65,7 @@ fn random_token(len: usize) -> String {
 /// The SDP offer Telegram's server reconstructs from a join JSON: the client's ICE
 /// credentials, fingerprint and SSRC on one Opus m-line. `client_is_lite` marks the
 /// client as an ICE-lite agent, which makes our peer the controlling one.
-pub(super) fn offer_from_join(p: &JoinParams, client_is_lite: bool) -> String {
+pub fn offer_from_join(p: &JoinParams, client_is_lite: bool) -> String {
     let fp = &p.fingerprints[0];
     let setup = match fp.setup {
         Setup::Active => "active",
@@ -303,10 +303,10 @@ async fn receive(accept: Accept, socket: UdpSocket, heard: Arc<HeardCall>) {
             flush(pc, &socket, &heard).await;
             take_packets(pc, &heard, arrived);
         }
-        let wait = pc
-            .as_mut()
-            .and_then(|pc| pc.poll_timeout())
-            .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        let release = heard.release_due(now);
+        let wake = pc.as_mut().and_then(|pc| pc.poll_timeout()).into_iter().chain(release).min();
+        let wait = wake.map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
         tokio::select! {
             _ = hang_up.notified() => {
                 // What was sent before the leave is already queued: hear it before closing.
@@ -317,6 +317,7 @@ async fn receive(accept: Accept, socket: UdpSocket, heard: Arc<HeardCall>) {
                         take_packets(pc, &heard, arrived);
                     }
                 }
+                heard.flush();
                 break;
             }
             _ = tokio::time::sleep(wait) => {

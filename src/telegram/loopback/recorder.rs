@@ -1,14 +1,19 @@
 //! What one loopback participant heard: decoded audio placed on a timeline by RTP
 //! timestamp (so pauses and losses show as silence, as a listener would hear them),
 //! and packet counters that tests and the CLI read back.
+//!
+//! Packets pass a jitter buffer first, as in a receiver: one that arrives after a
+//! later one is put back in order, and a gap is declared lost only when the packet
+//! after it has waited [`JITTER_HOLD`].
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rtc::rtp::packet::Packet;
@@ -16,6 +21,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use super::LoopbackOptions;
+use crate::media::loss::{FRAME, conceal};
 use crate::media::stats::{Percentiles, new_histogram};
 use crate::telegram::ChatId;
 
@@ -23,6 +29,10 @@ use crate::telegram::ChatId;
 const CHANNELS: usize = 2;
 /// A timestamp jump beyond this is treated as a new timeline, not silence to fill.
 const MAX_SILENCE_SAMPLES: u64 = 48_000 * 60;
+/// How long a packet after a gap waits for the missing one. A packet may overtake the
+/// one sent 20 ms before it by up to the path's jitter spread: 80 ms covers ±30 ms of
+/// jitter with room, within what receivers' jitter buffers (NetEq) hold on such paths.
+pub const JITTER_HOLD: Duration = Duration::from_millis(80);
 
 /// Counters of one participant, as a snapshot.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -31,10 +41,13 @@ pub struct HeardStats {
     pub state: String,
     pub packets: u64,
     pub bytes: u64,
-    /// Packets missing from the sequence.
+    /// Packets missing from the sequence (never arrived within the jitter buffer's hold).
     pub lost: u64,
-    /// Packets that arrived behind one already played (duplicates or reordering).
+    /// Packets that arrived after their place was played (too late for the jitter
+    /// buffer), or twice.
     pub late: u64,
+    /// Packets that arrived behind a later one and were put back in order.
+    pub reordered: u64,
     /// SSRCs seen, in order of first appearance.
     pub ssrcs: Vec<u32>,
     /// Packets that carried the RFC 6464 audio-level extension.
@@ -69,7 +82,11 @@ struct Recorder {
     scratch: Vec<i16>,
     stats: HeardStats,
     deviation: Histogram<u32>,
-    last_seq: Option<u16>,
+    /// Packets waiting in the jitter buffer, by extended sequence number.
+    held: BTreeMap<u64, (Packet, Instant)>,
+    /// The extended sequence number to play next, and the highest seen.
+    next_seq: Option<u64>,
+    highest_seq: Option<u64>,
     ts_origin: Option<i64>,
     last_ext_ts: i64,
     first_arrival: Option<Instant>,
@@ -103,7 +120,9 @@ impl HeardCall {
                 scratch: vec![0; 5760 * CHANNELS],
                 stats: HeardStats { state: "new".into(), ..Default::default() },
                 deviation: new_histogram(),
-                last_seq: None,
+                held: BTreeMap::new(),
+                next_seq: None,
+                highest_seq: None,
                 ts_origin: None,
                 last_ext_ts: 0,
                 first_arrival: None,
@@ -190,6 +209,27 @@ impl HeardCall {
         self.rec.lock().on_rtp(packet, arrived);
         self.version.send_modify(|v| *v += 1);
     }
+
+    /// Plays what has waited in the jitter buffer long enough by `now`; when the next
+    /// packet will have (for the receive loop's timer).
+    pub(super) fn release_due(&self, now: Instant) -> Option<Instant> {
+        let mut rec = self.rec.lock();
+        let before = rec.stats.lost;
+        rec.release(now);
+        let changed = rec.stats.lost != before;
+        let next = rec.held.first_key_value().map(|(_, (_, arrived))| *arrived + JITTER_HOLD);
+        drop(rec);
+        if changed {
+            self.version.send_modify(|v| *v += 1);
+        }
+        next
+    }
+
+    /// Plays everything still in the jitter buffer (the connection is closing).
+    pub(super) fn flush(&self) {
+        self.rec.lock().release(Instant::now() + JITTER_HOLD);
+        self.version.send_modify(|v| *v += 1);
+    }
 }
 
 impl Recorder {
@@ -207,17 +247,47 @@ impl Recorder {
         if h.extensions.iter().any(|e| e.payload.len() == 1) {
             s.level_packets += 1;
         }
-        let mut missing = 0u64;
-        if let Some(last) = self.last_seq {
-            let d = h.sequence_number.wrapping_sub(last);
-            if d == 0 || d > 0x8000 {
-                s.late += 1;
-                return;
+        // Unwrap the 16-bit sequence number around the highest seen.
+        let ext = match self.highest_seq {
+            None => h.sequence_number as u64 + (1 << 16),
+            Some(hi) => {
+                let d = h.sequence_number.wrapping_sub(hi as u16) as i16 as i64;
+                (hi as i64 + d).max(0) as u64
             }
-            missing = (d - 1) as u64;
-            s.lost += missing;
+        };
+        if self.highest_seq.is_some_and(|hi| ext < hi) {
+            s.reordered += 1;
         }
-        self.last_seq = Some(h.sequence_number);
+        self.highest_seq = Some(self.highest_seq.map_or(ext, |hi| hi.max(ext)));
+        if self.next_seq.is_some_and(|next| ext < next) || self.held.contains_key(&ext) {
+            s.late += 1;
+            return;
+        }
+        self.held.insert(ext, (p.clone(), arrived));
+        self.release(arrived);
+    }
+
+    /// Plays held packets in sequence: the next one as soon as it is there; past a
+    /// gap, once the packet after it has waited [`JITTER_HOLD`] (the gap is lost).
+    fn release(&mut self, now: Instant) {
+        while let Some((&first, (_, arrived))) = self.held.first_key_value() {
+            let next = self.next_seq.unwrap_or(first);
+            if first != next && now < *arrived + JITTER_HOLD {
+                break;
+            }
+            let Some((_, (packet, arrived))) = self.held.pop_first() else { break };
+            let missing = first - next;
+            self.stats.lost += missing;
+            self.next_seq = Some(first + 1);
+            self.play(&packet, arrived, missing);
+        }
+    }
+
+    /// Places one packet, in sequence, on the timeline; `missing` packets were lost
+    /// just before it.
+    fn play(&mut self, p: &Packet, arrived: Instant, missing: u64) {
+        let h = &p.header;
+        let s = &mut self.stats;
 
         // Unwrap the 32-bit timestamp onto a 64-bit line relative to the first packet.
         let ext = self.last_ext_ts + (h.timestamp.wrapping_sub(self.last_ext_ts as u32) as i32) as i64;
@@ -252,7 +322,7 @@ impl Recorder {
         // a gap in time with no packet missing (a pause) stays silence.
         let concealed = if missing > 0 && at > s.timeline_samples {
             let len = ((at - s.timeline_samples) as usize).min(missing as usize * FRAME);
-            conceal(dec, &p.payload, len)
+            conceal(dec, &p.payload, len, CHANNELS)
         } else {
             Vec::new()
         };
@@ -280,26 +350,4 @@ impl Recorder {
         }
         s.timeline_samples = at + n as u64;
     }
-}
-
-/// Samples per channel in a 20 ms frame at 48 kHz.
-const FRAME: usize = 960;
-
-/// `len` samples per channel of audio for frames lost before `next` (interleaved
-/// stereo): PLC for all but the last frame, which `next`'s in-band FEC restores when
-/// the sender put it there (libopus falls back to PLC when it did not).
-fn conceal(dec: &mut opus::Decoder, next: &[u8], len: usize) -> Vec<i16> {
-    let mut out = vec![0i16; len * CHANNELS];
-    let fec_from = len.saturating_sub(FRAME);
-    let mut at = 0;
-    while at < fec_from {
-        let n = (fec_from - at).min(FRAME);
-        match dec.decode(&[], &mut out[at * CHANNELS..(at + n) * CHANNELS], false) {
-            Ok(got) if got > 0 => at += got.min(n),
-            _ => break, // not a multiple of 2.5 ms: the rest stays silence
-        }
-    }
-    let at = fec_from;
-    let _ = dec.decode(next, &mut out[at * CHANNELS..], true);
-    out
 }

@@ -343,7 +343,7 @@ impl<R: Rpc> Mtproto<R> {
         match self.invoke("phone.getGroupParticipants", &requests::participants(call, "", SEED_PARTICIPANTS)).await {
             Ok(tl::enums::phone::GroupParticipants::Participants(p)) => {
                 let ours = [self.inner.router.me()];
-                let list: Vec<_> = p.participants.iter().map(|x| participant_of(x, &ours)).collect();
+                let list: Vec<_> = p.participants.iter().filter_map(|x| participant_of(x, &ours)).collect();
                 self.inner.router.seed(call, &list);
             }
             Err(e) => tracing::debug!(call = call.id, "participants not loaded after the join: {e}"),
@@ -494,7 +494,7 @@ impl<R: Rpc> Telegram for Mtproto<R> {
                 self.invoke("phone.getGroupParticipants", &request).await?;
             let ours = [self.inner.router.me()];
             Ok(ParticipantPage {
-                participants: p.participants.iter().map(|x| participant_of(x, &ours)).collect(),
+                participants: p.participants.iter().filter_map(|x| participant_of(x, &ours)).collect(),
                 next_offset: Some(p.next_offset).filter(|o| !o.is_empty()),
                 total: p.count.max(0) as u32,
             })
@@ -648,9 +648,16 @@ async fn keep_alive<R: Rpc>(inner: Weak<Inner<R>>, chat: ChatId, every: Duration
             Checked::Rejoin(reason) => {
                 tracing::warn!(chat, "{reason}: rejoining");
                 match rejoin(&tg, chat, call).await {
-                    Ok(()) => {
+                    Ok(Rejoined::Same) => {
                         tracing::info!(chat, "rejoined with the same connection");
                         continue;
+                    }
+                    // The host connects to the new server (a join of its own, which
+                    // starts another keep-alive); this one is done.
+                    Ok(Rejoined::Moved) => {
+                        let reason = "Telegram moved the call to another media server".to_owned();
+                        let _ = tg.inner.updates.send(Update::Moved { chat, reason });
+                        return;
                     }
                     Err(e) => e,
                 }
@@ -663,10 +670,17 @@ async fn keep_alive<R: Rpc>(inner: Weak<Inner<R>>, chat: ChatId, every: Duration
     }
 }
 
-/// Sends our join again, same source and credentials; fine if Telegram answers with
-/// the transport we are connected to. (No leave first: Telegram would announce our
-/// source as left, which reads as a kick.)
-async fn rejoin<R: Rpc>(tg: &Mtproto<R>, chat: ChatId, call: JoinedCall) -> Result<(), String> {
+/// What sending our join again found.
+enum Rejoined {
+    /// Telegram answered with the transport we are connected to: nothing to do.
+    Same,
+    /// It answered with another media server's: the connection must be made anew.
+    Moved,
+}
+
+/// Sends our join again, same source and credentials. (No leave first: Telegram would
+/// announce our source as left, which reads as a kick.)
+async fn rejoin<R: Rpc>(tg: &Mtproto<R>, chat: ChatId, call: JoinedCall) -> Result<Rejoined, String> {
     let (params, transport, join_as, options) = {
         let joined = tg.inner.joined.lock();
         let j = joined.get(&chat).ok_or("left meanwhile")?;
@@ -676,8 +690,5 @@ async fn rejoin<R: Rpc>(tg: &Mtproto<R>, chat: ChatId, call: JoinedCall) -> Resu
         .send_join(chat, call.call, &params, &join_as, &options)
         .await
         .map_err(|e| format!("rejoining failed: {e}"))?;
-    if answer.transport != transport {
-        return Err("Telegram moved the call to another media server; join again".into());
-    }
-    Ok(())
+    Ok(if answer.transport == transport { Rejoined::Same } else { Rejoined::Moved })
 }
