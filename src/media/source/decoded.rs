@@ -21,7 +21,7 @@ use crate::media::resample::{Conform, Layout, Placement, RATE};
 /// The demuxer's read buffer: the smallest symphonia takes (bounds memory per stream).
 const READ_BUFFER: usize = 64 * 1024;
 /// Decode errors in a row after which a source counts as unplayable rather than damaged.
-const MAX_ERRORS_IN_A_ROW: u32 = 100;
+pub(super) const MAX_ERRORS_IN_A_ROW: u32 = 100;
 
 /// A demuxer positioned on its audio track.
 pub struct Demuxed {

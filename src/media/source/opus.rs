@@ -235,6 +235,9 @@ impl OpusInput {
         if self.ended {
             return Ok(false);
         }
+        // A demuxer that fails on the same spot again and again would keep this loop
+        // (and its thread) busy for ever: past a limit the source is damaged, not playing.
+        let mut errors = 0;
         let packet = loop {
             match self.format.next_packet() {
                 Ok(Some(p)) if p.track_id == self.track => break p,
@@ -248,8 +251,12 @@ impl OpusInput {
                     return Ok(false);
                 }
                 Err(SymError::IoError(e)) => return Err(SourceError::Io { what: self.what.clone(), source: e }),
-                Err(_) => {
+                Err(e) => {
                     self.skipped += 1;
+                    errors += 1;
+                    if errors >= super::decoded::MAX_ERRORS_IN_A_ROW {
+                        return Err(SourceError::Damaged { what: self.what.clone(), reason: e.to_string() });
+                    }
                     continue;
                 }
             }
