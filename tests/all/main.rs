@@ -7,6 +7,7 @@ mod chat;
 mod cli;
 mod fake;
 mod formats;
+mod fuzz;
 mod hostile;
 mod http;
 mod inputs;
