@@ -56,15 +56,7 @@ pub fn left(pcm: &[i16]) -> Vec<f64> {
     pcm.chunks_exact(2).map(|c| c[0] as f64).collect()
 }
 
-pub fn correlation(x: &[f64], y: &[f64]) -> f64 {
-    let (mut xy, mut xx, mut yy) = (0.0, 0.0, 0.0);
-    for (a, b) in x.iter().zip(y) {
-        xy += a * b;
-        xx += a * a;
-        yy += b * b;
-    }
-    if xx == 0.0 || yy == 0.0 { 0.0 } else { xy / (xx * yy).sqrt() }
-}
+pub use wasmcalls::media::loss::correlation;
 
 /// Aligns `heard` to `sent` (codec delay: best lag in `0..max_lag` on the first 0.5 s),
 /// then returns the worst normalized correlation over 0.25 s windows, each refined by
