@@ -132,12 +132,9 @@ async fn a_bot_hears_that_its_call_was_silent_and_keeps_it() {
         Setup::new().chat(CHAT).loopback("faults = { delay = \"1ms\", seed = 5 }").plugin(Bot::testbot("t").all());
     let host = Host::start_in(dir, &setup).await;
     let mut events = host.app.events();
-    let joined = host.api("t", serde_json::json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" })).await;
-    assert_eq!(joined, serde_json::json!({ "ok": null }));
     // The outage starts once the call plays (a schedule from the loopback's start would
     // race the host's start on a busy machine).
-    let heard = tokio::time::timeout(PATIENCE, host.loopback().participant(CHAT)).await.unwrap();
-    tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 25)).await.unwrap();
+    playing(&host, CHAT, 25).await;
     host.loopback().outage(Duration::from_secs(7));
     host.event(&mut events, |e| {
         matches!(e, wasmcalls::calls::HostEvent::RawUpdate { json, chat: Some(CHAT) } if json.contains("connectionRecovered"))
@@ -192,6 +189,24 @@ async fn quick_host(setup: &Setup, dir: tempfile::TempDir) -> Host {
     Host { app, dir }
 }
 
+/// The test bot joins `chat` with `long.raw`; the loopback's participant once it has
+/// heard `packets`.
+async fn playing(host: &Host, chat: i64, packets: u64) -> std::sync::Arc<wasmcalls::telegram::loopback::HeardCall> {
+    let joined = host.api("t", serde_json::json!({ "cmd": "join", "chat": chat, "file": "long.raw" })).await;
+    assert_eq!(joined, serde_json::json!({ "ok": null }));
+    let heard = tokio::time::timeout(PATIENCE, host.loopback().participant(chat)).await.unwrap();
+    tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= packets)).await.unwrap();
+    heard
+}
+
+/// Waits until the plugins are told `chat`'s call came back by a rejoin.
+async fn rejoined(host: &Host, events: &mut tokio::sync::broadcast::Receiver<wasmcalls::calls::HostEvent>, chat: i64) {
+    host.event(events, |e| {
+        matches!(e, wasmcalls::calls::HostEvent::RawUpdate { json, chat: Some(c) } if *c == chat && json.contains("\"rejoined\":true"))
+    })
+    .await;
+}
+
 /// Consent expires in the middle of an outage: the host rejoins — the same chat, the
 /// same source, from where it was — as soon as the path lets it, and the bot hears it
 /// came back, never that it was lost.
@@ -204,16 +219,10 @@ async fn after_consent_expires_the_call_rejoins_and_plays_on_from_where_it_was()
         Setup::new().chat(CHAT).loopback("faults = { delay = \"1ms\", seed = 6 }").plugin(Bot::testbot("t").all());
     let host = quick_host(&setup, dir).await;
     let mut events = host.app.events();
-    let joined = host.api("t", serde_json::json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" })).await;
-    assert_eq!(joined, serde_json::json!({ "ok": null }));
-    let first = tokio::time::timeout(PATIENCE, host.loopback().participant(CHAT)).await.unwrap();
-    tokio::time::timeout(PATIENCE, first.wait_until(|s| s.packets >= 50)).await.unwrap();
+    let first = playing(&host, CHAT, 50).await;
     // The network goes down for 6 s: consent expires after 3 of them.
     host.loopback().outage(Duration::from_secs(6));
-    host.event(&mut events, |e| {
-        matches!(e, wasmcalls::calls::HostEvent::RawUpdate { json, chat: Some(CHAT) } if json.contains("\"rejoined\":true"))
-    })
-    .await;
+    rejoined(&host, &mut events, CHAT).await;
     let seen = host.api("t", serde_json::json!({ "cmd": "events" })).await;
     let seen = seen.as_array().unwrap();
     assert!(!seen.iter().any(|e| e.get("on-kicked").is_some()), "never told it was lost: {seen:?}");
@@ -249,10 +258,7 @@ async fn the_outage_command_takes_the_network_down_and_names_what_it_needs() {
         }
         let host = Host::start_in(dir, &setup).await;
         let url = format!("http://{}", host.app.control.unwrap());
-        let joined = host.api("t", serde_json::json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" })).await;
-        assert_eq!(joined, serde_json::json!({ "ok": null }));
-        let heard = tokio::time::timeout(PATIENCE, host.loopback().participant(CHAT)).await.unwrap();
-        tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 10)).await.unwrap();
+        let heard = playing(&host, CHAT, 10).await;
         let (ok, stderr) = tokio::task::spawn_blocking(move || run(url)).await.unwrap();
         if faulty {
             assert!(ok, "{stderr}");
@@ -278,10 +284,7 @@ async fn when_the_loopback_moves_the_call_follows_it() {
     let setup = Setup::new().chat(CHAT).loopback("control = \"127.0.0.1:0\"").plugin(Bot::testbot("t").all());
     let host = quick_host(&setup, dir).await;
     let mut events = host.app.events();
-    let joined = host.api("t", serde_json::json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" })).await;
-    assert_eq!(joined, serde_json::json!({ "ok": null }));
-    let first = tokio::time::timeout(PATIENCE, host.loopback().participant(CHAT)).await.unwrap();
-    tokio::time::timeout(PATIENCE, first.wait_until(|s| s.packets >= 25)).await.unwrap();
+    let first = playing(&host, CHAT, 25).await;
     let url = format!("http://{}", host.app.control.unwrap());
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_wasmcalls"))
@@ -293,10 +296,7 @@ async fn when_the_loopback_moves_the_call_follows_it() {
     .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"moved\":1"), "{out:?}");
-    host.event(&mut events, |e| {
-        matches!(e, wasmcalls::calls::HostEvent::RawUpdate { json, chat: Some(CHAT) } if json.contains("\"rejoined\":true"))
-    })
-    .await;
+    rejoined(&host, &mut events, CHAT).await;
     let second = host.loopback().calls().into_iter().rfind(|p| p.chat() == CHAT).unwrap();
     assert_ne!(second.ssrc(), first.ssrc());
     tokio::time::timeout(PATIENCE, second.wait_until(|s| s.packets >= 25)).await.expect("heard on the new port");

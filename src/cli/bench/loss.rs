@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use comfy_table::Table;
 use rand::rngs::StdRng;
@@ -98,12 +98,8 @@ pub async fn run(a: LossArgs) -> Result<()> {
     let mut inputs =
         vec![("music".to_owned(), super::pacing::music(a.seconds)), ("speech-like".into(), speech_like(a.seconds))];
     if let Some(path) = &a.input {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let pcm: Vec<i16> = bytes
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .take(48_000 * 2 * a.seconds as usize)
-            .collect();
+        let mut pcm = super::read_pcm(path)?;
+        pcm.truncate(48_000 * 2 * a.seconds as usize);
         let name = path.file_name().map_or("input".into(), |n| n.to_string_lossy().into_owned());
         inputs.push((name, pcm));
     }

@@ -46,8 +46,7 @@ fn tool(program: &str, args: &[&str], dir: &Path) -> Result<()> {
 /// CPU of libopus decoding every packet of `opus` (what pass-through spends on the
 /// audio level) against encoding the same audio, per 20 ms, on this thread.
 fn decode_vs_encode(raw: &Path) -> Result<(f64, f64)> {
-    let bytes = std::fs::read(raw)?;
-    let pcm: Vec<i16> = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let pcm = super::read_pcm(raw)?;
     let mut encoder = Encoder::new(2, EncoderConfig::default())?;
     let mut out = [0u8; MAX_PACKET];
     let mut packets = Vec::new();

@@ -71,6 +71,12 @@ pub(super) fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
     (at(0.5), at(0.99), v.last().map_or(0.0, |d| d.as_secs_f64() * 1e6))
 }
 
+/// A raw PCM file (s16le, interleaved) as samples.
+pub(super) fn read_pcm(path: &std::path::Path) -> Result<Vec<i16>> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    Ok(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
+}
+
 /// The testbot's default build location, for the benchmarks that drive it.
 pub(super) const TESTBOT: &str = "plugins/target/wasm32-wasip2/release/testbot.wasm";
 

@@ -354,8 +354,7 @@ pub async fn run(a: PacingArgs) -> Result<()> {
 /// Encodes the whole input once on this thread: the codec's share of the per-frame cost.
 fn encode_only(input: &Path, enc: EncoderConfig) -> Result<f64> {
     use wasmcalls::media::encoder::{Encoder, MAX_PACKET};
-    let bytes = std::fs::read(input)?;
-    let pcm: Vec<i16> = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let pcm = super::read_pcm(input)?;
     let mut encoder = Encoder::new(2, enc)?;
     let mut out = [0u8; MAX_PACKET];
     let mut frames = 0u32;

@@ -214,9 +214,9 @@ impl HeardCall {
     /// packet will have (for the receive loop's timer).
     pub(super) fn release_due(&self, now: Instant) -> Option<Instant> {
         let mut rec = self.rec.lock();
-        let before = rec.stats.lost;
+        let before = rec.held.len();
         rec.release(now);
-        let changed = rec.stats.lost != before;
+        let changed = rec.held.len() != before;
         let next = rec.held.first_key_value().map(|(_, (_, arrived))| *arrived + JITTER_HOLD);
         drop(rec);
         if changed {
