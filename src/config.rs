@@ -254,6 +254,9 @@ pub struct GrantsConfig {
     /// Messages: `true` in every granted chat, or a list of them; off by default.
     #[serde(default)]
     pub messages: MessagesConfig,
+    /// Folders the plugin may record calls into (written, never read back for it).
+    #[serde(default)]
+    pub recordings: Vec<PathBuf>,
 }
 
 /// `grants.messages`: a switch, or the chats where it is on.
@@ -296,6 +299,10 @@ pub struct LimitsConfig {
     pub crash_window_s: Option<u32>,
     /// The largest finite download a URL source may be, in MiB.
     pub download_mb: Option<u64>,
+    /// The longest one recording may run, in seconds.
+    pub record_seconds: Option<u32>,
+    /// The most one recording may write, in MiB.
+    pub record_mb: Option<u32>,
 }
 
 impl Config {

@@ -2,8 +2,8 @@
 /// <reference path="./types/bot-with-state.d.ts" />
 import type {
   CallbackQuery, CallStatus, ChatId, Identity, Invite, MediaSource, MemberStatus, Message, MessageId,
-  Participant, ParticipantChange, UserId, Button as WitButton,
-} from 'wasmcalls:bot/types@0.2.0';
+  Participant, ParticipantChange, Recording, UserId, Button as WitButton,
+} from 'wasmcalls:bot/types@0.2.1';
 
 export class WasmcallsError extends Error {
   /** The contract's error case, e.g. `not-in-call`. */
@@ -49,6 +49,10 @@ export interface Calls {
   status(chat: ChatId): CallStatus | null;
   joined(): CallStatus[];
   participants(chat: ChatId, page?: number): Iterable<Participant>;
+  /** Records the call (`mix`: a WAV file; `each`: a folder, a file per participant) into a folder granted by `grants.recordings`. */
+  record(chat: ChatId, target: { mix?: string; each?: string; maxSeconds?: number; maxMb?: number }): void;
+  /** Stops recording: what was written. */
+  stopRecord(chat: ChatId): Recording;
 }
 
 export interface Chat {

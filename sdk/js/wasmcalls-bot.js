@@ -1,4 +1,4 @@
-// Write wasmcalls bots in JavaScript, on the wasmcalls:bot@0.2.0 contract.
+// Write wasmcalls bots in JavaScript, on the wasmcalls:bot@0.2.1 contract.
 //
 //   import { Bot, Button, NoActiveGroupCall } from './wasmcalls-bot.js';
 //
@@ -19,10 +19,11 @@
 // `bot.state` is an object handed to the next version across a hot reload (JSON);
 // `bot.settings` the plugin's settings.
 
-import * as calls from 'wasmcalls:bot/calls@0.2.0';
-import * as chat from 'wasmcalls:bot/chat@0.2.0';
-import * as config from 'wasmcalls:bot/config@0.2.0';
-import { log } from 'wasmcalls:bot/logging@0.2.0';
+import * as calls from 'wasmcalls:bot/calls@0.2.1';
+import * as chat from 'wasmcalls:bot/chat@0.2.1';
+import * as config from 'wasmcalls:bot/config@0.2.1';
+import { log } from 'wasmcalls:bot/logging@0.2.1';
+import * as audio from 'wasmcalls:bot/audio@0.2.1';
 
 // --- Errors ------------------------------------------------------------------
 
@@ -135,6 +136,14 @@ class Calls {
   volume(chatId, percent) { call(calls.setVolume, chatId, percent); }
   status(chatId) { return calls.status(chatId) ?? null; }
   joined() { return calls.joined(); }
+  /** Records the call — `{ mix: 'rec/show.wav' }` or `{ each: 'rec' }` (a file per
+   *  participant) — into a folder granted by `grants.recordings`. */
+  record(chatId, { mix, each, maxSeconds, maxMb } = {}) {
+    const target = mix != null ? { tag: 'mix', val: mix } : { tag: 'each', val: each };
+    call(audio.record, chatId, target, { maxSeconds, maxMb });
+  }
+  /** Stops recording: `{ files, lost, dropped, error }`. */
+  stopRecord(chatId) { return call(audio.stopRecord, chatId); }
   /** Everyone in the call, fetched page by page as it is iterated. */
   *participants(chatId, page = 100) {
     let offset;

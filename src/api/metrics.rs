@@ -34,6 +34,8 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
         &[],
         t.late_frames.load(Relaxed) as f64,
     );
+    e.family("wasmcalls_heard_packets_total", "counter", "RTP packets heard from other participants, over all calls.")
+        .sample("wasmcalls_heard_packets_total", &[], t.heard_packets.load(Relaxed) as f64);
     e.family("wasmcalls_call_crashes_total", "counter", "Calls dropped because handling them panicked.").sample(
         "wasmcalls_call_crashes_total",
         &[],

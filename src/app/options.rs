@@ -353,7 +353,9 @@ fn plugin(i: usize, p: &PluginConfig, config: &Config, folder: &Path) -> Result<
         .map_err(|e| (KeyPath::plugin(i, "grants.files"), e.into()))?
         .with_urls(urls)
         .with_sources(sources)
-        .with_messages(messages);
+        .with_messages(messages)
+        .with_recordings(&p.grants.recordings, folder)
+        .map_err(|e| (KeyPath::plugin(i, "grants.recordings"), e.into()))?;
     let settings = serde_json::to_value(&p.settings)
         .map_err(|e| (KeyPath::plugin(i, "settings"), Problem::Settings(e.to_string())))?;
     let dir = p.build.as_deref().map_or_else(|| folder.to_path_buf(), |d| absolute(folder, d));
@@ -379,6 +381,8 @@ fn limits(l: &LimitsConfig) -> Limits {
         max_traps: l.max_traps.unwrap_or(d.max_traps),
         crash_window_s: l.crash_window_s.unwrap_or(d.crash_window_s),
         download_mb: l.download_mb.unwrap_or(d.download_mb),
+        record_seconds: l.record_seconds.unwrap_or(d.record_seconds),
+        record_mb: l.record_mb.unwrap_or(d.record_mb),
     }
 }
 

@@ -20,6 +20,10 @@ use tokio::sync::{broadcast, mpsc};
 use super::chat::Chats;
 use super::dial::{DialError, dial};
 use super::error::CallError;
+use super::recording::{RecordRequest, Recordings};
+use super::speakers::Speakers;
+use crate::media::inbound::InboundStats;
+use crate::media::record::{RecordPlan, RecordSummary};
 use crate::media::source::{SourceError, SourceInfo, SourceSpec, TICKS_PER_SECOND};
 use crate::media::stream::StreamError;
 use crate::media::{CallId, Control, EncoderConfig, MediaEvent, MediaPlane, Stream, StreamId};
@@ -53,6 +57,12 @@ pub struct CallStatus {
     pub volume: u16,
     /// Our participant shows as muted (the stream is paused meanwhile).
     pub muted: bool,
+    /// The other participants' streams we hear, by SSRC.
+    #[serde(default)]
+    pub heard: Vec<InboundStats>,
+    /// Who is speaking now.
+    #[serde(default)]
+    pub speaking: Vec<i64>,
 }
 
 /// What happened, for the plugins.
@@ -78,6 +88,12 @@ pub enum HostEvent {
     Participants {
         chat: ChatId,
         changes: Arc<Vec<ParticipantChange>>,
+    },
+    /// A recording of the chat's call ended: what it wrote, and why it ended if it
+    /// ended on its own (a cap, a file that could not be written).
+    RecordingEnded {
+        chat: ChatId,
+        summary: Arc<RecordSummary>,
     },
     /// A Telegram update as JSON, and the chat it concerns if any.
     RawUpdate {
@@ -143,6 +159,8 @@ struct Inner {
     calls: Mutex<HashMap<ChatId, Joined>>,
     events: mpsc::UnboundedSender<HostEvent>,
     chats: Chats,
+    speakers: Arc<Mutex<Speakers>>,
+    recordings: Mutex<Recordings>,
 }
 
 /// Milliseconds in 48 kHz ticks.
@@ -181,7 +199,16 @@ impl CallManager {
         let updates = telegram.updates();
         let chats = Chats::new(telegram.clone(), options.media_cache.clone());
         let manager = CallManager {
-            inner: Arc::new(Inner { media, telegram, options, calls: Mutex::new(HashMap::new()), events: tx, chats }),
+            inner: Arc::new(Inner {
+                media,
+                telegram,
+                options,
+                calls: Mutex::new(HashMap::new()),
+                events: tx,
+                chats,
+                speakers: Arc::default(),
+                recordings: Mutex::default(),
+            }),
         };
         tokio::spawn(manager.clone().pump(media_events, updates));
         (manager, rx)
@@ -264,6 +291,52 @@ impl CallManager {
                 tracing::warn!(chat, "the media path was silent for {ms} ms and came back; the call played on");
                 self.recovered(chat, ms, false);
             }
+            MediaEvent::RecordingEnded { call, summary } => {
+                let Some((chat, by_itself)) = self.inner.recordings.lock().ended(call, &summary) else {
+                    return;
+                };
+                match &summary.error {
+                    Some(e) => tracing::warn!(chat, "recording ended: {e}"),
+                    None => tracing::info!(chat, files = summary.files.len(), "recording ended"),
+                }
+                // Whoever stopped it has the summary; an end nobody asked for is news.
+                if by_itself {
+                    self.emit(HostEvent::RecordingEnded { chat, summary: Arc::new(summary) });
+                }
+            }
+            MediaEvent::Speaking { call, ssrc, speaking } => {
+                let Some(chat) = self.chat_of(call) else {
+                    return;
+                };
+                let known = self.inner.speakers.lock().owner(chat, ssrc);
+                match known {
+                    Some(peer) => self.speaking(chat, peer, speaking),
+                    // Asking Telegram takes a round trip: off the event loop.
+                    None => {
+                        let manager = self.clone();
+                        tokio::spawn(async move { manager.speaking_unknown(chat, ssrc, speaking).await });
+                    }
+                }
+            }
+        }
+    }
+
+    fn speaking(&self, chat: ChatId, peer: i64, speaking: bool) {
+        let change = self.inner.speakers.lock().set_speaking(chat, peer, speaking);
+        if let Some(change) = change {
+            self.emit(HostEvent::Participants { chat, changes: Arc::new(vec![change]) });
+        }
+    }
+
+    /// A stream whose source no participants update announced: who it is, from Telegram.
+    async fn speaking_unknown(&self, chat: ChatId, ssrc: u32, speaking: bool) {
+        match self.inner.telegram.participant_by_source(chat, ssrc).await {
+            Ok(Some(p)) => {
+                self.inner.speakers.lock().set_owner(chat, ssrc, p.peer);
+                self.speaking(chat, p.peer, speaking);
+            }
+            Ok(None) => tracing::debug!(chat, ssrc, "a stream from a source nobody in the call has"),
+            Err(e) => tracing::debug!(chat, ssrc, "could not look up who sends source {ssrc}: {e}"),
         }
     }
 
@@ -303,7 +376,10 @@ impl CallManager {
             }
             Update::Callback(q) => self.emit(HostEvent::Callback(Arc::new(q))),
             Update::Participants { chat, changes } => {
-                self.emit(HostEvent::Participants { chat, changes: Arc::new(changes) })
+                // Someone speaking who leaves (or is muted) stops speaking first.
+                let mut all = self.inner.speakers.lock().learn(chat, &changes);
+                all.extend(changes);
+                self.emit(HostEvent::Participants { chat, changes: Arc::new(all) })
             }
             Update::Raw { json, chat } => self.emit(HostEvent::RawUpdate { json: json.to_string(), chat }),
         }
@@ -416,6 +492,7 @@ impl CallManager {
     /// Forgets a call whose other side is gone; its SSRC if there was one.
     async fn drop_call(&self, chat: ChatId) -> Option<u32> {
         let entry = self.inner.calls.lock().remove(&chat)?;
+        self.inner.speakers.lock().forget(chat);
         if let Some(call) = entry.call {
             self.inner.media.remove(call).await;
         }
@@ -564,6 +641,67 @@ impl CallManager {
         self.inner.telegram.set_muted(chat, ssrc, muted).await.map_err(CallError::from_telegram)
     }
 
+    /// Records `chat`'s call as `request` says until stopped, capped, or the call ends.
+    pub async fn record(&self, chat: ChatId, request: RecordRequest) -> Result<(), CallError> {
+        let call = self.connected_call(chat)?;
+        if request.each.is_none() && request.mix.is_none() {
+            return Err(CallError::InvalidArgument(
+                "a recording needs a folder for each participant or a mix file".into(),
+            ));
+        }
+        // Participants' files are named by who they are, when known by the first packet.
+        let speakers = self.inner.speakers.clone();
+        let name = move |ssrc: u32| match speakers.lock().owner(chat, ssrc) {
+            Some(peer) => format!("{peer}-{ssrc}"),
+            None => format!("source-{ssrc}"),
+        };
+        let plan = RecordPlan {
+            each: request.each.map(|folder| (folder, Box::new(name) as crate::media::record::Namer)),
+            mix: request.mix,
+            max_duration: request.max_duration,
+            max_bytes: request.max_bytes,
+        };
+        // Registered first: a recording that fails at once still finds its entry.
+        if !self.inner.recordings.lock().start(call, chat) {
+            return Err(CallError::InvalidArgument(format!(
+                "chat {chat}'s call is being recorded already: stop that recording first"
+            )));
+        }
+        if let Err(e) = self.inner.media.record(call, plan).await {
+            let _ = self.inner.recordings.lock().ended(call, &RecordSummary::default());
+            return Err(match e {
+                crate::media::MediaError::Record(m) => CallError::InvalidArgument(m),
+                e => CallError::Internal(e.to_string()),
+            });
+        }
+        tracing::info!(chat, "recording");
+        Ok(())
+    }
+
+    /// Stops recording `chat`'s call: what was written.
+    pub async fn stop_record(&self, chat: ChatId) -> Result<RecordSummary, CallError> {
+        let call = self.connected_call(chat)?;
+        let done = self
+            .inner
+            .recordings
+            .lock()
+            .wait(call)
+            .ok_or_else(|| CallError::InvalidArgument(format!("chat {chat}'s call is not being recorded")))?;
+        self.control(call, Control::Record(None))?;
+        // The recorder writes out what its jitter buffers hold and closes its files.
+        tokio::time::timeout(Duration::from_secs(10), done)
+            .await
+            .map_err(|_| CallError::Internal("the recorder did not finish within 10 s".into()))?
+            .map_err(|_| CallError::Internal("the recorder stopped without a summary".into()))
+    }
+
+    /// The media call of `chat`, once connected.
+    fn connected_call(&self, chat: ChatId) -> Result<CallId, CallError> {
+        let calls = self.inner.calls.lock();
+        let e = calls.get(&chat).ok_or(CallError::NotInCall(chat))?;
+        e.call.ok_or(CallError::StillConnecting(chat))
+    }
+
     /// A page of `chat`'s call's participants.
     pub async fn participants(
         &self,
@@ -571,7 +709,9 @@ impl CallManager {
         offset: Option<&str>,
         limit: u32,
     ) -> Result<ParticipantPage, CallError> {
-        self.inner.telegram.participants(chat, offset, limit).await.map_err(CallError::from_telegram)
+        let mut page = self.inner.telegram.participants(chat, offset, limit).await.map_err(CallError::from_telegram)?;
+        self.inner.speakers.lock().overlay(chat, &mut page);
+        Ok(page)
     }
 
     /// The chat side: sending, editing, members, messages' media.
@@ -686,6 +826,8 @@ impl CallManager {
                         duration_ms: None,
                         volume: e.volume,
                         muted: e.muted,
+                        heard: Vec::new(),
+                        speaking: self.inner.speakers.lock().speaking(*chat),
                     };
                     (*chat, status, e.call)
                 })
@@ -702,6 +844,7 @@ impl CallManager {
                     info.pass_through = s.passing_through;
                     info
                 });
+                status.heard = s.heard;
             }
             out.push(status);
         }

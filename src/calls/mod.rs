@@ -6,8 +6,11 @@ pub mod chat;
 mod dial;
 mod error;
 mod manager;
+mod recording;
+mod speakers;
 
 pub use chat::Chats;
 pub use dial::{DialError, Dialed, dial};
 pub use error::CallError;
 pub use manager::{CallManager, CallState, CallStatus, HostEvent, ManagerOptions, Playable, RECOVERY_WINDOW};
+pub use recording::RecordRequest;

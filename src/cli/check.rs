@@ -141,6 +141,16 @@ fn plugin(s: &mut String, p: &PluginPlan) {
         );
     }
     let l = &spec.limits;
+    let recordings: Vec<String> = spec.grants.recording_folders().map(|(_, d)| d.display().to_string()).collect();
+    if !recordings.is_empty() {
+        let _ = writeln!(
+            s,
+            "  may record calls into: {} (each recording up to {} s and {} MiB)",
+            recordings.join(", "),
+            l.record_seconds,
+            l.record_mb
+        );
+    }
     let _ = writeln!(
         s,
         "  limits: {} ms of CPU per event, {} MiB of memory, {} queued events, {} log lines/s; \

@@ -31,7 +31,7 @@ pub enum LoopbackCommand {
     Say(SayArgs),
     /// A person presses a button under one of the bot's messages
     Press(PressArgs),
-    /// A person joins, leaves, mutes or unmutes in a chat's call
+    /// A person joins, leaves, mutes or unmutes in a chat's call, or speaks a file in it
     Participant(ParticipantArgs),
     /// Print a chat's transcript as JSON lines: what people and the bot posted, edits,
     /// deletions, buttons and presses
@@ -101,6 +101,8 @@ pub enum Action {
     Leave,
     Mute,
     Unmute,
+    /// Say the audio of FILE (joining the call first if need be)
+    Speak,
 }
 
 #[derive(Args)]
@@ -113,6 +115,8 @@ pub struct ParticipantArgs {
     /// Who (a user id)
     #[arg(long, default_value_t = 424_242)]
     user: i64,
+    /// For `speak`: the audio file they say (any format `wasmcalls play` takes)
+    file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -170,6 +174,24 @@ async fn send(
         anyhow::bail!("the loopback refused: {why}");
     }
     Ok(text)
+}
+
+/// `participant speak`: sends the file to the loopback, which has the person say it.
+async fn speak(a: ParticipantArgs) -> Result<()> {
+    let file = a.file.context("`participant speak` needs the audio FILE to say")?;
+    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file.file_name().map_or_else(|| "audio".into(), |n| n.to_string_lossy().into_owned());
+    let path = format!("/chats/{}/speak", a.chat.chat);
+    let answer = send(&a.chat.url, &path, |c, full| {
+        c.post(full).query(&[("user", a.user.to_string()), ("name", name)]).body(bytes)
+    })
+    .await?;
+    let seconds = serde_json::from_str::<serde_json::Value>(&answer).ok().and_then(|v| v["seconds"].as_f64());
+    match seconds {
+        Some(s) => println!("{} is speaking in chat {} for {s:.1} s", a.user, a.chat.chat),
+        None => println!("{} is speaking in chat {}", a.user, a.chat.chat),
+    }
+    Ok(())
 }
 
 /// `say`: uploads the audio first when asked, then posts the text replying to it.
@@ -279,12 +301,17 @@ pub async fn run(cmd: LoopbackCommand) -> Result<()> {
             );
             return Ok(());
         }
+        LoopbackCommand::Participant(a) if matches!(a.action, Action::Speak) => return speak(a).await,
         LoopbackCommand::Participant(a) => {
+            if a.file.is_some() {
+                anyhow::bail!("a file goes with `participant speak` only");
+            }
             let action = match a.action {
                 Action::Join => "join",
                 Action::Leave => "leave",
                 Action::Mute => "mute",
                 Action::Unmute => "unmute",
+                Action::Speak => unreachable!("handled above"),
             };
             let body = serde_json::json!({ "action": action, "user": a.user });
             let path = format!("/chats/{}/participants", a.chat.chat);

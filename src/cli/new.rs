@@ -46,8 +46,9 @@ const JS_BOT: &str = include_str!("templates/js/bot.js");
 const JS_PACKAGE: &str = include_str!("templates/js/package.json");
 const JS_SDK: &str = include_str!("../../sdk/js/wasmcalls-bot.js");
 const JS_SDK_TYPES: &str = include_str!("../../sdk/js/wasmcalls-bot.d.ts");
-const JS_TYPES: [(&str, &str); 8] = [
+const JS_TYPES: [(&str, &str); 9] = [
     ("bot-with-state.d.ts", include_str!("../../sdk/js/types/bot-with-state.d.ts")),
+    ("interfaces/wasmcalls-bot-audio.d.ts", include_str!("../../sdk/js/types/interfaces/wasmcalls-bot-audio.d.ts")),
     ("interfaces/wasmcalls-bot-calls.d.ts", include_str!("../../sdk/js/types/interfaces/wasmcalls-bot-calls.d.ts")),
     ("interfaces/wasmcalls-bot-chat.d.ts", include_str!("../../sdk/js/types/interfaces/wasmcalls-bot-chat.d.ts")),
     ("interfaces/wasmcalls-bot-config.d.ts", include_str!("../../sdk/js/types/interfaces/wasmcalls-bot-config.d.ts")),
@@ -109,7 +110,7 @@ pub fn scaffold(root: &Path, name: &str, lang: Lang) -> Result<&'static str> {
             let sdk = RUST_SDK.replace("path: \"../../wit/v0.2\"", "path: \"../wit\"");
             let sdk_cargo = RUST_SDK_CARGO
                 .replace("edition.workspace = true", "edition = \"2024\"")
-                .replace("version.workspace = true", "version = \"0.2.0\"")
+                .replace("version.workspace = true", "version = \"0.2.1\"")
                 .replace("publish.workspace = true", "publish = false")
                 .replace("license.workspace = true", "license = \"MIT OR Apache-2.0\"")
                 .replace("serde.workspace = true", "serde = { version = \"1\", features = [\"derive\"] }")

@@ -43,6 +43,19 @@ pub async fn run(a: StatusArgs) -> Result<()> {
     Ok(())
 }
 
+/// What a call hears: how many streams, and who speaks.
+fn hearing(c: &wasmcalls::calls::CallStatus) -> String {
+    if c.heard.is_empty() {
+        return "-".into();
+    }
+    let streams = if c.heard.len() == 1 { "1 stream".to_owned() } else { format!("{} streams", c.heard.len()) };
+    if c.speaking.is_empty() {
+        return streams;
+    }
+    let who: Vec<String> = c.speaking.iter().map(i64::to_string).collect();
+    format!("{streams}, speaking: {}", who.join(" "))
+}
+
 /// The status as a user reads it.
 pub fn render(s: &Status) -> String {
     let account = s.telegram.account.map_or("none".to_owned(), |a| a.to_string());
@@ -62,7 +75,7 @@ pub fn render(s: &Status) -> String {
     if s.calls.is_empty() {
         out.push_str("no calls\n");
     } else {
-        let mut calls = table(&["CHAT", "STATE", "POSITION", "VOLUME", "MEDIA", "SOURCE"]);
+        let mut calls = table(&["CHAT", "STATE", "POSITION", "VOLUME", "MEDIA", "SOURCE", "HEARING"]);
         for c in &s.calls {
             let media = c.media.as_ref().map_or("-".to_owned(), |m| {
                 let how = if m.pass_through {
@@ -81,6 +94,7 @@ pub fn render(s: &Status) -> String {
                 format!("{}%", c.volume),
                 media,
                 c.source.clone().unwrap_or_else(|| "-".into()),
+                hearing(c),
             ]);
         }
         out.push_str(&format!("{calls}\n"));

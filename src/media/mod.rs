@@ -4,12 +4,17 @@
 //! One module per stage: [`source`] opens files, URLs and commands and decodes them,
 //! [`resample`] converts to 48 kHz, [`gain`] applies volume, [`encoder`] wraps libopus,
 //! [`stream`] keeps packets prepared ahead, [`pacer`] sends them on time, [`stats`]
-//! measures how on time.
+//! measures how on time. The other way, [`inbound`] keeps what each call hears: the
+//! participants' streams, their counters and who is speaking; [`record`] writes them
+//! down, each participant's own packets or the call's mix.
 
 pub mod encoder;
 pub mod gain;
+pub mod inbound;
+pub mod jitter;
 pub mod loss;
 pub mod pacer;
+pub mod record;
 pub mod resample;
 pub mod source;
 pub mod stats;

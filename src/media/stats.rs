@@ -58,6 +58,10 @@ pub struct CallStats {
     /// Silent frames sent while a live source had nothing.
     pub starved: u64,
     pub volume: u16,
+    /// Packets heard from the call's other participants, all streams together.
+    pub heard_packets: u64,
+    /// Each participant's stream we hear, by SSRC.
+    pub heard: Vec<crate::media::inbound::InboundStats>,
     /// Packets sent.
     pub frames_sent: u64,
     /// Audio those packets carried, in 48 kHz ticks.
@@ -79,6 +83,8 @@ pub struct PacerTotals {
     pub deviation: crate::metrics::AtomicHistogram,
     /// Calls dropped because handling them panicked (the shard and its other calls carry on).
     pub call_crashes: std::sync::atomic::AtomicU64,
+    /// RTP packets heard from other participants, over all calls.
+    pub heard_packets: std::sync::atomic::AtomicU64,
 }
 
 impl Default for PacerTotals {
@@ -87,6 +93,7 @@ impl Default for PacerTotals {
             frames_sent: Default::default(),
             late_frames: Default::default(),
             call_crashes: Default::default(),
+            heard_packets: Default::default(),
             deviation: crate::metrics::AtomicHistogram::new(crate::metrics::DEVIATION_BOUNDS),
         }
     }

@@ -8,6 +8,8 @@
 //! (every redirect checked again), `sources` the operator's named source commands it
 //! may run. `messages` lets it chat — send, edit, delete, answer button presses,
 //! receive messages and presses, play a message's audio — in some of its chats.
+//! `recordings` are folders it may record calls into: new files only, never over one
+//! that exists, never outside them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
@@ -45,6 +47,22 @@ pub enum GrantsError {
     NotAFolder(PathBuf),
 }
 
+/// Each folder as written (relative to `base`), checked to be a folder, with its
+/// canonical path.
+fn folders_of(folders: &[PathBuf], base: &Path) -> Result<Vec<(String, PathBuf)>, GrantsError> {
+    let mut dirs = Vec::new();
+    for d in folders {
+        let host = base.join(d);
+        let canonical =
+            host.canonicalize().map_err(|e| GrantsError::Unusable { path: host.clone(), reason: e.to_string() })?;
+        if !canonical.is_dir() {
+            return Err(GrantsError::NotAFolder(host));
+        }
+        dirs.push((d.display().to_string(), canonical));
+    }
+    Ok(dirs)
+}
+
 /// Grants resolved against the file system, checked on every command.
 #[derive(Debug, Clone)]
 pub struct Grants {
@@ -57,6 +75,8 @@ pub struct Grants {
     /// Named source commands it may run: name → argv with `{url}`/`{arg}` to fill.
     sources: BTreeMap<String, Vec<String>>,
     messages: MessagesGrant,
+    /// Folders it may record into: (as written, canonical host path).
+    recordings: Vec<(String, PathBuf)>,
 }
 
 impl Default for Grants {
@@ -69,6 +89,7 @@ impl Default for Grants {
             urls: UrlPolicy::none(),
             sources: BTreeMap::new(),
             messages: MessagesGrant::Off,
+            recordings: Vec::new(),
         }
     }
 }
@@ -77,17 +98,68 @@ impl Grants {
     /// `chats`, and `folders` (as written, relative to `base`) checked to be folders
     /// and kept by their canonical path.
     pub fn new(chats: ChatGrant, folders: &[PathBuf], base: &Path) -> Result<Grants, GrantsError> {
-        let mut dirs = Vec::new();
-        for d in folders {
-            let host = base.join(d);
-            let canonical =
-                host.canonicalize().map_err(|e| GrantsError::Unusable { path: host.clone(), reason: e.to_string() })?;
-            if !canonical.is_dir() {
-                return Err(GrantsError::NotAFolder(host));
-            }
-            dirs.push((d.display().to_string(), canonical));
+        Ok(Grants { chats, dirs: folders_of(folders, base)?, base: base.to_path_buf(), ..Grants::default() })
+    }
+
+    /// Also recording into `folders` (as written, relative to `base`).
+    pub fn with_recordings(mut self, folders: &[PathBuf], base: &Path) -> Result<Grants, GrantsError> {
+        self.recordings = folders_of(folders, base)?;
+        Ok(self)
+    }
+
+    /// The folders it may record into: (as written, canonical path).
+    pub fn recording_folders(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.recordings.iter().map(|(w, d)| (w.as_str(), d.as_path()))
+    }
+
+    /// Where the plugin may record what it asked for: a new `file`, or an existing
+    /// folder (`file` false), inside a folder granted by `grants.recordings`.
+    pub fn check_recording(&self, plugin: &str, requested: &str, file: bool) -> Result<PathBuf, CallError> {
+        let p = Path::new(requested);
+        if p.components().any(|c| c == Component::ParentDir) || requested.is_empty() {
+            return Err(CallError::PermissionDenied(format!("{requested:?}: recording paths may not contain '..'")));
         }
-        Ok(Grants { chats, dirs, base: base.to_path_buf(), ..Grants::default() })
+        let full = if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) };
+        let (folder, name) = if file {
+            let name =
+                full.file_name().ok_or_else(|| CallError::InvalidArgument(format!("{requested:?} names no file")))?;
+            (full.parent().unwrap_or(Path::new("/")).to_path_buf(), Some(name.to_owned()))
+        } else {
+            (full.clone(), None)
+        };
+        let denied = || {
+            let granted: Vec<&str> = self.recordings.iter().map(|(w, _)| w.as_str()).collect();
+            CallError::PermissionDenied(format!(
+                "{requested:?} is outside the folders plugin {plugin} may record into ({}); the operator grants them with grants.recordings",
+                if granted.is_empty() { "none".to_owned() } else { granted.join(", ") }
+            ))
+        };
+        // The folder as the file system resolves it, links and all.
+        let real = folder.canonicalize().map_err(|_| denied())?;
+        if !self.recordings.iter().any(|(_, d)| real.starts_with(d)) {
+            return Err(denied());
+        }
+        if !real.is_dir() {
+            return Err(CallError::InvalidArgument(format!("{requested:?}: {} is not a folder", folder.display())));
+        }
+        let Some(name) = name else { return Ok(real) };
+        let target = real.join(name);
+        if target.symlink_metadata().is_ok() {
+            return Err(CallError::InvalidArgument(format!(
+                "{requested:?} exists; a recording never overwrites a file: name another"
+            )));
+        }
+        Ok(target)
+    }
+
+    /// `path` (under a granted recording folder) as the plugin would name it.
+    pub fn as_named(&self, path: &Path) -> String {
+        for (written, real) in &self.recordings {
+            if let Ok(rest) = path.strip_prefix(real) {
+                return Path::new(written).join(rest).display().to_string();
+            }
+        }
+        path.display().to_string()
     }
 
     /// Also the URLs matching `urls`, finite ones up to `max_bytes`.
@@ -267,7 +339,8 @@ impl Grants {
             | HostEvent::Kicked(c)
             | HostEvent::CallEnded(c)
             | HostEvent::ConnectionLost { chat: c, .. }
-            | HostEvent::Participants { chat: c, .. } => self.chat_allowed(*c),
+            | HostEvent::Participants { chat: c, .. }
+            | HostEvent::RecordingEnded { chat: c, .. } => self.chat_allowed(*c),
             HostEvent::Invite(i) => self.chat_allowed(i.chat),
             HostEvent::Message(m) => self.messages_allowed(m.chat),
             HostEvent::Callback(q) => self.messages_allowed(q.chat),

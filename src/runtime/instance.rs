@@ -34,10 +34,14 @@ impl Bot {
     fn state_interface(&self) -> &'static str {
         match self {
             Bot::V1(_) => "wasmcalls:bot/state@0.1.0",
-            Bot::V2(_) => "wasmcalls:bot/state@0.2.0",
+            // Semver-compatible: a 0.2.0 plugin's `state@0.2.0` is found by this name too.
+            Bot::V2(_) => "wasmcalls:bot/state@0.2.1",
         }
     }
 }
+
+/// The optional interface that hears how recordings end (v0.2.1).
+const AUDIO_EVENTS: &str = "wasmcalls:bot/audio-events@0.2.1";
 
 /// A live instance of a plugin.
 pub struct Instance {
@@ -155,7 +159,10 @@ impl Instance {
                 call!("on-group-call-invite", call_on_group_call_invite, invite)
             }
             HostEvent::RawUpdate { json, .. } => call!("on-raw-update", call_on_raw_update, json),
-            HostEvent::Message(_) | HostEvent::Callback(_) | HostEvent::Participants { .. } => Ok(()),
+            HostEvent::Message(_)
+            | HostEvent::Callback(_)
+            | HostEvent::Participants { .. }
+            | HostEvent::RecordingEnded { .. } => Ok(()),
         }
     }
 
@@ -196,6 +203,17 @@ impl Instance {
                 call!("on-participants", call_on_participants, *chat, &changes)
             }
             HostEvent::RawUpdate { json, .. } => call!("on-raw-update", call_on_raw_update, json),
+            HostEvent::RecordingEnded { chat, summary } => {
+                // Optional (`audio-events`, since 0.2.1): a plugin without it has the log.
+                let Some(index) = self.export_func(AUDIO_EVENTS, "on-recording-ended") else { return Ok(()) };
+                let recording = crate::runtime::host::v2::recording_to_wit(&self.tenant.grants, summary);
+                let f = self
+                    .instance
+                    .get_typed_func::<(i64, v2::wasmcalls::bot::types::Recording), ()>(&mut self.store, &index)
+                    .map_err(|e| self.trapped("on-recording-ended", &e))?;
+                let chat = *chat;
+                self.run("on-recording-ended", async move |i| f.call_async(&mut i.store, (chat, recording)).await).await
+            }
         }
     }
 
@@ -248,7 +266,12 @@ impl Instance {
     }
 
     fn state_func(&mut self, name: &str) -> Option<wasmtime::component::ComponentExportIndex> {
-        let iface = self.instance.get_export_index(&mut self.store, None, self.bot.state_interface())?;
+        self.export_func(self.bot.state_interface(), name)
+    }
+
+    /// A function of an optional exported interface, if the plugin exports it.
+    fn export_func(&mut self, interface: &str, name: &str) -> Option<wasmtime::component::ComponentExportIndex> {
+        let iface = self.instance.get_export_index(&mut self.store, None, interface)?;
         self.instance.get_export_index(&mut self.store, Some(&iface), name)
     }
 

@@ -34,6 +34,11 @@ pub struct Limits {
     pub crash_window_s: u32,
     /// The largest finite download a URL source may be, in MiB.
     pub download_mb: u64,
+    /// The longest one recording may run, in seconds (4 h: a long show).
+    pub record_seconds: u32,
+    /// The most one recording may write, in MiB (4 h of a 5-voice mix is ~2.7 GiB
+    /// as WAV; Ogg is ~30 MiB an hour a voice).
+    pub record_mb: u32,
 }
 
 impl Default for Limits {
@@ -46,6 +51,8 @@ impl Default for Limits {
             max_traps: 5,
             crash_window_s: 60,
             download_mb: 256,
+            record_seconds: 4 * 3600,
+            record_mb: 1024,
         }
     }
 }

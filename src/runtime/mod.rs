@@ -50,7 +50,7 @@ pub enum PluginError {
     )]
     NotAComponent { name: String, path: PathBuf, reason: String },
     #[error(
-        "plugin {name}: {path} is not a wasmcalls bot: {reason}; it must target the `bot` world of wit/v0.2 (wasmcalls:bot@0.2.0) or wit/v0.1 (wasmcalls:bot@0.1.0)"
+        "plugin {name}: {path} is not a wasmcalls bot: {reason}; it must target the `bot` world of wit/v0.2 (wasmcalls:bot@0.2.1, or 0.2.0) or wit/v0.1 (wasmcalls:bot@0.1.0)"
     )]
     WrongWorld { name: String, path: PathBuf, reason: String },
     #[error("plugin {name} trapped in {event}: {reason}")]
@@ -203,7 +203,8 @@ fn unknown_import(
         ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"];
     let known = |import: &str| {
         PROVIDED.iter().any(|p| import.starts_with(p) && import.contains("@0.2."))
-            || (import.starts_with("wasmcalls:bot/") && (import.ends_with("@0.1.0") || import.ends_with("@0.2.0")))
+            || (import.starts_with("wasmcalls:bot/")
+                && (import.ends_with("@0.1.0") || import.ends_with("@0.2.0") || import.ends_with("@0.2.1")))
     };
     let ty = component.component_type();
     let (import, _) = ty.imports(engine).find(|(i, _)| !known(i))?;

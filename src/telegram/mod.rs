@@ -132,6 +132,18 @@ pub trait Telegram: Send + Sync {
         Box::pin(async move { Err(TelegramError::NoAccount(self.name())) })
     }
 
+    /// `phone.getGroupParticipants` by source: who in `chat`'s call sends under `ssrc`,
+    /// as Telegram's clients ask when a stream arrives from a source no update named.
+    /// Where nobody lists participants (an SFU): `None`.
+    fn participant_by_source(
+        &self,
+        chat: ChatId,
+        ssrc: u32,
+    ) -> BoxFuture<'_, Result<Option<Participant>, TelegramError>> {
+        let _ = (chat, ssrc);
+        Box::pin(async { Ok(None) })
+    }
+
     /// Sends a message (by the bot account when there is one): its id.
     fn send<'a>(&'a self, chat: ChatId, message: &'a Outgoing) -> BoxFuture<'a, Result<MessageId, TelegramError>> {
         let _ = (chat, message);

@@ -429,7 +429,8 @@ impl TransportAnswer {
                 let _ = write!(s, "a=extmap:{} {}\r\n", ext.id, ext.uri);
             }
         }
-        s.push_str("a=recvonly\r\n");
+        // Telegram's server takes our audio and forwards everyone else's to us.
+        s.push_str("a=sendrecv\r\n");
         Ok(s)
     }
 }

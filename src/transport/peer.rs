@@ -1,5 +1,6 @@
-//! Our side of the WebRTC connection: a sans-IO `rtc` peer with one send-only Opus
-//! track, bound to its own UDP socket, driven by the media plane's pacer thread.
+//! Our side of the WebRTC connection: a sans-IO `rtc` peer with one send-receive Opus
+//! m-line — our track out; everyone else's streams in, through a [`Tap`] — bound to its
+//! own UDP socket, driven by the media plane's pacer thread.
 //!
 //! Why sans-IO and not the async `webrtc` layer: measured on this class of machine,
 //! driving `rtc::RTCPeerConnection` from one thread costs ~40 % less CPU and ~60 % less
@@ -31,6 +32,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use super::join::{AUDIO_LEVEL_URI, JoinError, JoinParams, OPUS_PAYLOAD_TYPE, Setup, TransportAnswer};
+use super::tap::{self, Tap, TapHandle};
 
 /// Errors while setting up our peer.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +133,8 @@ pub struct OutboundPeer {
     pub ssrc: u32,
     /// The consent timing the peer was built with.
     pub consent: Consent,
+    /// What the far side sends us: every participant's stream, by SSRC.
+    pub heard: TapHandle,
     offer_sdp: String,
     setup: Setup,
 }
@@ -142,8 +146,10 @@ impl OutboundPeer {
         let local_addr = socket.local_addr().map_err(|e| PeerError::Bind(bind_ip, e))?;
         let now = Instant::now();
         let me = audio_media_engine()?;
-        // RTCP reports only: Telegram neither NACKs audio nor needs simulcast.
-        let registry = configure_rtcp_reports(Registry::new());
+        // RTCP reports only: Telegram neither NACKs audio nor needs simulcast. The tap
+        // takes the participants' streams the server forwards.
+        let (tap, heard) = Tap::capturing();
+        let registry = configure_rtcp_reports(Registry::new()).with(tap::SLOT, tap);
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().with_certificates(vec![shared_certificate()?]).build())
             .with_setting_engine(
@@ -174,7 +180,7 @@ impl OutboundPeer {
         pc.add_transceiver_from_track(
             track,
             Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Sendonly,
+                direction: RTCRtpTransceiverDirection::Sendrecv,
                 streams: vec![],
                 send_encodings: vec![],
             }),
@@ -186,7 +192,7 @@ impl OutboundPeer {
         let offer = pc.create_offer(None)?;
         let offer_sdp = offer.sdp.clone();
         pc.set_local_description(now, offer)?;
-        Ok(OutboundPeer { pc, socket, local_addr, sender, ssrc, consent, offer_sdp, setup: Setup::Active })
+        Ok(OutboundPeer { pc, socket, local_addr, sender, ssrc, consent, heard, offer_sdp, setup: Setup::Active })
     }
 
     /// The join JSON for `phone.joinGroupCall`. We take the DTLS client role, as

@@ -162,6 +162,15 @@ fn people_talk_to_the_running_demo_through_the_loopback_commands() {
     let pressed = loopback(&["press", "--chat", chat, "--message", &id, "--data", "pause"]);
     assert!(pressed.contains("\"query\""), "{pressed}");
     loopback(&["participant", "join", "--chat", chat, "--user", "515151"]);
+    // He says something: the bot's call hears it (tests/all/hearing.rs follows it there).
+    let spoke = loopback(&["participant", "speak", "--chat", chat, "--user", "515151", "song.mp3"]);
+    assert!(spoke.contains("515151 is speaking in chat -1001185324811"), "{spoke}");
+    let err = wasmcalls(dir.path())
+        .args(["loopback", "participant", "speak", "--chat", chat, "examples/wasmcalls.toml", "--url", &control])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(!err.status.success() && stderr.contains("wasmcalls.toml: ") && stderr.contains("not audio"), "{stderr}");
     let err =
         wasmcalls(dir.path()).args(["loopback", "say", "--chat", "-5", "hi", "--url", &control]).output().unwrap();
     assert!(!err.status.success());
@@ -471,4 +480,69 @@ fn a_failing_scenario_names_its_step_and_exits_non_zero() {
     assert!(stdout.contains("test result: FAILED. 2 passed; 1 failed"), "{stdout}");
     let xml = std::fs::read_to_string(project.join("report.xml")).unwrap();
     assert!(xml.contains("failures=\"1\"") && xml.contains("<failure message=\"step 1"), "{xml}");
+}
+
+#[test]
+fn a_host_killed_mid_recording_leaves_ogg_files_that_play_up_to_then() {
+    let dir = project();
+    std::fs::copy(plugin("probe"), dir.path().join("plugins/probe.wasm")).unwrap();
+    std::fs::create_dir_all(dir.path().join("examples/rec")).unwrap();
+    let media = dir.path().join("examples/media");
+    write_raw(&media, "long.raw", &tones(&[(440.0, 0.3)], 60.0, RATE, 2));
+    let voice = chirp(200.0, 2400.0, 20.0, 0.3);
+    write_raw(&media, "voice.raw", &voice);
+    std::fs::write(
+        dir.path().join("examples/wasmcalls.toml"),
+        "[host]\napi_port = 0\ncache_dir = \"../.wasmcalls/cache\"\n[loopback]\ncontrol = \"127.0.0.1:0\"\n\
+         [[loopback.chats]]\nid = -100\n\
+         [[plugins]]\nname = \"p\"\nwasm = \"../plugins/probe.wasm\"\n\
+         grants = { chats = [-100], files = [\"media\"], recordings = [\"rec\"] }\n",
+    )
+    .unwrap();
+    let mut host = Running::start({
+        let mut c = wasmcalls(dir.path());
+        c.args(["run", "examples/wasmcalls.toml"]);
+        c
+    });
+    let control = host.seen.iter().find_map(|l| l.split("loopback control on ").nth(1)).unwrap().trim().to_owned();
+    let join = json!({ "cmd": "join", "chat": -100, "source": { "file": "media/long.raw" } });
+    assert_eq!(host.api("p", join), json!({ "ok": null }));
+    assert_eq!(host.api("p", json!({ "cmd": "record", "chat": -100, "each": "rec" })), json!({ "ok": null }));
+    let out = wasmcalls(dir.path())
+        .args(["loopback", "participant", "speak", "--chat", "-100", "--user", "424242", "examples/media/voice.raw"])
+        .args(["--url", &control])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Killed (no chance to close anything) once a few seconds are on disk: the file
+    // grows by a page a second, so its size says how far it got.
+    let rec = dir.path().join("examples/rec");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let file = loop {
+        let f = std::fs::read_dir(&rec)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "ogg"));
+        if let Some(f) = f.filter(|f| std::fs::metadata(f).map_or(0, |m| m.len()) > 40_000) {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "the recording did not grow: {:?}", host.seen);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    host.child.kill().unwrap();
+    host.child.wait().unwrap();
+    let decoded = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-c:a", "libopus", "-i"])
+        .arg(&file)
+        .args(["-f", "s16le", "-ac", "2", "-ar", "48000", "-"])
+        .output()
+        .unwrap();
+    assert!(decoded.status.success(), "{}", String::from_utf8_lossy(&decoded.stderr));
+    let heard: Vec<i16> = decoded.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let seconds = heard.len() as f64 / 2.0 / RATE as f64;
+    assert!(seconds >= 2.0, "it plays up to its last page: {seconds:.1} s");
+    let sent = left(&voice[..heard.len().min(voice.len())]);
+    let (mean, _) = wasmcalls::media::loss::window_correlations(&sent, &left(&heard));
+    assert!(mean >= 0.9, "and it is what was said: mean window correlation {mean:.3} over {seconds:.1} s");
 }

@@ -8,6 +8,7 @@ mod cli;
 mod fake;
 mod formats;
 mod fuzz;
+mod hearing;
 mod hostile;
 mod http;
 mod inputs;

@@ -393,6 +393,11 @@ impl Bot {
         Bot { name: name.into(), wasm: format!("{:?}", plugin("probe")), lines: vec![] }
     }
 
+    /// A plugin built on the frozen 0.2.0 contract (joins, records events).
+    pub fn probe_v0_2_0(name: &str) -> Bot {
+        Bot { name: name.into(), wasm: format!("{:?}", plugin("probe_v0_2_0")), lines: vec![] }
+    }
+
     /// The example jukebox.
     pub fn jukebox() -> Bot {
         Bot { name: "jukebox".into(), wasm: format!("{:?}", plugin("jukebox")), lines: vec![] }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use wasmcalls_bot::{
     ApiRequest, ApiResponse, Bot, Button, ButtonAction, CallStatus, CallbackQuery, ChatId, Error, Identity, Invite,
     JoinOptions, MediaKind, MediaSource, MemberStatus, Message, MessageMedia, NamedSource, ParticipantChange, RawPcm,
-    SendOptions, TextFormat, calls, chat, config,
+    RecordOptions, RecordTarget, Recording, SendOptions, TextFormat, audio, calls, chat, config,
 };
 
 #[derive(Default)]
@@ -132,6 +132,13 @@ fn change_json(c: &ParticipantChange) -> Value {
     }
 }
 
+fn recording_json(r: &Recording) -> Value {
+    json!({
+        "files": r.files.iter().map(|f| json!({ "path": f.path, "source": f.source, "duration_ms": f.duration_ms, "bytes": f.bytes })).collect::<Vec<_>>(),
+        "lost": r.lost, "dropped": r.dropped, "error": r.error,
+    })
+}
+
 fn run(cmd: &Value) -> Value {
     let c = |k: &str| cmd[k].as_i64().unwrap_or_default();
     let chat: ChatId = c("chat");
@@ -159,7 +166,7 @@ fn run(cmd: &Value) -> Value {
         "participants" => answer(
             calls::participants(chat, cmd["offset"].as_str(), cmd["limit"].as_u64().unwrap_or(100) as u32).map(|p| {
                 json!({
-                    "participants": p.participants.iter().map(|x| json!({ "peer": x.peer, "muted": x.muted, "is_self": x.is_self, "volume": x.volume })).collect::<Vec<_>>(),
+                    "participants": p.participants.iter().map(|x| json!({ "peer": x.peer, "muted": x.muted, "speaking": x.speaking, "is_self": x.is_self, "volume": x.volume })).collect::<Vec<_>>(),
                     "next_offset": p.next_offset,
                     "total": p.total,
                 })
@@ -185,6 +192,18 @@ fn run(cmd: &Value) -> Value {
             answer(chat::answer_callback(cmd["id"].as_str().unwrap_or_default(), text, cmd["alert"].as_bool().unwrap_or(false)).map(|()| Value::Null))
         }
         "member" => answer(chat::member(chat, c("user")).map(|s| json!(standing(s)))),
+        "record" => {
+            let target = match (cmd["mix"].as_str(), cmd["each"].as_str()) {
+                (Some(m), _) => RecordTarget::Mix(m.to_owned()),
+                (None, e) => RecordTarget::Each(e.unwrap_or_default().to_owned()),
+            };
+            let options = RecordOptions {
+                max_seconds: cmd["max_seconds"].as_u64().map(|s| s as u32),
+                max_mb: cmd["max_mb"].as_u64().map(|m| m as u32),
+            };
+            answer(audio::record(chat, &target, options).map(|()| Value::Null))
+        }
+        "stop-record" => answer(audio::stop_record(chat).map(|r| recording_json(&r))),
         "settings" => json!({ "ok": config::settings() }),
         "get" => {
             let key = cmd["key"].as_str().unwrap_or_default();
@@ -210,6 +229,9 @@ impl Bot for Probe {
     }
     fn on_stream_end(&mut self, chat: ChatId) {
         self.events.push(json!({ "on-stream-end": chat }));
+    }
+    fn on_recording_ended(&mut self, chat: ChatId, recording: Recording) {
+        self.events.push(json!({ "on-recording-ended": { "chat": chat, "recording": recording_json(&recording) } }));
     }
     fn on_participants(&mut self, chat: ChatId, changes: Vec<ParticipantChange>) {
         self.events.push(json!({ "on-participants": { "chat": chat, "changes": changes.iter().map(change_json).collect::<Vec<_>>() } }));

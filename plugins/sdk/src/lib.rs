@@ -1,4 +1,4 @@
-//! Write a wasmcalls bot in Rust, on the `wasmcalls:bot@0.2.0` contract (`wit/v0.2`).
+//! Write a wasmcalls bot in Rust, on the `wasmcalls:bot@0.2.1` contract (`wit/v0.2`).
 //!
 //! Implement [`Bot`] on your bot's state — every handler takes `&mut self` and has a
 //! default that does nothing — and export it with [`bot!`]. The host creates it with
@@ -20,7 +20,8 @@
 //! ```
 //!
 //! The commands are the contract's interfaces: [`calls`] (join, play, pause, …),
-//! [`chat`] (send, edit, delete, answer button presses, member standing), [`config`]
+//! [`chat`] (send, edit, delete, answer button presses, member standing), [`audio`]
+//! (record a call), [`config`]
 //! (settings; [`settings`] reads them into your own type) and [`logging`] ([`log`]).
 //! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` in
 //! `target/wasm32-wasip2/release/` is the component the host loads.
@@ -28,7 +29,7 @@
 extern crate self as wasmcalls_bot;
 
 wit_bindgen::generate!({
-    world: "bot-with-state",
+    world: "bot-with-audio",
     path: "../../wit/v0.2",
     pub_export_macro: true,
     export_macro_name: "__export_bot",
@@ -42,10 +43,10 @@ pub use wit_bindgen::rt as __rt;
 pub use wasmcalls::bot::types::{
     ApiRequest, ApiResponse, Attachment, Button, ButtonAction, CallState, CallStatus, CallbackQuery, ChatId, Command,
     Error, Identity, Invite, JoinOptions, LogLevel, MediaKind, MediaSource, MemberStatus, Message, MessageId,
-    MessageMedia, NamedSource, Participant, ParticipantChange, ParticipantPage, RawPcm, Reply, SendOptions,
-    SentMessage, TelegramError, TextFormat, UserId,
+    MessageMedia, NamedSource, Participant, ParticipantChange, ParticipantPage, RawPcm, RecordOptions, RecordTarget,
+    RecordedFile, Recording, Reply, SendOptions, SentMessage, TelegramError, TextFormat, UserId,
 };
-pub use wasmcalls::bot::{calls, config, logging};
+pub use wasmcalls::bot::{audio, calls, config, logging};
 
 /// Messages: the contract's `chat` interface, plus [`chat::reply`] and [`chat::Send`].
 pub mod chat {
@@ -107,6 +108,13 @@ pub mod chat {
 impl Default for SendOptions {
     fn default() -> Self {
         SendOptions { format: TextFormat::Plain, reply_to: None, silent: false, buttons: Vec::new() }
+    }
+}
+
+impl Default for RecordOptions {
+    /// Within the operator's caps.
+    fn default() -> Self {
+        RecordOptions { max_seconds: None, max_mb: None }
     }
 }
 
@@ -245,6 +253,11 @@ pub trait Bot: Default + 'static {
     fn restore(&mut self, state: Vec<u8>) {
         let _ = state;
     }
+    /// A recording of `chat`'s call ended by itself (a cap, a file that could not be
+    /// written, its call gone): what it wrote, and `recording.error` why.
+    fn on_recording_ended(&mut self, chat: ChatId, recording: Recording) {
+        let _ = (chat, recording);
+    }
 }
 
 /// Exports a type implementing [`Bot`] (and `Default`) as this component's handler.
@@ -296,6 +309,11 @@ macro_rules! bot {
             }
             fn on_raw_update(update: String) {
                 __with_bot(|b| $crate::Bot::on_raw_update(b, update))
+            }
+        }
+        impl $crate::exports::wasmcalls::bot::audio_events::Guest for __WasmcallsBot {
+            fn on_recording_ended(chat: $crate::ChatId, recording: $crate::Recording) {
+                __with_bot(|b| $crate::Bot::on_recording_ended(b, chat, recording))
             }
         }
         impl $crate::exports::wasmcalls::bot::state::Guest for __WasmcallsBot {

@@ -231,7 +231,12 @@ pub(super) async fn measure(spec: &SourceSpec, calls: usize, shards: usize, enc:
                 Some(MediaEvent::StreamEnded { error: Some(e), .. }) => bail!("a stream failed: {e}"),
                 Some(MediaEvent::ConnectionLost { reason, .. }) => bail!("a call dropped: {reason}"),
                 Some(MediaEvent::ConsentExpired { .. }) => bail!("a call's media path went silent for good"),
-                Some(MediaEvent::Connected { .. } | MediaEvent::Recovered { .. }) => {}
+                Some(
+                    MediaEvent::Connected { .. }
+                    | MediaEvent::Recovered { .. }
+                    | MediaEvent::Speaking { .. }
+                    | MediaEvent::RecordingEnded { .. },
+                ) => {}
                 None => bail!("the media plane stopped"),
             },
             _ = tick.tick() => rss_peak = rss_peak.max(rss_kib("self").unwrap_or(0)),

@@ -25,6 +25,7 @@ pub use clock::thread_cpu_time;
 pub use session::FRAME;
 
 use super::encoder::EncoderConfig;
+use super::record::{self, RecordPlan, RecordSummary, RecordTap};
 use super::source::SourceSpec;
 use super::stats::{CallStats, PacerTotals};
 use super::stream::{Stream, StreamError, StreamId};
@@ -49,6 +50,12 @@ pub enum MediaEvent {
     /// The media path went silent (no answer to consent checks) and came back by itself
     /// after `outage`; the stream played on meanwhile, at its own pace.
     Recovered { call: CallId, outage: Duration },
+    /// The participant sending under `ssrc` started or stopped speaking, by the audio
+    /// level of the stream the server forwards us.
+    Speaking { call: CallId, ssrc: u32, speaking: bool },
+    /// A recording of the call ended — stopped, capped, failed or its call gone — and
+    /// this is what it wrote.
+    RecordingEnded { call: CallId, summary: RecordSummary },
 }
 
 /// A change to a call's playback, applied at the next frame boundary.
@@ -61,6 +68,9 @@ pub enum Control {
     Volume(u16),
     /// Stop playing (no end event); the connection stays up.
     Stop,
+    /// Hand what the call hears to a recorder from now on, or (`None`) stop doing so,
+    /// which ends the recording.
+    Record(Option<RecordTap>),
     /// Test-only fault injection: the call's next send panics on its shard.
     #[cfg(feature = "fault-injection")]
     InjectPanic,
@@ -100,6 +110,8 @@ pub enum MediaError {
     Down,
     #[error("could not start a pacer thread: {0}")]
     Spawn(std::io::Error),
+    #[error("cannot record: {0}")]
+    Record(String),
 }
 
 /// Totals a shard reports when it stops.
@@ -161,6 +173,8 @@ pub struct MediaPlane {
     next_call: AtomicU64,
     next_stream: AtomicU64,
     config: PacerConfig,
+    /// For events from outside the shards (a recording's end).
+    events: mpsc::UnboundedSender<MediaEvent>,
 }
 
 impl MediaPlane {
@@ -194,6 +208,7 @@ impl MediaPlane {
             next_call: AtomicU64::new(1),
             next_stream: AtomicU64::new(1),
             config,
+            events: events_tx,
         };
         Ok((plane, events_rx))
     }
@@ -243,6 +258,22 @@ impl MediaPlane {
     /// Applies a playback change at the next frame boundary.
     pub fn control(&self, call: CallId, control: Control) -> Result<(), MediaError> {
         self.shard_of(call)?.send(Command::Control { call, control })
+    }
+
+    /// Starts recording `call` as `plan` says; its end — stopped, capped, failed, or the
+    /// call gone — arrives as [`MediaEvent::RecordingEnded`].
+    /// Returns once the call's shard hands it what it hears: nothing said after that is
+    /// missing from the recording.
+    pub async fn record(&self, call: CallId, plan: RecordPlan) -> Result<(), MediaError> {
+        let shard = self.shard_of(call)?;
+        let events = self.events.clone();
+        let tap = record::start(plan, move |summary| {
+            let _ = events.send(MediaEvent::RecordingEnded { call, summary });
+        })
+        .map_err(MediaError::Record)?;
+        shard.send(Command::Control { call, control: Control::Record(Some(tap)) })?;
+        // A shard takes its commands in order: once it answers this, it is recording.
+        self.stats(call).await.map(|_| ())
     }
 
     /// A snapshot of the call's counters.

@@ -18,10 +18,13 @@ use tokio::sync::oneshot;
 
 use super::{CallId, MediaEvent};
 use crate::media::gain::Gain;
+use crate::media::inbound::Inbound;
+use crate::media::record::RecordTap;
 use crate::media::stats::{CallStats, LATE_AFTER_US, Percentiles, new_histogram};
 use crate::media::stream::Stream;
 use crate::transport::join::AUDIO_LEVEL_URI;
 use crate::transport::peer::feed_datagram;
+use crate::transport::tap::TapHandle;
 
 /// 20 ms.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -93,6 +96,11 @@ pub struct Session {
     silent_since: Option<Instant>,
     /// How long silence lasts before it is reported: when `silent_since` began.
     silent_after: Duration,
+    /// The participants' streams the server forwards, as the tap captured them.
+    heard: TapHandle,
+    inbound: Inbound,
+    /// Where what the call hears goes to be recorded, while it is.
+    recording: Option<RecordTap>,
     /// Test-only fault injection: the next send panics.
     #[cfg(feature = "fault-injection")]
     poisoned: bool,
@@ -117,6 +125,9 @@ impl Session {
             id,
             silent_since: None,
             silent_after: peer.consent.silent_after,
+            heard: peer.heard,
+            inbound: Inbound::default(),
+            recording: None,
             pc: peer.pc,
             local_addr: peer.local_addr,
             socket: UdpSocket::from_std(peer.socket),
@@ -166,7 +177,7 @@ impl Session {
             _ => None,
         };
         let send = self.next_deadline.map(|d| d.checked_sub(SEND_AHEAD).unwrap_or(d));
-        [send, self.rtc_deadline, connect].into_iter().flatten().min()
+        [send, self.rtc_deadline, connect, self.inbound.next_expiry()].into_iter().flatten().min()
     }
 
     pub fn wants_encode(&self) -> bool {
@@ -319,6 +330,11 @@ impl Session {
         }
     }
 
+    /// Starts (or, with `None`, ends) handing what the call hears to a recorder.
+    pub fn record(&mut self, tap: Option<RecordTap>) {
+        self.recording = tap;
+    }
+
     pub fn set_volume(&mut self, percent: u16) {
         self.gain.set_percent(percent);
     }
@@ -346,8 +362,14 @@ impl Session {
         self.after_io(ctx, Instant::now());
     }
 
-    /// Runs the peer's timers if due.
+    /// Runs the peer's timers if due, and ends the speaking of the quiet.
     pub fn on_timer(&mut self, ctx: &Ctx<'_>, now: Instant) {
+        if self.inbound.next_expiry().is_some_and(|t| t <= now) {
+            let call = self.id;
+            self.inbound.expire(now, |s| {
+                let _ = ctx.events.send(MediaEvent::Speaking { call, ssrc: s.ssrc, speaking: s.speaking });
+            });
+        }
         if self.rtc_deadline.is_some_and(|d| d <= now) {
             let _ = self.pc.handle_timeout(now);
             self.after_io(ctx, now);
@@ -374,7 +396,27 @@ impl Session {
         }
         // RTCP from the far side (receiver reports) is consumed by interceptors; drain it.
         while self.pc.poll_read().is_some() {}
+        self.take_heard(ctx);
         self.rtc_deadline = self.pc.poll_timeout();
+    }
+
+    /// What the tap captured: each participant's packets, and who started speaking.
+    fn take_heard(&mut self, ctx: &Ctx<'_>) {
+        let level_ext = match self.link {
+            Link::Connected(neg) => neg.level_ext,
+            _ => None,
+        };
+        let (call, inbound, recording) = (self.id, &mut self.inbound, &mut self.recording);
+        self.heard.drain(|h| {
+            ctx.totals.heard_packets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(s) = inbound.on_packet(h.at, &h.packet, level_ext) {
+                let _ = ctx.events.send(MediaEvent::Speaking { call, ssrc: s.ssrc, speaking: s.speaking });
+            }
+            // A recorder that ended on its own (a cap, a failed write) lets go here.
+            if recording.as_ref().is_some_and(|r| !r.offer(h)) {
+                *recording = None;
+            }
+        });
     }
 
     fn on_state(&mut self, ctx: &Ctx<'_>, state: RTCPeerConnectionState, now: Instant) {
@@ -460,6 +502,8 @@ impl Session {
             skipped: self.stream.as_ref().map_or(0, |s| s.skipped()),
             starved: self.stream.as_ref().map_or(0, |s| s.starved()),
             volume: self.gain.percent(),
+            heard_packets: self.inbound.packets(),
+            heard: self.inbound.stats(),
             frames_sent: self.frames_sent,
             sent_ticks: self.sent_ticks,
             late_frames: self.late_frames,

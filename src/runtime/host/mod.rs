@@ -48,6 +48,8 @@ pub struct PluginState {
     grants: Arc<Grants>,
     /// The largest message media it may download, in bytes.
     download_max: u64,
+    /// The operator's caps on one recording: seconds, MiB.
+    record_caps: (u32, u32),
     /// The callback queries delivered to it lately: the ones it may answer.
     queries: std::collections::VecDeque<String>,
     counters: Arc<super::PluginCounters>,
@@ -80,6 +82,7 @@ impl PluginState {
             logs,
             grants,
             download_max: limits.download_mb << 20,
+            record_caps: (limits.record_seconds, limits.record_mb),
             queries: std::collections::VecDeque::new(),
             counters: tenant.counters.clone(),
         }

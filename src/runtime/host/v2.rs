@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use super::{Level, PluginState, host_fault};
-use crate::calls::{CallError, CallState, CallStatus, Playable};
+use crate::calls::{CallError, CallState, CallStatus, Playable, RecordRequest};
+use crate::media::record::RecordSummary;
 use crate::media::{PcmFormat, SourceSpec};
-use crate::runtime::bindings::v2::wasmcalls::bot::{calls, chat, config, logging, types};
+use crate::runtime::bindings::v2::wasmcalls::bot::{audio, calls, chat, config, logging, types};
 use crate::telegram::messages::{self as m, ButtonAction, Outgoing};
 
 /// How a v0.2 command failed, as the bindings see it: a contract `error` returns to
@@ -357,6 +358,86 @@ fn buttons_of(rows: Vec<Vec<types::Button>>) -> Vec<Vec<m::Button>> {
                 .collect()
         })
         .collect()
+}
+
+impl audio::Host for PluginState {
+    async fn record(
+        &mut self,
+        chat: i64,
+        target: types::RecordTarget,
+        options: types::RecordOptions,
+    ) -> Result<(), Refusal> {
+        self.may_call("record", chat)?;
+        let (cap_s, cap_mb) = self.record_caps;
+        let over = |what: &str, asked: u32, cap: u32| {
+            CallError::InvalidArgument(format!("{what} {asked} is over the operator's cap of {cap} (limits.record_*)"))
+        };
+        let checked = match &target {
+            types::RecordTarget::Mix(p) if !p.ends_with(".wav") => {
+                Err(CallError::InvalidArgument(format!("{p:?}: the mix is written as WAV; name it .wav")))
+            }
+            types::RecordTarget::Mix(p) => self.grants.check_recording(&self.name, p, true),
+            types::RecordTarget::Each(p) => self.grants.check_recording(&self.name, p, false),
+        };
+        let request = checked.and_then(|path| {
+            let (each, mix) = match target {
+                types::RecordTarget::Mix(_) => (None, Some(path)),
+                types::RecordTarget::Each(_) => (Some(path), None),
+            };
+            let seconds = options.max_seconds.unwrap_or(cap_s);
+            let mb = options.max_mb.unwrap_or(cap_mb);
+            if seconds > cap_s {
+                return Err(over("max-seconds", seconds, cap_s));
+            }
+            if mb > cap_mb {
+                return Err(over("max-mb", mb, cap_mb));
+            }
+            Ok(RecordRequest {
+                each,
+                mix,
+                max_duration: Duration::from_secs(seconds.into()),
+                max_bytes: u64::from(mb) << 20,
+            })
+        });
+        let r = match request {
+            Ok(request) => {
+                let t0 = Instant::now();
+                let r = self.manager.record(chat, request).await;
+                self.host_since(t0);
+                r
+            }
+            Err(e) => Err(e),
+        };
+        self.v2("record", chat, r)
+    }
+
+    async fn stop_record(&mut self, chat: i64) -> Result<types::Recording, Refusal> {
+        self.may_call("stop-record", chat)?;
+        let t0 = Instant::now();
+        let r = self.manager.stop_record(chat).await;
+        self.host_since(t0);
+        let summary = self.v2("stop-record", chat, r)?;
+        Ok(recording_to_wit(&self.grants, &summary))
+    }
+}
+
+/// A recording's summary for the contract, with paths as the plugin named them.
+pub(crate) fn recording_to_wit(grants: &crate::runtime::grants::Grants, s: &RecordSummary) -> types::Recording {
+    types::Recording {
+        files: s
+            .files
+            .iter()
+            .map(|f| types::RecordedFile {
+                path: grants.as_named(&f.path),
+                source: f.ssrc,
+                duration_ms: f.duration_ms,
+                bytes: f.bytes,
+            })
+            .collect(),
+        lost: s.lost,
+        dropped: s.dropped,
+        error: s.error.clone(),
+    }
 }
 
 impl chat::Host for PluginState {

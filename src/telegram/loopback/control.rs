@@ -13,8 +13,9 @@
 //! `POST /chats/<id>/uploads?from=&name=&kind=audio|voice|document&caption=` with the
 //! file as body → `{"id"}`; `POST /chats/<id>/press` `{"from", "message", "data"}` →
 //! `{"query"}`; `POST /chats/<id>/participants` `{"action": "join|leave|mute|unmute",
-//! "user"}`; `GET /chats/<id>/messages` (the transcript) and
-//! `GET /chats/<id>/participants`.
+//! "user"}`; `POST /chats/<id>/speak?user=&name=` with an audio file as body (the
+//! person joins the call if need be and says it) → `{"seconds"}`;
+//! `GET /chats/<id>/messages` (the transcript) and `GET /chats/<id>/participants`.
 //!
 //! The network (`wasmcalls loopback outage`): `POST /network/outage?seconds=<s>`
 //! blackholes every call that passes through the fault relay from now on.
@@ -55,6 +56,7 @@ pub fn router(loopback: Loopback) -> Router {
         .route("/chats/{id}/uploads", post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD)))
         .route("/chats/{id}/press", post(press))
         .route("/chats/{id}/participants", post(people).get(participants))
+        .route("/chats/{id}/speak", post(speak).layer(DefaultBodyLimit::max(MAX_UPLOAD)))
         .with_state(loopback)
 }
 
@@ -163,6 +165,25 @@ async fn people(State(lb): State<Loopback>, Path(chat): Path<ChatId>, Json(p): J
     };
     match r {
         Ok(()) => (StatusCode::OK, Json(serde_json::json!({}))),
+        Err(e) => refused(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SpeakQuery {
+    #[serde(default = "person")]
+    user: i64,
+    name: String,
+}
+
+async fn speak(
+    State(lb): State<Loopback>,
+    Path(chat): Path<ChatId>,
+    Query(q): Query<SpeakQuery>,
+    body: Bytes,
+) -> Answer {
+    match lb.speak_bytes(chat, q.user, &q.name, &body).await {
+        Ok(length) => (StatusCode::OK, Json(serde_json::json!({ "seconds": length.map(|d| d.as_secs_f64()) }))),
         Err(e) => refused(e),
     }
 }

@@ -16,6 +16,7 @@ pub mod faults;
 mod peer;
 mod recorder;
 mod roster;
+mod speech;
 mod talk;
 pub mod updates;
 
@@ -28,12 +29,14 @@ use parking_lot::Mutex;
 pub use chats::Chat;
 pub use peer::offer_from_join;
 pub use recorder::{HeardCall, HeardFrame, HeardStats};
+pub use speech::Spoken;
 pub use talk::{File, Posted, Press, ShownButton};
 pub use updates::Upload;
 
 use self::roster::Entry;
 use super::messages::{
-    Account, Bot, Identity, JoinOptions, MemberStatus, Message, MessageId, Outgoing, ParticipantPage, TextFormat,
+    Account, Bot, Identity, JoinOptions, MemberStatus, Message, MessageId, Outgoing, Participant, ParticipantPage,
+    TextFormat,
 };
 use super::tl::peer_of;
 use super::{BoxFuture, ChatId, Invite, Telegram, TelegramError, Update};
@@ -102,6 +105,8 @@ struct Inner {
     joins: tokio::sync::watch::Sender<u64>,
     /// When the network in front of the calls is down (with faults configured).
     outages: Arc<faults::Outages>,
+    /// Simulated people talking in the calls.
+    speech: speech::Speech,
 }
 
 impl Loopback {
@@ -118,7 +123,8 @@ impl Loopback {
         }
         let world = chats::World::new(opts.chats.clone(), opts.user_id, opts.bot.clone());
         let joins = tokio::sync::watch::Sender::new(0);
-        Ok(Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world, joins, outages }) })
+        let speech = speech::Speech::default();
+        Ok(Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world, joins, outages, speech }) })
     }
 
     /// Blackholes the network in front of every call from now for `len` — for calls
@@ -199,7 +205,8 @@ impl Loopback {
                 .record_to(&path)
                 .map_err(|e| TelegramError::Loopback(format!("cannot record to {}: {e}", path.display())))?;
         }
-        let answer = peer::spawn(params, &self.inner.opts, self.inner.outages.clone(), heard.clone()).await?;
+        let speech = self.inner.speech.listen();
+        let answer = peer::spawn(params, &self.inner.opts, self.inner.outages.clone(), heard.clone(), speech).await?;
         self.inner.calls.lock().push(heard);
         let ours = Entry { peer, source: params.ssrc_u32(), muted: options.start_muted, ours: true };
         let ours = self.inner.world.roster.lock().join(chat, ours);
@@ -261,6 +268,7 @@ impl Loopback {
     /// update (`updateChannel` with `channelForbidden`) goes out.
     pub fn kick(&self, chat: ChatId) {
         self.hang_up_chat(chat);
+        self.inner.speech.hush_chat(chat);
         self.inner.world.kick(chat);
     }
 
@@ -277,6 +285,7 @@ impl Loopback {
     /// Ends `chat`'s voice chat (`groupCallDiscarded`): participants are dropped.
     pub fn end_call(&self, chat: ChatId) {
         self.hang_up_chat(chat);
+        self.inner.speech.hush_chat(chat);
         self.inner.world.set_call(chat, false);
     }
 
@@ -396,6 +405,7 @@ impl Loopback {
     pub fn person_leaves(&self, chat: ChatId, user: i64) -> Result<(), String> {
         let entry =
             self.inner.world.roster.lock().leave(chat, user).ok_or(format!("{user} is not in chat {chat}'s call"))?;
+        self.inner.speech.hush(chat, user);
         self.announce(chat, &entry, true);
         Ok(())
     }
@@ -409,10 +419,68 @@ impl Loopback {
             }
             roster.set_muted(chat, muted, |e| e.peer == user)
         };
+        if muted {
+            self.inner.speech.hush(chat, user);
+        }
         if let Some(entry) = changed {
             self.announce(chat, &entry, false);
         }
         Ok(())
+    }
+
+    /// A simulated person says the audio of `file` in `chat`'s call, joining it first
+    /// if they are not in it (and the server forwards their stream to every client in
+    /// the call, as Telegram's does): how long they will talk, when the file says.
+    /// `keep` lives as long as the speech (a temporary file holding an upload).
+    pub async fn speak(
+        &self,
+        chat: ChatId,
+        user: i64,
+        file: PathBuf,
+        keep: Option<tempfile::TempPath>,
+    ) -> Result<Option<std::time::Duration>, String> {
+        self.check_person(chat, user)?;
+        let listed = self.inner.world.roster.lock().page(chat, None, 1000).ok();
+        let me = listed.and_then(|p| p.participants.into_iter().find(|p| p.peer == user));
+        let ssrc = match me {
+            Some(p) if p.muted => {
+                return Err(format!("{user} is muted in chat {chat}'s call: unmute them first (participant unmute)"));
+            }
+            Some(p) => p.source,
+            None => {
+                self.person_joins(chat, user, false)?;
+                let roster = self.inner.world.roster.lock();
+                let page = roster.page(chat, None, 1000).map_err(|e| e.to_string())?;
+                page.participants.iter().find(|p| p.peer == user).map(|p| p.source).ok_or("joining the call failed")?
+            }
+        };
+        let what = file.display().to_string();
+        self.inner.speech.speak(chat, user, ssrc, file, keep).await.map_err(|e| format!("{what}: {e}"))
+    }
+
+    /// [`Loopback::speak`] for a file sent as bytes (the control endpoint's upload).
+    pub async fn speak_bytes(
+        &self,
+        chat: ChatId,
+        user: i64,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Option<std::time::Duration>, String> {
+        use std::io::Write;
+        if bytes.is_empty() {
+            return Err(format!("{name} is empty"));
+        }
+        // The name's extension tells raw PCM from the rest, as for any file.
+        let ext = Path::new(name).extension().and_then(|e| e.to_str()).unwrap_or("bin");
+        let mut tmp = tempfile::Builder::new()
+            .suffix(&format!(".{ext}"))
+            .tempfile()
+            .map_err(|e| format!("cannot hold {name} in a temporary file: {e}"))?;
+        tmp.write_all(bytes).map_err(|e| format!("cannot hold {name} in a temporary file: {e}"))?;
+        let path = tmp.into_temp_path();
+        // Errors name the upload, not the temporary file holding it.
+        let held = path.display().to_string();
+        self.speak(chat, user, path.to_path_buf(), Some(path)).await.map_err(|e| e.replace(&held, name))
     }
 
     /// Simulated people are users (positive ids) in chats the loopback has.
@@ -524,6 +592,14 @@ impl Telegram for Loopback {
                 .page(chat, offset, limit)
                 .map_err(|_| refused("phone.getGroupParticipants", 400, "OFFSET_INVALID"))
         })
+    }
+
+    fn participant_by_source(
+        &self,
+        chat: ChatId,
+        ssrc: u32,
+    ) -> BoxFuture<'_, Result<Option<Participant>, TelegramError>> {
+        Box::pin(async move { Ok(self.inner.world.roster.lock().by_source(chat, ssrc)) })
     }
 
     fn send<'a>(&'a self, chat: ChatId, message: &'a Outgoing) -> BoxFuture<'a, Result<MessageId, TelegramError>> {

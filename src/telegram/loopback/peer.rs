@@ -26,15 +26,18 @@ use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::sansio::Protocol;
 use rtc::stun::attributes::{ATTR_ICE_CONTROLLED, ATTR_ICE_CONTROLLING};
 use rtc::stun::message::{CLASS_REQUEST, METHOD_BINDING, Message, is_stun_message};
 use tokio::net::UdpSocket;
+use tokio::sync::broadcast;
 
 use super::LoopbackOptions;
 use super::recorder::HeardCall;
+use super::speech::Spoken;
 use crate::telegram::TelegramError;
 use crate::transport::JoinParams;
 use crate::transport::join::{
@@ -42,9 +45,10 @@ use crate::transport::join::{
     Transport, TransportAnswer,
 };
 use crate::transport::peer::{add_host_candidate, audio_media_engine, feed_datagram, shared_certificate};
+use crate::transport::tap::{self, Tap, TapHandle};
 
 /// Audio-level extension id, as Telegram numbers it.
-const LEVEL_EXT_ID: u8 = 1;
+pub(super) const LEVEL_EXT_ID: u8 = 1;
 
 fn rtc_err(e: impl std::fmt::Display) -> TelegramError {
     TelegramError::Loopback(format!("could not accept the join: {e}"))
@@ -80,7 +84,7 @@ pub fn offer_from_join(p: &JoinParams, client_is_lite: bool) -> String {
          m=audio 9 UDP/TLS/RTP/SAVPF {OPUS_PAYLOAD_TYPE}\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
          a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:{} {}\r\na=setup:{setup}\r\n\
          a=rtpmap:{OPUS_PAYLOAD_TYPE} opus/48000/2\r\na=fmtp:{OPUS_PAYLOAD_TYPE} minptime=10;useinbandfec=1\r\n\
-         a=extmap:{LEVEL_EXT_ID} {AUDIO_LEVEL_URI}\r\na=rtcp-mux\r\na=sendonly\r\n\
+         a=extmap:{LEVEL_EXT_ID} {AUDIO_LEVEL_URI}\r\na=rtcp-mux\r\na=sendrecv\r\n\
          a=msid:wasmcalls audio\r\na=ssrc:{} cname:wasmcalls\r\n",
         p.ufrag,
         p.pwd,
@@ -149,12 +153,13 @@ fn video_section() -> MediaParams {
 }
 
 /// Binds the participant's socket, answers the join as Telegram would, and starts the
-/// task that will accept its connection.
+/// task that will accept its connection and forward it what `speech` says in its chat.
 pub(super) async fn spawn(
     params: &JoinParams,
     opts: &LoopbackOptions,
     outages: Arc<super::faults::Outages>,
     heard: Arc<HeardCall>,
+    speech: broadcast::Receiver<Arc<Spoken>>,
 ) -> Result<TransportAnswer, TelegramError> {
     let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await.map_err(rtc_err)?;
     let local = socket.local_addr().map_err(rtc_err)?;
@@ -204,7 +209,7 @@ pub(super) async fn spawn(
     };
     let accept = Accept { params: params.clone(), creds, cert, local };
     tokio::spawn(async move {
-        receive(accept, socket, heard).await;
+        receive(accept, socket, heard, speech).await;
         relay_stop.notify_one();
     });
     Ok(transport)
@@ -238,9 +243,11 @@ fn client_role(datagram: &[u8]) -> Option<bool> {
 }
 
 impl Accept {
-    /// The loopback's peer for a client that is controlling (or not).
-    fn build(&self, client_controlling: bool) -> Result<RTCPeerConnection, TelegramError> {
+    /// The loopback's peer for a client that is controlling (or not), and the tap that
+    /// sends the client what other participants say.
+    fn build(&self, client_controlling: bool) -> Result<(RTCPeerConnection, TapHandle), TelegramError> {
         let now = Instant::now();
+        let (tap, speak) = Tap::injecting();
         // DTLS: whichever role the client did not take.
         let our_dtls =
             if self.params.fingerprints[0].setup == Setup::Passive { RTCDtlsRole::Client } else { RTCDtlsRole::Server };
@@ -258,7 +265,7 @@ impl Accept {
             .with_configuration(RTCConfigurationBuilder::new().with_certificates(vec![self.cert.clone()]).build())
             .with_setting_engine(engine)
             .with_media_engine(audio_media_engine().map_err(rtc_err)?)
-            .with_interceptor_registry(configure_rtcp_reports(Registry::new()))
+            .with_interceptor_registry(configure_rtcp_reports(Registry::new()).with(tap::SLOT, tap))
             .build(now)
             .map_err(rtc_err)?;
         let offer =
@@ -267,7 +274,7 @@ impl Accept {
         add_host_candidate(&mut pc, self.local).map_err(rtc_err)?;
         let answer = pc.create_answer(None).map_err(rtc_err)?;
         pc.set_local_description(now, answer).map_err(rtc_err)?;
-        Ok(pc)
+        Ok((pc, speak))
     }
 }
 
@@ -280,39 +287,60 @@ fn take_packets(pc: &mut RTCPeerConnection, heard: &HeardCall, arrived: Instant)
     }
 }
 
-/// Sends what the peer has queued and reports its state changes.
-async fn flush(pc: &mut RTCPeerConnection, socket: &UdpSocket, heard: &HeardCall) {
+/// Sends what the peer has queued and reports its state changes; `connected` follows
+/// them.
+async fn flush(pc: &mut RTCPeerConnection, socket: &UdpSocket, heard: &HeardCall, connected: &mut bool) {
     while let Some(out) = pc.poll_write() {
         let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
     }
     while let Some(ev) = pc.poll_event() {
         if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = ev {
+            *connected = state == RTCPeerConnectionState::Connected;
             heard.on_state(state.to_string());
         }
     }
 }
 
-/// The receive loop of one loopback participant.
-async fn receive(accept: Accept, socket: UdpSocket, heard: Arc<HeardCall>) {
-    let mut pc: Option<RTCPeerConnection> = None;
+/// The next packet said in any chat (a connection that fell behind skips what it
+/// missed, as a lossy network would); never, once the loopback is gone.
+async fn next_said(speech: &mut broadcast::Receiver<Arc<Spoken>>) -> Arc<Spoken> {
+    loop {
+        match speech.recv().await {
+            Ok(said) => return said,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// The receive loop of one loopback participant: what the client sends is heard;
+/// what others in its chat say is sent to it.
+async fn receive(
+    accept: Accept,
+    socket: UdpSocket,
+    heard: Arc<HeardCall>,
+    mut speech: broadcast::Receiver<Arc<Spoken>>,
+) {
+    let mut pc: Option<(RTCPeerConnection, TapHandle)> = None;
     let mut buf = vec![0u8; 2048];
     let mut arrived = Instant::now();
     let hang_up = heard.hang_up_signal();
+    let (mut connected, mut client) = (false, None);
     loop {
-        if let Some(pc) = pc.as_mut() {
-            flush(pc, &socket, &heard).await;
+        if let Some((pc, _)) = pc.as_mut() {
+            flush(pc, &socket, &heard, &mut connected).await;
             take_packets(pc, &heard, arrived);
         }
         let now = Instant::now();
         let release = heard.release_due(now);
-        let wake = pc.as_mut().and_then(|pc| pc.poll_timeout()).into_iter().chain(release).min();
+        let wake = pc.as_mut().and_then(|(pc, _)| pc.poll_timeout()).into_iter().chain(release).min();
         let wait = wake.map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
         tokio::select! {
             _ = hang_up.notified() => {
                 // What was sent before the leave is already queued: hear it before closing.
                 while let Ok((n, from)) = socket.try_recv_from(&mut buf) {
                     arrived = Instant::now();
-                    if let Some(pc) = pc.as_mut() {
+                    if let Some((pc, _)) = pc.as_mut() {
                         let _ = feed_datagram(pc, accept.local, from, &buf[..n], arrived);
                         take_packets(pc, &heard, arrived);
                     }
@@ -321,18 +349,26 @@ async fn receive(accept: Accept, socket: UdpSocket, heard: Arc<HeardCall>) {
                 break;
             }
             _ = tokio::time::sleep(wait) => {
-                if let Some(pc) = pc.as_mut() {
+                if let Some((pc, _)) = pc.as_mut() {
                     let _ = pc.handle_timeout(Instant::now());
+                }
+            }
+            said = next_said(&mut speech) => {
+                // Forwarded as Telegram's server forwards: the packet as the speaker
+                // sent it, once the client's connection is up.
+                if let (true, true, Some((_, tap)), Some(to)) = (said.chat == heard.chat(), connected, pc.as_ref(), client) {
+                    tap.inject(accept.local, to, said.packet.clone());
                 }
             }
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 arrived = Instant::now();
+                client = Some(from);
                 if pc.is_none() {
                     // Nothing but the client's first check tells its ICE role.
                     let Some(controlling) = client_role(&buf[..n]) else { continue };
                     match accept.build(controlling) {
-                        Ok(p) => pc = Some(p),
+                        Ok(built) => pc = Some(built),
                         Err(e) => {
                             tracing::warn!(ssrc = heard.ssrc(), "loopback: {e}");
                             heard.on_state("failed".into());
@@ -340,15 +376,15 @@ async fn receive(accept: Accept, socket: UdpSocket, heard: Arc<HeardCall>) {
                         }
                     }
                 }
-                if let Some(pc) = pc.as_mut() {
+                if let Some((pc, _)) = pc.as_mut() {
                     let _ = feed_datagram(pc, accept.local, from, &buf[..n], arrived);
                 }
             }
         }
     }
-    if let Some(mut pc) = pc {
+    if let Some((mut pc, _)) = pc {
         let _ = pc.close();
-        flush(&mut pc, &socket, &heard).await;
+        flush(&mut pc, &socket, &heard, &mut connected).await;
     }
     if let Err(e) = heard.finish_recording() {
         tracing::warn!(ssrc = heard.ssrc(), "loopback: closing the recording failed: {e}");

@@ -2,18 +2,15 @@
 //! timestamp (so pauses and losses show as silence, as a listener would hear them),
 //! and packet counters that tests and the CLI read back.
 //!
-//! Packets pass a jitter buffer first, as in a receiver: one that arrives after a
-//! later one is put back in order, and a gap is declared lost only when the packet
-//! after it has waited [`JITTER_HOLD`].
+//! Packets pass a jitter buffer first ([`Jitter`]), as in a receiver.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use rtc::rtp::packet::Packet;
@@ -21,6 +18,8 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use super::LoopbackOptions;
+pub use crate::media::jitter::JITTER_HOLD;
+use crate::media::jitter::Jitter;
 use crate::media::loss::{FRAME, conceal};
 use crate::media::stats::{Percentiles, new_histogram};
 use crate::telegram::ChatId;
@@ -29,10 +28,6 @@ use crate::telegram::ChatId;
 const CHANNELS: usize = 2;
 /// A timestamp jump beyond this is treated as a new timeline, not silence to fill.
 const MAX_SILENCE_SAMPLES: u64 = 48_000 * 60;
-/// How long a packet after a gap waits for the missing one. A packet may overtake the
-/// one sent 20 ms before it by up to the path's jitter spread: 80 ms covers ±30 ms of
-/// jitter with room, within what receivers' jitter buffers (NetEq) hold on such paths.
-pub const JITTER_HOLD: Duration = Duration::from_millis(80);
 
 /// Counters of one participant, as a snapshot.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -82,11 +77,7 @@ struct Recorder {
     scratch: Vec<i16>,
     stats: HeardStats,
     deviation: Histogram<u32>,
-    /// Packets waiting in the jitter buffer, by extended sequence number.
-    held: BTreeMap<u64, (Packet, Instant)>,
-    /// The extended sequence number to play next, and the highest seen.
-    next_seq: Option<u64>,
-    highest_seq: Option<u64>,
+    jitter: Jitter<Packet>,
     ts_origin: Option<i64>,
     last_ext_ts: i64,
     first_arrival: Option<Instant>,
@@ -120,9 +111,7 @@ impl HeardCall {
                 scratch: vec![0; 5760 * CHANNELS],
                 stats: HeardStats { state: "new".into(), ..Default::default() },
                 deviation: new_histogram(),
-                held: BTreeMap::new(),
-                next_seq: None,
-                highest_seq: None,
+                jitter: Jitter::default(),
                 ts_origin: None,
                 last_ext_ts: 0,
                 first_arrival: None,
@@ -154,6 +143,8 @@ impl HeardCall {
         let rec = self.rec.lock();
         let mut s = rec.stats.clone();
         s.arrival_deviation = Percentiles::of(&rec.deviation);
+        let j = rec.jitter.stats();
+        (s.lost, s.late, s.reordered) = (j.lost, j.late, j.reordered);
         s
     }
 
@@ -214,10 +205,10 @@ impl HeardCall {
     /// packet will have (for the receive loop's timer).
     pub(super) fn release_due(&self, now: Instant) -> Option<Instant> {
         let mut rec = self.rec.lock();
-        let before = rec.held.len();
+        let before = rec.jitter.len();
         rec.release(now);
-        let changed = rec.held.len() != before;
-        let next = rec.held.first_key_value().map(|(_, (_, arrived))| *arrived + JITTER_HOLD);
+        let changed = rec.jitter.len() != before;
+        let next = rec.jitter.next_due();
         drop(rec);
         if changed {
             self.version.send_modify(|v| *v += 1);
@@ -247,38 +238,16 @@ impl Recorder {
         if h.extensions.iter().any(|e| e.payload.len() == 1) {
             s.level_packets += 1;
         }
-        // Unwrap the 16-bit sequence number around the highest seen.
-        let ext = match self.highest_seq {
-            None => h.sequence_number as u64 + (1 << 16),
-            Some(hi) => {
-                let d = h.sequence_number.wrapping_sub(hi as u16) as i16 as i64;
-                (hi as i64 + d).max(0) as u64
-            }
-        };
-        if self.highest_seq.is_some_and(|hi| ext < hi) {
-            s.reordered += 1;
+        if self.jitter.push(h.sequence_number, p.clone(), arrived) {
+            self.release(arrived);
         }
-        self.highest_seq = Some(self.highest_seq.map_or(ext, |hi| hi.max(ext)));
-        if self.next_seq.is_some_and(|next| ext < next) || self.held.contains_key(&ext) {
-            s.late += 1;
-            return;
-        }
-        self.held.insert(ext, (p.clone(), arrived));
-        self.release(arrived);
     }
 
-    /// Plays held packets in sequence: the next one as soon as it is there; past a
-    /// gap, once the packet after it has waited [`JITTER_HOLD`] (the gap is lost).
+    /// Plays what the jitter buffer releases by `now`.
     fn release(&mut self, now: Instant) {
-        while let Some((&first, (_, arrived))) = self.held.first_key_value() {
-            let next = self.next_seq.unwrap_or(first);
-            if first != next && now < *arrived + JITTER_HOLD {
-                break;
-            }
-            let Some((_, (packet, arrived))) = self.held.pop_first() else { break };
-            let missing = first - next;
-            self.stats.lost += missing;
-            self.next_seq = Some(first + 1);
+        let mut out = Vec::new();
+        self.jitter.release(now, |p, arrived, missing| out.push((p, arrived, missing)));
+        for (packet, arrived, missing) in out {
             self.play(&packet, arrived, missing);
         }
     }

@@ -90,6 +90,11 @@ impl Roster {
         Some(e.clone())
     }
 
+    /// The participant of `chat`'s call sending under `source`.
+    pub fn by_source(&self, chat: ChatId, source: u32) -> Option<Participant> {
+        self.calls.get(&chat)?.iter().find(|e| e.source == source).map(Entry::participant)
+    }
+
     /// Everyone leaves `chat`'s call (it ended, or we were removed).
     pub fn clear(&mut self, chat: ChatId) {
         self.calls.remove(&chat);

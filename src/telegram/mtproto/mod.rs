@@ -37,7 +37,9 @@ use tokio::sync::broadcast;
 use self::messages::{Delete, Fetch};
 use self::requests::Checked;
 use self::rpc::{Rpc, classify};
-use super::messages::{Account, Bot, Identity, JoinOptions, MemberStatus, MessageId, Outgoing, ParticipantPage};
+use super::messages::{
+    Account, Bot, Identity, JoinOptions, MemberStatus, MessageId, Outgoing, Participant, ParticipantPage,
+};
 use super::router::{JoinedCall, Router};
 use super::tl::read::{channel_member, chat_member, participant_of};
 use super::tl::{CallRef, ChatKind};
@@ -498,6 +500,21 @@ impl<R: Rpc> Telegram for Mtproto<R> {
                 next_offset: Some(p.next_offset).filter(|o| !o.is_empty()),
                 total: p.count.max(0) as u32,
             })
+        })
+    }
+
+    fn participant_by_source(
+        &self,
+        chat: ChatId,
+        ssrc: u32,
+    ) -> BoxFuture<'_, Result<Option<Participant>, TelegramError>> {
+        Box::pin(async move {
+            let call = self.find_call(chat).await?;
+            let request = requests::participant_by_source(call, ssrc);
+            let tl::enums::phone::GroupParticipants::Participants(p) =
+                self.invoke("phone.getGroupParticipants", &request).await?;
+            let ours = [self.inner.router.me()];
+            Ok(p.participants.iter().filter_map(|x| participant_of(x, &ours)).find(|x| x.source == ssrc))
         })
     }
 

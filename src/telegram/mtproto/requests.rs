@@ -72,6 +72,12 @@ pub fn participants(call: CallRef, offset: &str, limit: u32) -> tl::functions::p
     }
 }
 
+/// `phone.getGroupParticipants` for the one participant sending under `ssrc`.
+pub fn participant_by_source(call: CallRef, ssrc: u32) -> tl::functions::phone::GetGroupParticipants {
+    // Telegram's sources are the SSRC's bits as a signed int.
+    tl::functions::phone::GetGroupParticipants { sources: vec![ssrc as i32], limit: 1, ..participants(call, "", 1) }
+}
+
 /// `phone.createGroupCall`: a voice chat in `peer`, now.
 pub fn create_call(peer: tl::enums::InputPeer, random_id: i32) -> tl::functions::phone::CreateGroupCall {
     tl::functions::phone::CreateGroupCall { rtmp_stream: false, peer, random_id, title: None, schedule_date: None }

@@ -73,7 +73,7 @@ fn reference_answer_becomes_an_ice_lite_sdp_answer() {
         "a=fmtp:111 minptime=10;useinbandfec=1".to_owned(),
         "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level".to_owned(),
         "a=rtcp-mux".to_owned(),
-        "a=recvonly".to_owned(),
+        "a=sendrecv".to_owned(),
     ] {
         assert!(sdp.contains(&line), "answer lacks {line:?}:\n{sdp}");
     }

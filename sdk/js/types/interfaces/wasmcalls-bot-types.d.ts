@@ -1,5 +1,5 @@
 // Generated from wit/v0.2 by `npm run types` (jco guest-types; 64-bit integers as QuickJS passes them).
-declare module 'wasmcalls:bot/types@0.2.0' {
+declare module 'wasmcalls:bot/types@0.2.1' {
   /**
    * A Telegram chat id, as the Bot API writes it: supergroups and channels are
    * `-100…`, basic groups `-…`, users positive.
@@ -688,4 +688,83 @@ declare module 'wasmcalls:bot/types@0.2.0' {
    * Something failed.
    */
   export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /**
+   * Where a recording goes: only into folders granted by `grants.recordings`, and
+   * never over a file that exists.
+   */
+  export type RecordTarget = RecordTargetMix | RecordTargetEach;
+  /**
+   * The call's mix — every other participant, as a listener hears them — to this
+   * WAV file (48 kHz, 16-bit stereo).
+   */
+  export interface RecordTargetMix {
+    tag: 'mix',
+    val: string,
+  }
+  /**
+   * Each participant to an Ogg Opus file of the very packets they sent (no
+   * re-encode), `<user>-<source>.ogg` in this folder.
+   */
+  export interface RecordTargetEach {
+    tag: 'each',
+    val: string,
+  }
+  /**
+   * Caps on one recording, within the operator's (`limits.record_seconds`,
+   * `limits.record_mb`).
+   */
+  export interface RecordOptions {
+    /**
+     * Stop after this many seconds; none: the operator's cap.
+     */
+    maxSeconds?: number,
+    /**
+     * Stop once the files hold this many MiB; none: the operator's cap.
+     */
+    maxMb?: number,
+  }
+  /**
+   * One file a recording wrote.
+   */
+  export interface RecordedFile {
+    /**
+     * Its path, as the plugin named the file or folder.
+     */
+    path: string,
+    /**
+     * The participant's source (SSRC), for a participant's file; none for the mix.
+     */
+    source?: number,
+    /**
+     * Audio in it, in milliseconds.
+     */
+    durationMs: number,
+    /**
+     * Its size in bytes (audio only, without headers).
+     */
+    bytes: number,
+  }
+  /**
+   * What a recording wrote, once it ended.
+   */
+  export interface Recording {
+    /**
+     * The files, each participant's by path, then the mix.
+     */
+    files: Array<RecordedFile>,
+    /**
+     * Packets that never arrived (network loss): concealed in the mix, silence in
+     * a participant's file.
+     */
+    lost: number,
+    /**
+     * Packets the recorder could not keep up with (a stalled disk).
+     */
+    dropped: number,
+    /**
+     * Why it ended on its own — a cap reached, a file that could not be written;
+     * none when it was stopped or its call ended.
+     */
+    error?: string,
+  }
 }

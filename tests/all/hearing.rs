@@ -1,0 +1,292 @@
+//! Hearing the call: the loopback's simulated people speak, as Telegram's server
+//! forwards a participant's stream — under the source they announced, unnamed in any
+//! SDP — and the host hears each stream, knows who is speaking, and tells the plugins.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wasmcalls::calls::HostEvent;
+use wasmcalls::media::MediaEvent;
+use wasmcalls::telegram::{ParticipantChange, Telegram};
+
+use crate::support::*;
+
+const CHAT: i64 = -1_001_185_324_811;
+const ALICE: i64 = 424_242;
+const BOB: i64 = 515_151;
+
+/// Two seconds of something as loud as speech (about -13 dBov).
+fn words(seconds: f64) -> Vec<i16> {
+    tones(&[(310.0, 0.25), (720.0, 0.15)], seconds, RATE, 2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_speaking_is_heard_under_their_source_and_only_while_they_speak() {
+    let mut call = Call::join().await;
+    let chat = -100;
+    let path = write_raw(call.dir.path(), "alice.raw", &words(2.0));
+    let length = call.loopback.speak(chat, ALICE, path, None).await.unwrap();
+    assert_eq!(length, Some(Duration::from_secs(2)));
+    let page = call.loopback.participants(chat, None, 10).await.unwrap();
+    let source = page.participants.iter().find(|p| p.peer == ALICE).expect("speaking joined her").source;
+
+    let us = call.dialed.call;
+    assert_eq!(call.next_event().await, MediaEvent::Speaking { call: us, ssrc: source, speaking: true });
+    // Once the file ends, the hold passes and she is quiet again.
+    assert_eq!(call.next_event().await, MediaEvent::Speaking { call: us, ssrc: source, speaking: false });
+    let stats = call.media.stats(us).await.unwrap();
+    assert_eq!(stats.heard.len(), 1, "{stats:?}");
+    let heard = &stats.heard[0];
+    assert_eq!((heard.ssrc, heard.packets, heard.lost), (source, 100, 0), "2 s is 100 packets of 20 ms");
+    assert!(!heard.speaking);
+    assert_eq!(stats.frames_sent, 0, "hearing sends nothing");
+    let totals = call.media.totals().heard_packets.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(totals, 100, "the metric counts them too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_see_who_speaks_whether_or_not_an_update_named_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 30.0, RATE, 2));
+    let alice = write_raw(dir.path(), "alice.raw", &words(1.0));
+    let bob = write_raw(dir.path(), "bob.raw", &words(1.0));
+    let setup = Setup::new().chat(CHAT).plugin(Bot::probe("p").grants("chats = \"all\", files = [\".\"]"));
+    let host = Host::start_in(dir, &setup).await;
+    let lb = host.loopback().clone();
+    // Alice is in the call before us: no update we receive names her source, so the
+    // host asks who sends under it, as Telegram's clients do.
+    lb.person_joins(CHAT, ALICE, false).unwrap();
+    let mut events = host.app.events();
+    let join = json!({ "cmd": "join", "chat": CHAT, "source": { "raw": { "path": "long.raw", "rate": 48000, "channels": 2 } } });
+    assert_eq!(host.api("p", join).await, json!({ "ok": null }));
+    let speaking = |who: i64, on: bool| {
+        move |e: &HostEvent| {
+            let want =
+                if on { ParticipantChange::StartedSpeaking(who) } else { ParticipantChange::StoppedSpeaking(who) };
+            matches!(e, HostEvent::Participants { chat, changes } if *chat == CHAT && changes.contains(&want))
+        }
+    };
+    lb.speak(CHAT, ALICE, alice, None).await.unwrap();
+    host.event(&mut events, speaking(ALICE, true)).await;
+    let page = host.api("p", json!({ "cmd": "participants", "chat": CHAT })).await;
+    let listed = page["ok"]["participants"].as_array().unwrap().clone();
+    let her = listed.iter().find(|p| p["peer"] == ALICE).unwrap();
+    assert_eq!(her["speaking"], true, "pages show who speaks: {page}");
+    let status = host.app.manager.calls().await;
+    assert_eq!(status[0].speaking, vec![ALICE], "and so does the status");
+    assert_eq!(status[0].heard.len(), 1, "{status:?}");
+    host.event(&mut events, speaking(ALICE, false)).await;
+
+    // Bob joins after us (his update names his source), speaks, and leaves while
+    // speaking: he stops speaking, then leaves.
+    lb.speak(CHAT, BOB, bob, None).await.unwrap();
+    host.event(&mut events, speaking(BOB, true)).await;
+    lb.person_leaves(CHAT, BOB).unwrap();
+    host.event(
+        &mut events,
+        |e| matches!(e, HostEvent::Participants { changes, .. } if changes.contains(&ParticipantChange::Left(BOB))),
+    )
+    .await;
+
+    let seen: Vec<Value> = host.api("p", json!({ "cmd": "events" })).await.as_array().unwrap().clone();
+    let changes: Vec<Value> = seen
+        .iter()
+        .filter_map(|e| e.get("on-participants"))
+        .flat_map(|s| s["changes"].as_array().unwrap().clone())
+        .filter(|c| c.get("joined").is_none_or(|j| j["peer"] != json!(777_000_001)))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            json!({ "started-speaking": ALICE }),
+            json!({ "stopped-speaking": ALICE }),
+            json!({ "joined": { "peer": BOB, "muted": false, "is_self": false } }),
+            json!({ "started-speaking": BOB }),
+            json!({ "stopped-speaking": BOB }),
+            json!({ "left": BOB }),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_person_cannot_speak_and_a_file_that_is_not_audio_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::new().chat(CHAT);
+    let host = Host::start_in(dir, &setup).await;
+    let lb = host.loopback();
+    lb.person_joins(CHAT, ALICE, true).unwrap();
+    let err = lb.speak_bytes(CHAT, ALICE, "hello.wav", &[1; 4000]).await.unwrap_err();
+    assert!(err.contains("muted") && err.contains("unmute"), "{err}");
+    lb.person_mutes(CHAT, ALICE, false).unwrap();
+    let err = lb.speak_bytes(CHAT, ALICE, "notes.txt", b"just some words, not audio at all\n").await.unwrap_err();
+    assert!(err.starts_with("notes.txt: ") && err.contains("not audio"), "{err}");
+    let err = lb.speak_bytes(CHAT, ALICE, "empty.wav", b"").await.unwrap_err();
+    assert!(err.contains("empty"), "{err}");
+}
+
+/// A file decoded by ffmpeg to 48 kHz stereo s16le (as a player would play it).
+fn decoded(path: &std::path::Path) -> Vec<i16> {
+    let mut ffmpeg = std::process::Command::new("ffmpeg");
+    ffmpeg.args(["-v", "error"]);
+    if path.extension().is_some_and(|e| e == "ogg") {
+        // libopus decodes, as players do (ffmpeg's own Opus decoder differs from it).
+        ffmpeg.args(["-c:a", "libopus"]);
+    }
+    let out = ffmpeg
+        .arg("-i")
+        .arg(path)
+        .args(["-f", "s16le", "-ac", "2", "-ar", "48000", "-"])
+        .output()
+        .expect("ffmpeg runs (.ci/setup installs it)");
+    assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    out.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
+/// `heard` from where it stops being silent.
+fn from_sound(heard: &[f64]) -> &[f64] {
+    let start = heard.iter().position(|x| x.abs() > 500.0).unwrap_or(heard.len());
+    &heard[start.saturating_sub(200)..]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_speaker_is_recorded_to_a_file_of_their_own_and_the_mix_to_a_wav() {
+    let mut call = Call::join().await;
+    let chat = -100;
+    let dir = call.dir.path().to_owned();
+    // Rising chirps: starting low keeps the alignment search off a neighbouring period.
+    let (alice, bob) = (chirp(300.0, 3000.0, 2.0, 0.3), chirp(150.0, 1800.0, 2.0, 0.3));
+    let (alice_file, bob_file) = (write_raw(&dir, "alice.raw", &alice), write_raw(&dir, "bob.raw", &bob));
+    let us = call.dialed.call;
+    let plan = wasmcalls::media::record::RecordPlan {
+        each: Some((dir.clone(), Box::new(|ssrc| format!("source-{ssrc}")))),
+        mix: Some(dir.join("mix.wav")),
+        max_duration: Duration::from_secs(600),
+        max_bytes: 1 << 30,
+    };
+    call.media.record(us, plan).await.unwrap();
+    // One after the other: each file holds one voice, the mix both in turn.
+    for (who, file) in [(ALICE, alice_file), (BOB, bob_file)] {
+        call.loopback.speak(chat, who, file, None).await.unwrap();
+        loop {
+            if let MediaEvent::Speaking { speaking: false, .. } = call.next_event().await {
+                break;
+            }
+        }
+    }
+    call.media.control(us, wasmcalls::media::Control::Record(None)).unwrap();
+    let summary = loop {
+        if let MediaEvent::RecordingEnded { summary, .. } = call.next_event().await {
+            break summary;
+        }
+    };
+    assert_eq!((summary.error.as_deref(), summary.dropped, summary.lost), (None, 0, 0), "{summary:?}");
+    assert_eq!(summary.files.len(), 3, "{summary:?}");
+    let page = call.loopback.participants(chat, None, 10).await.unwrap();
+    let source_of = |who: i64| page.participants.iter().find(|p| p.peer == who).unwrap().source;
+    for (who, sent) in [(ALICE, &alice), (BOB, &bob)] {
+        let file = summary.files.iter().find(|f| f.ssrc == Some(source_of(who))).unwrap();
+        assert_eq!(file.path, dir.join(format!("source-{}.ogg", source_of(who))));
+        assert!((2000..2100).contains(&file.duration_ms), "{file:?}");
+        let heard = left(&decoded(&file.path));
+        let (mean, worst) = wasmcalls::media::loss::window_correlations(&left(sent), &heard);
+        assert!(mean >= 0.9, "{who}'s recording matches what they said: mean {mean:.3}, worst {worst:.3}");
+    }
+    let mix = summary.files.iter().find(|f| f.ssrc.is_none()).unwrap();
+    let heard = left(&decoded(&mix.path));
+    let (mean, worst) = wasmcalls::media::loss::window_correlations(&left(&alice), from_sound(&heard));
+    assert!(mean >= 0.9, "the mix starts with Alice: mean {mean:.3}, worst {worst:.3}");
+    let after_alice = &heard[heard.len() - from_sound(&heard).len() + 2 * RATE as usize..];
+    let (mean, worst) = wasmcalls::media::loss::window_correlations(&left(&bob), from_sound(after_alice));
+    assert!(mean >= 0.9, "then Bob: mean {mean:.3}, worst {worst:.3}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_records_into_its_granted_folder_only_and_hears_how_recordings_end() {
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 30.0, RATE, 2));
+    let alice = write_raw(dir.path(), "alice.raw", &words(1.0));
+    std::fs::create_dir(dir.path().join("rec")).unwrap();
+    std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
+    let grants = "chats = \"all\", files = [\".\"], recordings = [\"rec\"]";
+    let setup = Setup::new().chat(CHAT).plugin(Bot::probe("p").grants(grants));
+    let host = Host::start_in(dir, &setup).await;
+    let root = host.dir.path().to_owned();
+    let lb = host.loopback().clone();
+    let mut events = host.app.events();
+    let join = json!({ "cmd": "join", "chat": CHAT, "source": { "raw": { "path": "long.raw", "rate": 48000, "channels": 2 } } });
+    assert_eq!(host.api("p", join).await, json!({ "ok": null }));
+    lb.person_joins(CHAT, ALICE, false).unwrap();
+    let record = |extra: Value| {
+        let mut cmd = json!({ "cmd": "record", "chat": CHAT });
+        cmd.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        cmd
+    };
+    for (target, why) in [
+        (json!({ "each": "elsewhere" }), "permission-denied"),
+        (json!({ "mix": "rec/../elsewhere/x.wav" }), "permission-denied"),
+        (json!({ "mix": "/tmp/x.wav" }), "permission-denied"),
+        (json!({ "mix": "rec/mix.txt" }), "invalid-argument"),
+        (json!({ "each": "rec", "max_seconds": 100_000_000 }), "invalid-argument"),
+    ] {
+        let r = host.api("p", record(target.clone())).await;
+        assert!(r["err"][why].is_string(), "{target}: {r}");
+    }
+    assert!(std::fs::read_dir(root.join("elsewhere")).unwrap().next().is_none(), "nothing written outside");
+
+    assert_eq!(host.api("p", record(json!({ "each": "rec" }))).await, json!({ "ok": null }));
+    let again = host.api("p", record(json!({ "mix": "rec/mix.wav" }))).await;
+    assert!(again["err"]["invalid-argument"].as_str().unwrap().contains("already"), "{again}");
+    lb.speak(CHAT, ALICE, alice, None).await.unwrap();
+    host.event(&mut events, |e| {
+        matches!(e, HostEvent::Participants { changes, .. } if changes.contains(&ParticipantChange::StoppedSpeaking(ALICE)))
+    })
+    .await;
+    let stopped = host.api("p", json!({ "cmd": "stop-record", "chat": CHAT })).await;
+    let files = stopped["ok"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{stopped}");
+    let name = files[0]["path"].as_str().unwrap();
+    assert!(
+        name.starts_with(&format!("rec/{ALICE}-")) && name.ends_with(".ogg"),
+        "named as the plugin names it: {name}"
+    );
+    let ms = files[0]["duration_ms"].as_u64().unwrap();
+    assert!((1000..1100).contains(&ms), "{stopped}");
+    assert_eq!(stopped["ok"]["error"], Value::Null);
+    let heard = left(&decoded(&root.join(name)));
+    assert!(rms(&heard) > 1000.0, "her words are in it");
+
+    // A recording that reaches its cap ends by itself, and the plugin is told.
+    assert_eq!(host.api("p", record(json!({ "mix": "rec/mix.wav", "max_seconds": 1 }))).await, json!({ "ok": null }));
+    host.event(&mut events, |e| matches!(e, HostEvent::RecordingEnded { chat, .. } if *chat == CHAT)).await;
+    let seen: Vec<Value> = host.api("p", json!({ "cmd": "events" })).await.as_array().unwrap().clone();
+    let ended = seen.iter().find_map(|e| e.get("on-recording-ended")).expect("the plugin heard it");
+    assert!(ended["recording"]["error"].as_str().unwrap().contains("cap of 1 s"), "{ended}");
+    assert_eq!(ended["recording"]["files"][0]["path"], "rec/mix.wav");
+    let exists = host.api("p", record(json!({ "mix": "rec/mix.wav" }))).await;
+    assert!(exists["err"]["invalid-argument"].as_str().unwrap().contains("exists"), "{exists}");
+    let none = host.api("p", json!({ "cmd": "stop-record", "chat": CHAT })).await;
+    assert!(none["err"]["invalid-argument"].as_str().unwrap().contains("not being recorded"), "{none}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_on_0_2_0_still_links_joins_and_hears_who_speaks() {
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 30.0, RATE, 2));
+    let alice = write_raw(dir.path(), "alice.raw", &words(1.0));
+    let setup = Setup::new().chat(CHAT).plugin(Bot::probe_v0_2_0("old").all());
+    let host = Host::start_in(dir, &setup).await;
+    assert!(host.app.loaded[0].1.is_ok(), "a 0.2.0 component links against 0.2.1: {:?}", host.app.loaded[0].1);
+    let mut events = host.app.events();
+    let join = json!({ "cmd": "join", "chat": CHAT, "file": "long.raw" });
+    assert_eq!(host.api("old", join).await, json!({ "ok": null }));
+    host.loopback().speak(CHAT, ALICE, alice, None).await.unwrap();
+    host.event(&mut events, |e| {
+        matches!(e, HostEvent::Participants { changes, .. } if changes.contains(&ParticipantChange::StartedSpeaking(ALICE)))
+    })
+    .await;
+    let seen = host.api("old", json!({ "cmd": "events" })).await;
+    assert!(
+        seen.as_array().unwrap().contains(&json!({ "started-speaking": { "chat": CHAT, "peer": ALICE } })),
+        "{seen}"
+    );
+}
