@@ -53,6 +53,9 @@ export interface Calls {
   record(chat: ChatId, target: { mix?: string; each?: string; maxSeconds?: number; maxMb?: number }): void;
   /** Stops recording: what was written. */
   stopRecord(chat: ChatId): Recording;
+  /** Plays `from`'s call, mixed, into `to`'s call (about 100 ms behind). */
+  bridge(from: ChatId, to: ChatId): void;
+  unbridge(to: ChatId): void;
 }
 
 export interface Chat {

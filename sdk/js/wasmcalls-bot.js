@@ -144,6 +144,9 @@ class Calls {
   }
   /** Stops recording: `{ files, lost, dropped, error }`. */
   stopRecord(chatId) { return call(audio.stopRecord, chatId); }
+  /** Plays `fromChat`'s call, mixed, into `toChat`'s (about 100 ms behind). */
+  bridge(fromChat, toChat) { call(audio.bridge, fromChat, toChat); }
+  unbridge(toChat) { call(audio.unbridge, toChat); }
   /** Everyone in the call, fetched page by page as it is iterated. */
   *participants(chatId, page = 100) {
     let offset;

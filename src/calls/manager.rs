@@ -26,7 +26,7 @@ use crate::media::inbound::InboundStats;
 use crate::media::record::{RecordPlan, RecordSummary};
 use crate::media::source::{SourceError, SourceInfo, SourceSpec, TICKS_PER_SECOND};
 use crate::media::stream::StreamError;
-use crate::media::{CallId, Control, EncoderConfig, MediaEvent, MediaPlane, Stream, StreamId};
+use crate::media::{CallId, Control, EncoderConfig, Listener, MediaEvent, MediaPlane, Stream, StreamId};
 use crate::telegram::{
     CallbackQuery, ChatId, Invite, JoinOptions, Message, ParticipantChange, ParticipantPage, Telegram, TelegramError,
     Update,
@@ -144,6 +144,8 @@ struct Joined {
     muted: bool,
     /// How it joined, to join the same way again after a lost path.
     options: JoinOptions,
+    /// The chat whose call it plays, while bridged.
+    bridged_from: Option<ChatId>,
 }
 
 /// How long a call whose media path went silent for good keeps trying to rejoin
@@ -255,6 +257,7 @@ impl CallManager {
                         Some(e) if e.stream == Some(stream) => {
                             e.stream = None;
                             e.state = CallState::Idle;
+                            e.bridged_from = None;
                             true
                         }
                         _ => false, // a replaced stream: its end is not news
@@ -550,6 +553,7 @@ impl CallManager {
                     volume: 100,
                     muted: options.start_muted,
                     options: options.clone(),
+                    bridged_from: None,
                 },
             );
         }
@@ -687,7 +691,7 @@ impl CallManager {
             .lock()
             .wait(call)
             .ok_or_else(|| CallError::InvalidArgument(format!("chat {chat}'s call is not being recorded")))?;
-        self.control(call, Control::Record(None))?;
+        self.control(call, Control::Listen(Listener::Recording, None))?;
         // The recorder writes out what its jitter buffers hold and closes its files.
         tokio::time::timeout(Duration::from_secs(10), done)
             .await
@@ -778,12 +782,62 @@ impl CallManager {
         let (call, ()) = self.connected(chat, |e| {
             e.stream = Some(stream.id());
             e.source = Some(source);
+            // A bridge's stream replaced ends the bridge (its thread sees it go).
+            e.bridged_from = None;
             if e.state != CallState::Paused {
                 e.state = CallState::Playing;
             }
             Ok(())
         })?;
         self.control(call, Control::Play(stream))
+    }
+
+    /// Plays `from`'s call, mixed, into `to`'s in place of what `to` plays, until
+    /// [`CallManager::unbridge`], another `play` in `to`, or `from`'s call ends (`to`'s
+    /// stream then ends).
+    pub async fn bridge(&self, from: ChatId, to: ChatId) -> Result<(), CallError> {
+        if from == to {
+            return Err(CallError::InvalidArgument(format!("chat {from} cannot be bridged into itself")));
+        }
+        let from_call = self.connected_call(from)?;
+        let to_call = self.connected_call(to)?;
+        let stream = self
+            .inner
+            .media
+            .bridge(from_call, to_call, self.inner.options.encoder)
+            .await
+            .map_err(CallError::from_media)?;
+        self.connected(to, |e| {
+            e.stream = Some(stream);
+            e.source = None;
+            e.bridged_from = Some(from);
+            if e.state != CallState::Paused {
+                e.state = CallState::Playing;
+            }
+            Ok(())
+        })?;
+        tracing::info!(from, to, "bridged");
+        Ok(())
+    }
+
+    /// Ends the bridge into `to`: it plays nothing.
+    pub fn unbridge(&self, to: ChatId) -> Result<(), CallError> {
+        let (to_call, from) = self.connected(to, |e| {
+            let from = e
+                .bridged_from
+                .take()
+                .ok_or_else(|| CallError::InvalidArgument(format!("chat {to}'s call plays no bridge")))?;
+            e.stream = None;
+            if e.state != CallState::Paused {
+                e.state = CallState::Idle;
+            }
+            Ok(from)
+        })?;
+        let from_call = self.inner.calls.lock().get(&from).and_then(|e| e.call);
+        match from_call {
+            Some(from_call) => self.inner.media.unbridge(from_call, to_call).map_err(CallError::from_media),
+            None => self.control(to_call, Control::Stop),
+        }
     }
 
     /// The raw PCM format the call's source was stated in (the seed's `bitrate`), if it
@@ -820,7 +874,10 @@ impl CallManager {
                     let status = CallStatus {
                         chat: *chat,
                         state: e.state,
-                        source: e.stream.and(e.source.as_ref()).map(|s| s.label.clone()),
+                        source: match e.bridged_from {
+                            Some(from) => Some(format!("bridge from {from}")),
+                            None => e.stream.and(e.source.as_ref()).map(|s| s.label.clone()),
+                        },
                         media: None,
                         position_ms: 0,
                         duration_ms: None,

@@ -6,8 +6,10 @@
 //! [`stream`] keeps packets prepared ahead, [`pacer`] sends them on time, [`stats`]
 //! measures how on time. The other way, [`inbound`] keeps what each call hears: the
 //! participants' streams, their counters and who is speaking; [`record`] writes them
-//! down, each participant's own packets or the call's mix.
+//! down, each participant's own packets or the call's mix; [`bridge`] plays one call's
+//! mix into another.
 
+pub mod bridge;
 pub mod encoder;
 pub mod gain;
 pub mod inbound;
@@ -21,7 +23,7 @@ pub mod stats;
 pub mod stream;
 
 pub use encoder::EncoderConfig;
-pub use pacer::{CallId, Control, MediaError, MediaEvent, MediaPlane, PacerConfig};
+pub use pacer::{CallId, Control, Listener, MediaError, MediaEvent, MediaPlane, PacerConfig};
 pub use source::{PcmFormat, SourceError, SourceInfo, SourceSpec};
 pub use stats::CallStats;
 pub use stream::{Stream, StreamError, StreamId};

@@ -204,6 +204,8 @@ fn run(cmd: &Value) -> Value {
             answer(audio::record(chat, &target, options).map(|()| Value::Null))
         }
         "stop-record" => answer(audio::stop_record(chat).map(|r| recording_json(&r))),
+        "bridge" => answer(audio::bridge(c("from"), chat).map(|()| Value::Null)),
+        "unbridge" => answer(audio::unbridge(chat).map(|()| Value::Null)),
         "settings" => json!({ "ok": config::settings() }),
         "get" => {
             let key = cmd["key"].as_str().unwrap_or_default();

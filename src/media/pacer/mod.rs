@@ -58,6 +58,13 @@ pub enum MediaEvent {
     RecordingEnded { call: CallId, summary: RecordSummary },
 }
 
+/// Who hears a call besides us: its recorder, or a bridge into another call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Recording,
+    Bridge { to: CallId },
+}
+
 /// A change to a call's playback, applied at the next frame boundary.
 pub enum Control {
     /// Start playing, or replace what is playing, on the same connection and SSRC.
@@ -68,9 +75,9 @@ pub enum Control {
     Volume(u16),
     /// Stop playing (no end event); the connection stays up.
     Stop,
-    /// Hand what the call hears to a recorder from now on, or (`None`) stop doing so,
-    /// which ends the recording.
-    Record(Option<RecordTap>),
+    /// Hand what the call hears to a listener from now on, or (`None`) stop doing so,
+    /// which ends what it was doing.
+    Listen(Listener, Option<RecordTap>),
     /// Test-only fault injection: the call's next send panics on its shard.
     #[cfg(feature = "fault-injection")]
     InjectPanic,
@@ -271,9 +278,27 @@ impl MediaPlane {
             let _ = events.send(MediaEvent::RecordingEnded { call, summary });
         })
         .map_err(MediaError::Record)?;
-        shard.send(Command::Control { call, control: Control::Record(Some(tap)) })?;
+        shard.send(Command::Control { call, control: Control::Listen(Listener::Recording, Some(tap)) })?;
         // A shard takes its commands in order: once it answers this, it is recording.
         self.stats(call).await.map(|_| ())
+    }
+
+    /// Plays what `from` hears into `to`, replacing what `to` plays; returns once
+    /// `from`'s shard hands its packets over. The bridge ends with `from` (its stream
+    /// in `to` then ends), or by [`MediaPlane::unbridge`].
+    pub async fn bridge(&self, from: CallId, to: CallId, config: EncoderConfig) -> Result<StreamId, MediaError> {
+        let (tap, opened) = super::bridge::start().map_err(MediaError::Record)?;
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let stream = Stream::new(id, opened, config).map_err(|e| MediaError::Record(e.to_string()))?;
+        self.control(to, Control::Play(Box::new(stream)))?;
+        self.control(from, Control::Listen(Listener::Bridge { to }, Some(tap)))?;
+        self.stats(from).await.map(|_| id)
+    }
+
+    /// Ends the bridge from `from` into `to`: `to` plays nothing.
+    pub fn unbridge(&self, from: CallId, to: CallId) -> Result<(), MediaError> {
+        let _ = self.control(from, Control::Listen(Listener::Bridge { to }, None));
+        self.control(to, Control::Stop)
     }
 
     /// A snapshot of the call's counters.

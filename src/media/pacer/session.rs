@@ -16,7 +16,7 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use tokio::sync::oneshot;
 
-use super::{CallId, MediaEvent};
+use super::{CallId, Listener, MediaEvent};
 use crate::media::gain::Gain;
 use crate::media::inbound::Inbound;
 use crate::media::record::RecordTap;
@@ -24,7 +24,7 @@ use crate::media::stats::{CallStats, LATE_AFTER_US, Percentiles, new_histogram};
 use crate::media::stream::Stream;
 use crate::transport::join::AUDIO_LEVEL_URI;
 use crate::transport::peer::feed_datagram;
-use crate::transport::tap::TapHandle;
+use crate::transport::tap::{Heard, TapHandle};
 
 /// 20 ms.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -99,8 +99,8 @@ pub struct Session {
     /// The participants' streams the server forwards, as the tap captured them.
     heard: TapHandle,
     inbound: Inbound,
-    /// Where what the call hears goes to be recorded, while it is.
-    recording: Option<RecordTap>,
+    /// Where what the call hears goes: a recorder, bridges into other calls.
+    listeners: Vec<(Listener, RecordTap)>,
     /// Test-only fault injection: the next send panics.
     #[cfg(feature = "fault-injection")]
     poisoned: bool,
@@ -127,7 +127,7 @@ impl Session {
             silent_after: peer.consent.silent_after,
             heard: peer.heard,
             inbound: Inbound::default(),
-            recording: None,
+            listeners: Vec::new(),
             pc: peer.pc,
             local_addr: peer.local_addr,
             socket: UdpSocket::from_std(peer.socket),
@@ -330,9 +330,12 @@ impl Session {
         }
     }
 
-    /// Starts (or, with `None`, ends) handing what the call hears to a recorder.
-    pub fn record(&mut self, tap: Option<RecordTap>) {
-        self.recording = tap;
+    /// Starts (or, with `None`, ends) handing what the call hears to `who`.
+    pub fn listen(&mut self, who: Listener, tap: Option<RecordTap>) {
+        self.listeners.retain(|(w, _)| *w != who);
+        if let Some(tap) = tap {
+            self.listeners.push((who, tap));
+        }
     }
 
     pub fn set_volume(&mut self, percent: u16) {
@@ -406,15 +409,26 @@ impl Session {
             Link::Connected(neg) => neg.level_ext,
             _ => None,
         };
-        let (call, inbound, recording) = (self.id, &mut self.inbound, &mut self.recording);
+        let (call, inbound, listeners) = (self.id, &mut self.inbound, &mut self.listeners);
         self.heard.drain(|h| {
             ctx.totals.heard_packets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(s) = inbound.on_packet(h.at, &h.packet, level_ext) {
                 let _ = ctx.events.send(MediaEvent::Speaking { call, ssrc: s.ssrc, speaking: s.speaking });
             }
-            // A recorder that ended on its own (a cap, a failed write) lets go here.
-            if recording.as_ref().is_some_and(|r| !r.offer(h)) {
-                *recording = None;
+            // A listener that ended on its own (a cap, a failed write) lets go here.
+            if let Some(((_, last), rest)) = listeners.split_last_mut() {
+                let mut gone = Vec::new();
+                for (i, (_, tap)) in rest.iter().enumerate() {
+                    if !tap.offer(Heard { at: h.at, packet: h.packet.clone() }) {
+                        gone.push(i);
+                    }
+                }
+                if !last.offer(h) {
+                    gone.push(rest.len());
+                }
+                for i in gone.into_iter().rev() {
+                    listeners.remove(i);
+                }
             }
         });
     }

@@ -195,7 +195,7 @@ impl Shard {
                             Control::Resume => s.resume(&ctx, now),
                             Control::Volume(v) => s.set_volume(v),
                             Control::Stop => s.stop(),
-                            Control::Record(tap) => s.record(tap),
+                            Control::Listen(who, tap) => s.listen(who, tap),
                             #[cfg(feature = "fault-injection")]
                             Control::InjectPanic => s.poison(),
                         });

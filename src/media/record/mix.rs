@@ -22,29 +22,16 @@ struct Voice {
     end: u64,
 }
 
-/// Streams summed onto one 48 kHz stereo timeline that starts at `origin`.
-pub struct Mix {
+/// Every stream's decoder and its place on a timeline that starts at `origin`.
+pub struct Voices {
     origin: Instant,
     voices: HashMap<u32, Voice>,
-    /// Samples (interleaved) from `taken` on, summed wide.
-    pending: VecDeque<i32>,
-    /// Samples per channel already handed out.
-    taken: u64,
     scratch: Vec<i16>,
-    /// Audio that arrived for a stretch already handed out, in samples per channel.
-    pub late_samples: u64,
 }
 
-impl Mix {
-    pub fn new(origin: Instant) -> Mix {
-        Mix {
-            origin,
-            voices: HashMap::new(),
-            pending: VecDeque::new(),
-            taken: 0,
-            scratch: vec![0; 5760 * CHANNELS],
-            late_samples: 0,
-        }
+impl Voices {
+    pub fn new(origin: Instant) -> Voices {
+        Voices { origin, voices: HashMap::new(), scratch: vec![0; 5760 * CHANNELS] }
     }
 
     /// The sample per channel `at` falls on.
@@ -52,9 +39,18 @@ impl Mix {
         (at.saturating_duration_since(self.origin).as_micros() as u64) * 48 / 1000
     }
 
-    /// Adds one packet of `ssrc`'s stream, released in order by its jitter buffer
-    /// (`missing` packets were lost just before it).
-    pub fn add(&mut self, ssrc: u32, ts: u32, arrived: Instant, payload: &[u8], missing: u64) {
+    /// Decodes one packet of `ssrc`'s stream, released in order by its jitter buffer
+    /// (`missing` packets were lost just before it), and hands `place` its audio with
+    /// where it starts.
+    pub fn decode(
+        &mut self,
+        ssrc: u32,
+        ts: u32,
+        arrived: Instant,
+        payload: &[u8],
+        missing: u64,
+        mut place: impl FnMut(u64, &[i16]),
+    ) {
         let arrival = self.sample_at(arrived);
         let voice = match self.voices.entry(ssrc) {
             std::collections::hash_map::Entry::Occupied(v) => v.into_mut(),
@@ -73,20 +69,30 @@ impl Mix {
         let at = at as u64;
         let Ok(n) = voice.decoder.decode(payload, &mut self.scratch, false) else { return };
         // Lost just before: concealed, as a receiver does; a pause stays silence.
-        let concealed = if missing > 0 && at > voice.end {
+        if missing > 0 && at > voice.end {
             let len = ((at - voice.end) as usize).min(missing as usize * FRAME);
-            conceal(&mut voice.decoder, payload, len, CHANNELS)
-        } else {
-            Vec::new()
-        };
+            let concealed = conceal(&mut voice.decoder, payload, len, CHANNELS);
+            place(at - len as u64, &concealed);
+        }
         voice.end = voice.end.max(at + n as u64);
-        let start = at - (concealed.len() / CHANNELS) as u64;
-        let decoded = self.scratch[..n * CHANNELS].to_vec();
-        self.place(start, &concealed);
-        self.place(at, &decoded);
+        place(at, &self.scratch[..n * CHANNELS]);
     }
+}
 
-    fn place(&mut self, at: u64, pcm: &[i16]) {
+/// Audio summed onto one timeline, handed out in order.
+#[derive(Default)]
+pub struct Timeline {
+    /// Samples (interleaved) from `taken` on, summed wide.
+    pending: VecDeque<i32>,
+    /// Samples per channel already handed out.
+    taken: u64,
+    /// Audio that arrived for a stretch already handed out, in samples per channel.
+    pub late_samples: u64,
+}
+
+impl Timeline {
+    /// Adds `pcm` (interleaved) starting at sample `at`.
+    pub fn place(&mut self, at: u64, pcm: &[i16]) {
         let mut skip = 0;
         if at < self.taken {
             skip = ((self.taken - at) as usize * CHANNELS).min(pcm.len());
@@ -102,8 +108,8 @@ impl Mix {
         }
     }
 
-    /// The mix up to (not including) sample `until`, saturated to 16 bits: silence
-    /// where nobody spoke.
+    /// The sum up to (not including) sample `until`, saturated to 16 bits: silence
+    /// where nothing was placed.
     pub fn take_until(&mut self, until: u64, mut f: impl FnMut(i16)) {
         while self.taken < until {
             for _ in 0..CHANNELS {
@@ -117,5 +123,38 @@ impl Mix {
     /// Samples per channel handed out.
     pub fn taken(&self) -> u64 {
         self.taken
+    }
+}
+
+/// Streams summed onto one 48 kHz stereo timeline that starts at `origin`.
+pub struct Mix {
+    pub voices: Voices,
+    pub timeline: Timeline,
+}
+
+impl Mix {
+    pub fn new(origin: Instant) -> Mix {
+        Mix { voices: Voices::new(origin), timeline: Timeline::default() }
+    }
+
+    /// The sample per channel `at` falls on.
+    pub fn sample_at(&self, at: Instant) -> u64 {
+        self.voices.sample_at(at)
+    }
+
+    /// Adds one packet of `ssrc`'s stream, released in order by its jitter buffer.
+    pub fn add(&mut self, ssrc: u32, ts: u32, arrived: Instant, payload: &[u8], missing: u64) {
+        let timeline = &mut self.timeline;
+        self.voices.decode(ssrc, ts, arrived, payload, missing, |at, pcm| timeline.place(at, pcm));
+    }
+
+    /// The mix up to sample `until` (see [`Timeline::take_until`]).
+    pub fn take_until(&mut self, until: u64, f: impl FnMut(i16)) {
+        self.timeline.take_until(until, f)
+    }
+
+    /// Samples per channel handed out.
+    pub fn taken(&self) -> u64 {
+        self.timeline.taken()
     }
 }

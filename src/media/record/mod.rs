@@ -70,13 +70,20 @@ pub struct RecordSummary {
     pub error: Option<String>,
 }
 
-/// The pacer's end of a recording: hands packets over without ever waiting.
+/// The pacer's end of a recorder or bridge thread: hands packets over without ever
+/// waiting.
 pub struct RecordTap {
     tx: SyncSender<Heard>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RecordTap {
+    /// A tap and the thread's end of it.
+    pub fn new() -> (RecordTap, Receiver<Heard>) {
+        let (tx, rx) = sync_channel(QUEUE);
+        (RecordTap { tx, dropped: Default::default() }, rx)
+    }
+
     /// Queues one packet heard; false once the recorder has ended (drop the tap).
     pub fn offer(&self, heard: Heard) -> bool {
         match self.tx.try_send(heard) {
@@ -100,9 +107,8 @@ pub fn start(plan: RecordPlan, ended: impl FnOnce(RecordSummary) + Send + 'stati
         }
         None => None,
     };
-    let (tx, rx) = sync_channel(QUEUE);
-    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let tap = RecordTap { tx, dropped: dropped.clone() };
+    let (tap, rx) = RecordTap::new();
+    let dropped = tap.dropped.clone();
     let recorder = Recorder {
         plan,
         started: Instant::now(),

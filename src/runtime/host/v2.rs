@@ -411,6 +411,21 @@ impl audio::Host for PluginState {
         self.v2("record", chat, r)
     }
 
+    async fn bridge(&mut self, from: i64, to: i64) -> Result<(), Refusal> {
+        self.may_call("bridge", from)?;
+        self.may_call("bridge", to)?;
+        let t0 = Instant::now();
+        let r = self.manager.bridge(from, to).await;
+        self.host_since(t0);
+        self.v2("bridge", to, r)
+    }
+
+    async fn unbridge(&mut self, to: i64) -> Result<(), Refusal> {
+        self.may_call("unbridge", to)?;
+        let r = self.manager.unbridge(to);
+        self.v2("unbridge", to, r)
+    }
+
     async fn stop_record(&mut self, chat: i64) -> Result<types::Recording, Refusal> {
         self.may_call("stop-record", chat)?;
         let t0 = Instant::now();
