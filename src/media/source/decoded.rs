@@ -128,6 +128,14 @@ pub fn open_demuxed(mut d: Demuxed, what: &str, from: Option<Duration>, live: bo
             |_| SourceError::Unsupported { what: what.to_owned(), format: format!("{} audio", codec_name(d.codec)) },
         )?;
     let rate = params.sample_rate.unwrap_or(RATE);
+    // A header may say anything: converting from 4 GHz (fuzzing found one) would take
+    // the resampler minutes per frame.
+    if !(1000..=384_000).contains(&rate) {
+        return Err(SourceError::Damaged {
+            what: what.to_owned(),
+            reason: format!("it declares {rate} Hz, not a rate audio has (1000–384000 Hz)"),
+        });
+    }
     let layout = layout(params.channels.as_ref());
     let channels = layout.input_channels() as u8;
     let mut drop = 0u64;
