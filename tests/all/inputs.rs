@@ -34,6 +34,14 @@ fn missing_empty_odd_and_directory_sources_are_named() {
     assert!(matches!(err(raw(odd, 7, 2)), SourceError::BadRate(7)), "a raw file's stated rate is checked");
 
     assert!(matches!(err(raw(dir.path().to_path_buf(), 48000, 2)), SourceError::IsDirectory(_)));
+
+    // A container's header is held to the same rates (fuzzing found a 4 GHz WAV).
+    let fuzzed =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/media_bytes/wav-rate-4ghz-958e3430");
+    let wav = dir.path().join("fast.wav");
+    std::fs::copy(fuzzed, &wav).unwrap();
+    let e = err(raw(wav, 48000, 2)).to_string();
+    assert!(e.contains("fast.wav") && e.contains("4294967295 Hz"), "{e}");
 }
 
 #[test]
