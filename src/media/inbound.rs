@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rtc::rtp::Packet;
+
+use super::jitter::extend_seq;
 use serde::{Deserialize, Serialize};
 
 /// Louder than this (in -dBov, RFC 6464's unit) is speech. Speech sits around -20 to
@@ -54,17 +56,6 @@ impl Incoming {
         Incoming { packets: 0, highest: None, first: 0, last_at: at, level: 127, loud_until: None, speaking: false }
     }
 
-    /// Extends a 16-bit sequence number to the one nearest the highest seen.
-    fn extend(&self, seq: u16) -> u64 {
-        let Some(h) = self.highest else { return u64::from(seq) + (1 << 16) };
-        let base = h & !0xffff;
-        [base.wrapping_sub(1 << 16), base, base + (1 << 16)]
-            .into_iter()
-            .map(|b| b.wrapping_add(u64::from(seq)))
-            .min_by_key(|c| c.abs_diff(h))
-            .unwrap_or(h)
-    }
-
     fn lost(&self) -> u64 {
         self.highest.map_or(0, |h| (h - self.first + 1).saturating_sub(self.packets))
     }
@@ -84,7 +75,7 @@ impl Inbound {
         self.packets += 1;
         let ssrc = packet.header.ssrc;
         let s = self.streams.entry(ssrc).or_insert_with(|| Incoming::new(at));
-        let seq = s.extend(packet.header.sequence_number);
+        let seq = extend_seq(s.highest, packet.header.sequence_number);
         if s.highest.is_none() {
             s.first = seq;
         }

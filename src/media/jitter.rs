@@ -13,6 +13,18 @@ use serde::{Deserialize, Serialize};
 /// jitter with room, within what receivers' jitter buffers (NetEq) hold on such paths.
 pub const JITTER_HOLD: Duration = Duration::from_millis(80);
 
+/// A 16-bit RTP sequence number unwrapped to the one nearest `highest` (the highest
+/// seen so far); the first starts one wrap up, so packets before it stay positive.
+pub fn extend_seq(highest: Option<u64>, seq: u16) -> u64 {
+    match highest {
+        None => u64::from(seq) + (1 << 16),
+        Some(hi) => {
+            let d = i64::from(seq.wrapping_sub(hi as u16) as i16);
+            (hi as i64 + d).max(0) as u64
+        }
+    }
+}
+
 /// What the buffer saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JitterStats {
@@ -43,14 +55,7 @@ impl<T> Jitter<T> {
     /// Takes a packet with RTP sequence number `seq` that arrived at `arrived`; false
     /// if it came too late (or twice) and was dropped.
     pub fn push(&mut self, seq: u16, item: T, arrived: Instant) -> bool {
-        // Unwrap the 16-bit sequence number around the highest seen.
-        let ext = match self.highest {
-            None => u64::from(seq) + (1 << 16),
-            Some(hi) => {
-                let d = i64::from(seq.wrapping_sub(hi as u16) as i16);
-                (hi as i64 + d).max(0) as u64
-            }
-        };
+        let ext = extend_seq(self.highest, seq);
         if self.highest.is_some_and(|hi| ext < hi) {
             self.stats.reordered += 1;
         }

@@ -532,14 +532,7 @@ fn a_host_killed_mid_recording_leaves_ogg_files_that_play_up_to_then() {
     };
     host.child.kill().unwrap();
     host.child.wait().unwrap();
-    let decoded = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-c:a", "libopus", "-i"])
-        .arg(&file)
-        .args(["-f", "s16le", "-ac", "2", "-ar", "48000", "-"])
-        .output()
-        .unwrap();
-    assert!(decoded.status.success(), "{}", String::from_utf8_lossy(&decoded.stderr));
-    let heard: Vec<i16> = decoded.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let heard = decoded(&file);
     let seconds = heard.len() as f64 / 2.0 / RATE as f64;
     assert!(seconds >= 2.0, "it plays up to its last page: {seconds:.1} s");
     let sent = left(&voice[..heard.len().min(voice.len())]);

@@ -98,13 +98,7 @@ fn corr_at(r: &[f64], h: &[f64], lag: i64) -> f64 {
     } else {
         (&r[(-lag) as usize..(-lag) as usize + n], &h[..n])
     };
-    let (mut xy, mut xx, mut yy) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        xy += x * y;
-        xx += x * x;
-        yy += y * y;
-    }
-    if xx == 0.0 || yy == 0.0 { 0.0 } else { xy / (xx * yy).sqrt() }
+    correlation(a, b)
 }
 
 /// Plays a fixture and checks it against ffmpeg's decode.

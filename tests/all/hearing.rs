@@ -124,24 +124,6 @@ async fn a_muted_person_cannot_speak_and_a_file_that_is_not_audio_is_named() {
     assert!(err.contains("empty"), "{err}");
 }
 
-/// A file decoded by ffmpeg to 48 kHz stereo s16le (as a player would play it).
-fn decoded(path: &std::path::Path) -> Vec<i16> {
-    let mut ffmpeg = std::process::Command::new("ffmpeg");
-    ffmpeg.args(["-v", "error"]);
-    if path.extension().is_some_and(|e| e == "ogg") {
-        // libopus decodes, as players do (ffmpeg's own Opus decoder differs from it).
-        ffmpeg.args(["-c:a", "libopus"]);
-    }
-    let out = ffmpeg
-        .arg("-i")
-        .arg(path)
-        .args(["-f", "s16le", "-ac", "2", "-ar", "48000", "-"])
-        .output()
-        .expect("ffmpeg runs (.ci/setup installs it)");
-    assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-    out.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
-}
-
 /// Correlation of each 0.25 s window of `sent` with `heard`, each searched within 20 ms
 /// of where the one before it was found.
 fn tracked_windows(sent: &[f64], heard: &[f64]) -> Vec<f64> {

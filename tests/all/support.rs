@@ -85,6 +85,24 @@ pub fn worst_window_correlation(sent: &[f64], heard: &[f64], max_lag: usize) -> 
     (worst, lag)
 }
 
+/// A file decoded by ffmpeg to 48 kHz stereo s16le (as a player would play it).
+pub fn decoded(path: &std::path::Path) -> Vec<i16> {
+    let mut ffmpeg = std::process::Command::new("ffmpeg");
+    ffmpeg.args(["-v", "error"]);
+    if path.extension().is_some_and(|e| e == "ogg") {
+        // libopus decodes, as players do (ffmpeg's own Opus decoder differs from it).
+        ffmpeg.args(["-c:a", "libopus"]);
+    }
+    let out = ffmpeg
+        .arg("-i")
+        .arg(path)
+        .args(["-f", "s16le", "-ac", "2", "-ar", "48000", "-"])
+        .output()
+        .expect("ffmpeg runs (.ci/setup installs it)");
+    assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    out.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
 /// Root mean square of a slice.
 pub fn rms(x: &[f64]) -> f64 {
     if x.is_empty() {
