@@ -257,6 +257,9 @@ pub struct GrantsConfig {
     /// Folders the plugin may record calls into (written, never read back for it).
     #[serde(default)]
     pub recordings: Vec<PathBuf>,
+    /// Whether it may hear the audio of its chats' calls as PCM (`audio.listen`).
+    #[serde(default)]
+    pub audio: bool,
 }
 
 /// `grants.messages`: a switch, or the chats where it is on.

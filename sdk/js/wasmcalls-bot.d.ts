@@ -3,7 +3,7 @@
 import type {
   CallbackQuery, CallStatus, ChatId, Identity, Invite, MediaSource, MemberStatus, Message, MessageId,
   Participant, ParticipantChange, Recording, UserId, Button as WitButton,
-} from 'wasmcalls:bot/types@0.2.1';
+} from 'wasmcalls:bot/types@0.2.2';
 
 export class WasmcallsError extends Error {
   /** The contract's error case, e.g. `not-in-call`. */

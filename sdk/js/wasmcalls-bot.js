@@ -1,4 +1,4 @@
-// Write wasmcalls bots in JavaScript, on the wasmcalls:bot@0.2.1 contract.
+// Write wasmcalls bots in JavaScript, on the wasmcalls:bot@0.2.2 contract.
 //
 //   import { Bot, Button, NoActiveGroupCall } from './wasmcalls-bot.js';
 //
@@ -19,11 +19,11 @@
 // `bot.state` is an object handed to the next version across a hot reload (JSON);
 // `bot.settings` the plugin's settings.
 
-import * as calls from 'wasmcalls:bot/calls@0.2.1';
-import * as chat from 'wasmcalls:bot/chat@0.2.1';
-import * as config from 'wasmcalls:bot/config@0.2.1';
-import { log } from 'wasmcalls:bot/logging@0.2.1';
-import * as audio from 'wasmcalls:bot/audio@0.2.1';
+import * as calls from 'wasmcalls:bot/calls@0.2.2';
+import * as chat from 'wasmcalls:bot/chat@0.2.2';
+import * as config from 'wasmcalls:bot/config@0.2.2';
+import { log } from 'wasmcalls:bot/logging@0.2.2';
+import * as audio from 'wasmcalls:bot/audio@0.2.2';
 
 // --- Errors ------------------------------------------------------------------
 

@@ -68,6 +68,14 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
     for (name, c) in &plugins {
         e.sample("wasmcalls_plugin_reloads_total", &[("plugin", name)], c.reloads.load(Relaxed) as f64);
     }
+    e.family(
+        "wasmcalls_plugin_audio_dropped_total",
+        "counter",
+        "Audio batches a plugin listening to calls had no room for (it was slower than the audio).",
+    );
+    for (name, c) in &plugins {
+        e.sample("wasmcalls_plugin_audio_dropped_total", &[("plugin", name)], c.audio_dropped.load(Relaxed) as f64);
+    }
 
     e.family("wasmcalls_api_requests_total", "counter", "Custom API requests, by response status.");
     let mut codes: Vec<_> = requests.iter().collect();

@@ -355,7 +355,8 @@ fn plugin(i: usize, p: &PluginConfig, config: &Config, folder: &Path) -> Result<
         .with_sources(sources)
         .with_messages(messages)
         .with_recordings(&p.grants.recordings, folder)
-        .map_err(|e| (KeyPath::plugin(i, "grants.recordings"), e.into()))?;
+        .map_err(|e| (KeyPath::plugin(i, "grants.recordings"), e.into()))?
+        .with_audio(p.grants.audio);
     let settings = serde_json::to_value(&p.settings)
         .map_err(|e| (KeyPath::plugin(i, "settings"), Problem::Settings(e.to_string())))?;
     let dir = p.build.as_deref().map_or_else(|| folder.to_path_buf(), |d| absolute(folder, d));

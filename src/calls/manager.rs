@@ -20,9 +20,11 @@ use tokio::sync::{broadcast, mpsc};
 use super::chat::Chats;
 use super::dial::{DialError, dial};
 use super::error::CallError;
+use super::listening::{AudioSink, HeardAudio, ListenRequest, ListenTarget};
 use super::recording::{RecordRequest, Recordings};
 use super::speakers::Speakers;
 use crate::media::inbound::InboundStats;
+use crate::media::listen::ListenPlan;
 use crate::media::record::{RecordPlan, RecordSummary};
 use crate::media::source::{SourceError, SourceInfo, SourceSpec, TICKS_PER_SECOND};
 use crate::media::stream::StreamError;
@@ -697,6 +699,49 @@ impl CallManager {
             .await
             .map_err(|_| CallError::Internal("the recorder did not finish within 10 s".into()))?
             .map_err(|_| CallError::Internal("the recorder stopped without a summary".into()))
+    }
+
+    /// Hands `chat`'s call's audio to `deliver` as `request` says, as listener `id`
+    /// (one per call: a second replaces the first), until [`CallManager::unlisten`] or
+    /// the call ends. Returns once nothing said after it is missed.
+    pub async fn listen(
+        &self,
+        chat: ChatId,
+        id: u64,
+        request: ListenRequest,
+        mut deliver: AudioSink,
+    ) -> Result<(), CallError> {
+        request.check()?;
+        let call = self.connected_call(chat)?;
+        let wanted: Box<dyn Fn(u32) -> bool + Send> = match request.target {
+            ListenTarget::Participant(user) => {
+                let speakers = self.inner.speakers.clone();
+                Box::new(move |ssrc| speakers.lock().owner(chat, ssrc) == Some(user))
+            }
+            ListenTarget::Mix | ListenTarget::Each => Box::new(|_| true),
+        };
+        let plan = ListenPlan {
+            mix: request.target == ListenTarget::Mix,
+            wanted,
+            rate: request.rate,
+            channels: request.channels.into(),
+            batch: request.batch,
+        };
+        let speakers = self.inner.speakers.clone();
+        let sink = Box::new(move |b: crate::media::listen::Batch| {
+            let user = b.source.and_then(|s| speakers.lock().owner(chat, s));
+            let (source, at_ms, pcm, dropped) = (b.source, b.at_ms, b.pcm, b.dropped);
+            deliver(HeardAudio { chat, user, source, at_ms, pcm, dropped })
+        });
+        self.inner.media.listen(call, id, plan, sink).await.map_err(CallError::from_media)?;
+        tracing::info!(chat, listener = id, "listening");
+        Ok(())
+    }
+
+    /// Stops listener `id` hearing `chat`'s call.
+    pub fn unlisten(&self, chat: ChatId, id: u64) -> Result<(), CallError> {
+        let call = self.connected_call(chat)?;
+        self.inner.media.unlisten(call, id).map_err(CallError::from_media)
     }
 
     /// The media call of `chat`, once connected.

@@ -5,6 +5,7 @@
 pub mod chat;
 mod dial;
 mod error;
+mod listening;
 mod manager;
 mod recording;
 mod speakers;
@@ -12,5 +13,6 @@ mod speakers;
 pub use chat::Chats;
 pub use dial::{DialError, Dialed, dial};
 pub use error::CallError;
+pub use listening::{AudioSink, Handed, HeardAudio, ListenRequest, ListenTarget};
 pub use manager::{CallManager, CallState, CallStatus, HostEvent, ManagerOptions, Playable, RECOVERY_WINDOW};
 pub use recording::RecordRequest;

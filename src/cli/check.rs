@@ -151,6 +151,9 @@ fn plugin(s: &mut String, p: &PluginPlan) {
             l.record_mb
         );
     }
+    if spec.grants.audio() {
+        let _ = writeln!(s, "  may hear its calls' audio (audio.listen; up to 16 batches queued)");
+    }
     let _ = writeln!(
         s,
         "  limits: {} ms of CPU per event, {} MiB of memory, {} queued events, {} log lines/s; \

@@ -110,7 +110,7 @@ pub fn scaffold(root: &Path, name: &str, lang: Lang) -> Result<&'static str> {
             let sdk = RUST_SDK.replace("path: \"../../wit/v0.2\"", "path: \"../wit\"");
             let sdk_cargo = RUST_SDK_CARGO
                 .replace("edition.workspace = true", "edition = \"2024\"")
-                .replace("version.workspace = true", "version = \"0.2.1\"")
+                .replace("version.workspace = true", "version = \"0.2.2\"")
                 .replace("publish.workspace = true", "publish = false")
                 .replace("license.workspace = true", "license = \"MIT OR Apache-2.0\"")
                 .replace("serde.workspace = true", "serde = { version = \"1\", features = [\"derive\"] }")

@@ -12,10 +12,12 @@ pub const FRAME: usize = 960;
 /// (libopus falls back to PLC when it did not).
 pub fn conceal(dec: &mut opus::Decoder, next: &[u8], len: usize, channels: usize) -> Vec<i16> {
     let mut out = vec![0i16; len * channels];
-    let fec_from = len.saturating_sub(FRAME);
+    // 20 ms at the rate the decoder was made for.
+    let frame = dec.get_sample_rate().map_or(FRAME, |r| r as usize / 50);
+    let fec_from = len.saturating_sub(frame);
     let mut at = 0;
     while at < fec_from {
-        let n = (fec_from - at).min(FRAME);
+        let n = (fec_from - at).min(frame);
         match dec.decode(&[], &mut out[at * channels..(at + n) * channels], false) {
             Ok(got) if got > 0 => at += got.min(n),
             _ => break, // not a multiple of 2.5 ms: the rest stays silence

@@ -7,13 +7,14 @@
 //! measures how on time. The other way, [`inbound`] keeps what each call hears: the
 //! participants' streams, their counters and who is speaking; [`record`] writes them
 //! down, each participant's own packets or the call's mix; [`bridge`] plays one call's
-//! mix into another.
+//! mix into another; [`listen`] hands it to code as PCM batches.
 
 pub mod bridge;
 pub mod encoder;
 pub mod gain;
 pub mod inbound;
 pub mod jitter;
+pub mod listen;
 pub mod loss;
 pub mod pacer;
 pub mod record;

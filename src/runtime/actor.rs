@@ -7,6 +7,9 @@
 //! (a trap like any other); memory growth past the cap traps; restarts back off
 //! (50 ms doubling to 5 s), and `max_traps` traps within the crash window disable
 //! the plugin until the host restarts.
+//!
+//! Audio a plugin listens to waits in a queue of its own ([`super::Ears`]); the actor
+//! takes from it only when no event waits, so audio never holds an event back.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::{Compiled, Event, Instance, PluginError, SwapReport, Tenant};
+use crate::calls::HeardAudio;
 
 pub(super) struct Actor {
     pub tenant: Tenant,
@@ -34,13 +38,21 @@ impl Actor {
         self.tenant.name.to_string()
     }
 
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Event>) {
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Event>, mut audio: mpsc::Receiver<HeardAudio>) {
         let mut live: Option<Instance> = None;
         // What `on-start` was given: replayed to a fresh instance after a trap.
         let mut started: Option<crate::telegram::Identity> = None;
         let mut traps: VecDeque<Instant> = VecDeque::new();
         let limits = self.tenant.limits;
-        while let Some(event) = rx.recv().await {
+        loop {
+            let event = tokio::select! {
+                biased;
+                event = rx.recv() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+                Some(heard) = audio.recv() => Event::Audio(heard),
+            };
             if let Event::Barrier(reply) = event {
                 let _ = reply.send(());
                 continue;
@@ -107,6 +119,7 @@ impl Actor {
                     r
                 }
                 Event::Host(ev) => instance.handle(&ev).await,
+                Event::Audio(heard) => instance.hear(heard).await,
                 Event::CustomApi(call, reply) => {
                     let r = instance.custom_api(call).await;
                     let ok = r.as_ref().map(drop).map_err(Clone::clone);

@@ -20,7 +20,7 @@ pub mod v1 {
     });
 }
 
-/// `wasmcalls:bot@0.2.0`: calls, chat, config and logging, one interface each.
+/// `wasmcalls:bot@0.2.x`: calls, chat, audio, config and logging, one interface each.
 pub mod v2 {
     wasmtime::component::bindgen!({
         path: "wit/v0.2",

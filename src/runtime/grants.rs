@@ -9,7 +9,7 @@
 //! may run. `messages` lets it chat — send, edit, delete, answer button presses,
 //! receive messages and presses, play a message's audio — in some of its chats.
 //! `recordings` are folders it may record calls into: new files only, never over one
-//! that exists, never outside them.
+//! that exists, never outside them. `audio` lets it hear the audio of its chats' calls.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
@@ -77,6 +77,8 @@ pub struct Grants {
     messages: MessagesGrant,
     /// Folders it may record into: (as written, canonical host path).
     recordings: Vec<(String, PathBuf)>,
+    /// It may hear its calls' audio (`audio.listen`).
+    audio: bool,
 }
 
 impl Default for Grants {
@@ -90,6 +92,7 @@ impl Default for Grants {
             sources: BTreeMap::new(),
             messages: MessagesGrant::Off,
             recordings: Vec::new(),
+            audio: false,
         }
     }
 }
@@ -184,6 +187,28 @@ impl Grants {
     pub fn with_messages(mut self, messages: MessagesGrant) -> Grants {
         self.messages = messages;
         self
+    }
+
+    /// Also hearing the audio of calls in its chats (`grants.audio`).
+    pub fn with_audio(mut self, audio: bool) -> Grants {
+        self.audio = audio;
+        self
+    }
+
+    /// Whether it may hear calls' audio.
+    pub fn audio(&self) -> bool {
+        self.audio
+    }
+
+    /// `Ok` if the plugin may hear calls' audio.
+    pub fn check_audio(&self, plugin: &str) -> Result<(), CallError> {
+        if self.audio {
+            Ok(())
+        } else {
+            Err(CallError::PermissionDenied(format!(
+                "plugin {plugin} may not hear calls' audio; the operator grants it with grants.audio = true"
+            )))
+        }
     }
 
     /// Where messages are granted.

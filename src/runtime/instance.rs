@@ -20,7 +20,7 @@ use super::host::PluginState;
 use super::host::v2::events;
 use super::limits::MemoryCapReached;
 use super::{ApiCall, ApiReply, Compiled, PluginError, Pre, Tenant};
-use crate::calls::HostEvent;
+use crate::calls::{HeardAudio, HostEvent};
 use crate::telegram::Identity;
 
 /// The bindings of a live instance, by contract version.
@@ -35,13 +35,14 @@ impl Bot {
         match self {
             Bot::V1(_) => "wasmcalls:bot/state@0.1.0",
             // Semver-compatible: a 0.2.0 plugin's `state@0.2.0` is found by this name too.
-            Bot::V2(_) => "wasmcalls:bot/state@0.2.1",
+            Bot::V2(_) => "wasmcalls:bot/state@0.2.2",
         }
     }
 }
 
-/// The optional interface that hears how recordings end (v0.2.1).
-const AUDIO_EVENTS: &str = "wasmcalls:bot/audio-events@0.2.1";
+/// The optional interface that hears how recordings end (since 0.2.1) and the audio
+/// the plugin listens to (since 0.2.2); a 0.2.1 plugin's is found by this name too.
+const AUDIO_EVENTS: &str = "wasmcalls:bot/audio-events@0.2.2";
 
 /// A live instance of a plugin.
 pub struct Instance {
@@ -82,7 +83,10 @@ impl Instance {
                 (instance, Bot::V2(v2::Bot::new(&mut store, &instance).map_err(failed)?))
             }
         };
-        Ok(Instance { store, bot, instance, tenant: tenant.clone() })
+        let mut live = Instance { store, bot, instance, tenant: tenant.clone() };
+        // `audio.listen` is refused, by name, to a plugin with nowhere to hear it.
+        live.store.data_mut().hears_audio = live.export_func(AUDIO_EVENTS, "on-audio").is_some();
+        Ok(live)
     }
 
     /// Bytes of linear memory the instance holds (every core memory of the component).
@@ -215,6 +219,25 @@ impl Instance {
                 self.run("on-recording-ended", async move |i| f.call_async(&mut i.store, (chat, recording)).await).await
             }
         }
+    }
+
+    /// A batch of a call's audio the plugin listens to (`audio-events.on-audio`).
+    pub async fn hear(&mut self, heard: HeardAudio) -> Result<(), PluginError> {
+        // A version reloaded without `on-audio` hears nothing until it listens anew.
+        let Some(index) = self.export_func(AUDIO_EVENTS, "on-audio") else { return Ok(()) };
+        let f = self
+            .instance
+            .get_typed_func::<(i64, v2::wasmcalls::bot::types::AudioBatch), ()>(&mut self.store, &index)
+            .map_err(|e| self.trapped("on-audio", &e))?;
+        let batch = v2::wasmcalls::bot::types::AudioBatch {
+            user: heard.user,
+            source: heard.source,
+            at_ms: heard.at_ms,
+            pcm: heard.pcm,
+            dropped: heard.dropped,
+        };
+        let chat = heard.chat;
+        self.run("on-audio", async move |i| f.call_async(&mut i.store, (chat, batch)).await).await
     }
 
     /// `on-custom-api(request)` and the plugin's answer.

@@ -36,7 +36,7 @@ use engine::CompileCache;
 pub use engine::{CacheOptions, Capacity, Compiler, Loaded};
 pub use instance::Instance;
 
-use crate::calls::{CallManager, HostEvent};
+use crate::calls::{CallManager, HeardAudio, HostEvent};
 use crate::telegram::Identity;
 
 /// Why a plugin could not be loaded or did not answer. A command's own failure is
@@ -50,7 +50,7 @@ pub enum PluginError {
     )]
     NotAComponent { name: String, path: PathBuf, reason: String },
     #[error(
-        "plugin {name}: {path} is not a wasmcalls bot: {reason}; it must target the `bot` world of wit/v0.2 (wasmcalls:bot@0.2.1, or 0.2.0) or wit/v0.1 (wasmcalls:bot@0.1.0)"
+        "plugin {name}: {path} is not a wasmcalls bot: {reason}; it must target the `bot` world of wit/v0.2 (wasmcalls:bot@0.2.2, 0.2.1 or 0.2.0) or wit/v0.1 (wasmcalls:bot@0.1.0)"
     )]
     WrongWorld { name: String, path: PathBuf, reason: String },
     #[error("plugin {name} trapped in {event}: {reason}")]
@@ -108,6 +108,8 @@ pub struct ApiReply {
 enum Event {
     Start(Identity),
     Host(HostEvent),
+    /// A batch of a call's audio it listens to (from its own queue).
+    Audio(HeardAudio),
     CustomApi(ApiCall, oneshot::Sender<Result<ApiReply, PluginError>>),
     /// Replace the running version with this one (instantiated off the event path),
     /// between two events.
@@ -130,7 +132,7 @@ impl Event {
             Event::Barrier(reply) => {
                 let _ = reply.send(());
             }
-            Event::Start(_) | Event::Host(_) => {}
+            Event::Start(_) | Event::Host(_) | Event::Audio(_) => {}
         }
     }
 }
@@ -204,7 +206,7 @@ fn unknown_import(
     let known = |import: &str| {
         PROVIDED.iter().any(|p| import.starts_with(p) && import.contains("@0.2."))
             || (import.starts_with("wasmcalls:bot/")
-                && (import.ends_with("@0.1.0") || import.ends_with("@0.2.0") || import.ends_with("@0.2.1")))
+                && (import.ends_with("@0.1.0") || ["@0.2.0", "@0.2.1", "@0.2.2"].iter().any(|v| import.ends_with(v))))
     };
     let ty = component.component_type();
     let (import, _) = ty.imports(engine).find(|(i, _)| !known(i))?;
@@ -261,6 +263,8 @@ pub struct PluginCounters {
     pub reloads: AtomicU64,
     /// The last commands it issued, oldest first.
     pub commands: Mutex<std::collections::VecDeque<CommandRecord>>,
+    /// Audio batches dropped because it had not handled the ones before.
+    pub audio_dropped: AtomicU64,
 }
 
 /// One command a plugin issued, and whether it succeeded.
@@ -295,6 +299,7 @@ impl Default for PluginCounters {
             logs_dropped: Default::default(),
             reloads: AtomicU64::new(0),
             commands: Mutex::default(),
+            audio_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -309,6 +314,28 @@ struct Tenant {
     counters: Arc<PluginCounters>,
     limits: limits::Limits,
     grants: Arc<grants::Grants>,
+    ears: Ears,
+}
+
+/// Audio batches queued for one plugin: ~1.6–16 s of audio, depending on the batch.
+const AUDIO_QUEUE: usize = 16;
+
+/// Where the audio a plugin listens to waits for it: a queue of its own beside its
+/// events', so a batch dropped when the plugin is slow never costs it an event, and
+/// its id as a listener of calls.
+#[derive(Clone)]
+struct Ears {
+    id: u64,
+    tx: mpsc::Sender<HeardAudio>,
+}
+
+impl Ears {
+    /// A plugin's ears, and the end its actor reads.
+    fn new() -> (Ears, mpsc::Receiver<HeardAudio>) {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let (tx, rx) = mpsc::channel(AUDIO_QUEUE);
+        (Ears { id: NEXT.fetch_add(1, Ordering::Relaxed), tx }, rx)
+    }
 }
 
 /// A running plugin: its queue and who it is.
@@ -332,6 +359,9 @@ pub struct PluginStatus {
     pub logs_dropped: u64,
     /// Hot reloads that replaced the running version.
     pub reloads: u64,
+    /// Audio batches dropped because it was slower than the audio it listens to.
+    #[serde(default)]
+    pub audio_dropped: u64,
 }
 
 /// The plugins of one host.
@@ -375,7 +405,7 @@ impl PluginHost {
         let t0 = Instant::now();
         self.admit(&spec)?;
         let compiled = self.compile(&spec.name, &spec.wasm).await?;
-        let tenant = self.tenant(&spec);
+        let (tenant, audio) = self.tenant(&spec);
         // The first instance of a component pays one-time setup (~150 µs measured) that
         // should not land on the first event's path, and a component that cannot be
         // instantiated is refused now rather than later.
@@ -386,7 +416,7 @@ impl PluginHost {
         })?);
         let loaded = compiled.loaded;
         let (tx, rx) = mpsc::channel(spec.limits.queue.max(1));
-        tokio::spawn(actor::Actor { tenant: tenant.clone(), compiled }.run(rx));
+        tokio::spawn(actor::Actor { tenant: tenant.clone(), compiled }.run(rx, audio));
         self.plugins.lock().push(Plugin { tx, tenant });
         let report = LoadReport { loaded, took: t0.elapsed() };
         tracing::info!(plugin = %spec.name, "loaded {} ({:?}, {:.1} ms)", spec.wasm.display(), loaded, report.took.as_secs_f64() * 1e3);
@@ -413,15 +443,18 @@ impl PluginHost {
         Ok(())
     }
 
-    fn tenant(&self, spec: &PluginSpec) -> Tenant {
-        Tenant {
+    fn tenant(&self, spec: &PluginSpec) -> (Tenant, mpsc::Receiver<HeardAudio>) {
+        let (ears, audio) = Ears::new();
+        let tenant = Tenant {
             name: spec.name.as_str().into(),
             manager: self.manager.clone(),
             settings: spec.settings.to_string().into(),
             counters: Arc::new(PluginCounters::default()),
             limits: spec.limits,
             grants: Arc::new(spec.grants.clone()),
-        }
+            ears,
+        };
+        (tenant, audio)
     }
 
     /// Reads, compiles (or loads from cache) and links a component, off the event path.
@@ -461,7 +494,7 @@ impl PluginHost {
     /// A fresh instance of `compiled`, as `spec` describes the plugin, outside any
     /// actor: for tools and benchmarks that drive a plugin directly.
     pub async fn instantiate(&self, spec: &PluginSpec, compiled: &Compiled) -> Result<Instance, PluginError> {
-        Instance::new(&self.tenant(spec), compiled).await
+        Instance::new(&self.tenant(spec).0, compiled).await
     }
 
     /// Hot-reloads `plugin` from `path`: compiled and linked off the event path, then
@@ -586,6 +619,7 @@ impl PluginHost {
                     disabled: c.disabled.load(Ordering::Relaxed),
                     logs_dropped: c.logs_dropped.load(Ordering::Relaxed),
                     reloads: c.reloads.load(Ordering::Relaxed),
+                    audio_dropped: c.audio_dropped.load(Ordering::Relaxed),
                 }
             })
             .collect()

@@ -355,3 +355,132 @@ async fn bridges_are_between_two_granted_calls() {
     let status = host.api("p", json!({ "cmd": "status", "chat": OTHER })).await;
     assert_eq!(status["ok"]["state"], "idle");
 }
+
+/// What the probe has heard, once `enough` says it is all there.
+async fn heard_until(host: &Host, plugin: &str, enough: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let heard = host.api(plugin, json!({ "cmd": "heard" })).await;
+            if enough(&heard) {
+                return heard;
+            }
+            // Batches come every 100 ms or so; nothing announces the last one.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the plugin heard it in time")
+}
+
+fn samples_of(heard: &Value, key: &str) -> Vec<f64> {
+    heard["pcm"][key].as_array().map_or_else(Vec::new, |a| a.iter().map(|x| x.as_f64().unwrap()).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_hears_a_speaker_as_pcm_batches_in_the_format_it_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 30.0, RATE, 2));
+    let said = chirp(300.0, 3000.0, 2.0, 0.3);
+    let alice = write_raw(dir.path(), "alice.raw", &said);
+    let grants = "chats = \"all\", files = [\".\"], audio = true";
+    let host = Host::start_in(dir, &Setup::new().chat(CHAT).plugin(Bot::probe("p").grants(grants))).await;
+    let join = json!({ "cmd": "join", "chat": CHAT, "source": { "raw": { "path": "long.raw", "rate": 48000, "channels": 2 } } });
+    assert_eq!(host.api("p", join).await, json!({ "ok": null }));
+    // What a speech recogniser takes: 16 kHz mono, 200 ms at a time, each speaker alone.
+    let listen =
+        json!({ "cmd": "listen", "chat": CHAT, "target": "each", "rate": 16000, "channels": 1, "batch_ms": 200 });
+    assert_eq!(host.api("p", listen).await, json!({ "ok": null }));
+    host.loopback().speak(CHAT, ALICE, alice, None).await.unwrap();
+
+    let total =
+        |h: &Value| h["batches"].as_array().unwrap().iter().map(|b| b["samples"].as_u64().unwrap()).sum::<u64>();
+    let heard = heard_until(&host, "p", |h| total(h) >= 32_000).await;
+    let page = host.loopback().participants(CHAT, None, 10).await.unwrap();
+    let source = page.participants.iter().find(|p| p.peer == ALICE).unwrap().source;
+    let batches = heard["batches"].as_array().unwrap();
+    for b in batches {
+        assert_eq!(
+            (b["user"].as_i64(), b["source"].as_u64(), b["dropped"].as_u64()),
+            (Some(ALICE), Some(source.into()), Some(0)),
+            "{b}"
+        );
+    }
+    assert!(batches[..batches.len() - 1].iter().all(|b| b["samples"] == 3200), "200 ms of 16 kHz mono: {batches:?}");
+    assert_eq!(total(&heard), 32_000, "exactly the 2 s she spoke");
+    // Her words, at a third of the rate: every third sample of what she said.
+    let sent: Vec<f64> = left(&said).into_iter().step_by(3).collect();
+    let (mean, worst) = wasmcalls::media::loss::window_correlations(&sent, &samples_of(&heard, &source.to_string()));
+    assert!(mean >= 0.9, "the plugin heard what she said: mean {mean:.3}, worst {worst:.3}");
+
+    assert_eq!(host.api("p", json!({ "cmd": "unlisten", "chat": CHAT })).await, json!({ "ok": null }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_listener_loses_batches_and_says_so_while_another_call_keeps_time() {
+    const OTHER: i64 = -1_002_000_000_002;
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 30.0, RATE, 2));
+    let alice = write_raw(dir.path(), "alice.raw", &words(3.0));
+    let grants = "chats = \"all\", files = [\".\"], audio = true";
+    let setup = Setup::new()
+        .host("pacer_shards = 1")
+        .chat(CHAT)
+        .chat(OTHER)
+        .plugin(Bot::probe("slow").grants(grants))
+        .plugin(Bot::probe("player").grants("chats = \"all\", files = [\".\"]"));
+    let host = Host::start_in(dir, &setup).await;
+    let source = json!({ "raw": { "path": "long.raw", "rate": 48000, "channels": 2 } });
+    assert_eq!(host.api("slow", json!({ "cmd": "join", "chat": CHAT, "source": source })).await, json!({ "ok": null }));
+    assert_eq!(
+        host.api("player", json!({ "cmd": "join", "chat": OTHER, "source": source })).await,
+        json!({ "ok": null })
+    );
+    let other = tokio::time::timeout(PATIENCE, host.loopback().participant(OTHER)).await.unwrap();
+
+    // The mix every 20 ms, each taking the plugin 60 ms: it cannot keep up.
+    let listen = json!({ "cmd": "listen", "chat": CHAT, "target": "mix", "batch_ms": 20, "work_ms": 60 });
+    assert_eq!(host.api("slow", listen).await, json!({ "ok": null }));
+    let before = other.stats().packets;
+    host.loopback().speak(CHAT, ALICE, alice, None).await.unwrap();
+    let told = |h: &Value| h["batches"].as_array().unwrap().iter().map(|b| b["dropped"].as_u64().unwrap()).sum::<u64>();
+    let heard = heard_until(&host, "slow", |h| told(h) >= 20).await;
+    let status = host.app.plugins.status().into_iter().find(|p| p.name == "slow").unwrap();
+    assert!(status.audio_dropped >= told(&heard), "the host counts what it dropped: {status:?}");
+    assert!(heard["batches"].as_array().unwrap().iter().all(|b| b["samples"] == 1920), "20 ms of 48 kHz stereo each");
+
+    // The slow listener's requests still get through (events go first), and the call
+    // next door never missed a frame.
+    assert_eq!(host.api("slow", json!({ "cmd": "unlisten", "chat": CHAT })).await, json!({ "ok": null }));
+    tokio::time::timeout(PATIENCE, other.wait_until(|s| s.packets >= before + 150)).await.unwrap();
+    assert_eq!(other.stats().lost, 0);
+    let url = format!("http://{}/metrics", host.app.api);
+    let metrics = reqwest::get(url).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("wasmcalls_plugin_audio_dropped_total{plugin=\"slow\"}"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hearing_a_call_needs_the_grant_a_call_and_a_format_libopus_decodes_to() {
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 30.0, RATE, 2));
+    let setup = Setup::new()
+        .chat(CHAT)
+        .plugin(Bot::probe("deaf").grants("chats = \"all\", files = [\".\"]"))
+        .plugin(Bot::probe("ears").grants("chats = \"all\", files = [\".\"], audio = true"));
+    let host = Host::start_in(dir, &setup).await;
+    let listen =
+        |rate: u32, batch_ms: u32| json!({ "cmd": "listen", "chat": CHAT, "rate": rate, "batch_ms": batch_ms });
+    let err = host.api("ears", listen(48_000, 100)).await;
+    assert!(err["err"]["not-in-call"].is_i64(), "{err}");
+    let join = json!({ "cmd": "join", "chat": CHAT, "source": { "raw": { "path": "long.raw", "rate": 48000, "channels": 2 } } });
+    assert_eq!(host.api("ears", join).await, json!({ "ok": null }));
+    let err = host.api("deaf", listen(48_000, 100)).await;
+    assert!(err["err"]["permission-denied"].as_str().unwrap().contains("grants.audio"), "{err}");
+    let err = host.api("ears", listen(44_100, 100)).await;
+    assert!(err["err"]["invalid-argument"].as_str().unwrap().contains("44100 Hz"), "{err}");
+    let err = host.api("ears", listen(48_000, 30)).await;
+    assert!(err["err"]["invalid-argument"].as_str().unwrap().contains("multiple of 20"), "{err}");
+    assert_eq!(host.api("ears", listen(48_000, 100)).await, json!({ "ok": null }));
+    // The mix comes even when nobody speaks: silence, batch after batch.
+    let heard = heard_until(&host, "ears", |h| h["batches"].as_array().unwrap().len() >= 3).await;
+    assert!(samples_of(&heard, "mix").iter().all(|&x| x == 0.0));
+}

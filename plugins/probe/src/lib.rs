@@ -1,18 +1,28 @@
 //! A plugin for the host's tests of the v0.2 contract. Its custom API runs the
 //! command the JSON body names and answers `{"ok": …}` or `{"err": {"<variant>": …}}`;
-//! every event it receives is recorded and returned by `{"cmd": "events"}`.
+//! every event it receives is recorded and returned by `{"cmd": "events"}`; the audio
+//! it listens to, by `{"cmd": "heard"}`.
 
 use serde_json::{Value, json};
 use wasmcalls_bot::{
-    ApiRequest, ApiResponse, Bot, Button, ButtonAction, CallStatus, CallbackQuery, ChatId, Error, Identity, Invite,
-    JoinOptions, MediaKind, MediaSource, MemberStatus, Message, MessageMedia, NamedSource, ParticipantChange, RawPcm,
+    ApiRequest, ApiResponse, AudioBatch, Bot, Button, ButtonAction, CallStatus, CallbackQuery, ChatId, Error, Identity, Invite,
+    JoinOptions, ListenOptions, ListenTarget, MediaKind, MediaSource, MemberStatus, Message, MessageMedia, NamedSource, ParticipantChange, RawPcm,
     RecordOptions, RecordTarget, Recording, SendOptions, TextFormat, audio, calls, chat, config,
 };
 
 #[derive(Default)]
 struct Probe {
     events: Vec<Value>,
+    /// Each audio batch heard (without its samples), and the samples by source
+    /// ("mix" for the mix), up to [`HEARD_MAX`].
+    batches: Vec<Value>,
+    heard: std::collections::BTreeMap<String, Vec<i16>>,
+    /// Milliseconds to spin per batch: a slow consumer.
+    work_ms: u64,
 }
+
+/// Samples kept per source: 10 s of 48 kHz stereo.
+const HEARD_MAX: usize = 960_000;
 
 fn error_json(e: &Error) -> Value {
     match e {
@@ -206,6 +216,20 @@ fn run(cmd: &Value) -> Value {
         "stop-record" => answer(audio::stop_record(chat).map(|r| recording_json(&r))),
         "bridge" => answer(audio::bridge(c("from"), chat).map(|()| Value::Null)),
         "unbridge" => answer(audio::unbridge(chat).map(|()| Value::Null)),
+        "listen" => {
+            let target = match (&cmd["target"], cmd["user"].as_i64()) {
+                (_, Some(user)) => ListenTarget::Participant(user),
+                (t, None) if t == "each" => ListenTarget::Each,
+                _ => ListenTarget::Mix,
+            };
+            let options = ListenOptions {
+                sample_rate: cmd["rate"].as_u64().unwrap_or(48_000) as u32,
+                channels: cmd["channels"].as_u64().unwrap_or(2) as u8,
+                batch_ms: cmd["batch_ms"].as_u64().unwrap_or(100) as u32,
+            };
+            answer(audio::listen(chat, target, options).map(|()| Value::Null))
+        }
+        "unlisten" => answer(audio::unlisten(chat).map(|()| Value::Null)),
         "settings" => json!({ "ok": config::settings() }),
         "get" => {
             let key = cmd["key"].as_str().unwrap_or_default();
@@ -232,6 +256,20 @@ impl Bot for Probe {
     fn on_stream_end(&mut self, chat: ChatId) {
         self.events.push(json!({ "on-stream-end": chat }));
     }
+    fn on_audio(&mut self, chat: ChatId, batch: AudioBatch) {
+        let spin = std::time::Instant::now();
+        while spin.elapsed().as_millis() < u128::from(self.work_ms) {
+            std::hint::spin_loop();
+        }
+        self.batches.push(json!({
+            "chat": chat, "user": batch.user, "source": batch.source, "at_ms": batch.at_ms,
+            "samples": batch.pcm.len(), "dropped": batch.dropped,
+        }));
+        let key = batch.source.map_or_else(|| "mix".to_owned(), |s| s.to_string());
+        let kept = self.heard.entry(key).or_default();
+        let room = HEARD_MAX.saturating_sub(kept.len()).min(batch.pcm.len());
+        kept.extend_from_slice(&batch.pcm[..room]);
+    }
     fn on_recording_ended(&mut self, chat: ChatId, recording: Recording) {
         self.events.push(json!({ "on-recording-ended": { "chat": chat, "recording": recording_json(&recording) } }));
     }
@@ -256,7 +294,15 @@ impl Bot for Probe {
     }
     fn on_custom_api(&mut self, request: ApiRequest) -> ApiResponse {
         let cmd: Value = serde_json::from_str(&request.body).unwrap_or(Value::Null);
-        let body = if cmd["cmd"] == "events" { json!(self.events) } else { run(&cmd) };
+        let body = match cmd["cmd"].as_str() {
+            Some("events") => json!(self.events),
+            Some("heard") => json!({ "batches": self.batches, "pcm": self.heard }),
+            Some("listen") => {
+                self.work_ms = cmd["work_ms"].as_u64().unwrap_or(0);
+                run(&cmd)
+            }
+            _ => run(&cmd),
+        };
         ApiResponse { status: 200, body: body.to_string() }
     }
 }

@@ -1,4 +1,4 @@
-//! Write a wasmcalls bot in Rust, on the `wasmcalls:bot@0.2.1` contract (`wit/v0.2`).
+//! Write a wasmcalls bot in Rust, on the `wasmcalls:bot@0.2.2` contract (`wit/v0.2`).
 //!
 //! Implement [`Bot`] on your bot's state — every handler takes `&mut self` and has a
 //! default that does nothing — and export it with [`bot!`]. The host creates it with
@@ -21,7 +21,7 @@
 //!
 //! The commands are the contract's interfaces: [`calls`] (join, play, pause, …),
 //! [`chat`] (send, edit, delete, answer button presses, member standing), [`audio`]
-//! (record a call), [`config`]
+//! (record a call, bridge calls, hear a call's audio), [`config`]
 //! (settings; [`settings`] reads them into your own type) and [`logging`] ([`log`]).
 //! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` in
 //! `target/wasm32-wasip2/release/` is the component the host loads.
@@ -41,7 +41,7 @@ wit_bindgen::generate!({
 pub use wit_bindgen::rt as __rt;
 
 pub use wasmcalls::bot::types::{
-    ApiRequest, ApiResponse, Attachment, Button, ButtonAction, CallState, CallStatus, CallbackQuery, ChatId, Command,
+    ApiRequest, ApiResponse, Attachment, AudioBatch, ListenOptions, ListenTarget, Button, ButtonAction, CallState, CallStatus, CallbackQuery, ChatId, Command,
     Error, Identity, Invite, JoinOptions, LogLevel, MediaKind, MediaSource, MemberStatus, Message, MessageId,
     MessageMedia, NamedSource, Participant, ParticipantChange, ParticipantPage, RawPcm, RecordOptions, RecordTarget,
     RecordedFile, Recording, Reply, SendOptions, SentMessage, TelegramError, TextFormat, UserId,
@@ -108,6 +108,13 @@ pub mod chat {
 impl Default for SendOptions {
     fn default() -> Self {
         SendOptions { format: TextFormat::Plain, reply_to: None, silent: false, buttons: Vec::new() }
+    }
+}
+
+impl ListenOptions {
+    /// 16 kHz mono in 200 ms batches: what speech recognisers take.
+    pub fn speech() -> ListenOptions {
+        ListenOptions { sample_rate: 16_000, channels: 1, batch_ms: 200 }
     }
 }
 
@@ -258,6 +265,12 @@ pub trait Bot: Default + 'static {
     fn on_recording_ended(&mut self, chat: ChatId, recording: Recording) {
         let _ = (chat, recording);
     }
+    /// A batch of `chat`'s call's audio, after [`audio::listen`] (needs the operator's
+    /// `grants.audio`). Handle it quickly: batches that arrive faster than they are
+    /// handled are dropped, and the next batch's `dropped` says how many.
+    fn on_audio(&mut self, chat: ChatId, batch: AudioBatch) {
+        let _ = (chat, batch);
+    }
 }
 
 /// Exports a type implementing [`Bot`] (and `Default`) as this component's handler.
@@ -314,6 +327,9 @@ macro_rules! bot {
         impl $crate::exports::wasmcalls::bot::audio_events::Guest for __WasmcallsBot {
             fn on_recording_ended(chat: $crate::ChatId, recording: $crate::Recording) {
                 __with_bot(|b| $crate::Bot::on_recording_ended(b, chat, recording))
+            }
+            fn on_audio(chat: $crate::ChatId, batch: $crate::AudioBatch) {
+                __with_bot(|b| $crate::Bot::on_audio(b, chat, batch))
             }
         }
         impl $crate::exports::wasmcalls::bot::state::Guest for __WasmcallsBot {

@@ -7,13 +7,13 @@
 /// <reference path="./interfaces/wasmcalls-bot-logging.d.ts" />
 /// <reference path="./interfaces/wasmcalls-bot-state.d.ts" />
 /// <reference path="./interfaces/wasmcalls-bot-types.d.ts" />
-declare module 'wasmcalls:bot/bot-with-state@0.2.1' {
-  export type * as WasmcallsBotAudio021 from 'wasmcalls:bot/audio@0.2.1'; // import wasmcalls:bot/audio@0.2.1
-  export type * as WasmcallsBotCalls021 from 'wasmcalls:bot/calls@0.2.1'; // import wasmcalls:bot/calls@0.2.1
-  export type * as WasmcallsBotChat021 from 'wasmcalls:bot/chat@0.2.1'; // import wasmcalls:bot/chat@0.2.1
-  export type * as WasmcallsBotConfig021 from 'wasmcalls:bot/config@0.2.1'; // import wasmcalls:bot/config@0.2.1
-  export type * as WasmcallsBotLogging021 from 'wasmcalls:bot/logging@0.2.1'; // import wasmcalls:bot/logging@0.2.1
-  export type * as WasmcallsBotTypes021 from 'wasmcalls:bot/types@0.2.1'; // import wasmcalls:bot/types@0.2.1
-  export * as state from 'wasmcalls:bot/state@0.2.1'; // export wasmcalls:bot/state@0.2.1
-  export * as handler from 'wasmcalls:bot/handler@0.2.1'; // export wasmcalls:bot/handler@0.2.1
+declare module 'wasmcalls:bot/bot-with-state@0.2.2' {
+  export type * as WasmcallsBotAudio022 from 'wasmcalls:bot/audio@0.2.2'; // import wasmcalls:bot/audio@0.2.2
+  export type * as WasmcallsBotCalls022 from 'wasmcalls:bot/calls@0.2.2'; // import wasmcalls:bot/calls@0.2.2
+  export type * as WasmcallsBotChat022 from 'wasmcalls:bot/chat@0.2.2'; // import wasmcalls:bot/chat@0.2.2
+  export type * as WasmcallsBotConfig022 from 'wasmcalls:bot/config@0.2.2'; // import wasmcalls:bot/config@0.2.2
+  export type * as WasmcallsBotLogging022 from 'wasmcalls:bot/logging@0.2.2'; // import wasmcalls:bot/logging@0.2.2
+  export type * as WasmcallsBotTypes022 from 'wasmcalls:bot/types@0.2.2'; // import wasmcalls:bot/types@0.2.2
+  export * as state from 'wasmcalls:bot/state@0.2.2'; // export wasmcalls:bot/state@0.2.2
+  export * as handler from 'wasmcalls:bot/handler@0.2.2'; // export wasmcalls:bot/handler@0.2.2
 }

@@ -1,4 +1,4 @@
-"""Write wasmcalls bots in Python, on the ``wasmcalls:bot@0.2.1`` contract.
+"""Write wasmcalls bots in Python, on the ``wasmcalls:bot@0.2.2`` contract.
 
 In PyTgCalls' style: make a :class:`Bot`, register handlers with its decorators,
 and export it::

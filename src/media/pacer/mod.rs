@@ -25,6 +25,7 @@ pub use clock::thread_cpu_time;
 pub use session::FRAME;
 
 use super::encoder::EncoderConfig;
+use super::listen::{ListenPlan, Sink};
 use super::record::{self, RecordPlan, RecordSummary, RecordTap};
 use super::source::SourceSpec;
 use super::stats::{CallStats, PacerTotals};
@@ -58,11 +59,15 @@ pub enum MediaEvent {
     RecordingEnded { call: CallId, summary: RecordSummary },
 }
 
-/// Who hears a call besides us: its recorder, or a bridge into another call.
+/// Who hears a call besides us: its recorder, a bridge into another call, or code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
     Recording,
-    Bridge { to: CallId },
+    Bridge {
+        to: CallId,
+    },
+    /// Code hearing the call as PCM ([`super::listen`]), by its listener's id.
+    Audio(u64),
 }
 
 /// A change to a call's playback, applied at the next frame boundary.
@@ -299,6 +304,20 @@ impl MediaPlane {
     pub fn unbridge(&self, from: CallId, to: CallId) -> Result<(), MediaError> {
         let _ = self.control(from, Control::Listen(Listener::Bridge { to }, None));
         self.control(to, Control::Stop)
+    }
+
+    /// Hands what `call` hears to `sink` as `plan` says, as listener `id` (one per
+    /// call: a second replaces the first); returns once the call's shard hands its
+    /// packets over. It ends with the call, [`MediaPlane::unlisten`], or a closed sink.
+    pub async fn listen(&self, call: CallId, id: u64, plan: ListenPlan, sink: Sink) -> Result<(), MediaError> {
+        let tap = super::listen::start(plan, sink).map_err(MediaError::Record)?;
+        self.control(call, Control::Listen(Listener::Audio(id), Some(tap)))?;
+        self.stats(call).await.map(|_| ())
+    }
+
+    /// Stops listener `id` hearing `call`: its last batches go out.
+    pub fn unlisten(&self, call: CallId, id: u64) -> Result<(), MediaError> {
+        self.control(call, Control::Listen(Listener::Audio(id), None))
     }
 
     /// A snapshot of the call's counters.

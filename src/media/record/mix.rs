@@ -1,17 +1,22 @@
 //! The call's mix, as a listener hears it: every participant's stream decoded, placed
 //! on one timeline — a stream's first packet where it arrived, the rest by their RTP
 //! time after it, lost packets concealed as a receiver would — and summed.
-//! [`Mix::take_until`] hands out what no packet can still change.
+//! [`Mix::take_until`] hands out what no packet can still change. libopus decodes
+//! straight to the rate and channels a listener asks for (8 to 48 kHz, mono or
+//! stereo), so nothing is resampled.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use crate::media::loss::{FRAME, conceal};
 
-/// Interleaved channels of the mix.
+/// Interleaved channels of a recording's mix.
 pub const CHANNELS: usize = 2;
-/// A timestamp jump beyond this restarts a stream's placement at its arrival.
-const MAX_JUMP: i64 = 48_000 * 60;
+/// Opus's RTP clock, whatever rate it is decoded at.
+const RTP_RATE: i64 = 48_000;
+/// A timestamp jump beyond this many seconds restarts a stream's placement at its
+/// arrival.
+const MAX_JUMP_S: i64 = 60;
 
 struct Voice {
     decoder: opus::Decoder,
@@ -25,18 +30,37 @@ struct Voice {
 /// Every stream's decoder and its place on a timeline that starts at `origin`.
 pub struct Voices {
     origin: Instant,
+    rate: u32,
+    channels: usize,
     voices: HashMap<u32, Voice>,
     scratch: Vec<i16>,
 }
 
 impl Voices {
+    /// 48 kHz stereo, as recordings and bridges have it.
     pub fn new(origin: Instant) -> Voices {
-        Voices { origin, voices: HashMap::new(), scratch: vec![0; 5760 * CHANNELS] }
+        Voices::with_format(origin, 48_000, CHANNELS)
+    }
+
+    /// Decoded at `rate` (8, 12, 16, 24 or 48 kHz) into `channels` (1 or 2).
+    pub fn with_format(origin: Instant, rate: u32, channels: usize) -> Voices {
+        let scratch = vec![0; rate as usize * 120 / 1000 * channels];
+        Voices { origin, rate, channels, voices: HashMap::new(), scratch }
     }
 
     /// The sample per channel `at` falls on.
     pub fn sample_at(&self, at: Instant) -> u64 {
-        (at.saturating_duration_since(self.origin).as_micros() as u64) * 48 / 1000
+        (at.saturating_duration_since(self.origin).as_micros() as u64) * u64::from(self.rate) / 1_000_000
+    }
+
+    /// Where `ssrc`'s audio so far ends on the timeline (none before its first packet).
+    pub fn end_of(&self, ssrc: u32) -> Option<u64> {
+        self.voices.get(&ssrc).map(|v| v.end)
+    }
+
+    /// Drops `ssrc`'s decoder (a stream gone quiet for good); it starts afresh if heard.
+    pub fn forget(&mut self, ssrc: u32) {
+        self.voices.remove(&ssrc);
     }
 
     /// Decodes one packet of `ssrc`'s stream, released in order by its jitter buffer
@@ -52,17 +76,19 @@ impl Voices {
         mut place: impl FnMut(u64, &[i16]),
     ) {
         let arrival = self.sample_at(arrived);
+        let (rate, channels) = (self.rate, self.channels);
         let voice = match self.voices.entry(ssrc) {
             std::collections::hash_map::Entry::Occupied(v) => v.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let Ok(decoder) = opus::Decoder::new(48_000, opus::Channels::Stereo) else { return };
+                let layout = if channels == 1 { opus::Channels::Mono } else { opus::Channels::Stereo };
+                let Ok(decoder) = opus::Decoder::new(rate, layout) else { return };
                 v.insert(Voice { decoder, anchor: (i64::from(ts), arrival), last_ts: i64::from(ts), end: arrival })
             }
         };
         let ext = voice.last_ts + i64::from(ts.wrapping_sub(voice.last_ts as u32) as i32);
         voice.last_ts = ext;
-        let mut at = voice.anchor.1 as i64 + (ext - voice.anchor.0);
-        if (at - voice.end as i64).abs() > MAX_JUMP || at < 0 {
+        let mut at = voice.anchor.1 as i64 + (ext - voice.anchor.0) * i64::from(rate) / RTP_RATE;
+        if (at - voice.end as i64).abs() > MAX_JUMP_S * i64::from(rate) || at < 0 {
             voice.anchor = (ext, arrival);
             at = arrival as i64;
         }
@@ -70,18 +96,19 @@ impl Voices {
         let Ok(n) = voice.decoder.decode(payload, &mut self.scratch, false) else { return };
         // Lost just before: concealed, as a receiver does; a pause stays silence.
         if missing > 0 && at > voice.end {
-            let len = ((at - voice.end) as usize).min(missing as usize * FRAME);
-            let concealed = conceal(&mut voice.decoder, payload, len, CHANNELS);
+            let frame = FRAME * rate as usize / 48_000;
+            let len = ((at - voice.end) as usize).min(missing as usize * frame);
+            let concealed = conceal(&mut voice.decoder, payload, len, channels);
             place(at - len as u64, &concealed);
         }
         voice.end = voice.end.max(at + n as u64);
-        place(at, &self.scratch[..n * CHANNELS]);
+        place(at, &self.scratch[..n * channels]);
     }
 }
 
 /// Audio summed onto one timeline, handed out in order.
-#[derive(Default)]
 pub struct Timeline {
+    channels: usize,
     /// Samples (interleaved) from `taken` on, summed wide.
     pending: VecDeque<i32>,
     /// Samples per channel already handed out.
@@ -90,15 +117,27 @@ pub struct Timeline {
     pub late_samples: u64,
 }
 
+impl Default for Timeline {
+    /// Stereo.
+    fn default() -> Self {
+        Timeline::new(CHANNELS)
+    }
+}
+
 impl Timeline {
+    pub fn new(channels: usize) -> Timeline {
+        Timeline { channels, pending: VecDeque::new(), taken: 0, late_samples: 0 }
+    }
+
     /// Adds `pcm` (interleaved) starting at sample `at`.
     pub fn place(&mut self, at: u64, pcm: &[i16]) {
+        let ch = self.channels;
         let mut skip = 0;
         if at < self.taken {
-            skip = ((self.taken - at) as usize * CHANNELS).min(pcm.len());
-            self.late_samples += (skip / CHANNELS) as u64;
+            skip = ((self.taken - at) as usize * ch).min(pcm.len());
+            self.late_samples += (skip / ch) as u64;
         }
-        let offset = (at.max(self.taken) - self.taken) as usize * CHANNELS;
+        let offset = (at.max(self.taken) - self.taken) as usize * ch;
         let need = offset + pcm.len() - skip;
         if self.pending.len() < need {
             self.pending.resize(need, 0);
@@ -112,7 +151,7 @@ impl Timeline {
     /// where nothing was placed.
     pub fn take_until(&mut self, until: u64, mut f: impl FnMut(i16)) {
         while self.taken < until {
-            for _ in 0..CHANNELS {
+            for _ in 0..self.channels {
                 let x = self.pending.pop_front().unwrap_or(0);
                 f(x.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16);
             }
@@ -123,6 +162,15 @@ impl Timeline {
     /// Samples per channel handed out.
     pub fn taken(&self) -> u64 {
         self.taken
+    }
+
+    /// Hands out nothing before `sample`: what was placed there is dropped.
+    pub fn skip_to(&mut self, sample: u64) {
+        if sample > self.taken {
+            let n = ((sample - self.taken) as usize * self.channels).min(self.pending.len());
+            self.pending.drain(..n);
+            self.taken = sample;
+        }
     }
 }
 

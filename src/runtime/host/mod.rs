@@ -53,6 +53,10 @@ pub struct PluginState {
     /// The callback queries delivered to it lately: the ones it may answer.
     queries: std::collections::VecDeque<String>,
     counters: Arc<super::PluginCounters>,
+    /// Where the audio it listens to queues, and its id as a listener.
+    ears: super::Ears,
+    /// It exports `audio-events.on-audio`: it can hear what it listens to.
+    pub(super) hears_audio: bool,
 }
 
 impl PluginState {
@@ -85,6 +89,8 @@ impl PluginState {
             record_caps: (limits.record_seconds, limits.record_mb),
             queries: std::collections::VecDeque::new(),
             counters: tenant.counters.clone(),
+            ears: tenant.ears.clone(),
+            hears_audio: false,
         }
     }
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Level, PluginState, host_fault};
-use crate::calls::{CallError, CallState, CallStatus, Playable, RecordRequest};
+use crate::calls::{CallError, CallState, CallStatus, Handed, ListenRequest, ListenTarget, Playable, RecordRequest};
 use crate::media::record::RecordSummary;
 use crate::media::{PcmFormat, SourceSpec};
 use crate::runtime::bindings::v2::wasmcalls::bot::{audio, calls, chat, config, logging, types};
@@ -424,6 +424,56 @@ impl audio::Host for PluginState {
         self.may_call("unbridge", to)?;
         let r = self.manager.unbridge(to);
         self.v2("unbridge", to, r)
+    }
+
+    async fn listen(
+        &mut self,
+        chat: i64,
+        target: types::ListenTarget,
+        options: types::ListenOptions,
+    ) -> Result<(), Refusal> {
+        self.may_call("listen", chat)?;
+        if let Err(e) = self.grants.check_audio(&self.name) {
+            self.denied("listen", chat, &e);
+            return Err(e.into());
+        }
+        if !self.hears_audio {
+            let e = CallError::InvalidArgument(format!(
+                "plugin {} exports no audio-events.on-audio to hear with: build the bot-with-audio world (the SDKs do)",
+                self.name
+            ));
+            return self.v2("listen", chat, Err(e));
+        }
+        let request = ListenRequest {
+            target: match target {
+                types::ListenTarget::Mix => ListenTarget::Mix,
+                types::ListenTarget::Each => ListenTarget::Each,
+                types::ListenTarget::Participant(user) => ListenTarget::Participant(user),
+            },
+            rate: options.sample_rate,
+            channels: options.channels,
+            batch: Duration::from_millis(options.batch_ms.into()),
+        };
+        let (tx, counters) = (self.ears.tx.clone(), self.counters.clone());
+        // On the listener's thread: never waits for the plugin.
+        let sink = Box::new(move |heard| match tx.try_send(heard) {
+            Ok(()) => Handed::Taken,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                counters.audio_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Handed::Full
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Handed::Closed,
+        });
+        let t0 = Instant::now();
+        let r = self.manager.listen(chat, self.ears.id, request, sink).await;
+        self.host_since(t0);
+        self.v2("listen", chat, r)
+    }
+
+    async fn unlisten(&mut self, chat: i64) -> Result<(), Refusal> {
+        self.may_call("unlisten", chat)?;
+        let r = self.manager.unlisten(chat, self.ears.id);
+        self.v2("unlisten", chat, r)
     }
 
     async fn stop_record(&mut self, chat: i64) -> Result<types::Recording, Refusal> {

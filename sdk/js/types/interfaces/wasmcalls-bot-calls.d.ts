@@ -1,6 +1,6 @@
 // Generated from wit/v0.2 by `npm run types` (jco guest-types; 64-bit integers as QuickJS passes them).
 /// <reference path="./wasmcalls-bot-types.d.ts" />
-declare module 'wasmcalls:bot/calls@0.2.1' {
+declare module 'wasmcalls:bot/calls@0.2.2' {
   /**
    * Joins `chat`'s call and plays `source`; returns once audio flows.
    */
@@ -50,10 +50,10 @@ declare module 'wasmcalls:bot/calls@0.2.1' {
    * at most `limit` of them.
    */
   export function participants(chat: ChatId, offset: string | undefined, limit: number): ParticipantPage;
-  export type ChatId = import('wasmcalls:bot/types@0.2.1').ChatId;
-  export type MediaSource = import('wasmcalls:bot/types@0.2.1').MediaSource;
-  export type JoinOptions = import('wasmcalls:bot/types@0.2.1').JoinOptions;
-  export type CallStatus = import('wasmcalls:bot/types@0.2.1').CallStatus;
-  export type ParticipantPage = import('wasmcalls:bot/types@0.2.1').ParticipantPage;
-  export type Error = import('wasmcalls:bot/types@0.2.1').Error;
+  export type ChatId = import('wasmcalls:bot/types@0.2.2').ChatId;
+  export type MediaSource = import('wasmcalls:bot/types@0.2.2').MediaSource;
+  export type JoinOptions = import('wasmcalls:bot/types@0.2.2').JoinOptions;
+  export type CallStatus = import('wasmcalls:bot/types@0.2.2').CallStatus;
+  export type ParticipantPage = import('wasmcalls:bot/types@0.2.2').ParticipantPage;
+  export type Error = import('wasmcalls:bot/types@0.2.2').Error;
 }

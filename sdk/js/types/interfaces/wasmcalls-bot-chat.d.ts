@@ -1,6 +1,6 @@
 // Generated from wit/v0.2 by `npm run types` (jco guest-types; 64-bit integers as QuickJS passes them).
 /// <reference path="./wasmcalls-bot-types.d.ts" />
-declare module 'wasmcalls:bot/chat@0.2.1' {
+declare module 'wasmcalls:bot/chat@0.2.2' {
   /**
    * Sends a message. Telegram's limits are kept for the plugin: a send that would
    * break them waits briefly or fails with `rate-limited`.
@@ -23,13 +23,13 @@ declare module 'wasmcalls:bot/chat@0.2.1' {
    * `user`'s standing in `chat`: creator, admin, member… (to keep controls to admins).
    */
   export function member(chat: ChatId, user: UserId): MemberStatus;
-  export type ChatId = import('wasmcalls:bot/types@0.2.1').ChatId;
-  export type UserId = import('wasmcalls:bot/types@0.2.1').UserId;
-  export type MessageId = import('wasmcalls:bot/types@0.2.1').MessageId;
-  export type SendOptions = import('wasmcalls:bot/types@0.2.1').SendOptions;
-  export type SentMessage = import('wasmcalls:bot/types@0.2.1').SentMessage;
-  export type TextFormat = import('wasmcalls:bot/types@0.2.1').TextFormat;
-  export type Button = import('wasmcalls:bot/types@0.2.1').Button;
-  export type MemberStatus = import('wasmcalls:bot/types@0.2.1').MemberStatus;
-  export type Error = import('wasmcalls:bot/types@0.2.1').Error;
+  export type ChatId = import('wasmcalls:bot/types@0.2.2').ChatId;
+  export type UserId = import('wasmcalls:bot/types@0.2.2').UserId;
+  export type MessageId = import('wasmcalls:bot/types@0.2.2').MessageId;
+  export type SendOptions = import('wasmcalls:bot/types@0.2.2').SendOptions;
+  export type SentMessage = import('wasmcalls:bot/types@0.2.2').SentMessage;
+  export type TextFormat = import('wasmcalls:bot/types@0.2.2').TextFormat;
+  export type Button = import('wasmcalls:bot/types@0.2.2').Button;
+  export type MemberStatus = import('wasmcalls:bot/types@0.2.2').MemberStatus;
+  export type Error = import('wasmcalls:bot/types@0.2.2').Error;
 }

@@ -1,5 +1,5 @@
 // Generated from wit/v0.2 by `npm run types` (jco guest-types; 64-bit integers as QuickJS passes them).
-declare module 'wasmcalls:bot/config@0.2.1' {
+declare module 'wasmcalls:bot/config@0.2.2' {
   /**
    * All of them, as a JSON object.
    */

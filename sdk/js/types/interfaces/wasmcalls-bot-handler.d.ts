@@ -1,6 +1,6 @@
 // Generated from wit/v0.2 by `npm run types` (jco guest-types; 64-bit integers as QuickJS passes them).
 /// <reference path="./wasmcalls-bot-types.d.ts" />
-declare module 'wasmcalls:bot/handler@0.2.1' {
+declare module 'wasmcalls:bot/handler@0.2.2' {
   /**
    * The host is running; `me` are the accounts it acts through.
    */
@@ -48,12 +48,12 @@ declare module 'wasmcalls:bot/handler@0.2.1' {
    * (`{"_": "<constructor>", …fields}`).
    */
   export function onRawUpdate(update: string): void;
-  export type ChatId = import('wasmcalls:bot/types@0.2.1').ChatId;
-  export type Identity = import('wasmcalls:bot/types@0.2.1').Identity;
-  export type Message = import('wasmcalls:bot/types@0.2.1').Message;
-  export type CallbackQuery = import('wasmcalls:bot/types@0.2.1').CallbackQuery;
-  export type ParticipantChange = import('wasmcalls:bot/types@0.2.1').ParticipantChange;
-  export type Invite = import('wasmcalls:bot/types@0.2.1').Invite;
-  export type ApiRequest = import('wasmcalls:bot/types@0.2.1').ApiRequest;
-  export type ApiResponse = import('wasmcalls:bot/types@0.2.1').ApiResponse;
+  export type ChatId = import('wasmcalls:bot/types@0.2.2').ChatId;
+  export type Identity = import('wasmcalls:bot/types@0.2.2').Identity;
+  export type Message = import('wasmcalls:bot/types@0.2.2').Message;
+  export type CallbackQuery = import('wasmcalls:bot/types@0.2.2').CallbackQuery;
+  export type ParticipantChange = import('wasmcalls:bot/types@0.2.2').ParticipantChange;
+  export type Invite = import('wasmcalls:bot/types@0.2.2').Invite;
+  export type ApiRequest = import('wasmcalls:bot/types@0.2.2').ApiRequest;
+  export type ApiResponse = import('wasmcalls:bot/types@0.2.2').ApiResponse;
 }

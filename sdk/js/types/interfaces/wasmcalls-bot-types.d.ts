@@ -1,5 +1,5 @@
 // Generated from wit/v0.2 by `npm run types` (jco guest-types; 64-bit integers as QuickJS passes them).
-declare module 'wasmcalls:bot/types@0.2.1' {
+declare module 'wasmcalls:bot/types@0.2.2' {
   /**
    * A Telegram chat id, as the Bot API writes it: supergroups and channels are
    * `-100…`, basic groups `-…`, users positive.
@@ -766,5 +766,74 @@ declare module 'wasmcalls:bot/types@0.2.1' {
      * none when it was stopped or its call ended.
      */
     error?: string,
+  }
+  /**
+   * Whose audio a listener hears.
+   */
+  export type ListenTarget = ListenTargetMix | ListenTargetEach | ListenTargetParticipant;
+  /**
+   * The call's mix — everyone else, as a listener hears them — in a batch every
+   * `batch-ms`, silence included.
+   */
+  export interface ListenTargetMix {
+    tag: 'mix',
+  }
+  /**
+   * Each participant on their own, only while they speak.
+   */
+  export interface ListenTargetEach {
+    tag: 'each',
+  }
+  /**
+   * One participant, only while they speak.
+   */
+  export interface ListenTargetParticipant {
+    tag: 'participant',
+    val: UserId,
+  }
+  /**
+   * The format of what a listener hears: libopus decodes straight to it.
+   */
+  export interface ListenOptions {
+    /**
+     * 8000, 12000, 16000, 24000 or 48000 (speech recognisers mostly want 16000).
+     */
+    sampleRate: number,
+    /**
+     * 1 (mono) or 2 (stereo, interleaved).
+     */
+    channels: number,
+    /**
+     * Audio per batch, from 20 to 1000 ms, a multiple of 20 (100–200 ms suits
+     * most uses; each batch is one event).
+     */
+    batchMs: number,
+  }
+  /**
+   * A stretch of a call's audio, about 100 ms behind real time.
+   */
+  export interface AudioBatch {
+    /**
+     * Who spoke it, when known; none for the mix.
+     */
+    user?: UserId,
+    /**
+     * Their source (SSRC); none for the mix.
+     */
+    source?: number,
+    /**
+     * Where it starts, in milliseconds since `listen`: a jump in a participant's
+     * batches is a pause; in the mix's, batches dropped.
+     */
+    atMs: number,
+    /**
+     * 16-bit samples, interleaved when stereo.
+     */
+    pcm: Int16Array,
+    /**
+     * Batches dropped since the one before this, because the plugin had not
+     * handled them yet (its queue holds 16).
+     */
+    dropped: number,
   }
 }
