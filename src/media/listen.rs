@@ -73,7 +73,10 @@ pub fn start(plan: ListenPlan, sink: Sink) -> Result<RecordTap, String> {
     let (tap, heard) = RecordTap::new();
     std::thread::Builder::new()
         .name("wasmcalls-listen".into())
-        .spawn(move || Listener::new(plan, sink).run(heard))
+        .spawn(move || {
+            super::pacer::background_priority();
+            Listener::new(plan, sink).run(heard)
+        })
         .map_err(|e| format!("cannot start a listener thread: {e}"))?;
     Ok(tap)
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use clock::thread_cpu_time;
+pub use clock::{background_priority, thread_cpu_time};
 pub use session::FRAME;
 
 use super::encoder::EncoderConfig;

@@ -1,11 +1,13 @@
 //! Recording a call, off the pacer thread: the pacer hands every packet it hears to a
 //! recorder thread through a bounded queue, and the thread puts each stream through a
 //! jitter buffer and writes it down — each participant to an Ogg Opus file of their
-//! own packets ([`ogg`]), and/or the call's mix to a WAV file ([`mix`]). Files are
+//! own packets ([`ogg`]), and/or the call's mix ([`mix`]) to a WAV or FLAC ([`flac`])
+//! file. Files are
 //! flushed every second, so a host killed mid-recording leaves them playable to the
 //! last second. A recording ends when it is stopped, its call goes, it reaches a cap,
 //! or a file cannot be written — and always says so, with what it wrote.
 
+pub mod flac;
 pub mod mix;
 pub mod ogg;
 
@@ -39,7 +41,7 @@ pub type Namer = Box<dyn Fn(u32) -> String + Send>;
 pub struct RecordPlan {
     /// Each participant to `<folder>/<name(ssrc)>.ogg`.
     pub each: Option<(PathBuf, Namer)>,
-    /// The mix to this WAV file.
+    /// The mix to this file: FLAC if it is named `.flac`, WAV otherwise.
     pub mix: Option<PathBuf>,
     /// Stop after this long…
     pub max_duration: Duration,
@@ -101,9 +103,9 @@ impl RecordTap {
 /// the recorder thread until the tap is dropped, a cap is reached or a write fails;
 /// `ended` gets the summary.
 pub fn start(plan: RecordPlan, ended: impl FnOnce(RecordSummary) + Send + 'static) -> Result<RecordTap, String> {
-    let wav = match &plan.mix {
+    let mix_file = match &plan.mix {
         Some(path) => {
-            Some((path.clone(), create_wav(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?))
+            Some((path.clone(), MixFile::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?))
         }
         None => None,
     };
@@ -114,12 +116,13 @@ pub fn start(plan: RecordPlan, ended: impl FnOnce(RecordSummary) + Send + 'stati
         started: Instant::now(),
         jitters: HashMap::new(),
         files: HashMap::new(),
-        mix: wav.map(|(path, w)| (path, w, Mix::new(Instant::now()))),
+        mix: mix_file.map(|(path, w)| (path, w, Mix::new(Instant::now()))),
         error: None,
     };
     std::thread::Builder::new()
         .name("wasmcalls-record".into())
         .spawn(move || {
+            super::pacer::background_priority();
             let mut summary = recorder.run(rx);
             summary.dropped = dropped.load(std::sync::atomic::Ordering::Relaxed);
             ended(summary);
@@ -128,15 +131,58 @@ pub fn start(plan: RecordPlan, ended: impl FnOnce(RecordSummary) + Send + 'stati
     Ok(tap)
 }
 
-fn create_wav(path: &std::path::Path) -> std::io::Result<hound::WavWriter<BufWriter<File>>> {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let file = File::options().write(true).create_new(true).open(path)?;
-    hound::WavWriter::new(BufWriter::new(file), spec).map_err(std::io::Error::other)
+/// The mix's file: 48 kHz 16-bit stereo, as WAV or FLAC.
+enum MixFile {
+    Wav(hound::WavWriter<BufWriter<File>>),
+    Flac(flac::Flac),
+}
+
+impl MixFile {
+    /// Creates `path` (never over a file that exists), FLAC if it is named `.flac`.
+    fn create(path: &std::path::Path) -> std::io::Result<MixFile> {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("flac")) {
+            return flac::Flac::create(path, 48_000, mix::CHANNELS).map(MixFile::Flac);
+        }
+        let spec = hound::WavSpec {
+            channels: mix::CHANNELS as u16,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let file = File::options().write(true).create_new(true).open(path)?;
+        hound::WavWriter::new(BufWriter::new(file), spec).map(MixFile::Wav).map_err(std::io::Error::other)
+    }
+
+    fn write_sample(&mut self, x: i16) -> std::io::Result<()> {
+        match self {
+            MixFile::Wav(w) => w.write_sample(x).map_err(std::io::Error::other),
+            MixFile::Flac(f) => f.write_sample(x),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            MixFile::Wav(w) => w.flush().map_err(std::io::Error::other),
+            MixFile::Flac(f) => f.flush(),
+        }
+    }
+
+    /// Bytes of audio written, given the samples per channel taken.
+    fn bytes(&self, taken: u64) -> u64 {
+        match self {
+            MixFile::Wav(_) => taken * 2 * mix::CHANNELS as u64,
+            MixFile::Flac(f) => f.bytes(),
+        }
+    }
+
+    /// Closes the file: the bytes of audio in it.
+    fn finalize(self, taken: u64) -> std::io::Result<u64> {
+        let bytes = self.bytes(taken);
+        match self {
+            MixFile::Wav(w) => w.finalize().map(|()| bytes).map_err(std::io::Error::other),
+            MixFile::Flac(f) => f.finalize(),
+        }
+    }
 }
 
 struct Recorder {
@@ -144,7 +190,7 @@ struct Recorder {
     started: Instant,
     jitters: HashMap<u32, Jitter<Heard>>,
     files: HashMap<u32, OggOpus>,
-    mix: Option<(PathBuf, hound::WavWriter<BufWriter<File>>, Mix)>,
+    mix: Option<(PathBuf, MixFile, Mix)>,
     error: Option<String>,
 }
 
@@ -167,8 +213,8 @@ impl Recorder {
             }
             if now.duration_since(last_flush) >= Duration::from_secs(1) {
                 last_flush = now;
-                if let Some((path, wav, _)) = self.mix.as_mut()
-                    && let Err(e) = wav.flush()
+                if let Some((path, file, _)) = self.mix.as_mut()
+                    && let Err(e) = file.flush()
                 {
                     self.error = Some(format!("cannot write {}: {e}", path.display()));
                 }
@@ -192,7 +238,7 @@ impl Recorder {
             return Some(format!("reached its cap of {} s", self.plan.max_duration.as_secs()));
         }
         let bytes = self.files.values().map(OggOpus::bytes).sum::<u64>()
-            + self.mix.as_ref().map_or(0, |(_, _, m)| m.taken() * 4);
+            + self.mix.as_ref().map_or(0, |(_, f, m)| f.bytes(m.taken()));
         (bytes >= self.plan.max_bytes).then(|| format!("reached its cap of {} MiB", self.plan.max_bytes >> 20))
     }
 
@@ -231,11 +277,11 @@ impl Recorder {
 
     /// Writes the mix up to `until`.
     fn write_mix(&mut self, until: Instant) -> Result<(), String> {
-        let Some((path, wav, mix)) = self.mix.as_mut() else { return Ok(()) };
+        let Some((path, file, mix)) = self.mix.as_mut() else { return Ok(()) };
         let mut failed = None;
         mix.take_until(mix.sample_at(until), |x| {
             if failed.is_none() {
-                failed = wav.write_sample(x).err();
+                failed = file.write_sample(x).err();
             }
         });
         failed.map_or(Ok(()), |e| Err(format!("cannot write {}: {e}", path.display())))
@@ -252,12 +298,13 @@ impl Recorder {
             files.push(RecordedFile { path, ssrc: Some(ssrc), duration_ms, bytes });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        if let Some((path, wav, mix)) = self.mix {
+        if let Some((path, file, mix)) = self.mix {
             let duration_ms = mix.taken() / 48;
-            if let Err(e) = wav.finalize() {
+            let bytes = file.finalize(mix.taken()).unwrap_or_else(|e| {
                 error.get_or_insert(format!("cannot close {}: {e}", path.display()));
-            }
-            files.push(RecordedFile { path, ssrc: None, duration_ms, bytes: mix.taken() * 4 });
+                0
+            });
+            files.push(RecordedFile { path, ssrc: None, duration_ms, bytes });
         }
         let lost = self.jitters.values().map(|j| j.stats().lost).sum();
         RecordSummary { files, dropped: 0, lost, error }

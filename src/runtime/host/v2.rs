@@ -373,9 +373,9 @@ impl audio::Host for PluginState {
             CallError::InvalidArgument(format!("{what} {asked} is over the operator's cap of {cap} (limits.record_*)"))
         };
         let checked = match &target {
-            types::RecordTarget::Mix(p) if !p.ends_with(".wav") => {
-                Err(CallError::InvalidArgument(format!("{p:?}: the mix is written as WAV; name it .wav")))
-            }
+            types::RecordTarget::Mix(p) if !p.ends_with(".wav") && !p.ends_with(".flac") => Err(
+                CallError::InvalidArgument(format!("{p:?}: the mix is written as WAV or FLAC; name it .wav or .flac")),
+            ),
             types::RecordTarget::Mix(p) => self.grants.check_recording(&self.name, p, true),
             types::RecordTarget::Each(p) => self.grants.check_recording(&self.name, p, false),
         };
