@@ -235,4 +235,4 @@ bot.onConnectionLost((chat, reason) => {
   bot.log(`lost the call in ${chat}: ${reason}`, 'warn');
 });
 
-export const { handler, state } = bot.export();
+export const { handler, state, audioEvents } = bot.export();

@@ -281,4 +281,4 @@ def lost(chat, reason):
     bot.log(f"lost the call in {chat}: {reason}", "warn")
 
 
-Handler, State = bot.export()
+Handler, State, AudioEvents = bot.export()

@@ -20,7 +20,7 @@ writeFileSync(preload, `import { _setPreopens } from ${JSON.stringify(shim)};\n_
 const out = join(here, 'types');
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out);
-execFileSync('node', ['--import', preload, join(tools, 'node_modules/.bin/jco'), 'guest-types', join(here, '../../wit/v0.2'), '-n', 'bot-with-state', '-o', out], { stdio: 'inherit' });
+execFileSync('node', ['--import', preload, join(tools, 'node_modules/.bin/jco'), 'guest-types', join(here, '../../wit/v0.2'), '-n', 'bot-with-audio', '-o', out], { stdio: 'inherit' });
 const walk = (dir) => readdirSync(dir, { withFileTypes: true }).flatMap((e) => e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]);
 for (const f of walk(out)) {
   const text = readFileSync(f, 'utf8').replaceAll('bigint', 'number');

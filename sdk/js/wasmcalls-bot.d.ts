@@ -1,8 +1,8 @@
 // Types of the helper layer (wasmcalls-bot.js); the contract's own are in types/.
-/// <reference path="./types/bot-with-state.d.ts" />
+/// <reference path="./types/bot-with-audio.d.ts" />
 import type {
   CallbackQuery, CallStatus, ChatId, Identity, Invite, MediaSource, MemberStatus, Message, MessageId,
-  Participant, ParticipantChange, Recording, UserId, Button as WitButton,
+  Participant, ParticipantChange, Recording, UserId, AudioBatch, Button as WitButton,
 } from 'wasmcalls:bot/types@0.2.2';
 
 export class WasmcallsError extends Error {
@@ -56,6 +56,9 @@ export interface Calls {
   /** Plays `from`'s call, mixed, into `to`'s call (about 100 ms behind). */
   bridge(from: ChatId, to: ChatId): void;
   unbridge(to: ChatId): void;
+  /** Hands the call's audio to `bot.onAudio` as 16-bit PCM (needs `grants.audio`). */
+  listen(chat: ChatId, options?: { target?: 'mix' | 'each' | UserId; sampleRate?: 8000 | 12000 | 16000 | 24000 | 48000; channels?: 1 | 2; batchMs?: number }): void;
+  unlisten(chat: ChatId): void;
 }
 
 export interface Chat {
@@ -89,5 +92,7 @@ export class Bot {
   onGroupCallInvite(f: (invite: Invite) => void): typeof f;
   onCustomApi(f: (path: string, body: unknown) => unknown | [number, unknown]): typeof f;
   onRawUpdate(f: (update: Record<string, any>) => void): typeof f;
-  export(): { handler: object; state: object };
+  onRecordingEnded(f: (chat: ChatId, recording: Recording) => void): typeof f;
+  onAudio(f: (chat: ChatId, batch: AudioBatch) => void): typeof f;
+  export(): { handler: object; state: object; audioEvents: object };
 }

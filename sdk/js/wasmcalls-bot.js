@@ -7,12 +7,12 @@
 //     try { bot.calls.play(m.chat, m.command.args); }
 //     catch (e) { if (e instanceof NoActiveGroupCall) bot.chat.reply(m, 'Start a voice chat first.'); else throw e; }
 //   });
-//   export const { handler, state } = bot.export();
+//   export const { handler, state, audioEvents } = bot.export();
 //
 // Built into a component with componentize-qjs (QuickJS; `--sync`), which passes
 // 64-bit ids as numbers — negative Telegram chat ids arrive and leave intact:
 //
-//   componentize-qjs --wit wit -n bot-with-state --js bot.js --module-root . --sync -o bot.wasm
+//   componentize-qjs --wit wit -n bot-with-audio --js bot.js --module-root . --sync -o bot.wasm
 //
 // Commands throw errors named like pytgcalls' (NoActiveGroupCall, NotInCallError,
 // AlreadyJoinedError, …), all WasmcallsError with the contract's `tag` and `value`.
@@ -147,6 +147,13 @@ class Calls {
   /** Plays `fromChat`'s call, mixed, into `toChat`'s (about 100 ms behind). */
   bridge(fromChat, toChat) { call(audio.bridge, fromChat, toChat); }
   unbridge(toChat) { call(audio.unbridge, toChat); }
+  /** Hands the call's audio to `bot.onAudio` as 16-bit PCM (needs `grants.audio`):
+   *  `target` 'mix', 'each', or a participant's user id. */
+  listen(chatId, { target = 'mix', sampleRate = 16000, channels = 1, batchMs = 200 } = {}) {
+    const who = typeof target === 'number' ? { tag: 'participant', val: target } : { tag: target === 'each' ? 'each' : 'mix' };
+    call(audio.listen, chatId, who, { sampleRate, channels, batchMs });
+  }
+  unlisten(chatId) { call(audio.unlisten, chatId); }
   /** Everyone in the call, fetched page by page as it is iterated. */
   *participants(chatId, page = 100) {
     let offset;
@@ -233,8 +240,14 @@ export class Bot {
   onCustomApi(f) { return this._on('api', f); }
   /** `f(update)`, the update as an object. */
   onRawUpdate(f) { return this._on('raw', f); }
+  /** `f(chat, recording)`: a recording ended by itself; `recording.error` says why. */
+  onRecordingEnded(f) { return this._on('recordingEnded', f); }
+  /** `f(chat, batch)`: audio of a call it listens to (`batch.pcm`, an Int16Array;
+   *  `batch.user`, `batch.atMs`, `batch.dropped`). Keep it quick: batches that arrive
+   *  faster than they are handled are dropped and counted. */
+  onAudio(f) { return this._on('audio', f); }
 
-  /** The `handler` and `state` exports of the component. */
+  /** The `handler`, `state` and `audioEvents` exports of the component. */
   export() {
     const bot = this;
     const handler = {
@@ -269,6 +282,10 @@ export class Bot {
       },
       restore(bytes) { bot.state = JSON.parse(fromUtf8(bytes)); },
     };
-    return { handler, state };
+    const audioEvents = {
+      onRecordingEnded(c, recording) { bot._fire('recordingEnded', c, recording); },
+      onAudio(c, batch) { bot._fire('audio', c, batch); },
+    };
+    return { handler, state, audioEvents };
   }
 }

@@ -46,9 +46,13 @@ const JS_BOT: &str = include_str!("templates/js/bot.js");
 const JS_PACKAGE: &str = include_str!("templates/js/package.json");
 const JS_SDK: &str = include_str!("../../sdk/js/wasmcalls-bot.js");
 const JS_SDK_TYPES: &str = include_str!("../../sdk/js/wasmcalls-bot.d.ts");
-const JS_TYPES: [(&str, &str); 9] = [
-    ("bot-with-state.d.ts", include_str!("../../sdk/js/types/bot-with-state.d.ts")),
+const JS_TYPES: [(&str, &str); 10] = [
+    ("bot-with-audio.d.ts", include_str!("../../sdk/js/types/bot-with-audio.d.ts")),
     ("interfaces/wasmcalls-bot-audio.d.ts", include_str!("../../sdk/js/types/interfaces/wasmcalls-bot-audio.d.ts")),
+    (
+        "interfaces/wasmcalls-bot-audio-events.d.ts",
+        include_str!("../../sdk/js/types/interfaces/wasmcalls-bot-audio-events.d.ts"),
+    ),
     ("interfaces/wasmcalls-bot-calls.d.ts", include_str!("../../sdk/js/types/interfaces/wasmcalls-bot-calls.d.ts")),
     ("interfaces/wasmcalls-bot-chat.d.ts", include_str!("../../sdk/js/types/interfaces/wasmcalls-bot-chat.d.ts")),
     ("interfaces/wasmcalls-bot-config.d.ts", include_str!("../../sdk/js/types/interfaces/wasmcalls-bot-config.d.ts")),
@@ -123,7 +127,7 @@ pub fn scaffold(root: &Path, name: &str, lang: Lang) -> Result<&'static str> {
             write(&root, "app.py", fill(PY_APP, "", "").as_bytes())?;
             write(&root, "wasmcalls_bot/__init__.py", PY_SDK.as_bytes())?;
             let cmd =
-                "build_command = \"componentize-py -d wit -w bot-with-state componentize app -p . -o bot.wasm\"\n";
+                "build_command = \"componentize-py -d wit -w bot-with-audio componentize app -p . -o bot.wasm\"\n";
             (
                 "bot.wasm".to_owned(),
                 cmd.to_owned(),

@@ -268,6 +268,13 @@ async fn a_plugin_records_into_its_granted_folder_only_and_hears_how_recordings_
     assert!(exists["err"]["invalid-argument"].as_str().unwrap().contains("exists"), "{exists}");
     let none = host.api("p", json!({ "cmd": "stop-record", "chat": CHAT })).await;
     assert!(none["err"]["invalid-argument"].as_str().unwrap().contains("not being recorded"), "{none}");
+
+    // The mix as FLAC, chosen by the file's name: ffmpeg reads back its second.
+    let flac = record(json!({ "mix": "rec/mix.flac", "max_seconds": 1 }));
+    assert_eq!(host.api("p", flac).await, json!({ "ok": null }));
+    host.event(&mut events, |e| matches!(e, HostEvent::RecordingEnded { chat, .. } if *chat == CHAT)).await;
+    let seconds = decoded(&root.join("rec/mix.flac")).len() as f64 / 2.0 / RATE as f64;
+    assert!((0.95..1.2).contains(&seconds), "a second of mix in the FLAC file: {seconds} s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,4 +490,56 @@ async fn hearing_a_call_needs_the_grant_a_call_and_a_format_libopus_decodes_to()
     // The mix comes even when nobody speaks: silence, batch after batch.
     let heard = heard_until(&host, "ears", |h| h["batches"].as_array().unwrap().len() >= 3).await;
     assert!(samples_of(&heard, "mix").iter().all(|&x| x == 0.0));
+}
+
+/// The talk-time bot (`plugins/talktime-*`) hears two people through its SDK — Python's
+/// `@bot.on_audio`, JavaScript's `bot.onAudio` — and answers `/talktime` in the chat.
+async fn the_sdks_hear_who_talks_how_long(wasm: std::path::PathBuf) {
+    use wasmcalls::telegram::loopback::DEFAULT_BOT_ID;
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 30.0, RATE, 2));
+    let alice = write_raw(dir.path(), "alice.raw", &words(2.0));
+    let bob = write_raw(dir.path(), "bob.raw", &words(1.0));
+    let grants = format!("chats = [{CHAT}], files = [\".\"], messages = true, audio = true");
+    let mut setup = Setup::new().chat(CHAT).plugin(Bot::at("talktime", wasm.to_str().unwrap()).grants(&grants));
+    for line in shared_compile() {
+        setup = setup.host(&line);
+    }
+    let host = Host::start_in(dir, &setup).await;
+    assert_eq!(host.api("talktime", json!({ "listen": CHAT, "file": "long.raw" })).await, json!({ "ok": true }));
+    let talked = |who: i64| move |h: &Value| h["talk"][CHAT.to_string()][who.to_string()].as_f64().unwrap_or(0.0);
+    for (who, file, seconds) in [(ALICE, alice, 2.0), (BOB, bob, 1.0)] {
+        host.loopback().speak(CHAT, who, file, None).await.unwrap();
+        let heard = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let h = host.api("talktime", json!({})).await;
+                if talked(who)(&h) >= seconds - 0.001 {
+                    return h;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the bot heard them in time");
+        assert!((talked(who)(&heard) - seconds).abs() < 0.001, "{who} spoke {seconds} s: {heard}");
+        assert_eq!(heard["stats"]["dropped"], 0, "{heard}");
+    }
+    let mut events = host.app.events();
+    let id = host.loopback().say(CHAT, ALICE, "/talktime", None).unwrap();
+    host.event(&mut events, |e| matches!(e, HostEvent::Message(m) if m.id == id)).await;
+    host.api("talktime", json!({})).await; // it has answered by now (its events run in order)
+    let said = host.loopback().transcript(CHAT).into_iter().rfind(|p| p.from == DEFAULT_BOT_ID);
+    assert_eq!(said.unwrap().text, format!("{ALICE}: 2.0 s\n{BOB}: 1.0 s"));
+}
+
+mod the_sdks_hear_who_talks_how_long {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn python() {
+        super::the_sdks_hear_who_talks_how_long(python_bot("talktime-py")).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn javascript() {
+        super::the_sdks_hear_who_talks_how_long(js_bot("talktime-js")).await
+    }
 }

@@ -270,7 +270,7 @@ pub fn python_bot(name: &'static str) -> PathBuf {
                 "-d",
                 "wit/v0.2",
                 "-w",
-                "bot-with-state",
+                "bot-with-audio",
                 "componentize",
                 "app",
                 "-p",
@@ -293,7 +293,7 @@ pub fn js_bot(name: &'static str) -> PathBuf {
     built_once(&BUILT, repo().join(format!("plugins/target/js/{name}.wasm")), |out| {
         build_with(
             &repo().join("sdk/js/node_modules/.bin/componentize-qjs"),
-            &["--wit", "wit/v0.2", "-n", "bot-with-state", "--js", &js, "--module-root", ".", "--sync", "-o", out],
+            &["--wit", "wit/v0.2", "-n", "bot-with-audio", "--js", &js, "--module-root", ".", "--sync", "-o", out],
             "run `bash .ci/setup` (it installs componentize-qjs in sdk/js/node_modules)",
         )
     })

@@ -14,12 +14,12 @@ and export it::
         except NoActiveGroupCall:
             bot.chat.reply(message, "Start a voice chat first.")
 
-    Handler, State = bot.export()
+    Handler, State, AudioEvents = bot.export()
 
 The module is built into a component with componentize-py (``wasmcalls new --lang
 python`` sets it up)::
 
-    componentize-py -d wit -w bot-with-state componentize app -p . -o bot.wasm
+    componentize-py -d wit -w bot-with-audio componentize app -p . -o bot.wasm
 
 Commands raise exceptions named like pytgcalls' (:class:`NoActiveGroupCall`,
 :class:`NotInCallError`, :class:`AlreadyJoinedError`, …), all :class:`WasmcallsError`.
@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 from componentize_py_types import Err
 from wit_world import exports as _exports
+from wit_world.imports import audio as _audio
 from wit_world.imports import calls as _calls
 from wit_world.imports import chat as _chat
 from wit_world.imports import config as _config
@@ -308,6 +309,49 @@ class Calls:
                 return
             offset = p.next_offset
 
+    def record(
+        self,
+        chat: int,
+        mix: Optional[str] = None,
+        each: Optional[str] = None,
+        max_seconds: Optional[int] = None,
+        max_mb: Optional[int] = None,
+    ) -> None:
+        """Records the call — the mix to a WAV file (``mix``), or each participant to an
+        Ogg Opus file of their own in a folder (``each``) — inside ``grants.recordings``."""
+        target = T.RecordTarget_Mix(mix) if mix is not None else T.RecordTarget_Each(each or "")
+        _call(_audio.record, chat, target, T.RecordOptions(max_seconds, max_mb))
+
+    def stop_record(self, chat: int) -> T.Recording:
+        """Stops recording: what was written (``files``, ``lost``, ``dropped``, ``error``)."""
+        return _call(_audio.stop_record, chat)
+
+    def bridge(self, from_chat: int, to_chat: int) -> None:
+        """Plays ``from_chat``'s call, mixed, into ``to_chat``'s (about 100 ms behind)."""
+        _call(_audio.bridge, from_chat, to_chat)
+
+    def unbridge(self, to_chat: int) -> None:
+        _call(_audio.unbridge, to_chat)
+
+    def listen(
+        self,
+        chat: int,
+        target: Union[str, int] = "mix",
+        sample_rate: int = 16000,
+        channels: int = 1,
+        batch_ms: int = 200,
+    ) -> None:
+        """Hands the call's audio to ``@bot.on_audio`` as 16-bit PCM (needs
+        ``grants.audio``): ``"mix"``, ``"each"`` participant, or one participant's user id."""
+        if isinstance(target, int):
+            who: Any = T.ListenTarget_Participant(target)
+        else:
+            who = T.ListenTarget_Each() if target == "each" else T.ListenTarget_Mix()
+        _call(_audio.listen, chat, who, T.ListenOptions(sample_rate, channels, batch_ms))
+
+    def unlisten(self, chat: int) -> None:
+        _call(_audio.unlisten, chat)
+
 
 class Chat:
     """Messages: ``bot.chat`` (needs ``grants.messages``)."""
@@ -457,6 +501,17 @@ class Bot:
         """``f(update)``, the update as a dict."""
         return self._on("raw")(f)
 
+    def on_recording_ended(self, f: Callable) -> Callable:
+        """``f(chat, recording)``: a recording ended by itself (a cap, a file that could
+        not be written, its call gone); ``recording.error`` says why."""
+        return self._on("recording_ended")(f)
+
+    def on_audio(self, f: Callable) -> Callable:
+        """``f(chat, batch)``: audio of a call it listens to (``batch.pcm``, a list of
+        samples; ``batch.user``, ``batch.at_ms``, ``batch.dropped``). Keep it quick:
+        batches that arrive faster than they are handled are dropped and counted."""
+        return self._on("audio")(f)
+
     # Dispatch.
 
     def _fire(self, event: str, *args: Any) -> None:
@@ -464,7 +519,7 @@ class Bot:
             f(*args)
 
     def export(self) -> tuple:
-        """The ``Handler`` and ``State`` classes componentize-py exports."""
+        """The ``Handler``, ``State`` and ``AudioEvents`` classes componentize-py exports."""
         bot = self
 
         class Handler(_exports.Handler):
@@ -520,4 +575,11 @@ class Bot:
             def restore(self, state: bytes) -> None:
                 bot.state = json.loads(state.decode())
 
-        return Handler, State
+        class AudioEvents(_exports.AudioEvents):
+            def on_recording_ended(self, chat: int, recording: T.Recording) -> None:
+                bot._fire("recording_ended", chat, recording)
+
+            def on_audio(self, chat: int, batch: T.AudioBatch) -> None:
+                bot._fire("audio", chat, batch)
+
+        return Handler, State, AudioEvents

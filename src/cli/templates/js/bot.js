@@ -28,4 +28,4 @@ bot.onMessage('stop', (m) => {
   }
 });
 
-export const { handler, state } = bot.export();
+export const { handler, state, audioEvents } = bot.export();

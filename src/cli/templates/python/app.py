@@ -28,4 +28,4 @@ def stop(m):
         bot.chat.reply(m, "Nothing is playing.")
 
 
-Handler, State = bot.export()
+Handler, State, AudioEvents = bot.export()
