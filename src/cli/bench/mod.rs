@@ -2,6 +2,7 @@
 //! One file per benchmark.
 
 mod api;
+mod hearing;
 mod hostile;
 mod languages;
 mod loss;
@@ -17,6 +18,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 pub use api::ApiArgs;
+pub use hearing::HearingArgs;
 pub use hostile::HostileArgs;
 pub use languages::LanguagesArgs;
 pub use loss::LossArgs;
@@ -36,6 +38,8 @@ pub enum BenchCommand {
     Plugins(PluginArgs),
     /// Load the custom HTTP API: a fixed number of requests from a few concurrent clients
     Http(ApiArgs),
+    /// What hearing a call costs beside sending: receiving a speaker, recording them or the mix, listening as PCM
+    Hearing(HearingArgs),
     /// Play calls while a hostile plugin loops, hoards memory, recurses and floods the log
     Hostile(HostileArgs),
     /// The musicbot in Rust, Python and JavaScript side by side: size, compile, load, instantiate, dispatch, memory, edit → serving
@@ -55,6 +59,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Plugins(args) => plugins::run(args).await,
         BenchCommand::Http(args) => api::run(args).await,
         BenchCommand::Hostile(args) => hostile::run(args).await,
+        BenchCommand::Hearing(args) => hearing::run(args).await,
         BenchCommand::Languages(args) => languages::run(args).await,
         BenchCommand::Loss(args) => loss::run(args).await,
         BenchCommand::Reload(args) => reload::run(args).await,

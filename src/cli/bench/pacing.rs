@@ -95,7 +95,7 @@ fn cpu_of(pid: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(ticks / hz))
 }
 
-fn self_cpu() -> Duration {
+pub(super) fn self_cpu() -> Duration {
     rusage(libc::RUSAGE_SELF)
 }
 
@@ -109,7 +109,7 @@ fn rusage(who: libc::c_int) -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-struct LoopbackChild(Child);
+pub(super) struct LoopbackChild(Child);
 
 impl Drop for LoopbackChild {
     fn drop(&mut self) {
@@ -118,7 +118,7 @@ impl Drop for LoopbackChild {
     }
 }
 
-fn spawn_loopback() -> Result<(LoopbackChild, String)> {
+pub(super) fn spawn_loopback() -> Result<(LoopbackChild, String)> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args(["loopback", "serve", "--listen", "127.0.0.1:0", "--no-decode"])
