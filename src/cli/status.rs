@@ -60,7 +60,8 @@ fn hearing(c: &wasmcalls::calls::CallStatus) -> String {
 pub fn render(s: &Status) -> String {
     let account = s.telegram.account.map_or("none".to_owned(), |a| a.to_string());
     let mut out = format!("telegram: {}, account {account}; up {} s\n", s.telegram.backend, s.uptime_s);
-    let mut plugins = table(&["PLUGIN", "EVENTS", "RESTARTS", "QUEUED", "RELOADS", "STATE"]);
+    // AUDIO DROPPED: batches of a call's audio it was too slow for (`audio.listen`).
+    let mut plugins = table(&["PLUGIN", "EVENTS", "RESTARTS", "QUEUED", "RELOADS", "AUDIO DROPPED", "STATE"]);
     for p in &s.plugins {
         plugins.add_row(vec![
             p.name.clone(),
@@ -68,6 +69,7 @@ pub fn render(s: &Status) -> String {
             p.restarts.to_string(),
             p.queued.to_string(),
             p.reloads.to_string(),
+            p.audio_dropped.to_string(),
             if p.disabled { "disabled" } else { "running" }.to_owned(),
         ]);
     }

@@ -223,7 +223,7 @@ impl Instance {
 
     /// A batch of a call's audio the plugin listens to (`audio-events.on-audio`).
     pub async fn hear(&mut self, heard: HeardAudio) -> Result<(), PluginError> {
-        // A version reloaded without `on-audio` hears nothing until it listens anew.
+        // A version reloaded without `on-audio` has nowhere to hear: its batches are let go.
         let Some(index) = self.export_func(AUDIO_EVENTS, "on-audio") else { return Ok(()) };
         let f = self
             .instance
