@@ -34,6 +34,15 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
         &[],
         t.late_frames.load(Relaxed) as f64,
     );
+    let shards = state.media.shards();
+    e.family("wasmcalls_shard_busy_ratio", "gauge", "A pacer thread's CPU time per wall time over the last second.");
+    for (i, s) in shards.iter().enumerate() {
+        e.sample("wasmcalls_shard_busy_ratio", &[("shard", &i.to_string())], s.busy);
+    }
+    e.family("wasmcalls_shard_calls", "gauge", "Calls a pacer thread holds.");
+    for (i, s) in shards.iter().enumerate() {
+        e.sample("wasmcalls_shard_calls", &[("shard", &i.to_string())], s.calls as f64);
+    }
     e.family("wasmcalls_heard_packets_total", "counter", "RTP packets heard from other participants, over all calls.")
         .sample("wasmcalls_heard_packets_total", &[], t.heard_packets.load(Relaxed) as f64);
     e.family("wasmcalls_call_crashes_total", "counter", "Calls dropped because handling them panicked.").sample(

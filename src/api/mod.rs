@@ -72,6 +72,9 @@ pub struct Status {
     pub frames_sent: u64,
     pub late_frames: u64,
     pub uptime_s: u64,
+    /// Each pacer thread's calls and how busy it is.
+    #[serde(default)]
+    pub shards: Vec<crate::media::pacer::ShardLoad>,
 }
 
 /// The Telegram side a host runs on.
@@ -284,6 +287,7 @@ async fn status(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Respo
         frames_sent: totals.frames_sent.load(std::sync::atomic::Ordering::Relaxed),
         late_frames: totals.late_frames.load(std::sync::atomic::Ordering::Relaxed),
         uptime_s: state.started.elapsed().as_secs(),
+        shards: state.media.shards(),
     };
     (StatusCode::OK, axum::Json(body)).into_response()
 }

@@ -24,7 +24,7 @@ pub mod stats;
 pub mod stream;
 
 pub use encoder::EncoderConfig;
-pub use pacer::{CallId, Control, Listener, MediaError, MediaEvent, MediaPlane, PacerConfig};
+pub use pacer::{CallId, Control, Listener, MediaError, MediaEvent, MediaPlane, PacerConfig, ShardLoad};
 pub use source::{PcmFormat, SourceError, SourceInfo, SourceSpec};
 pub use stats::CallStats;
 pub use stream::{Stream, StreamError, StreamId};

@@ -154,6 +154,17 @@ async fn metrics_parse_and_move_when_audio_plays() {
     // Lateness depends on the machine's load; that it is exported is what is tested here.
     assert!(value(&after, "wasmcalls_late_frames_total", None) >= 0.0);
     assert_eq!(value(&after, "wasmcalls_calls", Some(("state", "idle"))), 1.0);
+    // Which pacer thread holds the call, and how busy each is (a load, not a timing).
+    let gauges = |name: &str| -> Vec<f64> {
+        let of = |x: &prometheus_parse::Sample| match x.value {
+            prometheus_parse::Value::Gauge(v) => v,
+            _ => f64::NAN,
+        };
+        after.samples.iter().filter(|x| x.metric == name).map(of).collect()
+    };
+    let held: f64 = gauges("wasmcalls_shard_calls").iter().sum();
+    assert_eq!(held, 1.0, "one call, on one of the pacer threads");
+    assert!(gauges("wasmcalls_shard_busy_ratio").iter().all(|b| (0.0..=1.5).contains(b)));
     assert!(value(&after, "wasmcalls_plugin_events_total", Some(("plugin", "t"))) >= 2.0);
     assert_eq!(value(&after, "wasmcalls_plugin_traps_total", Some(("plugin", "t"))), 0.0);
     assert!(value(&after, "wasmcalls_api_requests_total", Some(("status", "200"))) >= 1.0);

@@ -126,6 +126,15 @@ pub enum MediaError {
     Record(String),
 }
 
+/// One pacer thread's load.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShardLoad {
+    /// Calls it holds.
+    pub calls: usize,
+    /// Its CPU time per wall time over the last second (1.0: a whole core).
+    pub busy: f64,
+}
+
 /// Totals a shard reports when it stops.
 #[derive(Debug, Clone, Default)]
 pub struct ShardReport {
@@ -167,6 +176,7 @@ struct ShardHandle {
     cmds: Sender<Command>,
     waker: Arc<mio::Waker>,
     load: Arc<AtomicUsize>,
+    busy: Arc<std::sync::atomic::AtomicU32>,
     thread: Option<JoinHandle<ShardReport>>,
 }
 
@@ -205,13 +215,20 @@ impl MediaPlane {
             let waker = Arc::new(mio::Waker::new(poll.registry(), shard::WAKER).map_err(MediaError::Spawn)?);
             let (tx, rx) = channel();
             let load = Arc::new(AtomicUsize::new(0));
-            let shard =
-                shard::Shard { poll, cmds: rx, events: events_tx.clone(), load: load.clone(), totals: totals.clone() };
+            let busy = Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let shard = shard::Shard {
+                poll,
+                cmds: rx,
+                events: events_tx.clone(),
+                load: load.clone(),
+                busy: busy.clone(),
+                totals: totals.clone(),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("wasmcalls-pacer-{i}"))
                 .spawn(move || shard.run())
                 .map_err(MediaError::Spawn)?;
-            shards.push(ShardHandle { cmds: tx, waker, load, thread: Some(thread) });
+            shards.push(ShardHandle { cmds: tx, waker, load, busy, thread: Some(thread) });
         }
         let plane = MediaPlane {
             shards,
@@ -318,6 +335,15 @@ impl MediaPlane {
     /// Stops listener `id` hearing `call`: its last batches go out.
     pub fn unlisten(&self, call: CallId, id: u64) -> Result<(), MediaError> {
         self.control(call, Control::Listen(Listener::Audio(id), None))
+    }
+
+    /// Each pacer thread's calls and how busy it is.
+    pub fn shards(&self) -> Vec<ShardLoad> {
+        let shard = |h: &ShardHandle| ShardLoad {
+            calls: h.load.load(Ordering::Relaxed),
+            busy: f64::from(h.busy.load(Ordering::Relaxed)) / 1e6,
+        };
+        self.shards.iter().map(shard).collect()
     }
 
     /// A snapshot of the call's counters.

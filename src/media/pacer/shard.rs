@@ -11,7 +11,7 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ pub const WAKER: Token = Token(usize::MAX - 2);
 /// 1000 times a second however many calls it holds: per-call wakeups cost more in
 /// context switches than the sends themselves.
 const PHASE_SLOTS: usize = 20;
+/// How often the thread measures how busy it is.
+const BUSY_WINDOW: Duration = Duration::from_secs(1);
 /// Visiting order for filling phases: stride 7 (coprime to 20) keeps the first few
 /// calls far apart.
 fn phase_order() -> impl Iterator<Item = usize> {
@@ -41,6 +43,9 @@ pub struct Shard {
     pub cmds: Receiver<Command>,
     pub events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
     pub load: Arc<AtomicUsize>,
+    /// How busy the thread is: CPU per wall time over the last second, in millionths
+    /// (what admission control will weigh a new call against).
+    pub busy: Arc<AtomicU32>,
     pub totals: Arc<crate::media::stats::PacerTotals>,
 }
 
@@ -155,11 +160,18 @@ impl Shard {
         let mut buf = vec![0u8; 2048];
         let mut encode_cost = EncodeCost::default();
         let cpu_start = thread_cpu_time();
+        let mut window = (Instant::now(), cpu_start);
         let mut report = ShardReport::default();
         let ctx = Ctx { events: &self.events, epoch, totals: &self.totals };
 
         'run: loop {
             let now = Instant::now();
+            if now.duration_since(window.0) >= BUSY_WINDOW {
+                let cpu = thread_cpu_time();
+                let ratio = (cpu - window.1).as_secs_f64() / now.duration_since(window.0).as_secs_f64();
+                self.busy.store((ratio * 1e6) as u32, Ordering::Relaxed);
+                window = (now, cpu);
+            }
             calls.each(|s| s.send_due(&ctx, now));
             calls.each(|s| s.on_timer(&ctx, now));
 
