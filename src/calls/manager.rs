@@ -62,6 +62,10 @@ pub struct CallStatus {
     /// The other participants' streams we hear, by SSRC.
     #[serde(default)]
     pub heard: Vec<InboundStats>,
+    /// What preparing one frame costs its pacer thread, in µs (decode, resample,
+    /// encode; or a packet passed through): the call's weight on the host.
+    #[serde(default)]
+    pub prepare_us: u32,
     /// Who is speaking now.
     #[serde(default)]
     pub speaking: Vec<i64>,
@@ -929,6 +933,7 @@ impl CallManager {
                         volume: e.volume,
                         muted: e.muted,
                         heard: Vec::new(),
+                        prepare_us: 0,
                         speaking: self.inner.speakers.lock().speaking(*chat),
                     };
                     (*chat, status, e.call)
@@ -947,6 +952,7 @@ impl CallManager {
                     info
                 });
                 status.heard = s.heard;
+                status.prepare_us = s.prepare_us.round() as u32;
             }
             out.push(status);
         }

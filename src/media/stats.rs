@@ -71,6 +71,10 @@ pub struct CallStats {
     pub send_errors: u64,
     /// |send time − deadline| per frame: early counts as much as late.
     pub deviation: Percentiles,
+    /// What preparing one frame costs the pacer thread (read, decode, resample, encode —
+    /// or pass a packet through), in µs, averaged over the last few dozen frames: the
+    /// call's weight on its thread.
+    pub prepare_us: f64,
 }
 
 /// Totals across every call the media plane ever paced (for `/metrics`): they keep

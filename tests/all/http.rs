@@ -206,4 +206,11 @@ async fn wasmcalls_status_prints_plugins_and_calls() {
     assert!(stdout.contains("/0:10"), "duration shown: {stdout}");
     let account = wasmcalls::telegram::loopback::DEFAULT_USER_ID;
     assert!(stdout.contains(&format!("telegram: loopback, account {account}")), "{stdout}");
+    assert!(stdout.contains("pacer threads: "), "each pacer thread's load: {stdout}");
+    // The call's weight on its thread, once it has prepared a frame (the join returns
+    // once audio flows).
+    let (code, body) = get(&host, "/status", None).await;
+    assert_eq!(code, 200);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert!(status["calls"][0]["prepare_us"].as_u64().unwrap() > 0, "{status}");
 }

@@ -91,6 +91,8 @@ pub struct Session {
     late_frames: u64,
     send_errors: u64,
     deviation: Histogram<u32>,
+    /// Running mean of one frame's preparation, in ns (see [`CallStats::prepare_us`]).
+    prepare_ns: f64,
     pub rtc_deadline: Option<Instant>,
     /// Since when the far side has not answered, while the path is silent.
     silent_since: Option<Instant>,
@@ -148,6 +150,7 @@ impl Session {
             sent_ticks: 0,
             late_frames: 0,
             send_errors: 0,
+            prepare_ns: 0.0,
             deviation: new_histogram(),
             rtc_deadline: None,
             #[cfg(feature = "fault-injection")]
@@ -187,7 +190,12 @@ impl Session {
     /// Encodes one frame ahead; a failure ends the stream with its error.
     pub fn encode_one(&mut self, ctx: &Ctx<'_>) {
         let Some(stream) = self.stream.as_mut() else { return };
-        if let Err(e) = stream.encode_next(&mut self.gain) {
+        let t0 = Instant::now();
+        let r = stream.encode_next(&mut self.gain);
+        // A mean over ~32 frames: follows music turning to speech within a second.
+        let ns = t0.elapsed().as_nanos() as f64;
+        self.prepare_ns = if self.prepare_ns == 0.0 { ns } else { self.prepare_ns + (ns - self.prepare_ns) / 32.0 };
+        if let Err(e) = r {
             self.end_stream(ctx, Some(e.to_string()));
         }
     }
@@ -523,6 +531,7 @@ impl Session {
             late_frames: self.late_frames,
             send_errors: self.send_errors,
             deviation: Percentiles::of(&self.deviation),
+            prepare_us: self.prepare_ns / 1e3,
         }
     }
 
