@@ -365,9 +365,14 @@ async fn bridges_are_between_two_granted_calls() {
 
 /// What the probe has heard, once `enough` says it is all there.
 async fn heard_until(host: &Host, plugin: &str, enough: impl Fn(&Value) -> bool) -> Value {
+    answer_until(host, plugin, json!({ "cmd": "heard" }), enough).await
+}
+
+/// `plugin`'s answer to `ask`, once `enough` says it has heard it all.
+async fn answer_until(host: &Host, plugin: &str, ask: Value, enough: impl Fn(&Value) -> bool) -> Value {
     tokio::time::timeout(PATIENCE, async {
         loop {
-            let heard = host.api(plugin, json!({ "cmd": "heard" })).await;
+            let heard = host.api(plugin, ask.clone()).await;
             if enough(&heard) {
                 return heard;
             }
@@ -510,17 +515,7 @@ async fn the_sdks_hear_who_talks_how_long(wasm: std::path::PathBuf) {
     let talked = |who: i64| move |h: &Value| h["talk"][CHAT.to_string()][who.to_string()].as_f64().unwrap_or(0.0);
     for (who, file, seconds) in [(ALICE, alice, 2.0), (BOB, bob, 1.0)] {
         host.loopback().speak(CHAT, who, file, None).await.unwrap();
-        let heard = tokio::time::timeout(PATIENCE, async {
-            loop {
-                let h = host.api("talktime", json!({})).await;
-                if talked(who)(&h) >= seconds - 0.001 {
-                    return h;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .expect("the bot heard them in time");
+        let heard = answer_until(&host, "talktime", json!({}), |h| talked(who)(h) >= seconds - 0.001).await;
         assert!((talked(who)(&heard) - seconds).abs() < 0.001, "{who} spoke {seconds} s: {heard}");
         assert_eq!(heard["stats"]["dropped"], 0, "{heard}");
     }

@@ -50,20 +50,22 @@ impl PluginState {
         r.map_err(Refusal::from)
     }
 
-    /// Checks a command naming `chat` against the grants.
-    fn may_call(&self, command: &str, chat: i64) -> Result<(), Refusal> {
-        self.chat(chat).map_err(|e| {
+    /// A grant check's verdict on `command`: a refusal is logged and recorded.
+    fn granted(&self, command: &str, chat: i64, check: Result<(), CallError>) -> Result<(), Refusal> {
+        check.map_err(|e| {
             self.denied(command, chat, &e);
             e.into()
         })
     }
 
+    /// Checks a command naming `chat` against the grants.
+    fn may_call(&self, command: &str, chat: i64) -> Result<(), Refusal> {
+        self.granted(command, chat, self.chat(chat))
+    }
+
     /// Checks a chat command naming `chat` against `grants.messages`.
     fn may_chat(&self, command: &str, chat: i64) -> Result<(), Refusal> {
-        self.grants.check_messages(&self.name, chat).map_err(|e| {
-            self.denied(command, chat, &e);
-            e.into()
-        })
+        self.granted(command, chat, self.grants.check_messages(&self.name, chat))
     }
 
     /// What a `media-source` names, as the grants allow it; a message's media is
@@ -433,10 +435,7 @@ impl audio::Host for PluginState {
         options: types::ListenOptions,
     ) -> Result<(), Refusal> {
         self.may_call("listen", chat)?;
-        if let Err(e) = self.grants.check_audio(&self.name) {
-            self.denied("listen", chat, &e);
-            return Err(e.into());
-        }
+        self.granted("listen", chat, self.grants.check_audio(&self.name))?;
         if !self.hears_audio {
             let e = CallError::InvalidArgument(format!(
                 "plugin {} exports no audio-events.on-audio to hear with: build the bot-with-audio world (the SDKs do)",
