@@ -19,7 +19,7 @@ pub const MAX_PACKET: usize = 1276;
 pub const EXPECTED_LOSS_PERCENT: u8 = 5;
 
 /// What the audio is, if known: lets libopus skip its speech/music guess.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SignalHint {
     /// libopus classifies each frame itself.
     #[default]
@@ -43,7 +43,7 @@ impl std::str::FromStr for SignalHint {
 }
 
 /// Encoder settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EncoderConfig {
     /// Target bitrate in bits/s; `None` picks 64 kb/s for stereo, 48 kb/s for mono.
     pub bitrate: Option<u32>,
@@ -104,6 +104,13 @@ impl Encoder {
 
     pub fn channels(&self) -> u8 {
         self.channels
+    }
+
+    /// Changes the CPU spent per frame (0–10) from the next frame on: what a pacer
+    /// thread lowers when its encoders' cost drifts past its budget.
+    pub fn set_complexity(&mut self, complexity: u8) {
+        // Only fails for values out of range, which `min` rules out.
+        let _ = self.inner.set_complexity(complexity.min(10));
     }
 
     /// Samples of delay the encoder adds (its lookahead), per channel.

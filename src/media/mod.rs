@@ -10,6 +10,7 @@
 //! mix into another; [`listen`] hands it to code as PCM batches.
 
 pub mod bridge;
+pub mod cost;
 pub mod encoder;
 pub mod gain;
 pub mod inbound;

@@ -3,6 +3,7 @@
 //! packetising and sending remain. Packets carry their duration: a passed-through
 //! file may hold 10, 20, 40 or 60 ms packets, and the pacer keeps time by them.
 
+use super::cost;
 use super::encoder::{EncodeError, Encoder, EncoderConfig};
 use super::gain::{Gain, audio_level};
 use super::resample::FRAME_SAMPLES;
@@ -49,14 +50,20 @@ pub struct Stream {
     duration: Option<u64>,
     /// Frames of silence played while a live source had nothing.
     starved: u64,
+    /// The encoder settings asked for; a busy pacer may lower their complexity.
+    config: EncoderConfig,
+    /// What it is expected to cost its pacer thread, in µs of CPU per 20 ms.
+    claim_us: u32,
 }
 
 impl Stream {
     /// A stream over an opened source. Encoder set-up happens here, off the pacer thread.
     pub fn new(id: StreamId, opened: Opened, config: EncoderConfig) -> Result<Self, StreamError> {
+        let mut claim_us = cost::SEND_US;
         let producer = match opened.input {
             Input::Pcm(input) => {
                 let channels = input.channels();
+                claim_us += cost::encode_us(channels, config);
                 Producer::Pcm {
                     encoder: Encoder::new(channels, config)?,
                     pcm: vec![0; FRAME_SAMPLES * channels as usize],
@@ -80,7 +87,25 @@ impl Stream {
             sent: 0,
             duration: opened.duration,
             starved: 0,
+            config,
+            claim_us,
         })
+    }
+
+    /// What it is expected to cost its pacer thread, in µs of CPU per 20 ms, before it
+    /// has run: an encoder's measured worst case (speech) plus sending; for Opus
+    /// passed through, sending alone.
+    pub fn claim_us(&self) -> u32 {
+        self.claim_us
+    }
+
+    /// Caps the encoder's complexity (10: no cap), from the next frame on.
+    pub fn cap_complexity(&mut self, cap: u8) {
+        let complexity = self.config.complexity.min(cap);
+        match &mut self.producer {
+            Producer::Pcm { encoder, .. } => encoder.set_complexity(complexity),
+            Producer::Opus(o) => o.set_complexity(complexity),
+        }
     }
 
     pub fn id(&self) -> StreamId {

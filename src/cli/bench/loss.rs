@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use wasmcalls::media::EncoderConfig;
+use wasmcalls::media::cost::speech_like;
 use wasmcalls::media::encoder::{EXPECTED_LOSS_PERCENT, Encoder, MAX_PACKET};
 use wasmcalls::media::loss::{FRAME, conceal, spectral_distance, window_correlations};
 
@@ -142,44 +143,4 @@ pub async fn run(a: LossArgs) -> Result<()> {
     }
     println!("{table}");
     Ok(())
-}
-
-/// A speech-like signal (48 kHz stereo, the same in both channels): a voiced source
-/// whose pitch glides around 120 Hz through three moving formants, in syllables of
-/// ~250 ms with a pause every ~1.5 s and a fricative-like noise burst now and then —
-/// enough for libopus to take it for speech (SILK/hybrid), as it does a voice.
-pub(super) fn speech_like(seconds: u32) -> Vec<i16> {
-    use std::f64::consts::TAU;
-    let n = 48000 * seconds as usize;
-    let mut out = Vec::with_capacity(n * 2);
-    let mut phase = 0.0f64;
-    let mut noise: u32 = 0x2545_f491;
-    for i in 0..n {
-        let t = i as f64 / 48000.0;
-        let f0 = 120.0 + 30.0 * (TAU * 0.4 * t).sin() + 15.0 * (TAU * 3.1 * t).sin();
-        phase = (phase + TAU * f0 / 48000.0) % (TAU * 1000.0);
-        let formants = [
-            (550.0 + 200.0 * (TAU * 2.1 * t).sin(), 90.0),
-            (1500.0 + 450.0 * (TAU * 1.3 * t).sin(), 120.0),
-            (2600.0, 160.0),
-        ];
-        let mut v = 0.0;
-        let mut k = 1.0;
-        while k * f0 < 4000.0 {
-            let f = k * f0;
-            let w: f64 = formants.iter().map(|&(fc, bw)| 1.0 / (1.0 + ((f - fc) / bw).powi(2))).sum();
-            v += w * (k * phase).sin() / k.sqrt();
-            k += 1.0;
-        }
-        // Syllables at ~4 Hz; the last 300 ms of every 1.5 s is a pause.
-        let syllable = (TAU * 4.0 * t).sin().abs().powf(0.7);
-        let voiced = if t % 1.5 > 1.2 { 0.0 } else { syllable };
-        noise ^= noise << 13;
-        noise ^= noise >> 17;
-        noise ^= noise << 5;
-        let hiss = (noise as f64 / u32::MAX as f64 - 0.5) * if (t * 4.0) as u64 % 5 == 2 { 0.15 } else { 0.002 };
-        let s = ((0.12 * v * voiced + hiss) * 32767.0).clamp(-32768.0, 32767.0) as i16;
-        out.extend([s, s]);
-    }
-    out
 }

@@ -214,6 +214,14 @@ impl OpusInput {
         self.encoder_config = config;
     }
 
+    /// What re-encoding spends per frame (0–10), from the next frame on.
+    pub fn set_complexity(&mut self, complexity: u8) {
+        self.encoder_config.complexity = complexity;
+        if let Some(e) = self.encoder.as_mut() {
+            e.set_complexity(complexity);
+        }
+    }
+
     /// Whether the file's packets are being sent as they are.
     pub fn passing_through(&self) -> bool {
         self.mode == Mode::PassThrough
