@@ -112,6 +112,9 @@ pub struct HostConfig {
     pub cache_max_mb: Option<u64>,
     /// Pacer threads calls are spread over (default: one per core).
     pub pacer_shards: Option<usize>,
+    /// The share of a core, in percent, each pacer thread may commit to its calls
+    /// (default 70); a call or stream beyond it is refused with a `capacity` error.
+    pub shard_budget_percent: Option<f64>,
     /// `cranelift` (optimising; `run`'s default) or `winch` (fast to compile; `dev`'s).
     pub compiler: Option<String>,
     /// Seconds a call whose media path died keeps rejoining before its plugin hears

@@ -43,6 +43,28 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
     for (i, s) in shards.iter().enumerate() {
         e.sample("wasmcalls_shard_calls", &[("shard", &i.to_string())], s.calls as f64);
     }
+    e.family(
+        "wasmcalls_shard_committed_ratio",
+        "gauge",
+        "What a pacer thread's calls cost or are admitted to cost, as a share of a core (admission keeps it under its budget).",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        e.sample("wasmcalls_shard_committed_ratio", &[("shard", &i.to_string())], s.committed);
+    }
+    e.family(
+        "wasmcalls_shard_complexity",
+        "gauge",
+        "The complexity a pacer thread's encoders are capped at: below 10 while their cost drifted past its budget.",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        e.sample("wasmcalls_shard_complexity", &[("shard", &i.to_string())], f64::from(s.complexity));
+    }
+    e.family(
+        "wasmcalls_admission_refused_total",
+        "counter",
+        "Calls and streams refused because no pacer thread had room to keep them on time.",
+    )
+    .sample("wasmcalls_admission_refused_total", &[], t.admission_refused.load(Relaxed) as f64);
     e.family("wasmcalls_heard_packets_total", "counter", "RTP packets heard from other participants, over all calls.")
         .sample("wasmcalls_heard_packets_total", &[], t.heard_packets.load(Relaxed) as f64);
     e.family("wasmcalls_call_crashes_total", "counter", "Calls dropped because handling them panicked.").sample(

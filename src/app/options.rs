@@ -93,6 +93,8 @@ pub enum Problem {
     NoSuchPlugin(String),
     #[error("must be above 0")]
     Zero,
+    #[error("{0} is not a share of a core: write a percentage above 0 and at most 100 (default 70)")]
+    Percent(f64),
     #[error(
         "api_id must be a positive number and api_hash 32 hex digits, both from https://my.telegram.org → API development tools"
     )]
@@ -155,6 +157,11 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
             return Err(fail(KeyPath::of(key), Problem::Zero));
         }
     }
+    if let Some(p) = h.shard_budget_percent
+        && !(p > 0.0 && p <= 100.0)
+    {
+        return Err(fail(KeyPath::of("host.shard_budget_percent"), Problem::Percent(p)));
+    }
     if let Some(d) = &h.default_plugin
         && !config.plugins.iter().any(|p| &p.name == d)
     {
@@ -213,6 +220,7 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
         hot_reload: h.hot_reload.unwrap_or(true),
         pacer: PacerConfig {
             shards: h.pacer_shards.unwrap_or(PacerConfig::default().shards),
+            budget_percent: h.shard_budget_percent.unwrap_or(crate::media::pacer::BUDGET_PERCENT),
             ..PacerConfig::default()
         },
         recovery_window: h.recovery_window_s.map_or(RECOVERY_WINDOW, Duration::from_secs),

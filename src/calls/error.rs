@@ -46,6 +46,10 @@ pub enum CallError {
     /// Any other refusal by Telegram.
     #[error("Telegram refused it: {code} {name}")]
     Telegram { code: i32, name: String },
+    /// No pacer thread has room to keep one more call or stream on time: the words
+    /// say how much it needed and what is left.
+    #[error("{0}")]
+    Capacity(String),
     #[error("{0}")]
     Other(String),
     /// A fault of the host, not of the command: never the plugin's problem to handle,
@@ -81,6 +85,7 @@ impl CallError {
             MediaError::Down | MediaError::Spawn(_) => CallError::HostCoreNotRunning,
             // The manager knows a call the media plane does not: a bug of ours.
             e @ MediaError::UnknownCall(_) => CallError::Internal(e.to_string()),
+            e @ MediaError::Capacity { .. } => CallError::Capacity(e.to_string()),
             other => CallError::Other(other.to_string()),
         }
     }

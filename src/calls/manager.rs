@@ -28,7 +28,7 @@ use crate::media::listen::ListenPlan;
 use crate::media::record::{RecordPlan, RecordSummary};
 use crate::media::source::{SourceError, SourceInfo, SourceSpec, TICKS_PER_SECOND};
 use crate::media::stream::StreamError;
-use crate::media::{CallId, Control, EncoderConfig, Listener, MediaEvent, MediaPlane, Stream, StreamId};
+use crate::media::{CallId, Control, EncoderConfig, Listener, MediaError, MediaEvent, MediaPlane, Stream, StreamId};
 use crate::telegram::{
     CallbackQuery, ChatId, Invite, JoinOptions, Message, ParticipantChange, ParticipantPage, Telegram, TelegramError,
     Update,
@@ -467,8 +467,15 @@ impl CallManager {
         if volume != 100 {
             let _ = self.control(dialed.call, Control::Volume(volume));
         }
-        if let Some(stream) = stream {
-            let _ = self.control(dialed.call, Control::Play(stream));
+        if let Some(stream) = stream
+            && let Err(e) = self.control(dialed.call, Control::Play(stream))
+        {
+            // The call is back; what it played did not fit on its pacer thread again.
+            tracing::warn!(chat, "rejoined, but the stream could not resume: {e}");
+            if let Some(e) = self.inner.calls.lock().get_mut(&chat) {
+                e.stream = None;
+                e.state = if e.state == CallState::Paused { CallState::Paused } else { CallState::Idle };
+            }
         }
         let outage_ms = (silent + lost_at.elapsed()).as_millis() as u64;
         tracing::warn!(chat, "rejoined after {outage_ms} ms without a media path; playing on");
@@ -541,8 +548,9 @@ impl CallManager {
         if self.inner.calls.lock().contains_key(&chat) {
             return Err(CallError::AlreadyInCall(chat));
         }
-        // Check the source before anything connects.
+        // Check the source, and that the host has room for it, before anything connects.
         let stream = self.open(&source.spec, None).await?;
+        self.inner.media.admits(stream.claim_us()).map_err(CallError::from_media)?;
         {
             let mut calls = self.inner.calls.lock();
             if calls.contains_key(&chat) {
@@ -591,7 +599,14 @@ impl CallManager {
         if options.start_muted {
             self.control(dialed.call, Control::Pause)?;
         }
-        self.inner.media.control(dialed.call, Control::Play(stream)).map_err(CallError::from_media)?;
+        if let Err(e) = self.inner.media.control(dialed.call, Control::Play(stream)) {
+            // Room went to another join meanwhile: leave rather than sit silent.
+            tracing::warn!(chat, "joined, but the stream was refused: {e}; leaving");
+            self.inner.calls.lock().remove(&chat);
+            self.inner.media.remove(dialed.call).await;
+            let _ = self.inner.telegram.leave(chat, dialed.ssrc).await;
+            return Err(CallError::from_media(e));
+        }
         tracing::info!(chat, source = %source.label, muted = options.start_muted, "joined and playing");
         Ok(())
     }
@@ -611,6 +626,7 @@ impl CallManager {
             tracing::warn!(chat, "joining failed: {e}");
             match e {
                 DialError::Telegram(e) => CallError::from_telegram(e),
+                DialError::Media(e @ MediaError::Capacity { .. }) => CallError::from_media(e),
                 other => CallError::Other(format!("joining chat {chat} failed: {other}")),
             }
         })
@@ -828,17 +844,39 @@ impl CallManager {
         let source = source.into();
         self.connected(chat, |_| Ok(()))?;
         let stream = self.open(&source.spec, None).await?;
-        let (call, ()) = self.connected(chat, |e| {
-            e.stream = Some(stream.id());
+        self.replace_stream(chat, stream, |e| {
             e.source = Some(source);
             // A bridge's stream replaced ends the bridge (its thread sees it go).
             e.bridged_from = None;
             if e.state != CallState::Paused {
                 e.state = CallState::Playing;
             }
-            Ok(())
+        })
+    }
+
+    /// Plays `stream` in `chat`'s call in place of what it plays, with `update` applied
+    /// to the call's record. Refused — no room on the call's pacer thread — the old
+    /// stream plays on and the record is as it was.
+    fn replace_stream(
+        &self,
+        chat: ChatId,
+        stream: Box<Stream>,
+        update: impl FnOnce(&mut Joined),
+    ) -> Result<(), CallError> {
+        let id = stream.id();
+        let (call, before) = self.connected(chat, |e| {
+            let before = (e.state, e.source.clone(), e.stream, e.bridged_from);
+            e.stream = Some(id);
+            update(e);
+            Ok(before)
         })?;
-        self.control(call, Control::Play(stream))
+        self.control(call, Control::Play(stream)).inspect_err(|_| {
+            if let Some(e) = self.inner.calls.lock().get_mut(&chat)
+                && e.stream == Some(id)
+            {
+                (e.state, e.source, e.stream, e.bridged_from) = before;
+            }
+        })
     }
 
     /// Plays `from`'s call, mixed, into `to`'s in place of what `to` plays, until
@@ -906,11 +944,7 @@ impl CallManager {
             _ => Err(CallError::NothingPlaying(chat)),
         })?;
         let stream = self.open(&source, Some(position)).await?;
-        let (call, ()) = self.connected(chat, |e| {
-            e.stream = Some(stream.id());
-            Ok(())
-        })?;
-        self.control(call, Control::Play(stream))
+        self.replace_stream(chat, stream, |_| {})
     }
 
     /// `calls`: every joined call.
@@ -997,6 +1031,14 @@ impl CallManager {
     pub fn inject_fault(&self, chat: ChatId) -> Result<(), CallError> {
         let (call, ()) = self.connected(chat, |_| Ok(()))?;
         self.control(call, Control::InjectPanic)
+    }
+
+    /// Makes every frame `chat`'s call prepares cost `per_frame` more CPU (tests only):
+    /// an encoder turning dearer, for admission control's drift handling.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_cost(&self, chat: ChatId, per_frame: Duration) -> Result<(), CallError> {
+        let (call, ()) = self.connected(chat, |_| Ok(()))?;
+        self.control(call, Control::InjectCost(per_frame))
     }
 
     /// Leaves every call (on shutdown).

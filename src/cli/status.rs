@@ -61,8 +61,24 @@ pub fn render(s: &Status) -> String {
     let account = s.telegram.account.map_or("none".to_owned(), |a| a.to_string());
     let mut out = format!("telegram: {}, account {account}; up {} s\n", s.telegram.backend, s.uptime_s);
     if !s.shards.is_empty() {
-        let each: Vec<String> =
-            s.shards.iter().map(|l| format!("{} calls, {:.0} % busy", l.calls, l.busy * 100.0)).collect();
+        let each: Vec<String> = s
+            .shards
+            .iter()
+            .map(|l| {
+                let lowered = if l.complexity < 10 {
+                    format!(", encoders at complexity {}", l.complexity)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} calls, {:.0} % busy, {:.0} of {:.0} % committed{lowered}",
+                    l.calls,
+                    l.busy * 100.0,
+                    l.committed * 100.0,
+                    l.budget * 100.0
+                )
+            })
+            .collect();
         out.push_str(&format!("pacer threads: {}\n", each.join("; ")));
     }
     // AUDIO DROPPED: batches of a call's audio it was too slow for (`audio.listen`).

@@ -89,6 +89,8 @@ pub struct PacerTotals {
     pub call_crashes: std::sync::atomic::AtomicU64,
     /// RTP packets heard from other participants, over all calls.
     pub heard_packets: std::sync::atomic::AtomicU64,
+    /// Calls and streams refused because no pacer thread had room for them.
+    pub admission_refused: std::sync::atomic::AtomicU64,
 }
 
 impl Default for PacerTotals {
@@ -98,6 +100,7 @@ impl Default for PacerTotals {
             late_frames: Default::default(),
             call_crashes: Default::default(),
             heard_packets: Default::default(),
+            admission_refused: Default::default(),
             deviation: crate::metrics::AtomicHistogram::new(crate::metrics::DEVIATION_BOUNDS),
         }
     }

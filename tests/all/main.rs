@@ -3,6 +3,7 @@
 
 mod answers;
 mod bot_account;
+mod capacity;
 mod chat;
 mod cli;
 mod fake;

@@ -6,13 +6,14 @@
 //! grid (`epoch + phase + n × 20 ms`) so nothing drifts, and each call has its own
 //! phase so a shard never fires all its sends at one instant.
 
+mod admission;
 mod clock;
 mod session;
 mod shard;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
 
 use parking_lot::Mutex;
@@ -21,9 +22,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use admission::COMPLEXITY_STEPS;
 pub use clock::{background_priority, thread_cpu_time};
 pub use session::FRAME;
 
+use super::cost::IDLE_US;
 use super::encoder::EncoderConfig;
 use super::listen::{ListenPlan, Sink};
 use super::record::{self, RecordPlan, RecordSummary, RecordTap};
@@ -86,6 +89,10 @@ pub enum Control {
     /// Test-only fault injection: the call's next send panics on its shard.
     #[cfg(feature = "fault-injection")]
     InjectPanic,
+    /// Test-only fault injection: every frame the call prepares costs this much more
+    /// CPU, as an encoder turning dearer (music to speech) would.
+    #[cfg(feature = "fault-injection")]
+    InjectCost(Duration),
 }
 
 pub(crate) enum Command {
@@ -124,6 +131,13 @@ pub enum MediaError {
     Spawn(std::io::Error),
     #[error("cannot record: {0}")]
     Record(String),
+    /// No pacer thread can take the work on and still send every call's frames on
+    /// time; the calls already playing are untouched.
+    #[error(
+        "capacity: no pacer thread has room for {what}: {why}; try again when calls end, or spread calls over \
+         more hosts ([host] shard_budget_percent sets the share of a core each pacer thread may commit)"
+    )]
+    Capacity { what: &'static str, why: String },
 }
 
 /// One pacer thread's load.
@@ -133,6 +147,16 @@ pub struct ShardLoad {
     pub calls: usize,
     /// Its CPU time per wall time over the last second (1.0: a whole core).
     pub busy: f64,
+    /// What its calls cost or are admitted to cost, as a share of a core.
+    #[serde(default)]
+    pub committed: f64,
+    /// The share of a core it may commit.
+    #[serde(default)]
+    pub budget: f64,
+    /// The complexity its encoders are capped at: 10 unless their cost drifted past the
+    /// budget.
+    #[serde(default)]
+    pub complexity: u8,
 }
 
 /// Totals a shard reports when it stops.
@@ -160,7 +184,14 @@ pub struct PacerConfig {
     pub connect_timeout: Duration,
     /// When a silent media path is reported, and when consent to send expires.
     pub consent: crate::transport::Consent,
+    /// The share of one core, in percent, each pacer thread may commit to its calls;
+    /// the rest is headroom for what measuring misses and for the rest of the host.
+    pub budget_percent: f64,
 }
+
+/// What a pacer thread commits by default: the rest absorbs timer wake-ups, the
+/// runtime's own threads, and other processes on the core.
+pub const BUDGET_PERCENT: f64 = 70.0;
 
 impl Default for PacerConfig {
     fn default() -> Self {
@@ -168,15 +199,22 @@ impl Default for PacerConfig {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             connect_timeout: Duration::from_secs(10),
             consent: Default::default(),
+            budget_percent: BUDGET_PERCENT,
         }
+    }
+}
+
+impl PacerConfig {
+    /// The budget in µs of CPU per 20 ms.
+    fn budget_us(&self) -> u32 {
+        (self.budget_percent.clamp(0.0, 100.0) * 200.0) as u32
     }
 }
 
 struct ShardHandle {
     cmds: Sender<Command>,
     waker: Arc<mio::Waker>,
-    load: Arc<AtomicUsize>,
-    busy: Arc<std::sync::atomic::AtomicU32>,
+    gauges: Arc<admission::Gauges>,
     thread: Option<JoinHandle<ShardReport>>,
 }
 
@@ -187,11 +225,20 @@ impl ShardHandle {
     }
 }
 
+/// Where a call runs, and what it was admitted to cost.
+#[derive(Clone, Copy)]
+struct Placed {
+    shard: usize,
+    claim_us: u32,
+}
+
 /// Handle to the pacer threads. Cheap to share behind an `Arc`.
 pub struct MediaPlane {
     shards: Vec<ShardHandle>,
     totals: Arc<PacerTotals>,
-    calls: Mutex<HashMap<CallId, usize>>,
+    /// Each call's shard and the claim last admitted for it; admission decides under
+    /// this lock, so concurrent joins cannot both take the last room.
+    calls: Mutex<HashMap<CallId, Placed>>,
     next_call: AtomicU64,
     next_stream: AtomicU64,
     config: PacerConfig,
@@ -207,6 +254,7 @@ impl MediaPlane {
 
     /// Starts the shard threads; media events arrive on the returned receiver.
     pub fn start(config: PacerConfig) -> Result<(Self, mpsc::UnboundedReceiver<MediaEvent>), MediaError> {
+        super::cost::warm_up();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let totals = Arc::new(PacerTotals::default());
         let mut shards = Vec::new();
@@ -214,21 +262,20 @@ impl MediaPlane {
             let poll = mio::Poll::new().map_err(MediaError::Spawn)?;
             let waker = Arc::new(mio::Waker::new(poll.registry(), shard::WAKER).map_err(MediaError::Spawn)?);
             let (tx, rx) = channel();
-            let load = Arc::new(AtomicUsize::new(0));
-            let busy = Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let gauges = Arc::new(admission::Gauges::default());
             let shard = shard::Shard {
                 poll,
                 cmds: rx,
                 events: events_tx.clone(),
-                load: load.clone(),
-                busy: busy.clone(),
+                gauges: gauges.clone(),
+                budget_us: config.budget_us(),
                 totals: totals.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("wasmcalls-pacer-{i}"))
                 .spawn(move || shard.run())
                 .map_err(MediaError::Spawn)?;
-            shards.push(ShardHandle { cmds: tx, waker, load, busy, thread: Some(thread) });
+            shards.push(ShardHandle { cmds: tx, waker, gauges, thread: Some(thread) });
         }
         let plane = MediaPlane {
             shards,
@@ -256,12 +303,52 @@ impl MediaPlane {
         Ok(Box::new(Stream::new(id, opened, config)?))
     }
 
-    /// Hands a peer (with the remote answer applied) to the least loaded shard and waits
-    /// until ICE and DTLS are up.
+    /// The shard with the most room, preferring one whose encoders run at full
+    /// complexity.
+    fn roomiest(&self) -> usize {
+        let key = |i: &usize| {
+            let g = &self.shards[*i].gauges;
+            (g.step.load(Ordering::Relaxed), g.load_us(), g.calls.load(Ordering::Relaxed))
+        };
+        (0..self.shards.len()).min_by_key(key).unwrap_or(0)
+    }
+
+    /// Reserves `claim_us` on shard `idx`, replacing `replacing_us`, or says why not.
+    fn admit(&self, idx: usize, what: &'static str, claim_us: u32, replacing_us: u32) -> Result<(), MediaError> {
+        let g = &self.shards[idx].gauges;
+        if let Some(why) = admission::refusal(g, claim_us, replacing_us, self.config.budget_us()) {
+            self.totals.admission_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(MediaError::Capacity { what, why });
+        }
+        g.pending.fetch_add(claim_us, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether a new call playing a stream of `claim_us` ([`Stream::claim_us`]) would be
+    /// admitted now — checked before joining, so a refused call never reaches Telegram.
+    pub fn admits(&self, claim_us: u32) -> Result<(), MediaError> {
+        let _decide = self.calls.lock();
+        let g = &self.shards[self.roomiest()].gauges;
+        match admission::refusal(g, claim_us + IDLE_US, 0, self.config.budget_us()) {
+            Some(why) => {
+                self.totals.admission_refused.fetch_add(1, Ordering::Relaxed);
+                Err(MediaError::Capacity { what: "a new call", why })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Hands a peer (with the remote answer applied) to the shard with the most room
+    /// and waits until ICE and DTLS are up.
     pub async fn connect(&self, peer: OutboundPeer) -> Result<CallId, MediaError> {
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
-        let idx = (0..self.shards.len()).min_by_key(|&i| self.shards[i].load.load(Ordering::Relaxed)).unwrap_or(0);
-        self.calls.lock().insert(call, idx);
+        let idx = {
+            let mut calls = self.calls.lock();
+            let idx = self.roomiest();
+            self.admit(idx, "a new call", IDLE_US, 0)?;
+            calls.insert(call, Placed { shard: idx, claim_us: IDLE_US });
+            idx
+        };
         let (ready, rx) = oneshot::channel();
         self.shards[idx].send(Command::Add {
             call,
@@ -280,13 +367,31 @@ impl MediaPlane {
     }
 
     fn shard_of(&self, call: CallId) -> Result<&ShardHandle, MediaError> {
-        let idx = *self.calls.lock().get(&call).ok_or(MediaError::UnknownCall(call))?;
+        let idx = self.calls.lock().get(&call).ok_or(MediaError::UnknownCall(call))?.shard;
         Ok(&self.shards[idx])
     }
 
-    /// Applies a playback change at the next frame boundary.
+    /// Applies a playback change at the next frame boundary. A new stream is admitted
+    /// first: refused with [`MediaError::Capacity`] when the call's shard has no room
+    /// for it (what the call played before keeps playing).
     pub fn control(&self, call: CallId, control: Control) -> Result<(), MediaError> {
-        self.shard_of(call)?.send(Command::Control { call, control })
+        let Control::Play(stream) = &control else {
+            return self.shard_of(call)?.send(Command::Control { call, control });
+        };
+        let claim_us = stream.claim_us();
+        let idx = {
+            let mut calls = self.calls.lock();
+            let placed = calls.get_mut(&call).ok_or(MediaError::UnknownCall(call))?;
+            let idx = placed.shard;
+            self.admit(idx, "this stream", claim_us, placed.claim_us)?;
+            placed.claim_us = claim_us;
+            idx
+        };
+        let sent = self.shards[idx].send(Command::Control { call, control });
+        if sent.is_err() {
+            self.shards[idx].gauges.taken_in(claim_us);
+        }
+        sent
     }
 
     /// Starts recording `call` as `plan` says; its end — stopped, capped, failed, or the
@@ -337,13 +442,9 @@ impl MediaPlane {
         self.control(call, Control::Listen(Listener::Audio(id), None))
     }
 
-    /// Each pacer thread's calls and how busy it is.
+    /// Each pacer thread's calls, how busy it is, and what it has committed.
     pub fn shards(&self) -> Vec<ShardLoad> {
-        let shard = |h: &ShardHandle| ShardLoad {
-            calls: h.load.load(Ordering::Relaxed),
-            busy: f64::from(h.busy.load(Ordering::Relaxed)) / 1e6,
-        };
-        self.shards.iter().map(shard).collect()
+        self.shards.iter().map(|h| h.gauges.snapshot(self.config.budget_us())).collect()
     }
 
     /// A snapshot of the call's counters.
@@ -355,7 +456,7 @@ impl MediaPlane {
 
     /// Closes the call's connection and forgets it.
     pub async fn remove(&self, call: CallId) {
-        let Some(idx) = self.calls.lock().remove(&call) else { return };
+        let Some(Placed { shard: idx, .. }) = self.calls.lock().remove(&call) else { return };
         let (reply, rx) = oneshot::channel();
         if self.shards[idx].send(Command::Remove { call, reply: Some(reply) }).is_ok() {
             let _ = rx.await;

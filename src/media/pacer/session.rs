@@ -93,6 +93,14 @@ pub struct Session {
     deviation: Histogram<u32>,
     /// Running mean of one frame's preparation, in ns (see [`CallStats::prepare_us`]).
     prepare_ns: f64,
+    /// Wall time spent on this call in the shard's current window: encoding, sending,
+    /// reading, timers.
+    pub work_ns: u64,
+    /// Audio sent in the current window, in ticks.
+    window_ticks: u64,
+    /// What admission counts this call as costing, in µs of CPU per 20 ms (see
+    /// `admission`).
+    pub claim_us: u32,
     pub rtc_deadline: Option<Instant>,
     /// Since when the far side has not answered, while the path is silent.
     silent_since: Option<Instant>,
@@ -106,6 +114,9 @@ pub struct Session {
     /// Test-only fault injection: the next send panics.
     #[cfg(feature = "fault-injection")]
     poisoned: bool,
+    /// Test-only fault injection: CPU burnt per frame prepared.
+    #[cfg(feature = "fault-injection")]
+    pub burden: Duration,
 }
 
 /// Where a session's effects go: the shard's event channel and its grid epoch.
@@ -151,10 +162,15 @@ impl Session {
             late_frames: 0,
             send_errors: 0,
             prepare_ns: 0.0,
+            work_ns: 0,
+            window_ticks: 0,
+            claim_us: crate::media::cost::IDLE_US,
             deviation: new_histogram(),
             rtc_deadline: None,
             #[cfg(feature = "fault-injection")]
             poisoned: false,
+            #[cfg(feature = "fault-injection")]
+            burden: Duration::ZERO,
         }
     }
 
@@ -192,12 +208,30 @@ impl Session {
         let Some(stream) = self.stream.as_mut() else { return };
         let t0 = Instant::now();
         let r = stream.encode_next(&mut self.gain);
+        #[cfg(feature = "fault-injection")]
+        if !self.burden.is_zero() {
+            let until = super::thread_cpu_time() + self.burden;
+            while super::thread_cpu_time() < until {}
+        }
+        let elapsed = t0.elapsed().as_nanos() as u64;
+        self.work_ns += elapsed;
         // A mean over ~32 frames: follows music turning to speech within a second.
-        let ns = t0.elapsed().as_nanos() as f64;
+        let ns = elapsed as f64;
         self.prepare_ns = if self.prepare_ns == 0.0 { ns } else { self.prepare_ns + (ns - self.prepare_ns) / 32.0 };
         if let Err(e) = r {
             self.end_stream(ctx, Some(e.to_string()));
         }
+    }
+
+    /// Settles [`Self::claim_us`] at the end of a window of `frames` 20 ms periods, from
+    /// the work timed in it; `scale` turns wall time into the thread's CPU time.
+    pub fn settle_claim(&mut self, scale: f64, frames: f64) {
+        let measured = (self.work_ns as f64 * scale / frames / 1e3) as u32;
+        let streaming = self.stream.is_some() && !self.paused;
+        let whole = streaming && self.window_ticks as f64 >= 0.9 * frames * TICKS_PER_FRAME as f64;
+        self.claim_us = super::admission::settle(self.claim_us, measured, whole, self.stream.is_some());
+        self.work_ns = 0;
+        self.window_ticks = 0;
     }
 
     /// (Re)starts the grid when there is something to send and a link to send it on.
@@ -234,6 +268,7 @@ impl Session {
             }
             let Link::Connected(neg) = self.link else { return };
             let Some(stream) = self.stream.as_mut() else { return };
+            let t0 = Instant::now();
             if stream.front().is_none() && stream.wants_encode() {
                 // Encoding fell behind: do it now, late, rather than skip audio.
                 if let Err(e) = stream.encode_next(&mut self.gain) {
@@ -286,7 +321,9 @@ impl Session {
                 if let Some(s) = self.stream.as_mut() {
                     s.pop();
                 }
+                self.window_ticks += duration;
             }
+            self.work_ns += t0.elapsed().as_nanos() as u64;
             if self.stream.as_ref().is_some_and(|s| s.is_finished()) {
                 self.end_stream(ctx, None);
                 return;
@@ -316,7 +353,9 @@ impl Session {
 
     pub fn play(&mut self, ctx: &Ctx<'_>, stream: Box<Stream>, now: Instant) {
         // A replaced stream never reports an end; the grid keeps running, so the new
-        // file starts at the next frame boundary on the same SSRC.
+        // file starts at the next frame boundary on the same SSRC. Until measured, the
+        // call costs what the new stream was admitted for.
+        self.claim_us = stream.claim_us();
         self.stream = Some(stream);
         self.schedule(ctx, now);
     }
@@ -361,6 +400,7 @@ impl Session {
 
     /// Reads every pending datagram into the peer.
     pub fn on_readable(&mut self, ctx: &Ctx<'_>, buf: &mut [u8]) {
+        let t0 = Instant::now();
         loop {
             match self.socket.recv_from(buf) {
                 Ok((n, from)) => {
@@ -371,6 +411,7 @@ impl Session {
             }
         }
         self.after_io(ctx, Instant::now());
+        self.work_ns += t0.elapsed().as_nanos() as u64;
     }
 
     /// Runs the peer's timers if due, and ends the speaking of the quiet.
@@ -382,8 +423,10 @@ impl Session {
             });
         }
         if self.rtc_deadline.is_some_and(|d| d <= now) {
+            let t0 = Instant::now();
             let _ = self.pc.handle_timeout(now);
             self.after_io(ctx, now);
+            self.work_ns += t0.elapsed().as_nanos() as u64;
         }
         if let Link::Connecting { deadline, ready } = &mut self.link
             && *deadline <= now

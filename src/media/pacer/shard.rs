@@ -11,7 +11,7 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
+use super::admission::{COMPLEXITY_STEPS, Drift, Gauges};
 use super::clock::{Timer, precise_timer_slack, thread_cpu_time};
 use super::session::{Ctx, FRAME, Session};
 use super::{CallId, Command, Control, MediaEvent, ShardReport};
@@ -30,7 +31,7 @@ pub const WAKER: Token = Token(usize::MAX - 2);
 /// 1000 times a second however many calls it holds: per-call wakeups cost more in
 /// context switches than the sends themselves.
 const PHASE_SLOTS: usize = 20;
-/// How often the thread measures how busy it is.
+/// How often the thread measures how busy it is and what each call costs it.
 const BUSY_WINDOW: Duration = Duration::from_secs(1);
 /// Visiting order for filling phases: stride 7 (coprime to 20) keeps the first few
 /// calls far apart.
@@ -42,10 +43,10 @@ pub struct Shard {
     pub poll: Poll,
     pub cmds: Receiver<Command>,
     pub events: tokio::sync::mpsc::UnboundedSender<MediaEvent>,
-    pub load: Arc<AtomicUsize>,
-    /// How busy the thread is: CPU per wall time over the last second, in millionths
-    /// (what admission control will weigh a new call against).
-    pub busy: Arc<AtomicU32>,
+    /// Its load, for the handle's admission decisions and for `/status`.
+    pub gauges: Arc<Gauges>,
+    /// µs of CPU per 20 ms it may commit.
+    pub budget_us: u32,
     pub totals: Arc<crate::media::stats::PacerTotals>,
 }
 
@@ -58,6 +59,12 @@ struct Calls {
     crashed: Vec<(usize, String)>,
     /// Reused by [`Calls::each`], so a turn of the loop allocates nothing.
     keys: Vec<usize>,
+    /// The thread's own cost beyond its calls' (the loop, polling), µs per 20 ms.
+    overhead_us: u32,
+    /// Work timed this window on calls since removed: theirs, not the loop's.
+    departed_ns: u64,
+    /// The encoders' complexity step.
+    drift: Drift,
 }
 
 fn panic_message(p: &(dyn Any + Send)) -> String {
@@ -98,17 +105,63 @@ impl Calls {
             return None;
         }
         let mut s = self.sessions.remove(k);
+        self.departed_ns += s.work_ns;
         self.by_call.remove(&s.id);
         self.phase_load[s.phase_slot] -= 1;
         let _ = registry.deregister(&mut s.socket);
         Some(s)
     }
 
+    /// What the calls cost, as the handle weighs new work against it.
+    fn commit(&self, gauges: &Gauges) {
+        let claims: u32 = self.sessions.iter().map(|(_, s)| s.claim_us).sum();
+        gauges.committed.store(claims.saturating_add(self.overhead_us), Ordering::Relaxed);
+        gauges.calls.store(self.sessions.len(), Ordering::Relaxed);
+    }
+
+    /// After a window of `wall` in which the thread used `cpu`: each call's cost
+    /// measured, its claim settled; the complexity stepped if the total drifted past
+    /// the budget.
+    fn account(&mut self, cpu: Duration, wall: Duration, gauges: &Gauges, budget_us: u32) {
+        let frames = wall.as_secs_f64() / FRAME.as_secs_f64();
+        let worked = self.sessions.iter().map(|(_, s)| s.work_ns).sum::<u64>() + std::mem::take(&mut self.departed_ns);
+        let cpu_ns = cpu.as_nanos() as f64;
+        // Work is timed by the wall clock: a preempted thread's is scaled back to CPU.
+        let scale = if worked as f64 > cpu_ns { cpu_ns / worked as f64 } else { 1.0 };
+        for (_, s) in self.sessions.iter_mut() {
+            s.settle_claim(scale, frames);
+        }
+        self.overhead_us = ((cpu_ns - worked as f64 * scale).max(0.0) / frames / 1e3) as u32;
+        self.commit(gauges);
+        let was = self.drift.step();
+        let step = self.drift.after_window(gauges.committed.load(Ordering::Relaxed), budget_us);
+        if step != was {
+            let complexity = COMPLEXITY_STEPS[step];
+            if step > was {
+                tracing::warn!(
+                    complexity,
+                    "pacer: its calls cost more than its budget (encoders turned dearer, music to speech?): \
+                     complexity lowered to keep time; new streams go elsewhere or are refused"
+                );
+            } else {
+                tracing::info!(complexity, "pacer: back within budget; complexity raised");
+            }
+            gauges.step.store(step as u8, Ordering::Relaxed);
+            for (_, s) in self.sessions.iter_mut() {
+                if let Some(stream) = s.stream.as_mut() {
+                    stream.cap_complexity(complexity);
+                }
+            }
+        }
+    }
+
     /// Ends the calls that panicked: each is reported lost and dropped; the rest play on.
-    fn bury(&mut self, ctx: &Ctx<'_>, registry: &Registry, report: &mut ShardReport, load: &AtomicUsize) {
+    fn bury(&mut self, ctx: &Ctx<'_>, registry: &Registry, report: &mut ShardReport, gauges: &Gauges) {
+        if self.crashed.is_empty() {
+            return;
+        }
         for (k, why) in std::mem::take(&mut self.crashed) {
             let Some(mut s) = self.remove(k, registry) else { continue };
-            load.fetch_sub(1, Ordering::Relaxed);
             ctx.totals.call_crashes.fetch_add(1, Ordering::Relaxed);
             let call = s.id;
             tracing::error!(
@@ -127,6 +180,7 @@ impl Calls {
             }
             let _ = catch_unwind(AssertUnwindSafe(move || drop(s)));
         }
+        self.commit(gauges);
     }
 }
 
@@ -155,6 +209,9 @@ impl Shard {
             phase_load: [0; PHASE_SLOTS],
             crashed: Vec::new(),
             keys: Vec::new(),
+            overhead_us: 0,
+            departed_ns: 0,
+            drift: Drift::default(),
         };
         let mut events = Events::with_capacity(256);
         let mut buf = vec![0u8; 2048];
@@ -168,16 +225,21 @@ impl Shard {
             let now = Instant::now();
             if now.duration_since(window.0) >= BUSY_WINDOW {
                 let cpu = thread_cpu_time();
-                let ratio = (cpu - window.1).as_secs_f64() / now.duration_since(window.0).as_secs_f64();
-                self.busy.store((ratio * 1e6) as u32, Ordering::Relaxed);
+                let (spent, wall) = (cpu - window.1, now.duration_since(window.0));
+                self.gauges.busy.store((spent.as_secs_f64() / wall.as_secs_f64() * 1e6) as u32, Ordering::Relaxed);
+                calls.account(spent, wall, &self.gauges, self.budget_us);
                 window = (now, cpu);
             }
             calls.each(|s| s.send_due(&ctx, now));
             calls.each(|s| s.on_timer(&ctx, now));
 
+            let mut changed = false;
             loop {
-                match self.cmds.try_recv() {
+                let cmd = self.cmds.try_recv();
+                changed |= cmd.is_ok();
+                match cmd {
                     Ok(Command::Add { call, peer, connect_timeout, ready }) => {
+                        self.gauges.taken_in(super::IDLE_US);
                         if let Err(e) = peer.socket.set_nonblocking(true) {
                             let _ = ready.send(Err(format!("socket: {e}")));
                             continue;
@@ -196,13 +258,21 @@ impl Shard {
                         s.rtc_deadline = Some(Instant::now());
                         calls.by_call.insert(call, entry.key());
                         entry.insert(s);
-                        self.load.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(Command::Control { call, control }) => {
+                        if let Control::Play(stream) = &control {
+                            self.gauges.taken_in(stream.claim_us());
+                        }
                         let Some(&k) = calls.by_call.get(&call) else { continue };
                         let now = Instant::now();
+                        let cap = COMPLEXITY_STEPS[calls.drift.step()];
                         calls.guard(k, |s| match control {
-                            Control::Play(stream) => s.play(&ctx, stream, now),
+                            Control::Play(mut stream) => {
+                                if cap < COMPLEXITY_STEPS[0] {
+                                    stream.cap_complexity(cap);
+                                }
+                                s.play(&ctx, stream, now)
+                            }
                             Control::Pause => s.pause(),
                             Control::Resume => s.resume(&ctx, now),
                             Control::Volume(v) => s.set_volume(v),
@@ -210,6 +280,8 @@ impl Shard {
                             Control::Listen(who, tap) => s.listen(who, tap),
                             #[cfg(feature = "fault-injection")]
                             Control::InjectPanic => s.poison(),
+                            #[cfg(feature = "fault-injection")]
+                            Control::InjectCost(d) => s.burden = d,
                         });
                     }
                     Ok(Command::Stats { call, reply }) => {
@@ -221,7 +293,6 @@ impl Shard {
                             calls.guard(k, Session::close);
                             if let Some(s) = calls.remove(k, self.poll.registry()) {
                                 report.absorb(&s.stats());
-                                self.load.fetch_sub(1, Ordering::Relaxed);
                             }
                         }
                         if let Some(reply) = reply {
@@ -231,6 +302,9 @@ impl Shard {
                     Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => break 'run,
                     Err(TryRecvError::Empty) => break,
                 }
+            }
+            if changed {
+                calls.commit(&self.gauges);
             }
 
             // Encode ahead while the next send is far enough away not to be delayed.
@@ -251,10 +325,10 @@ impl Shard {
                 calls.guard(k, |s| s.encode_one(&ctx));
                 encode_cost.observe(t0.elapsed());
                 if !calls.crashed.is_empty() {
-                    calls.bury(&ctx, self.poll.registry(), &mut report, &self.load);
+                    calls.bury(&ctx, self.poll.registry(), &mut report, &self.gauges);
                 }
             }
-            calls.bury(&ctx, self.poll.registry(), &mut report, &self.load);
+            calls.bury(&ctx, self.poll.registry(), &mut report, &self.gauges);
 
             let wake = calls.sessions.iter().filter_map(|(_, s)| s.wake_at()).min();
             let now = Instant::now();
@@ -281,7 +355,7 @@ impl Shard {
                     }
                 }
             }
-            calls.bury(&ctx, self.poll.registry(), &mut report, &self.load);
+            calls.bury(&ctx, self.poll.registry(), &mut report, &self.gauges);
         }
 
         for (_, mut s) in calls.sessions {

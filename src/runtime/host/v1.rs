@@ -44,7 +44,7 @@ fn to_wit(e: CallError) -> types::CallError {
         | CallError::RateLimited(_)
         | CallError::NoBot(_)
         | CallError::Telegram { .. }) => W::Other(e.to_string()),
-        CallError::Other(m) | CallError::Internal(m) => W::Other(m),
+        CallError::Capacity(m) | CallError::Other(m) | CallError::Internal(m) => W::Other(m),
     }
 }
 

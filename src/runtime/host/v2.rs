@@ -38,7 +38,9 @@ impl From<CallError> for Refusal {
             CallError::NothingPlaying(c) => W::NothingPlaying(c),
             CallError::RateLimited(s) => W::RateLimited(s),
             CallError::Telegram { code, name } => W::Telegram(types::TelegramError { code, name }),
-            CallError::Other(m) => W::Other(m),
+            // A case of its own would break every 0.2.x guest's linking (wasmtime checks
+            // a variant's cases exactly); the words start with "capacity:".
+            CallError::Capacity(m) | CallError::Other(m) => W::Other(m),
         })
     }
 }

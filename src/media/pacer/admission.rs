@@ -1,0 +1,201 @@
+//! Admission control: a pacer thread takes on only what it can send on time.
+//!
+//! Each shard has a budget — a share of one core, in µs of CPU per 20 ms — and knows
+//! what each of its calls costs it: a new stream's claim (`media::cost`) until it has
+//! played a whole second, then what the shard measured it spending (its encoder, its
+//! sends, its timers and what it hears, in thread CPU time). The handle admits a new
+//! call or stream only onto a shard whose committed cost plus the claims still on
+//! their way leave room for it; otherwise the work is refused by name, and the calls
+//! already playing keep time.
+//!
+//! Encoders cost more when music turns into speech. A shard whose calls drift past
+//! its budget lowers its encoders' complexity a step (10 → 6 → 3) each second it
+//! stays over, refuses new streams while lowered, and raises it a step once what it
+//! measured the step to save says raising fits (see [`Drift`]).
+
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
+
+use super::ShardLoad;
+
+/// The complexities a shard steps its encoders through as its cost drifts up.
+pub const COMPLEXITY_STEPS: [u8; 3] = [10, 6, 3];
+/// A lowered shard raises its complexity a step once the cost it predicts for the
+/// step up is below this share of its budget.
+const RAISE_BELOW: f64 = 0.9;
+/// What a step up is assumed to cost until a step down was measured: speech costs
+/// 2.7× as much at complexity 10 as at 6 (257 against 94 µs a frame here).
+const ASSUMED_STEP_RATIO: f64 = 3.0;
+
+/// One shard's load, written by its thread and read by the handle.
+#[derive(Default)]
+pub struct Gauges {
+    /// Calls it holds.
+    pub calls: AtomicUsize,
+    /// CPU per wall time over the last second, in millionths.
+    pub busy: AtomicU32,
+    /// What its calls cost, in µs of CPU per 20 ms: measured, or claimed until measured,
+    /// plus the thread's own loop.
+    pub committed: AtomicU32,
+    /// Claims admitted by the handle that the thread has not taken in yet.
+    pub pending: AtomicU32,
+    /// Index into [`COMPLEXITY_STEPS`]: 0 while its cost is within budget.
+    pub step: AtomicU8,
+}
+
+impl Gauges {
+    /// Committed and pending, in µs per 20 ms.
+    pub fn load_us(&self) -> u32 {
+        self.committed.load(Ordering::Relaxed).saturating_add(self.pending.load(Ordering::Relaxed))
+    }
+
+    /// The thread took in a claim the handle admitted.
+    pub fn taken_in(&self, claim_us: u32) {
+        // Saturating: a claim is never taken in twice, but a wrap would refuse everything.
+        let _ = self.pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some(p.saturating_sub(claim_us)));
+    }
+
+    pub fn snapshot(&self, budget_us: u32) -> ShardLoad {
+        ShardLoad {
+            calls: self.calls.load(Ordering::Relaxed),
+            busy: f64::from(self.busy.load(Ordering::Relaxed)) / 1e6,
+            committed: f64::from(self.load_us()) / 20_000.0,
+            budget: f64::from(budget_us) / 20_000.0,
+            complexity: COMPLEXITY_STEPS[usize::from(self.step.load(Ordering::Relaxed)).min(2)],
+        }
+    }
+}
+
+/// Why `claim_us` more does not fit on a shard, if it does not.
+pub fn refusal(g: &Gauges, claim_us: u32, replacing_us: u32, budget_us: u32) -> Option<String> {
+    if g.step.load(Ordering::Relaxed) > 0 && claim_us > super::super::cost::IDLE_US {
+        return Some("its encoders already run at lowered complexity to keep time".into());
+    }
+    let after = g.load_us().saturating_sub(replacing_us).saturating_add(claim_us);
+    (after > budget_us).then(|| {
+        format!(
+            "it would need {claim_us} µs of CPU per 20 ms and has {} µs left of its {budget_us} µs budget",
+            budget_us.saturating_sub(g.load_us().saturating_sub(replacing_us))
+        )
+    })
+}
+
+/// A call's claim after a second of measurement. Once it streamed the whole second:
+/// at once up to a dearer measurement, and only slowly down to a cheaper one — a
+/// second of a pause in speech costs a third of a second of talk, and room admitted
+/// in it would not be there when the talk resumes. Never below its claim while it is
+/// starting or paused (the admitted reservation holds); what it spends when idle.
+pub fn settle(claim_us: u32, measured_us: u32, streamed_whole_window: bool, has_stream: bool) -> u32 {
+    match (streamed_whole_window, has_stream) {
+        (true, _) if measured_us >= claim_us => measured_us,
+        (true, _) => claim_us - (claim_us - measured_us).div_ceil(SETTLE_DOWN),
+        (false, true) => claim_us.max(measured_us),
+        (false, false) => measured_us,
+    }
+}
+
+/// A cheaper measurement moves a claim down by this fraction of the difference a
+/// second: ~10 s to settle, longer than the quiet stretches of speech or music.
+const SETTLE_DOWN: u32 = 8;
+
+/// A shard's complexity step, and what each step down was measured to save: how much
+/// a step saves depends on what is encoded (speech at 10 costs 2.7× what it costs at
+/// 6, music far less), so raising predicts the cost from the measured ratio instead of
+/// raising into the overload it just left.
+#[derive(Debug, Default)]
+pub struct Drift {
+    step: usize,
+    /// Cost before over after each step down (`ratio[k]`: step k over step k + 1).
+    ratio: [Option<f64>; COMPLEXITY_STEPS.len() - 1],
+    /// The cost just before the last step down, until the first window after it.
+    before: Option<u32>,
+}
+
+impl Drift {
+    /// Index into [`COMPLEXITY_STEPS`].
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The step after a second at `committed_us` of `budget_us`.
+    pub fn after_window(&mut self, committed_us: u32, budget_us: u32) -> usize {
+        if let Some(before) = self.before.take() {
+            self.ratio[self.step - 1] = Some((f64::from(before) / f64::from(committed_us.max(1))).max(1.0));
+        }
+        if committed_us > budget_us && self.step + 1 < COMPLEXITY_STEPS.len() {
+            self.before = Some(committed_us);
+            self.step += 1;
+        } else if self.step > 0 {
+            let ratio = self.ratio[self.step - 1].unwrap_or(ASSUMED_STEP_RATIO);
+            if f64::from(committed_us) * ratio < f64::from(budget_us) * RAISE_BELOW {
+                self.step -= 1;
+            }
+        }
+        self.step
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_fits_only_within_the_budget_counting_what_is_on_its_way() {
+        let g = Gauges::default();
+        g.committed.store(10_000, Ordering::Relaxed);
+        assert!(refusal(&g, 4_000, 0, 14_000).is_none());
+        g.pending.store(1_000, Ordering::Relaxed);
+        let why = refusal(&g, 4_000, 0, 14_000).unwrap();
+        assert!(why.contains("4000 µs") && why.contains("3000 µs left"), "{why}");
+        // Replacing a stream frees what it claimed.
+        assert!(refusal(&g, 4_000, 2_000, 14_000).is_none());
+        g.taken_in(5_000);
+        assert_eq!(g.pending.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_lowered_shard_takes_calls_but_no_new_streams() {
+        let g = Gauges::default();
+        g.step.store(1, Ordering::Relaxed);
+        assert!(refusal(&g, 300, 0, 14_000).unwrap().contains("lowered complexity"));
+        assert!(refusal(&g, crate::media::cost::IDLE_US, 0, 14_000).is_none());
+    }
+
+    #[test]
+    fn complexity_steps_down_over_budget_and_up_only_when_the_measured_saving_says_it_fits() {
+        let mut d = Drift::default();
+        assert_eq!(d.after_window(15_000, 14_000), 1);
+        // Speech: the step saved 2.7×, so raising now would overload again.
+        assert_eq!(d.after_window(5_500, 14_000), 1);
+        assert_eq!(d.after_window(5_500, 14_000), 1);
+        // Calls left: back at 10 the rest fits.
+        assert_eq!(d.after_window(4_000, 14_000), 0);
+        assert_eq!(d.after_window(10_000, 14_000), 0);
+    }
+
+    #[test]
+    fn a_step_that_saves_nothing_is_undone_as_soon_as_the_cost_falls() {
+        let mut d = Drift::default();
+        assert_eq!(d.after_window(20_000, 14_000), 1);
+        assert_eq!(d.after_window(20_000, 14_000), 2, "not the encoders: lowered further");
+        assert_eq!(d.after_window(20_000, 14_000), 2, "nothing lower");
+        assert_eq!(d.after_window(6_000, 14_000), 1);
+        assert_eq!(d.after_window(6_000, 14_000), 0);
+    }
+
+    #[test]
+    fn claims_hold_until_a_whole_second_was_measured() {
+        assert_eq!(settle(300, 450, true, true), 450, "drifted up: at once");
+        // Measured cheaper (music, or a pause): down slowly, to it in the end.
+        let mut claim = 300;
+        for _ in 0..3 {
+            claim = settle(claim, 120, true, true);
+        }
+        assert!((200..300).contains(&claim), "{claim}");
+        for _ in 0..60 {
+            claim = settle(claim, 120, true, true);
+        }
+        assert_eq!(claim, 120);
+        assert_eq!(settle(300, 40, false, true), 300, "started mid-window, or paused");
+        assert_eq!(settle(300, 3, false, false), 3, "stopped");
+    }
+}
