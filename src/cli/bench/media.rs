@@ -76,6 +76,9 @@ fn line(name: &str, f: &Figures) {
         f.kib_stream + f.kib_playing,
         f.kib_connection + f.kib_stream + f.kib_playing
     );
+    if f.refused > 0 {
+        println!("    ({} of {} calls admitted; the rest refused for capacity)", f.calls, f.offered);
+    }
 }
 
 pub async fn run(a: MediaArgs) -> Result<()> {
@@ -109,16 +112,17 @@ pub async fn run(a: MediaArgs) -> Result<()> {
         d,
     )?;
     tool("opusenc", &["--quiet", "--bitrate", "96", "in48.wav", "in.opus"], d)?;
-    let shards = PacerConfig::default().shards;
+    let pacer = PacerConfig::default();
+    let shards = pacer.shards;
     let enc = EncoderConfig::default();
     println!(
         "wasmcalls media bench: {} calls × {} s per kind of source, {} pacer thread(s); host CPU per 20 ms of audio per call",
         a.calls, a.seconds, shards
     );
     let file = |p: &Path| SourceSpec::File { path: p.to_path_buf(), raw: PcmFormat::stereo48() };
-    let pcm = measure(&file(&raw), a.calls, shards, enc).await?;
-    let mp3 = measure(&file(&d.join("in.mp3")), a.calls, shards, enc).await?;
-    let opus = measure(&file(&d.join("in.opus")), a.calls, shards, enc).await?;
+    let pcm = measure(&file(&raw), a.calls, pacer.clone(), enc).await?;
+    let mp3 = measure(&file(&d.join("in.mp3")), a.calls, pacer.clone(), enc).await?;
+    let opus = measure(&file(&d.join("in.opus")), a.calls, pacer.clone(), enc).await?;
     println!(
         "  {:<28} {:>10} {:>7} {:>8} {:>12} {:>10} {:>10}",
         "source", "CPU/20 ms", "/core", "late", "p99 median", "stream", "call"

@@ -36,9 +36,16 @@ pub struct PacingArgs {
     /// Raw PCM s16le 48 kHz stereo file to stream instead of the synthetic signal
     #[arg(long)]
     input: Option<PathBuf>,
+    /// The synthetic signal: music (CELT, the cheap case) or speech (SILK/hybrid, ~3×)
+    #[arg(long, default_value = "music", value_parser = ["music", "speech"])]
+    content: String,
     /// Pacer threads (default: one per core)
     #[arg(long)]
     shards: Option<usize>,
+    /// Share of a core each pacer thread may commit, in percent (the host's
+    /// `shard_budget_percent`); calls beyond it are refused, as the host refuses them
+    #[arg(long, default_value_t = wasmcalls::media::pacer::BUDGET_PERCENT)]
+    budget: f64,
     /// ffmpeg processes to run for comparison (0 to skip; skipped when ffmpeg is absent)
     #[arg(long, default_value_t = 4)]
     ffmpeg: usize,
@@ -139,6 +146,11 @@ pub(super) fn spawn_loopback() -> Result<(LoopbackChild, String)> {
 
 /// What one run of N calls measured.
 pub(super) struct Figures {
+    /// Calls joined, and of them those whose stream admission control refused.
+    pub offered: usize,
+    pub refused: usize,
+    /// Admitted only on a retry, once the first streams' real costs were measured.
+    pub admitted_later: usize,
     pub calls: usize,
     pub frames: u64,
     pub late: u64,
@@ -176,11 +188,18 @@ impl Figures {
 }
 
 /// Streams `spec` into `calls` calls on a loopback in a child process and measures the
-/// host while it plays.
-pub(super) async fn measure(spec: &SourceSpec, calls: usize, shards: usize, enc: EncoderConfig) -> Result<Figures> {
+/// host while it plays. Streams admission control refuses are retried while retrying
+/// admits more (a stream is admitted at its encoder's worst case, then weighed at what
+/// it was measured to cost); the calls still refused then leave.
+pub(super) async fn measure(
+    spec: &SourceSpec,
+    calls: usize,
+    pacer: PacerConfig,
+    enc: EncoderConfig,
+) -> Result<Figures> {
     let (child, url) = spawn_loopback()?;
     let child_pid = child.0.id().to_string();
-    let (media, mut events) = MediaPlane::start(PacerConfig { shards, ..Default::default() })?;
+    let (media, mut events) = MediaPlane::start(pacer)?;
     let sfu_base = url.trim_end_matches("/join").to_owned();
     let bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let sfu = Sfu::new(&SfuOptions { url, bind_ip: bind })?;
@@ -218,9 +237,40 @@ pub(super) async fn measure(spec: &SourceSpec, calls: usize, shards: usize, enc:
     let cpu0 = self_cpu();
     let child_cpu0 = cpu_of(&child_pid).unwrap_or_default();
     let wall0 = Instant::now();
+    let offered = ids.len();
+    let mut waiting = Vec::new();
+    let mut playing = Vec::new();
     for (call, stream) in ids.iter().zip(streams) {
-        media.control(*call, Control::Play(stream))?;
+        match media.control(*call, Control::Play(stream)) {
+            Ok(()) => playing.push(*call),
+            Err(wasmcalls::media::MediaError::Capacity { .. }) => waiting.push(*call),
+            Err(e) => return Err(e.into()),
+        }
     }
+    let (refused, mut admitted_later) = (waiting.len(), 0);
+    while !waiting.is_empty() {
+        // A stream's claim turns into its measured cost after a whole second played.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let (mut still, before) = (Vec::new(), playing.len());
+        for call in waiting {
+            let stream = tokio::task::block_in_place(|| media.open_stream(spec, None, enc))?;
+            match media.control(call, Control::Play(stream)) {
+                Ok(()) => playing.push(call),
+                Err(wasmcalls::media::MediaError::Capacity { .. }) => still.push(call),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let admitted = playing.len() - before;
+        admitted_later += admitted;
+        waiting = still;
+        if admitted == 0 {
+            break;
+        }
+    }
+    for call in &waiting {
+        media.remove(*call).await;
+    }
+    let ids = playing;
     let mut ended = 0;
     let mut rss_peak = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -264,6 +314,9 @@ pub(super) async fn measure(spec: &SourceSpec, calls: usize, shards: usize, enc:
     }
     drop(child);
     Ok(Figures {
+        offered,
+        refused: refused - admitted_later,
+        admitted_later,
         calls: ids.len(),
         frames,
         late,
@@ -289,24 +342,41 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let input = match &a.input {
         Some(p) => p.clone(),
+        None if a.content == "speech" => {
+            let path = dir.path().join("speech.raw");
+            let pcm = wasmcalls::media::cost::speech_like(a.seconds);
+            std::fs::write(&path, pcm.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>())?;
+            path
+        }
         None => write_input(dir.path(), a.seconds)?,
     };
-    let shards = a.shards.unwrap_or_else(|| PacerConfig::default().shards);
+    let pacer = PacerConfig {
+        shards: a.shards.unwrap_or_else(|| PacerConfig::default().shards),
+        budget_percent: a.budget,
+        ..Default::default()
+    };
+    let shards = pacer.shards;
     let enc =
         EncoderConfig { bitrate: Some(a.bitrate), complexity: a.complexity, signal: a.signal, ..Default::default() };
     println!(
-        "wasmcalls pacing bench: {} calls × {} s, stereo {} kb/s, complexity {}, signal {:?}, {} pacer thread(s)",
+        "wasmcalls pacing bench: {} calls × {} s, stereo {} kb/s, complexity {}, signal {:?}, {} pacer thread(s) \
+         committing at most {} % of a core each",
         a.calls,
         a.seconds,
         a.bitrate / 1000,
         a.complexity,
         a.signal,
-        shards
+        shards,
+        a.budget
     );
     let spec = SourceSpec::File { path: input.clone(), raw: PcmFormat::stereo48() };
-    let f = measure(&spec, a.calls, shards, enc).await?;
+    let f = measure(&spec, a.calls, pacer, enc).await?;
     let encode_us = encode_only(&input, enc)?;
-    println!("  joined {} calls in {:.1} s", f.calls, f.joined_in.as_secs_f64());
+    println!("  joined {} calls in {:.1} s", f.offered, f.joined_in.as_secs_f64());
+    println!(
+        "  admitted {} streams ({} once the first streams' costs were measured), refused {} (capacity)",
+        f.calls, f.admitted_later, f.refused
+    );
     println!("  streamed {:.1} s: {} frames, {} late (> 5 ms)", f.wall.as_secs_f64(), f.frames, f.late);
     println!(
         "  CPU {:.1} µs per frame per call (encode + pace + SRTP + send, whole host process) = {:.0} streams per core",
