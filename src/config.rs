@@ -236,6 +236,11 @@ pub struct PluginConfig {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub command: Vec<String>,
+    /// Its output is a live feed (a radio, a relay): calls playing it with the same
+    /// argument share one run, one decode and one encode, and a call joining later
+    /// hears it from where it is. Off, each call runs the command from the start.
+    #[serde(default)]
+    pub live: bool,
 }
 
 /// `[plugins.grants]`: what the plugin may touch; nothing unless written here.

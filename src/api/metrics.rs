@@ -65,6 +65,18 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
         "Calls and streams refused because no pacer thread had room to keep them on time.",
     )
     .sample("wasmcalls_admission_refused_total", &[], t.admission_refused.load(Relaxed) as f64);
+    let feeds = state.media.feeds();
+    e.family(
+        "wasmcalls_shared_feeds",
+        "gauge",
+        "Live sources read, decoded and encoded once for every call playing them.",
+    )
+    .sample("wasmcalls_shared_feeds", &[], feeds.len() as f64);
+    e.family("wasmcalls_shared_listeners", "gauge", "Calls playing a shared live source.").sample(
+        "wasmcalls_shared_listeners",
+        &[],
+        feeds.iter().map(|f| f.listeners).sum::<usize>() as f64,
+    );
     e.family("wasmcalls_heard_packets_total", "counter", "RTP packets heard from other participants, over all calls.")
         .sample("wasmcalls_heard_packets_total", &[], t.heard_packets.load(Relaxed) as f64);
     e.family("wasmcalls_call_crashes_total", "counter", "Calls dropped because handling them panicked.").sample(

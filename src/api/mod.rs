@@ -75,6 +75,9 @@ pub struct Status {
     /// Each pacer thread's calls and how busy it is.
     #[serde(default)]
     pub shards: Vec<crate::media::pacer::ShardLoad>,
+    /// Live sources encoded once for the calls playing them.
+    #[serde(default)]
+    pub feeds: Vec<crate::media::shared::FeedStatus>,
 }
 
 /// The Telegram side a host runs on.
@@ -288,6 +291,7 @@ async fn status(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Respo
         late_frames: totals.late_frames.load(std::sync::atomic::Ordering::Relaxed),
         uptime_s: state.started.elapsed().as_secs(),
         shards: state.media.shards(),
+        feeds: state.media.feeds(),
     };
     (StatusCode::OK, axum::Json(body)).into_response()
 }

@@ -20,7 +20,7 @@ use crate::config::{ChatsConfig, Config, KeyPath, LimitsConfig, MessagesConfig, 
 use crate::media::PacerConfig;
 use crate::media::source::fetch::UrlPolicy;
 use crate::runtime::build::{Build, BuildCommand};
-use crate::runtime::grants::{ChatGrant, Grants, GrantsError, MessagesGrant};
+use crate::runtime::grants::{ChatGrant, Grants, GrantsError, MessagesGrant, NamedSource};
 use crate::runtime::limits::{Limits, LimitsError};
 use crate::runtime::{CacheOptions, Compiler, PluginSpec};
 use crate::telegram::TelegramOptions;
@@ -342,7 +342,7 @@ fn plugin(i: usize, p: &PluginConfig, config: &Config, folder: &Path) -> Result<
             .sources
             .get(name)
             .ok_or_else(|| (KeyPath::plugin(i, "grants.sources"), Problem::NoSuchSource(name.clone())))?;
-        sources.insert(name.clone(), src.command.clone());
+        sources.insert(name.clone(), NamedSource { argv: src.command.clone(), live: src.live });
     }
     let messages = match &p.grants.messages {
         MessagesConfig::Switch(false) => MessagesGrant::Off,

@@ -81,6 +81,10 @@ pub fn render(s: &Status) -> String {
             .collect();
         out.push_str(&format!("pacer threads: {}\n", each.join("; ")));
     }
+    if !s.feeds.is_empty() {
+        let each: Vec<String> = s.feeds.iter().map(|f| format!("{} ({} calls)", f.source, f.listeners)).collect();
+        out.push_str(&format!("shared live sources, encoded once: {}\n", each.join(", ")));
+    }
     // AUDIO DROPPED: batches of a call's audio it was too slow for (`audio.listen`).
     let mut plugins = table(&["PLUGIN", "EVENTS", "RESTARTS", "QUEUED", "RELOADS", "AUDIO DROPPED", "STATE"]);
     for p in &s.plugins {
@@ -103,6 +107,8 @@ pub fn render(s: &Status) -> String {
             let media = c.media.as_ref().map_or("-".to_owned(), |m| {
                 let how = if m.pass_through {
                     ", passed through"
+                } else if m.shared {
+                    ", live, shared"
                 } else if m.live {
                     ", live"
                 } else {

@@ -51,6 +51,7 @@ pub fn start() -> Result<(RecordTap, Opened), String> {
         channels: 2,
         live: true,
         pass_through: false,
+        shared: false,
     };
     let input = BridgeInput { shared };
     Ok((tap, Opened { input: Input::Pcm(Box::new(input)), info, duration: None, start: 0 }))

@@ -3,11 +3,12 @@
 //!
 //! One module per stage: [`source`] opens files, URLs and commands and decodes them,
 //! [`resample`] converts to 48 kHz, [`gain`] applies volume, [`encoder`] wraps libopus,
-//! [`stream`] keeps packets prepared ahead, [`pacer`] sends them on time, [`stats`]
-//! measures how on time. The other way, [`inbound`] keeps what each call hears: the
-//! participants' streams, their counters and who is speaking; [`record`] writes them
-//! down, each participant's own packets or the call's mix; [`bridge`] plays one call's
-//! mix into another; [`listen`] hands it to code as PCM batches.
+//! [`stream`] keeps packets prepared ahead, [`shared`] encodes a live source once for
+//! every call playing it, [`pacer`] sends them on time, [`stats`] measures how on time.
+//! The other way, [`inbound`] keeps what each call hears: the participants' streams,
+//! their counters and who is speaking; [`record`] writes them down, each participant's
+//! own packets or the call's mix; [`bridge`] plays one call's mix into another;
+//! [`listen`] hands it to code as PCM batches.
 
 pub mod bridge;
 pub mod cost;
@@ -20,6 +21,7 @@ pub mod loss;
 pub mod pacer;
 pub mod record;
 pub mod resample;
+pub mod shared;
 pub mod source;
 pub mod stats;
 pub mod stream;

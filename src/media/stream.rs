@@ -7,6 +7,7 @@ use super::cost;
 use super::encoder::{EncodeError, Encoder, EncoderConfig};
 use super::gain::{Gain, audio_level};
 use super::resample::FRAME_SAMPLES;
+use super::shared::{Next, Subscription};
 use super::source::opus::OpusInput;
 pub use super::source::opus::Packet;
 use super::source::{Frame, Input, Opened, PcmInput, SourceError, SourceInfo};
@@ -26,6 +27,9 @@ pub enum StreamError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// A shared live source failed or could not start.
+    #[error("{0}")]
+    Feed(String),
 }
 
 enum Producer {
@@ -33,6 +37,9 @@ enum Producer {
     Pcm { input: Box<dyn PcmInput>, encoder: Encoder, pcm: Vec<i16> },
     /// Opus packets, passed through or re-encoded by the source itself.
     Opus(Box<OpusInput>),
+    /// A live source encoded once for every call playing it; `own` is this call's
+    /// encoder while its volume is not 100 %, made when first needed.
+    Shared { sub: Subscription, own: Option<Encoder>, pcm: Vec<i16>, cap: u8 },
 }
 
 /// A playing source: everything allocated up front, nothing allocated per packet.
@@ -75,21 +82,40 @@ impl Stream {
                 Producer::Opus(o)
             }
         };
-        Ok(Stream {
+        Ok(Stream::with(id, producer, opened.info, config, claim_us, (opened.start, opened.duration)))
+    }
+
+    /// A stream on a shared live source: sending is all it costs its pacer thread.
+    pub fn shared(id: StreamId, sub: Subscription) -> Stream {
+        let (info, config) = (sub.feed().info().clone(), sub.feed().config());
+        let pcm = Vec::new(); // sized when the call first needs its own encoder
+        let producer = Producer::Shared { sub, own: None, pcm, cap: config.complexity };
+        Stream::with(id, producer, info, config, cost::SEND_US, (0, None))
+    }
+
+    fn with(
+        id: StreamId,
+        producer: Producer,
+        info: SourceInfo,
+        config: EncoderConfig,
+        claim_us: u32,
+        (start, duration): (u64, Option<u64>),
+    ) -> Stream {
+        Stream {
             id,
             producer,
-            info: opened.info,
+            info,
             ring: std::array::from_fn(|_| Packet::empty()),
             head: 0,
             queued: 0,
             exhausted: false,
-            start: opened.start,
+            start,
             sent: 0,
-            duration: opened.duration,
+            duration,
             starved: 0,
             config,
             claim_us,
-        })
+        }
     }
 
     /// What it is expected to cost its pacer thread, in µs of CPU per 20 ms, before it
@@ -105,6 +131,12 @@ impl Stream {
         match &mut self.producer {
             Producer::Pcm { encoder, .. } => encoder.set_complexity(complexity),
             Producer::Opus(o) => o.set_complexity(complexity),
+            Producer::Shared { own, cap: c, .. } => {
+                *c = complexity;
+                if let Some(e) = own {
+                    e.set_complexity(complexity);
+                }
+            }
         }
     }
 
@@ -124,7 +156,35 @@ impl Stream {
 
     /// True when another packet can be prepared ahead.
     pub fn wants_encode(&self) -> bool {
-        !self.exhausted && self.queued < LOOKAHEAD
+        let ready = match &self.producer {
+            Producer::Shared { sub, .. } => sub.ready(),
+            _ => true,
+        };
+        !self.exhausted && self.queued < LOOKAHEAD && ready
+    }
+
+    /// At a deadline with nothing prepared: prepares the packet now, late rather than
+    /// skip audio — or, on a shared source whose frame is not out yet, plays silence
+    /// in its place and skips it, to stay in step with the other calls.
+    pub fn encode_due(&mut self, gain: &mut Gain) -> Result<(), StreamError> {
+        if self.wants_encode() {
+            return self.encode_next(gain);
+        }
+        if let Producer::Shared { sub, .. } = &mut self.producer
+            && !self.exhausted
+            && self.queued == 0
+        {
+            sub.skip();
+            let slot = &mut self.ring[self.head];
+            let silence = sub.feed().silence();
+            slot.data[..silence.len()].copy_from_slice(silence);
+            slot.len = silence.len();
+            slot.level = 127;
+            slot.ticks = FRAME_SAMPLES as u32;
+            self.starved += 1;
+            self.queued = 1;
+        }
+        Ok(())
     }
 
     /// Prepares one more packet into the ring: reads, applies gain, encodes — or, for
@@ -161,6 +221,38 @@ impl Stream {
                 slot.len = encoder.encode(pcm, &mut slot.data)?;
                 slot.level = audio_level(pcm);
                 slot.ticks = FRAME_SAMPLES as u32;
+            }
+            Producer::Shared { sub, own, pcm, cap } => {
+                let frame = match sub.take() {
+                    Next::Frame(f) => f,
+                    Next::Wait => return Ok(()),
+                    Next::End(None) => {
+                        self.exhausted = true;
+                        return Ok(());
+                    }
+                    Next::End(Some(e)) => return Err(StreamError::Feed(e)),
+                };
+                self.starved += frame.starved as u64;
+                slot.ticks = FRAME_SAMPLES as u32;
+                if gain.is_unity() {
+                    // Back at 100 %: the shared payload again, and the memory back.
+                    *own = None;
+                    slot.data[..frame.opus.len()].copy_from_slice(&frame.opus);
+                    slot.len = frame.opus.len();
+                    slot.level = frame.level;
+                } else {
+                    let channels = sub.feed().channels();
+                    let encoder = match own {
+                        Some(e) => e,
+                        None => own
+                            .insert(Encoder::new(channels, EncoderConfig { complexity: *cap, ..sub.feed().config() })?),
+                    };
+                    pcm.clear();
+                    pcm.extend_from_slice(&frame.pcm);
+                    gain.apply(pcm, channels as usize);
+                    slot.len = encoder.encode(pcm, &mut slot.data)?;
+                    slot.level = audio_level(pcm);
+                }
             }
         }
         self.queued += 1;
@@ -201,6 +293,7 @@ impl Stream {
         match &self.producer {
             Producer::Pcm { input, .. } => input.skipped(),
             Producer::Opus(o) => o.skipped(),
+            Producer::Shared { .. } => 0,
         }
     }
 

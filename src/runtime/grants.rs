@@ -19,6 +19,16 @@ use crate::media::source::fetch::UrlPolicy;
 use crate::media::{PcmFormat, SourceSpec};
 use crate::telegram::ChatId;
 
+/// An operator's named source command a plugin may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedSource {
+    /// The command, with `{url}`/`{arg}` to fill with what the plugin asks for.
+    pub argv: Vec<String>,
+    /// Its output is a live feed (a radio): calls playing it with the same argument
+    /// share one run of it.
+    pub live: bool,
+}
+
 /// The chats a plugin may command and hear about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatGrant {
@@ -72,8 +82,8 @@ pub struct Grants {
     /// Relative paths in commands are resolved against this folder.
     base: PathBuf,
     urls: UrlPolicy,
-    /// Named source commands it may run: name → argv with `{url}`/`{arg}` to fill.
-    sources: BTreeMap<String, Vec<String>>,
+    /// Named source commands it may run, by name.
+    sources: BTreeMap<String, NamedSource>,
     messages: MessagesGrant,
     /// Folders it may record into: (as written, canonical host path).
     recordings: Vec<(String, PathBuf)>,
@@ -177,8 +187,8 @@ impl Grants {
         self.urls = self.urls.clone().protecting(own);
     }
 
-    /// Also these named source commands (name → argv).
-    pub fn with_sources(mut self, sources: BTreeMap<String, Vec<String>>) -> Grants {
+    /// Also these named source commands, by name.
+    pub fn with_sources(mut self, sources: BTreeMap<String, NamedSource>) -> Grants {
         self.sources = sources;
         self
     }
@@ -284,13 +294,13 @@ impl Grants {
 
     /// An operator's named source command, granted by name, with its argument.
     pub fn named_source(&self, plugin: &str, name: &str, arg: &str) -> Result<SourceSpec, CallError> {
-        let argv = self.sources.get(name).ok_or_else(|| {
+        let source = self.sources.get(name).ok_or_else(|| {
             CallError::PermissionDenied(format!(
                 "source {name:?} is not granted to plugin {plugin}; the operator can add it to its grants.sources"
             ))
         })?;
-        let argv = argv.iter().map(|a| a.replace("{url}", arg).replace("{arg}", arg)).collect();
-        Ok(SourceSpec::Command { name: name.to_owned(), argv })
+        let argv = source.argv.iter().map(|a| a.replace("{url}", arg).replace("{arg}", arg)).collect();
+        Ok(SourceSpec::Command { name: name.to_owned(), argv, live: source.live })
     }
 
     /// The chats granted.

@@ -1,7 +1,7 @@
 //! URL sources against a local HTTP server the test runs: a progressive file, a live
 //! stream with ICY headers, one that drops mid-stream (reconnected), 404, a web page, a
 //! redirect checked against the grants, and a server too slow to keep up — while
-//! another call keeps playing.
+//! another call keeps playing. Live sources played by several calls are fetched once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use serde_json::json;
 use wasmcalls::calls::dial;
+use wasmcalls::media::shared::FeedStatus;
 use wasmcalls::media::source::fetch::UrlPolicy;
 use wasmcalls::media::source::{SourceSpec, open};
 use wasmcalls::media::{Control, EncoderConfig, MediaEvent, PcmFormat};
@@ -46,10 +47,13 @@ fn mp3(seconds: u32) -> Vec<u8> {
     std::fs::read(dir.path().join("t.mp3")).unwrap()
 }
 
-/// A server with a route per behaviour; counts connections to `/drop`.
+/// A server with a route per behaviour; counts connections to `/drop`, and those to
+/// `/radio` (all, and still open).
 struct Server {
     addr: SocketAddr,
     drops: Arc<AtomicUsize>,
+    radio: Arc<AtomicUsize>,
+    radio_open: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -58,7 +62,17 @@ impl Server {
         let drops = Arc::new(AtomicUsize::new(0));
         let (f1, f2, f3, f4) = (file.clone(), file.clone(), file.clone(), file.clone());
         let d = drops.clone();
+        let (radio, radio_open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (r, ro, f5) = (radio.clone(), radio_open.clone(), file.clone());
         let router = Router::new()
+            .route(
+                "/radio.mp3",
+                get(move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let (f, open) = (f5.clone(), Open::new(ro.clone()));
+                    async move { live_while(f, None, Some(open)) }
+                }),
+            )
             .route("/file.mp3", get(move || async move { ([(header::CONTENT_TYPE, "audio/mpeg")], f1) }))
             .route("/live.mp3", get(move || async move { live(f2, None) }))
             .route(
@@ -90,7 +104,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        Server { addr, drops }
+        Server { addr, drops, radio, radio_open }
     }
 
     fn url(&self, path: &str) -> String {
@@ -103,11 +117,33 @@ impl Server {
     }
 }
 
+/// Counts a response body while the client holds it open.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: Arc<AtomicUsize>) -> Open {
+        count.fetch_add(1, Ordering::SeqCst);
+        Open(count)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// An endless stream of `file` at about its real rate (a burst first, as Icecast does),
 /// with ICY headers; cut off after `cut` bytes if given.
 fn live(file: Bytes, cut: Option<usize>) -> Response {
+    live_while(file, cut, None)
+}
+
+/// [`live`], holding `open` as long as the body is being read.
+fn live_while(file: Bytes, cut: Option<usize>, open: Option<Open>) -> Response {
+    let open = open.map(Arc::new);
     let chunks = futures::stream::unfold((0usize, 0usize), move |(at, sent)| {
-        let file = file.clone();
+        let (file, _open) = (file.clone(), open.clone());
         async move {
             if cut.is_some_and(|c| sent >= c) {
                 return Some((Err(std::io::Error::other("the connection dropped")), (at, sent)));
@@ -323,4 +359,115 @@ async fn plugins_never_reach_the_hosts_own_api() {
     let e = r["err"]["permission-denied"].as_str().unwrap_or_default();
     assert!(e.contains("own API"), "{r}");
     assert!(host.app.manager.joined_chats().is_empty());
+}
+
+/// Polls `pred` (something with no event to await) until it holds, or panics.
+async fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
+    tokio::time::timeout(PATIENCE, async {
+        while !pred() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
+/// A radio played into two calls is fetched, decoded and encoded once; a call that
+/// turns its volume down encodes its own copy while the other keeps the shared one;
+/// the fetch ends when the last call stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_playing_one_live_url_share_one_fetch_and_encode() {
+    let server = Server::start().await;
+    let call = Call::join().await;
+    let other =
+        dial(&call.media, &call.loopback, -200, "127.0.0.1".parse().unwrap(), &Default::default()).await.unwrap();
+    let other_heard = call.loopback.call(other.ssrc).unwrap();
+    let open = |media: &wasmcalls::media::MediaPlane| {
+        tokio::task::block_in_place(|| media.open_stream(&server.spec("/radio.mp3"), None, EncoderConfig::default()))
+            .unwrap()
+    };
+    let first = open(&call.media);
+    let second = open(&call.media);
+    assert!(first.info().live && first.info().shared && second.info().shared, "{:?}", first.info());
+    assert_eq!(server.radio.load(Ordering::SeqCst), 1, "one fetch for both calls");
+    assert_eq!(call.media.feeds(), vec![FeedStatus { source: server.url("/radio.mp3"), listeners: 2 }]);
+    // Another encoder setting is another encode.
+    let slimmer = EncoderConfig { bitrate: Some(32_000), ..EncoderConfig::default() };
+    let third =
+        tokio::task::block_in_place(|| call.media.open_stream(&server.spec("/radio.mp3"), None, slimmer)).unwrap();
+    assert_eq!(server.radio.load(Ordering::SeqCst), 2);
+    drop(third);
+
+    call.media.control(call.dialed.call, Control::Play(first)).unwrap();
+    call.media.control(other.call, Control::Play(second)).unwrap();
+    call.heard_packets(100).await;
+    tokio::time::timeout(PATIENCE, other_heard.wait_until(|s| s.packets >= 100)).await.unwrap();
+    for heard in [&call.heard, &other_heard] {
+        let pcm = left(&heard.audio());
+        let f = tone_frequency(&pcm[pcm.len() - 24_000..], RATE);
+        assert!((f - 440.0).abs() < 40.0, "heard {f} Hz");
+    }
+
+    // At 25 % one call encodes its own copy, a quarter as loud; the other is untouched.
+    call.media.control(call.dialed.call, Control::Volume(25)).unwrap();
+    let at = call.heard.stats().packets;
+    call.heard_packets(at + 100).await;
+    tokio::time::timeout(PATIENCE, other_heard.wait_until(|s| s.packets >= at + 100)).await.unwrap();
+    let loud = |heard: &wasmcalls::telegram::loopback::HeardCall| {
+        let pcm = left(&heard.audio());
+        rms(&pcm[pcm.len() - 24_000..])
+    };
+    let ratio = loud(&call.heard) / loud(&other_heard);
+    assert!((0.15..0.35).contains(&ratio), "a quarter as loud: {ratio}");
+    assert_eq!(call.heard.stats().lost + other_heard.stats().lost, 0);
+
+    // One call stops: the other plays on from the same fetch; the last one ends it.
+    call.media.control(call.dialed.call, Control::Stop).unwrap();
+    eventually("one call left on the feed", || call.media.feeds().first().is_some_and(|f| f.listeners == 1)).await;
+    let at = other_heard.stats().packets;
+    tokio::time::timeout(PATIENCE, other_heard.wait_until(|s| s.packets >= at + 50)).await.unwrap();
+    call.media.control(other.call, Control::Stop).unwrap();
+    eventually("the feed stops", || call.media.feeds().is_empty()).await;
+    eventually("the fetch is closed", || server.radio_open.load(Ordering::SeqCst) == 0).await;
+    assert_eq!(server.radio.load(Ordering::SeqCst), 2);
+}
+
+/// A named source marked `live` runs once for every plugin call playing it with the
+/// same argument; one that is not runs once per call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_named_source_runs_once_for_all_its_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("song.mp3"), mp3(30)).unwrap();
+    let song = dir.path().join("song.mp3").display().to_string();
+    let runs = dir.path().join("runs");
+    // Logs each run, then sends the song at its real rate, as a radio relay does.
+    let relay = |name: &str, live: bool| {
+        format!(
+            "[sources.{name}]\ncommand = [\"sh\", \"-c\", \"echo {name} >> {runs}; exec ffmpeg -nostdin -loglevel error -re -i \\\"$0\\\" -c copy -f mp3 -\", \"{{arg}}\"]\nlive = {live}\n",
+            runs = runs.display()
+        )
+    };
+    let setup = Setup::new()
+        .chat(-100)
+        .chat(-101)
+        .chat(-102)
+        .chat(-103)
+        .plugin(Bot::testbot("radio").grants("chats = \"all\", sources = [\"relay\", \"each\"]"))
+        .table(&(relay("relay", true) + &relay("each", false)));
+    let host = Host::start_in(dir, &setup).await;
+    for (chat, source) in [(-100, "relay"), (-101, "relay"), (-102, "each"), (-103, "each")] {
+        let r = host.api("radio", json!({ "cmd": "join", "chat": chat, "file": format!("{source}:{song}") })).await;
+        assert_eq!(r, json!({ "ok": null }), "{chat}");
+    }
+    for chat in [-100, -101, -102, -103] {
+        let heard = tokio::time::timeout(PATIENCE, host.loopback().participant(chat)).await.unwrap();
+        tokio::time::timeout(PATIENCE, heard.wait_until(|s| s.packets >= 50)).await.unwrap();
+        assert_eq!(heard.stats().lost, 0, "{chat}");
+    }
+    let log = std::fs::read_to_string(&runs).unwrap();
+    assert_eq!(log.lines().filter(|l| *l == "relay").count(), 1, "{log}");
+    assert_eq!(log.lines().filter(|l| *l == "each").count(), 2, "{log}");
+    let feeds = host.app.media.feeds();
+    assert_eq!(feeds.len(), 1, "{feeds:?}");
+    assert_eq!(feeds[0].listeners, 2);
 }

@@ -30,6 +30,7 @@ use super::cost::IDLE_US;
 use super::encoder::EncoderConfig;
 use super::listen::{ListenPlan, Sink};
 use super::record::{self, RecordPlan, RecordSummary, RecordTap};
+use super::shared::{self, Feeds};
 use super::source::SourceSpec;
 use super::stats::{CallStats, PacerTotals};
 use super::stream::{Stream, StreamError, StreamId};
@@ -241,6 +242,8 @@ pub struct MediaPlane {
     calls: Mutex<HashMap<CallId, Placed>>,
     next_call: AtomicU64,
     next_stream: AtomicU64,
+    /// Live sources encoded once for all the calls playing them.
+    feeds: Feeds,
     config: PacerConfig,
     /// For events from outside the shards (a recording's end).
     events: mpsc::UnboundedSender<MediaEvent>,
@@ -283,6 +286,7 @@ impl MediaPlane {
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
             next_stream: AtomicU64::new(1),
+            feeds: Feeds::default(),
             config,
             events: events_tx,
         };
@@ -298,9 +302,21 @@ impl MediaPlane {
         from: Option<Duration>,
         config: EncoderConfig,
     ) -> Result<Box<Stream>, StreamError> {
-        let opened = super::source::open(spec, from)?;
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let share = shared::may_share(spec) && from.is_none_or(|d| d.is_zero());
+        if share && let Some(sub) = self.feeds.join(spec, config) {
+            return Ok(Box::new(Stream::shared(id, sub)));
+        }
+        let opened = super::source::open(spec, from)?;
+        if share && opened.info.live {
+            return Ok(Box::new(Stream::shared(id, self.feeds.start(spec, config, opened)?)));
+        }
         Ok(Box::new(Stream::new(id, opened, config)?))
+    }
+
+    /// The shared live sources being played, and how many calls play each.
+    pub fn feeds(&self) -> Vec<shared::FeedStatus> {
+        self.feeds.status()
     }
 
     /// The shard with the most room, preferring one whose encoders run at full

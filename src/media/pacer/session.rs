@@ -269,9 +269,9 @@ impl Session {
             let Link::Connected(neg) = self.link else { return };
             let Some(stream) = self.stream.as_mut() else { return };
             let t0 = Instant::now();
-            if stream.front().is_none() && stream.wants_encode() {
-                // Encoding fell behind: do it now, late, rather than skip audio.
-                if let Err(e) = stream.encode_next(&mut self.gain) {
+            if stream.front().is_none() {
+                // Encoding fell behind (or a shared frame is not out): do it now.
+                if let Err(e) = stream.encode_due(&mut self.gain) {
                     self.end_stream(ctx, Some(e.to_string()));
                     return;
                 }

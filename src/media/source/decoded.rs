@@ -165,6 +165,7 @@ pub fn open_demuxed(mut d: Demuxed, what: &str, from: Option<Duration>, live: bo
         channels,
         live,
         pass_through: false,
+        shared: false,
     };
     let conform = Conform::new(rate, layout)?;
     // Timestamps → samples, to see gaps where damaged packets were skipped.

@@ -45,8 +45,9 @@ pub enum SourceSpec {
     /// An `http(s)://` URL: a file or a live stream.
     Url { url: String, policy: fetch::UrlPolicy },
     /// An operator's named source command (`[sources.NAME]`), its argument already
-    /// substituted: its standard output is the audio.
-    Command { name: String, argv: Vec<String> },
+    /// substituted: its standard output is the audio. A `live` one (a radio) is shared
+    /// by the calls playing it with the same argument; others run once per call.
+    Command { name: String, argv: Vec<String>, live: bool },
 }
 
 impl SourceSpec {
@@ -74,6 +75,9 @@ pub struct SourceInfo {
     pub live: bool,
     /// Opus packets sent as they are in the source (no decode, no encode).
     pub pass_through: bool,
+    /// Read, decoded and encoded once for every call playing it ([`crate::media::shared`]).
+    #[serde(default)]
+    pub shared: bool,
 }
 
 /// Why a source cannot be opened or read. Each names the source and says what to do.
@@ -186,14 +190,16 @@ pub fn open(spec: &SourceSpec, from: Option<Duration>) -> Result<Opened, SourceE
             }
             remote::open_url(url, policy)
         }
-        SourceSpec::Command { name, argv } => {
+        SourceSpec::Command { name, argv, live } => {
             if from.is_some_and(|d| !d.is_zero()) {
                 return Err(SourceError::Seek {
                     what: spec.describe(),
                     reason: "a command's output plays once".into(),
                 });
             }
-            remote::open_command(name, argv)
+            let mut opened = remote::open_command(name, argv)?;
+            opened.info.live = *live;
+            Ok(opened)
         }
     }
 }

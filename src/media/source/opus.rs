@@ -180,6 +180,7 @@ pub fn open(d: Demuxed, what: &str, from: Option<Duration>, live: bool) -> Resul
         channels: channels as u8,
         live,
         pass_through: true,
+        shared: false,
     };
     Ok(Opened { input: Input::Opus(Box::new(input)), info, duration, start })
 }

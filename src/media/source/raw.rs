@@ -91,6 +91,7 @@ pub fn open(path: &Path, format: PcmFormat, from: Option<Duration>) -> Result<Op
         channels: format.channels,
         live: false,
         pass_through: false,
+        shared: false,
     };
     Ok(Opened {
         input: Input::Pcm(Box::new(RawPcm {
@@ -120,6 +121,7 @@ pub fn open_reader(reader: Box<dyn Read + Send>, format: PcmFormat, what: &str) 
         channels: format.channels,
         live: false,
         pass_through: false,
+        shared: false,
     };
     let input = RawPcm {
         what: what.to_owned(),
