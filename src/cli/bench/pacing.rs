@@ -39,6 +39,10 @@ pub struct PacingArgs {
     /// The synthetic signal: music (CELT, the cheap case) or speech (SILK/hybrid, ~3×)
     #[arg(long, default_value = "music", value_parser = ["music", "speech"])]
     content: String,
+    /// How the calls get the audio: `file` (each call reads and encodes its own copy)
+    /// or `shared` (one live source, encoded once for all the calls)
+    #[arg(long, default_value = "file", value_parser = ["file", "shared"])]
+    source: String,
     /// Pacer threads (default: one per core)
     #[arg(long)]
     shards: Option<usize>,
@@ -369,7 +373,14 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         shards,
         a.budget
     );
-    let spec = SourceSpec::File { path: input.clone(), raw: PcmFormat::stereo48() };
+    let spec = if a.source == "shared" {
+        // A live named source whose output is the input as WAV: what a radio relay is.
+        let wav = write_wav(dir.path(), &input)?;
+        println!("  one live source shared by every call: one read, decode and encode for all");
+        SourceSpec::Command { name: "bench".into(), argv: vec!["cat".into(), wav.display().to_string()], live: true }
+    } else {
+        SourceSpec::File { path: input.clone(), raw: PcmFormat::stereo48() }
+    };
     let f = measure(&spec, a.calls, pacer, enc).await?;
     let encode_us = encode_only(&input, enc)?;
     println!("  joined {} calls in {:.1} s", f.offered, f.joined_in.as_secs_f64());
@@ -424,6 +435,23 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The raw 48 kHz stereo `input` as a WAV file in `dir`.
+fn write_wav(dir: &Path, input: &Path) -> Result<PathBuf> {
+    let path = dir.join("bench-input.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec)?;
+    for s in super::read_pcm(input)? {
+        w.write_sample(s)?;
+    }
+    w.finalize()?;
+    Ok(path)
 }
 
 /// Encodes the whole input once on this thread: the codec's share of the per-frame cost.
