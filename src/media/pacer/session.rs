@@ -73,6 +73,10 @@ pub struct Session {
     phase: Duration,
     /// Which of the shard's phases `phase` is.
     pub phase_slot: usize,
+    /// The wake-up the shard has queued for it, with the entry's generation.
+    pub scheduled: Option<(Instant, u64)>,
+    /// Whether it is in the shard's queue of calls with a packet to prepare.
+    pub encode_queued: bool,
     /// When the next packet is due, in 48 kHz ticks from the call's phase on the grid;
     /// the RTP timestamp derives from it, so a pause advances time without a burst or
     /// drift. Packets advance it by their own duration (10–60 ms for Opus passed
@@ -149,6 +153,8 @@ impl Session {
             link: Link::Connecting { deadline: Instant::now() + connect_timeout, ready: Some(ready) },
             phase,
             phase_slot: 0,
+            scheduled: None,
+            encode_queued: false,
             ticks: 0,
             next_deadline: None,
             ts_base: rand::random(),

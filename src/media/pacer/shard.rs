@@ -4,11 +4,18 @@
 //! before the next deadline to encode frames ahead; then sleep on epoll until the
 //! timerfd (next deadline) or a socket (ICE/DTLS/RTCP) wakes it.
 //!
+//! A wake-up costs what is due, not how many calls the shard holds: each call's next
+//! wake-up sits in a heap (entries it moved past are skipped when they surface), and
+//! calls with a packet to prepare wait in a second heap, earliest send first. A call
+//! is rescheduled whenever the loop touches it.
+//!
 //! A panic while handling one call — a peer library choking on hostile input, say —
 //! is caught around that call alone: the call ends as connection-lost (its owner is
 //! told, the totals count it) and every other call on the shard keeps time.
 
 use std::any::Any;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -57,8 +64,14 @@ struct Calls {
     phase_load: [u32; PHASE_SLOTS],
     /// Calls whose handling panicked this turn, with the panic's message.
     crashed: Vec<(usize, String)>,
-    /// Reused by [`Calls::each`], so a turn of the loop allocates nothing.
-    keys: Vec<usize>,
+    /// Each call's next wake-up: (when, slab key, generation). An entry whose
+    /// generation is not its call's current one is stale.
+    wakes: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    generation: u64,
+    /// Calls with a packet to prepare: (its send deadline, slab key).
+    to_encode: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// The calls due this turn; reused, so a turn of the loop allocates nothing.
+    due: Vec<usize>,
     /// The thread's own cost beyond its calls' (the loop, polling), µs per 20 ms.
     overhead_us: u32,
     /// Work timed this window on calls since removed: theirs, not the loop's.
@@ -88,15 +101,49 @@ impl Calls {
         }
     }
 
-    /// [`Self::guard`] for every session.
-    fn each(&mut self, mut f: impl FnMut(&mut Session)) {
-        let mut keys = std::mem::take(&mut self.keys);
-        keys.clear();
-        keys.extend(self.sessions.iter().map(|(k, _)| k));
-        for &k in &keys {
-            self.guard(k, &mut f);
+    /// Queues what the session at `k` needs next, after the loop touched it: its
+    /// wake-up, if that moved, and a packet to prepare, if it wants one.
+    fn touched(&mut self, k: usize) {
+        let Some(s) = self.sessions.get_mut(k) else { return };
+        let at = s.wake_at();
+        if at != s.scheduled.map(|(t, _)| t) {
+            s.scheduled = at.map(|t| {
+                self.generation += 1;
+                self.wakes.push(Reverse((t, k, self.generation)));
+                (t, self.generation)
+            });
         }
-        self.keys = keys;
+        if !s.encode_queued && s.wants_encode() {
+            s.encode_queued = true;
+            let by = s.next_deadline().unwrap_or_else(|| Instant::now() + FRAME * 10);
+            self.to_encode.push(Reverse((by, k)));
+        }
+    }
+
+    /// The earliest wake-up queued, dropping stale entries on the way.
+    fn next_wake(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((t, k, generation))) = self.wakes.peek() {
+            if self.sessions.get(k).and_then(|s| s.scheduled).is_some_and(|(_, g)| g == generation) {
+                return Some(t);
+            }
+            self.wakes.pop();
+        }
+        None
+    }
+
+    /// Moves the calls whose wake-up has come into `self.due`.
+    fn take_due(&mut self, now: Instant) {
+        self.due.clear();
+        while let Some(t) = self.next_wake() {
+            if t > now {
+                break;
+            }
+            let Some(Reverse((_, k, _))) = self.wakes.pop() else { break };
+            if let Some(s) = self.sessions.get_mut(k) {
+                s.scheduled = None;
+                self.due.push(k);
+            }
+        }
     }
 
     /// Takes a call out of the shard: its socket off the poll, its phase freed.
@@ -208,7 +255,10 @@ impl Shard {
             by_call: std::collections::HashMap::new(),
             phase_load: [0; PHASE_SLOTS],
             crashed: Vec::new(),
-            keys: Vec::new(),
+            wakes: BinaryHeap::new(),
+            generation: 0,
+            to_encode: BinaryHeap::new(),
+            due: Vec::new(),
             overhead_us: 0,
             departed_ns: 0,
             drift: Drift::default(),
@@ -230,8 +280,16 @@ impl Shard {
                 calls.account(spent, wall, &self.gauges, self.budget_us);
                 window = (now, cpu);
             }
-            calls.each(|s| s.send_due(&ctx, now));
-            calls.each(|s| s.on_timer(&ctx, now));
+            calls.take_due(now);
+            let due = std::mem::take(&mut calls.due);
+            for &k in &due {
+                calls.guard(k, |s| {
+                    s.send_due(&ctx, now);
+                    s.on_timer(&ctx, now);
+                });
+                calls.touched(k);
+            }
+            calls.due = due;
 
             let mut changed = false;
             loop {
@@ -256,8 +314,10 @@ impl Shard {
                         }
                         // Kick ICE: the first checks leave on the next turn of the loop.
                         s.rtc_deadline = Some(Instant::now());
-                        calls.by_call.insert(call, entry.key());
+                        let k = entry.key();
+                        calls.by_call.insert(call, k);
                         entry.insert(s);
+                        calls.touched(k);
                     }
                     Ok(Command::Control { call, control }) => {
                         if let Control::Play(stream) = &control {
@@ -283,6 +343,7 @@ impl Shard {
                             #[cfg(feature = "fault-injection")]
                             Control::InjectCost(d) => s.burden = d,
                         });
+                        calls.touched(k);
                     }
                     Ok(Command::Stats { call, reply }) => {
                         let stats = calls.by_call.get(&call).copied().and_then(|k| calls.guard(k, |s| s.stats()));
@@ -307,30 +368,30 @@ impl Shard {
                 calls.commit(&self.gauges);
             }
 
-            // Encode ahead while the next send is far enough away not to be delayed.
+            // Encode ahead, earliest send first, while the next wake-up is far enough
+            // away not to be delayed.
             loop {
                 let now = Instant::now();
-                let next_send = calls.sessions.iter().filter_map(|(_, s)| s.next_deadline()).min();
-                if next_send.is_some_and(|d| d.saturating_duration_since(now) < encode_cost.guard()) {
+                if calls.next_wake().is_some_and(|d| d.saturating_duration_since(now) < encode_cost.guard()) {
                     break;
                 }
-                let pick = calls
-                    .sessions
-                    .iter()
-                    .filter(|(_, s)| s.wants_encode())
-                    .min_by_key(|(_, s)| s.next_deadline().unwrap_or(now + FRAME * 10))
-                    .map(|(k, _)| k);
-                let Some(k) = pick else { break };
+                let Some(Reverse((_, k))) = calls.to_encode.pop() else { break };
+                let Some(s) = calls.sessions.get_mut(k) else { continue };
+                s.encode_queued = false;
+                if !s.wants_encode() {
+                    continue;
+                }
                 let t0 = Instant::now();
                 calls.guard(k, |s| s.encode_one(&ctx));
                 encode_cost.observe(t0.elapsed());
+                calls.touched(k);
                 if !calls.crashed.is_empty() {
                     calls.bury(&ctx, self.poll.registry(), &mut report, &self.gauges);
                 }
             }
             calls.bury(&ctx, self.poll.registry(), &mut report, &self.gauges);
 
-            let wake = calls.sessions.iter().filter_map(|(_, s)| s.wake_at()).min();
+            let wake = calls.next_wake();
             let now = Instant::now();
             if wake.is_some_and(|w| w <= now) {
                 continue;
@@ -352,6 +413,7 @@ impl Shard {
                     WAKER => {}
                     Token(k) => {
                         calls.guard(k, |s| s.on_readable(&ctx, &mut buf));
+                        calls.touched(k);
                     }
                 }
             }
