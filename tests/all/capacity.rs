@@ -20,14 +20,7 @@ async fn a_join_past_the_budget_is_refused_by_name_and_the_first_call_loses_noth
     // What a new encoded stream claims (measured once per process, cached): one pacer
     // thread whose budget is 1.5 of them holds one such call and not two.
     let claim = cost::encode_us(2, EncoderConfig::default()) + cost::SEND_US;
-    let percent = f64::from(claim) * 1.5 / 200.0;
-    let setup = Setup::new()
-        .chat(FIRST)
-        .chat(SECOND)
-        .host("pacer_shards = 1")
-        .host(&format!("shard_budget_percent = {percent}"))
-        .plugin(Bot::probe("p").grants("chats = \"all\", files = [\".\"]"));
-    let host = Host::start_in(dir, &setup).await;
+    let host = Host::start_in(dir, &one_thread(claim * 3 / 2)).await;
     let speech = json!({ "raw": { "path": "speech.raw", "rate": 48000, "channels": 2 } });
     let join = |chat: i64| host.api("p", json!({ "cmd": "join", "chat": chat, "source": speech }));
 
@@ -75,13 +68,7 @@ async fn a_source_change_past_the_budget_is_refused_and_the_old_one_plays_on() {
     write_raw(dir.path(), "speech.raw", &speech_like(20));
     // Room for a passed-through call (sending only) and not for an encoder.
     let opus = opus_file(dir.path(), "speech.raw", "speech.opus");
-    let percent = f64::from(cost::encode_us(2, EncoderConfig::default())) * 0.5 / 200.0;
-    let setup = Setup::new()
-        .chat(FIRST)
-        .host("pacer_shards = 1")
-        .host(&format!("shard_budget_percent = {percent}"))
-        .plugin(Bot::probe("p").grants("chats = \"all\", files = [\".\"]"));
-    let host = Host::start_in(dir, &setup).await;
+    let host = Host::start_in(dir, &one_thread(cost::encode_us(2, EncoderConfig::default()) / 2)).await;
     let joined = host.api("p", json!({ "cmd": "join", "chat": FIRST, "source": { "file": opus } })).await;
     assert_eq!(joined, json!({ "ok": null }));
     let call = tokio::time::timeout(PATIENCE, host.loopback().participant(FIRST)).await.unwrap();
@@ -107,13 +94,7 @@ async fn encoders_turning_dearer_are_lowered_in_complexity_and_new_work_waits() 
     // Room for several encoded calls; the first then turns far dearer than that.
     let claim = cost::encode_us(2, EncoderConfig::default()) + cost::SEND_US;
     let budget_us = claim * 6;
-    let setup = Setup::new()
-        .chat(FIRST)
-        .chat(SECOND)
-        .host("pacer_shards = 1")
-        .host(&format!("shard_budget_percent = {}", f64::from(budget_us) / 200.0))
-        .plugin(Bot::probe("p").grants("chats = \"all\", files = [\".\"]"));
-    let host = Host::start_in(dir, &setup).await;
+    let host = Host::start_in(dir, &one_thread(budget_us)).await;
     let speech = json!({ "raw": { "path": "speech.raw", "rate": 48000, "channels": 2 } });
     let join = |chat: i64| host.api("p", json!({ "cmd": "join", "chat": chat, "source": speech }));
     assert_eq!(join(FIRST).await, json!({ "ok": null }));
@@ -135,6 +116,17 @@ async fn encoders_turning_dearer_are_lowered_in_complexity_and_new_work_waits() 
 
 /// Waits until the only pacer thread's load satisfies `pred` (its figures change once
 /// a second; nothing announces them).
+/// A host with one pacer thread that may commit `budget_us` per 20 ms, two chats, and
+/// a probe plugin that may play files from its folder.
+fn one_thread(budget_us: u32) -> Setup {
+    Setup::new()
+        .chat(FIRST)
+        .chat(SECOND)
+        .host("pacer_shards = 1")
+        .host(&format!("shard_budget_percent = {}", f64::from(budget_us) / 200.0))
+        .plugin(Bot::probe("p").grants("chats = \"all\", files = [\".\"]"))
+}
+
 async fn shard_until(host: &Host, pred: impl Fn(&wasmcalls::media::ShardLoad) -> bool) {
     tokio::time::timeout(PATIENCE, async {
         while !pred(&host.app.media.shards()[0]) {
