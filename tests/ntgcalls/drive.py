@@ -2,15 +2,21 @@
 pytgcalls' connect_call.py does: create the call, POST its join JSON, connect with the
 answer, wait for CONNECTED, stream a raw PCM file, stop.
 
-    python drive.py URL FILE --calls N --seconds S
+    python drive.py URL FILE --calls N --seconds S [--measure]
 
 URL is the SFU's join endpoint (`…/join`, `?chat=<id>` is added). Prints one JSON
 object: per chat, whether it connected on the first attempt and how long it took.
+With --measure (what `wasmcalls bench pacing` runs), the object is instead what the
+process spent while every call streamed: CPU, RSS and threads, beside the calls that
+connected.
 """
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
+import os
+import resource
 import time
 import urllib.request
 
@@ -22,6 +28,23 @@ from ntgcalls import (
     NTgCalls,
     StreamMode,
 )
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def post(url: str, body: str) -> str:
@@ -37,9 +60,11 @@ async def main() -> None:
     ap.add_argument("--calls", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--connect-timeout", type=float, default=10.0)
+    ap.add_argument("--measure", action="store_true")
     args = ap.parse_args()
 
     loop = asyncio.get_running_loop()
+    rss_before = rss_kib()
     client = NTgCalls()
     states: dict[int, asyncio.Future] = {}
 
@@ -77,13 +102,29 @@ async def main() -> None:
     for chat in chats:
         if results[chat]["outcome"] == "connected":
             await client.set_stream_sources(chat, StreamMode.CAPTURE, media)
-    await asyncio.sleep(args.seconds)
+    if args.measure:
+        await asyncio.sleep(1.0)  # past connection set-up and codec warm-up
+        cpu0, wall0, peak = cpu_seconds(), time.monotonic(), 0
+        while time.monotonic() - wall0 < args.seconds:
+            await asyncio.sleep(0.25)
+            peak = max(peak, rss_kib())
+        measured = {
+            "connected": sum(r["outcome"] == "connected" for r in results.values()),
+            "cpu_s": cpu_seconds() - cpu0,
+            "wall_s": time.monotonic() - wall0,
+            "rss_before_kib": rss_before,
+            "rss_peak_kib": peak,
+            "threads": threads(),
+            "version": importlib.metadata.version("ntgcalls"),
+        }
+    else:
+        await asyncio.sleep(args.seconds)
     for chat in chats:
         try:
             await client.stop(chat)
         except Exception as e:  # a call that never connected may refuse to stop
             results[chat]["stop"] = str(e)
-    print(json.dumps(results))
+    print(json.dumps(measured if args.measure else results))
 
 
 asyncio.run(main())

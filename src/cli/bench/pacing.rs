@@ -50,6 +50,11 @@ pub struct PacingArgs {
     /// `shard_budget_percent`); calls beyond it are refused, as the host refuses them
     #[arg(long, default_value_t = wasmcalls::media::pacer::BUDGET_PERCENT)]
     budget: f64,
+    /// Calls NTgCalls (pytgcalls' libwebrtc core, from the project's `.venv`, made if
+    /// missing) streams the same input into the same loopback, beside ours at the same
+    /// number (0 to skip; skipped, saying why, where Python or the package is absent)
+    #[arg(long, default_value_t = 20)]
+    ntgcalls: usize,
     /// ffmpeg processes to run for comparison (0 to skip; skipped when ffmpeg is absent)
     #[arg(long, default_value_t = 4)]
     ffmpeg: usize,
@@ -133,6 +138,8 @@ pub(super) fn spawn_loopback() -> Result<(LoopbackChild, String)> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args(["loopback", "serve", "--listen", "127.0.0.1:0", "--no-decode"])
+        // Its errors, not its chatter: NTgCalls' data channel alone logs a line a packet.
+        .env("WASMCALLS_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -381,7 +388,7 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     } else {
         SourceSpec::File { path: input.clone(), raw: PcmFormat::stereo48() }
     };
-    let f = measure(&spec, a.calls, pacer, enc).await?;
+    let f = measure(&spec, a.calls, pacer.clone(), enc).await?;
     let encode_us = encode_only(&input, enc)?;
     println!("  joined {} calls in {:.1} s", f.offered, f.joined_in.as_secs_f64());
     println!(
@@ -415,6 +422,44 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         f.heard.0, f.heard.1, f.heard.2
     );
     let per_frame_us = f.per_frame_us;
+    if a.ntgcalls > 0 {
+        match ntgcalls_run(&input, a.ntgcalls, a.seconds) {
+            Ok(n) => {
+                // Ours at the same number of calls, unless that is the run above.
+                let ours =
+                    if a.ntgcalls == a.calls { f } else { measure(&spec, a.ntgcalls, pacer.clone(), enc).await? };
+                let our_kib = ours.kib_connection + ours.kib_stream + ours.kib_playing;
+                let their_us = n.cpu_s * 1e6 / (n.wall_s * 50.0) / n.calls as f64;
+                let their_kib = n.rss_peak_kib.saturating_sub(n.rss_before_kib) as f64 / n.calls as f64;
+                println!(
+                    "NTgCalls {} (pytgcalls' libwebrtc core), {} calls of the same input into the same loopback:",
+                    n.version, n.calls
+                );
+                println!(
+                    "  CPU {their_us:.1} µs per call per 20 ms; RSS +{their_kib:.0} KiB per call; {} threads \
+                     ({:.1} per call)",
+                    n.threads,
+                    n.threads as f64 / n.calls as f64
+                );
+                println!(
+                    "  wasmcalls at {} calls: CPU {:.1} µs per call per 20 ms, RSS +{our_kib:.0} KiB per call, {} late",
+                    ours.calls,
+                    ours.per_20ms_us(),
+                    ours.late
+                );
+                println!(
+                    "  ratio: NTgCalls spends {:.1}× the CPU and {:.1}× the memory per call (it sends mono 60 ms \
+                     packets at ~32 kb/s; wasmcalls stereo 20 ms packets at {} kb/s, complexity {}{})",
+                    their_us / ours.per_20ms_us(),
+                    their_kib / our_kib.max(1.0),
+                    a.bitrate / 1000,
+                    a.complexity,
+                    if a.source == "shared" { ", encoded once for all its calls" } else { "" }
+                );
+            }
+            Err(e) => println!("NTgCalls comparison skipped: {e:#}"),
+        }
+    }
     if a.ffmpeg > 0 {
         match ffmpeg_run(&FfmpegInput::Raw(&input), a.ffmpeg, a.bitrate, a.complexity, a.seconds) {
             Ok(f) => {
@@ -435,6 +480,63 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What NTgCalls' driver measured while its calls streamed.
+#[derive(serde::Deserialize)]
+struct NtgFigures {
+    #[serde(rename = "connected")]
+    calls: usize,
+    cpu_s: f64,
+    wall_s: f64,
+    rss_before_kib: u64,
+    rss_peak_kib: u64,
+    threads: usize,
+    version: String,
+}
+
+/// The project's venv Python with NTgCalls, made the way `.ci/setup` makes it.
+fn ntgcalls_python() -> Result<PathBuf> {
+    let requirements = Path::new("tests/ntgcalls/requirements.txt");
+    if !requirements.exists() {
+        bail!("{} is not here: run the bench from the project folder", requirements.display());
+    }
+    let python = PathBuf::from(".venv/bin/python");
+    let has = |p: &Path| Command::new(p).args(["-c", "import ntgcalls"]).output().is_ok_and(|o| o.status.success());
+    if has(&python) {
+        return Ok(python);
+    }
+    let venv = Command::new("python3").args(["-m", "venv", ".venv"]).output();
+    if !venv.as_ref().is_ok_and(|o| o.status.success()) {
+        bail!("no python3 to make .venv with (install python3 ≥ 3.9, or run .ci/setup)");
+    }
+    let pip = Command::new(&python).args(["-m", "pip", "install", "-q", "-r"]).arg(requirements).output()?;
+    if !pip.status.success() {
+        bail!("installing NTgCalls into .venv failed: {}", String::from_utf8_lossy(&pip.stderr).trim());
+    }
+    Ok(python)
+}
+
+/// NTgCalls streaming raw `input` into `calls` calls on a loopback child, measured by
+/// its driver (`tests/ntgcalls/drive.py --measure`).
+fn ntgcalls_run(input: &Path, calls: usize, seconds: u32) -> Result<NtgFigures> {
+    let python = ntgcalls_python()?;
+    let (_child, url) = spawn_loopback()?;
+    let out = Command::new(python)
+        .arg("tests/ntgcalls/drive.py")
+        .arg(&url)
+        .arg(input)
+        .args(["--calls", &calls.to_string(), "--seconds", &seconds.to_string(), "--measure"])
+        .output()
+        .context("running tests/ntgcalls/drive.py")?;
+    if !out.status.success() {
+        bail!("the NTgCalls driver failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let figures: NtgFigures = serde_json::from_slice(&out.stdout).context("reading the NTgCalls driver's figures")?;
+    if figures.calls == 0 {
+        bail!("no NTgCalls call connected to the loopback");
+    }
+    Ok(figures)
 }
 
 /// The raw 48 kHz stereo `input` as a WAV file in `dir`.
