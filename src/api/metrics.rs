@@ -60,6 +60,14 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
         e.sample("wasmcalls_shard_complexity", &[("shard", &i.to_string())], f64::from(s.complexity));
     }
     e.family(
+        "wasmcalls_shard_late_hold",
+        "gauge",
+        "1 while a pacer thread takes no new work because its frames went late though its budget had room.",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        e.sample("wasmcalls_shard_late_hold", &[("shard", &i.to_string())], f64::from(u8::from(s.late_hold)));
+    }
+    e.family(
         "wasmcalls_admission_refused_total",
         "counter",
         "Calls and streams refused because no pacer thread had room to keep them on time.",

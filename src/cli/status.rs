@@ -65,11 +65,14 @@ pub fn render(s: &Status) -> String {
             .shards
             .iter()
             .map(|l| {
-                let lowered = if l.complexity < 10 {
+                let mut lowered = if l.complexity < 10 {
                     format!(", encoders at complexity {}", l.complexity)
                 } else {
                     String::new()
                 };
+                if l.late_hold {
+                    lowered.push_str(", no new work: frames went late");
+                }
                 format!(
                     "{} calls, {:.0} % busy, {:.0} of {:.0} % committed{lowered}",
                     l.calls,

@@ -12,6 +12,12 @@
 //! its budget lowers its encoders' complexity a step (10 → 6 → 3) each second it
 //! stays over, refuses new streams while lowered, and raises it a step once what it
 //! measured the step to save says raising fits (see [`Drift`]).
+//!
+//! CPU time does not see everything: other processes on the machine, or a virtual CPU
+//! that slows down, make frames late at a cost the budget calls affordable. Frames
+//! going late are therefore a signal of their own: the shard steps complexity down as
+//! if over budget, and takes no new work until [`LATE_HOLD_WINDOWS`] seconds have
+//! passed with every frame on time.
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
 
@@ -25,6 +31,10 @@ const RAISE_BELOW: f64 = 0.9;
 /// What a step up is assumed to cost until a step down was measured: speech costs
 /// 2.7× as much at complexity 10 as at 6 (257 against 94 µs a frame here).
 const ASSUMED_STEP_RATIO: f64 = 3.0;
+/// What is left, each second, of a measured saving beyond 1×: fades by half in ~10 s.
+const RATIO_FADE: f64 = 0.93;
+/// Seconds a shard whose frames went late refuses new work after the last late one.
+pub const LATE_HOLD_WINDOWS: u8 = 5;
 
 /// One shard's load, written by its thread and read by the handle.
 #[derive(Default)]
@@ -40,6 +50,8 @@ pub struct Gauges {
     pub pending: AtomicU32,
     /// Index into [`COMPLEXITY_STEPS`]: 0 while its cost is within budget.
     pub step: AtomicU8,
+    /// Seconds left in which it takes no new work because its frames went late.
+    pub late_hold: AtomicU8,
 }
 
 impl Gauges {
@@ -61,12 +73,19 @@ impl Gauges {
             committed: f64::from(self.load_us()) / 20_000.0,
             budget: f64::from(budget_us) / 20_000.0,
             complexity: COMPLEXITY_STEPS[usize::from(self.step.load(Ordering::Relaxed)).min(2)],
+            late_hold: self.late_hold.load(Ordering::Relaxed) > 0,
         }
     }
 }
 
 /// Why `claim_us` more does not fit on a shard, if it does not.
 pub fn refusal(g: &Gauges, claim_us: u32, replacing_us: u32, budget_us: u32) -> Option<String> {
+    if g.late_hold.load(Ordering::Relaxed) > 0 && claim_us > replacing_us {
+        return Some(format!(
+            "its frames went late in the last {LATE_HOLD_WINDOWS} s though its budget had room (other \
+             processes or a slower CPU took the time); it takes new work once they keep time again"
+        ));
+    }
     if g.step.load(Ordering::Relaxed) > 0 && claim_us > super::super::cost::IDLE_US {
         return Some("its encoders already run at lowered complexity to keep time".into());
     }
@@ -100,13 +119,16 @@ const SETTLE_DOWN: u32 = 8;
 /// A shard's complexity step, and what each step down was measured to save: how much
 /// a step saves depends on what is encoded (speech at 10 costs 2.7× what it costs at
 /// 6, music far less), so raising predicts the cost from the measured ratio instead of
-/// raising into the overload it just left.
+/// raising into the overload it just left. It judges by what the thread measured
+/// spending in the window, not by the committed claims, which come down only slowly
+/// and would make a step look like it saved nothing.
 #[derive(Debug, Default)]
 pub struct Drift {
     step: usize,
     /// Cost before over after each step down (`ratio[k]`: step k over step k + 1).
     ratio: [Option<f64>; COMPLEXITY_STEPS.len() - 1],
-    /// The cost just before the last step down, until the first window after it.
+    /// What the thread spent just before the last step down, until the first window
+    /// after it.
     before: Option<u32>,
 }
 
@@ -116,17 +138,25 @@ impl Drift {
         self.step
     }
 
-    /// The step after a second at `committed_us` of `budget_us`.
-    pub fn after_window(&mut self, committed_us: u32, budget_us: u32) -> usize {
+    /// The step after a second in which the thread spent `spent_us` of `budget_us` (per
+    /// 20 ms) and frames went `late` or not.
+    pub fn after_window(&mut self, spent_us: u32, budget_us: u32, late: bool) -> usize {
         if let Some(before) = self.before.take() {
-            self.ratio[self.step - 1] = Some((f64::from(before) / f64::from(committed_us.max(1))).max(1.0));
+            self.ratio[self.step - 1] = Some((f64::from(before) / f64::from(spent_us.max(1))).max(1.0));
+        } else {
+            // A saving measured while the load itself changed (calls left, a source
+            // went quiet) says too much; old measures fade, so a lowered shard tries the
+            // step up again in the end, and measures again if it must come back down.
+            for r in self.ratio.iter_mut().flatten() {
+                *r = 1.0 + (*r - 1.0) * RATIO_FADE;
+            }
         }
-        if committed_us > budget_us && self.step + 1 < COMPLEXITY_STEPS.len() {
-            self.before = Some(committed_us);
+        if (spent_us > budget_us || late) && self.step + 1 < COMPLEXITY_STEPS.len() {
+            self.before = Some(spent_us);
             self.step += 1;
-        } else if self.step > 0 {
+        } else if self.step > 0 && !late {
             let ratio = self.ratio[self.step - 1].unwrap_or(ASSUMED_STEP_RATIO);
-            if f64::from(committed_us) * ratio < f64::from(budget_us) * RAISE_BELOW {
+            if f64::from(spent_us) * ratio < f64::from(budget_us) * RAISE_BELOW {
                 self.step -= 1;
             }
         }
@@ -163,23 +193,50 @@ mod tests {
     #[test]
     fn complexity_steps_down_over_budget_and_up_only_when_the_measured_saving_says_it_fits() {
         let mut d = Drift::default();
-        assert_eq!(d.after_window(15_000, 14_000), 1);
+        assert_eq!(d.after_window(15_000, 14_000, false), 1);
         // Speech: the step saved 2.7×, so raising now would overload again.
-        assert_eq!(d.after_window(5_500, 14_000), 1);
-        assert_eq!(d.after_window(5_500, 14_000), 1);
+        assert_eq!(d.after_window(5_500, 14_000, false), 1);
+        assert_eq!(d.after_window(5_500, 14_000, false), 1);
         // Calls left: back at 10 the rest fits.
-        assert_eq!(d.after_window(4_000, 14_000), 0);
-        assert_eq!(d.after_window(10_000, 14_000), 0);
+        assert_eq!(d.after_window(4_000, 14_000, false), 0);
+        assert_eq!(d.after_window(11_000, 14_000, false), 0);
+    }
+
+    #[test]
+    fn late_frames_step_complexity_down_and_hold_new_work_within_budget() {
+        let mut d = Drift::default();
+        assert_eq!(d.after_window(5_000, 14_000, true), 1, "late though within budget");
+        assert_eq!(d.after_window(3_000, 14_000, true), 2);
+        assert_eq!(d.after_window(2_000, 14_000, true), 2, "no step below the last");
+        assert_eq!(d.after_window(1_000, 14_000, false), 1, "on time again: back up");
+        let g = Gauges::default();
+        g.late_hold.store(LATE_HOLD_WINDOWS, Ordering::Relaxed);
+        assert!(refusal(&g, crate::media::cost::IDLE_US, 0, 14_000).unwrap().contains("went late"));
+        assert!(refusal(&g, 300, 300, 14_000).is_none(), "a stream no dearer than the one it replaces");
     }
 
     #[test]
     fn a_step_that_saves_nothing_is_undone_as_soon_as_the_cost_falls() {
         let mut d = Drift::default();
-        assert_eq!(d.after_window(20_000, 14_000), 1);
-        assert_eq!(d.after_window(20_000, 14_000), 2, "not the encoders: lowered further");
-        assert_eq!(d.after_window(20_000, 14_000), 2, "nothing lower");
-        assert_eq!(d.after_window(6_000, 14_000), 1);
-        assert_eq!(d.after_window(6_000, 14_000), 0);
+        assert_eq!(d.after_window(20_000, 14_000, false), 1);
+        assert_eq!(d.after_window(20_000, 14_000, false), 2, "not the encoders: lowered further");
+        assert_eq!(d.after_window(20_000, 14_000, false), 2, "nothing lower");
+        assert_eq!(d.after_window(6_000, 14_000, false), 1);
+        assert_eq!(d.after_window(6_000, 14_000, false), 0);
+    }
+
+    #[test]
+    fn a_saving_measured_while_the_load_fell_fades_and_the_step_is_tried_again() {
+        let mut d = Drift::default();
+        assert_eq!(d.after_window(15_000, 14_000, false), 1);
+        // Calls left in the same second: the step looks like it saved 2.1×.
+        assert_eq!(d.after_window(7_000, 14_000, false), 1);
+        let mut windows = 1;
+        while d.after_window(7_000, 14_000, false) == 1 {
+            windows += 1;
+            assert!(windows < 60, "never tried the step up again");
+        }
+        assert!(windows >= 4, "not at once: {windows}");
     }
 
     #[test]

@@ -158,6 +158,9 @@ pub struct ShardLoad {
     /// budget.
     #[serde(default)]
     pub complexity: u8,
+    /// It takes no new work: its frames went late lately though its budget had room.
+    #[serde(default)]
+    pub late_hold: bool,
 }
 
 /// Totals a shard reports when it stops.

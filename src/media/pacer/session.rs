@@ -128,6 +128,8 @@ pub struct Ctx<'a> {
     pub events: &'a tokio::sync::mpsc::UnboundedSender<MediaEvent>,
     pub epoch: Instant,
     pub totals: &'a crate::media::stats::PacerTotals,
+    /// Frames its calls sent late since the shard last looked: a load signal of its own.
+    pub late: &'a std::cell::Cell<u64>,
 }
 
 impl Session {
@@ -322,6 +324,7 @@ impl Session {
                 let _ = self.deviation.record(deviation);
                 if late > LATE_AFTER_US {
                     self.late_frames += 1;
+                    ctx.late.set(ctx.late.get() + 1);
                 }
                 ctx.totals.observe(deviation, late > LATE_AFTER_US);
                 if let Some(s) = self.stream.as_mut() {
@@ -340,7 +343,9 @@ impl Session {
                 // Stalled (e.g. the process was stopped): skip the missed slots instead of
                 // bursting them out. The RTP timestamp still advances with wall time.
                 let skip_to = self.grid_ticks(ctx.epoch, now);
-                self.late_frames += skip_to.saturating_sub(self.ticks) / TICKS_PER_FRAME;
+                let missed = skip_to.saturating_sub(self.ticks) / TICKS_PER_FRAME;
+                self.late_frames += missed;
+                ctx.late.set(ctx.late.get() + missed);
                 self.ticks = skip_to;
                 next = self.deadline_of(ctx.epoch, self.ticks);
                 self.marker = true;

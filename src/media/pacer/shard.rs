@@ -26,7 +26,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
-use super::admission::{COMPLEXITY_STEPS, Drift, Gauges};
+use super::admission::{COMPLEXITY_STEPS, Drift, Gauges, LATE_HOLD_WINDOWS};
 use super::clock::{Timer, precise_timer_slack, thread_cpu_time};
 use super::session::{Ctx, FRAME, Session};
 use super::{CallId, Command, Control, MediaEvent, ShardReport};
@@ -40,6 +40,10 @@ pub const WAKER: Token = Token(usize::MAX - 2);
 const PHASE_SLOTS: usize = 20;
 /// How often the thread measures how busy it is and what each call costs it.
 const BUSY_WINDOW: Duration = Duration::from_secs(1);
+/// The share of a window's frames (and the least number) that, gone late two
+/// windows running, marks the thread short of CPU.
+const LATE_SHARE: f64 = 0.005;
+const LATE_MIN: u64 = 10;
 /// Visiting order for filling phases: stride 7 (coprime to 20) keeps the first few
 /// calls far apart.
 fn phase_order() -> impl Iterator<Item = usize> {
@@ -78,6 +82,8 @@ struct Calls {
     departed_ns: u64,
     /// The encoders' complexity step.
     drift: Drift,
+    /// Windows running in which frames went late.
+    late_windows: u8,
 }
 
 fn panic_message(p: &(dyn Any + Send)) -> String {
@@ -169,7 +175,7 @@ impl Calls {
     /// After a window of `wall` in which the thread used `cpu`: each call's cost
     /// measured, its claim settled; the complexity stepped if the total drifted past
     /// the budget.
-    fn account(&mut self, cpu: Duration, wall: Duration, gauges: &Gauges, budget_us: u32) {
+    fn account(&mut self, cpu: Duration, wall: Duration, gauges: &Gauges, budget_us: u32, late: u64) {
         let frames = wall.as_secs_f64() / FRAME.as_secs_f64();
         let worked = self.sessions.iter().map(|(_, s)| s.work_ns).sum::<u64>() + std::mem::take(&mut self.departed_ns);
         let cpu_ns = cpu.as_nanos() as f64;
@@ -180,8 +186,27 @@ impl Calls {
         }
         self.overhead_us = ((cpu_ns - worked as f64 * scale).max(0.0) / frames / 1e3) as u32;
         self.commit(gauges);
+        // A late frame now and then, or one stall, is the scheduler's; a share of them
+        // second after second is a thread that does not get the CPU its budget counts on.
+        let share = LATE_SHARE * frames * self.sessions.len() as f64;
+        let late_now = late >= LATE_MIN && late as f64 >= share;
+        self.late_windows = if late_now { self.late_windows.saturating_add(1) } else { 0 };
+        let late = self.late_windows >= 2;
+        let held = gauges.late_hold.load(Ordering::Relaxed);
+        if late {
+            if held == 0 {
+                tracing::warn!(
+                    "pacer: frames went late (other processes, a slower CPU or dearer work took the time): no new \
+                     work until they keep time for {LATE_HOLD_WINDOWS} s"
+                );
+            }
+            gauges.late_hold.store(LATE_HOLD_WINDOWS, Ordering::Relaxed);
+        } else if held > 0 {
+            gauges.late_hold.store(held - 1, Ordering::Relaxed);
+        }
         let was = self.drift.step();
-        let step = self.drift.after_window(gauges.committed.load(Ordering::Relaxed), budget_us);
+        let spent_us = (cpu_ns / frames / 1e3) as u32;
+        let step = self.drift.after_window(spent_us, budget_us, late);
         if step != was {
             let complexity = COMPLEXITY_STEPS[step];
             if step > was {
@@ -262,6 +287,7 @@ impl Shard {
             overhead_us: 0,
             departed_ns: 0,
             drift: Drift::default(),
+            late_windows: 0,
         };
         let mut events = Events::with_capacity(256);
         let mut buf = vec![0u8; 2048];
@@ -269,7 +295,8 @@ impl Shard {
         let cpu_start = thread_cpu_time();
         let mut window = (Instant::now(), cpu_start);
         let mut report = ShardReport::default();
-        let ctx = Ctx { events: &self.events, epoch, totals: &self.totals };
+        let late = std::cell::Cell::new(0);
+        let ctx = Ctx { events: &self.events, epoch, totals: &self.totals, late: &late };
 
         'run: loop {
             let now = Instant::now();
@@ -277,7 +304,7 @@ impl Shard {
                 let cpu = thread_cpu_time();
                 let (spent, wall) = (cpu - window.1, now.duration_since(window.0));
                 self.gauges.busy.store((spent.as_secs_f64() / wall.as_secs_f64() * 1e6) as u32, Ordering::Relaxed);
-                calls.account(spent, wall, &self.gauges, self.budget_us);
+                calls.account(spent, wall, &self.gauges, self.budget_us, late.replace(0));
                 window = (now, cpu);
             }
             calls.take_due(now);
