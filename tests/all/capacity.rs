@@ -114,8 +114,6 @@ async fn encoders_turning_dearer_are_lowered_in_complexity_and_new_work_waits() 
     assert_eq!(first.stats().lost, 0, "the first call kept every frame throughout");
 }
 
-/// Waits until the only pacer thread's load satisfies `pred` (its figures change once
-/// a second; nothing announces them).
 /// A host with one pacer thread that may commit `budget_us` per 20 ms, two chats, and
 /// a probe plugin that may play files from its folder.
 fn one_thread(budget_us: u32) -> Setup {
@@ -127,6 +125,8 @@ fn one_thread(budget_us: u32) -> Setup {
         .plugin(Bot::probe("p").grants("chats = \"all\", files = [\".\"]"))
 }
 
+/// Waits until the only pacer thread's load satisfies `pred` (its figures change once
+/// a second; nothing announces them).
 async fn shard_until(host: &Host, pred: impl Fn(&wasmcalls::media::ShardLoad) -> bool) {
     tokio::time::timeout(PATIENCE, async {
         while !pred(&host.app.media.shards()[0]) {
