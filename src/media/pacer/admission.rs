@@ -13,6 +13,9 @@
 //! stays over, refuses new streams while lowered, and raises it a step once what it
 //! measured the step to save says raising fits (see [`Drift`]).
 //!
+//! Claims are only estimates until measured, so a burst of new streams is taken on a
+//! part of the budget at a time (see [`UNMEASURED_PART`]).
+//!
 //! CPU time does not see everything: other processes on the machine, or a virtual CPU
 //! that slows down, make frames late at a cost the budget calls affordable. Frames
 //! going late are therefore a signal of their own: the shard steps complexity down as
@@ -33,6 +36,10 @@ const RAISE_BELOW: f64 = 0.9;
 const ASSUMED_STEP_RATIO: f64 = 3.0;
 /// What is left, each second, of a measured saving beyond 1×: fades by half in ~10 s.
 const RATIO_FADE: f64 = 0.93;
+/// A shard takes on at most 1/this of its budget in streams not yet measured: claims
+/// are calibrated once, on an idle thread, and a burst admitted at once on claims the
+/// busy CPU does not honour would run late before it could be measured.
+const UNMEASURED_PART: u32 = 2;
 /// Seconds a shard whose frames went late refuses new work after the last late one.
 pub const LATE_HOLD_WINDOWS: u8 = 5;
 
@@ -52,6 +59,8 @@ pub struct Gauges {
     pub step: AtomicU8,
     /// Seconds left in which it takes no new work because its frames went late.
     pub late_hold: AtomicU8,
+    /// Claims of its streams that have not yet played a whole second, in µs per 20 ms.
+    pub unmeasured: AtomicU32,
 }
 
 impl Gauges {
@@ -88,6 +97,16 @@ pub fn refusal(g: &Gauges, claim_us: u32, replacing_us: u32, budget_us: u32) -> 
     }
     if g.step.load(Ordering::Relaxed) > 0 && claim_us > super::super::cost::IDLE_US {
         return Some("its encoders already run at lowered complexity to keep time".into());
+    }
+    let fresh = g.unmeasured.load(Ordering::Relaxed).saturating_add(g.pending.load(Ordering::Relaxed));
+    if claim_us > super::super::cost::IDLE_US
+        && fresh > 0
+        && fresh.saturating_add(claim_us) > budget_us / UNMEASURED_PART
+    {
+        return Some(format!(
+            "it is still measuring what its newest streams cost ({fresh} µs per 20 ms of claims not yet measured); \
+             try again in a second"
+        ));
     }
     let after = g.load_us().saturating_sub(replacing_us).saturating_add(claim_us);
     (after > budget_us).then(|| {
@@ -180,6 +199,17 @@ mod tests {
         assert!(refusal(&g, 4_000, 2_000, 14_000).is_none());
         g.taken_in(5_000);
         assert_eq!(g.pending.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_burst_of_unmeasured_streams_is_taken_on_half_the_budget_at_a_time() {
+        let g = Gauges::default();
+        assert!(refusal(&g, 9_000, 0, 14_000).is_none(), "the first always fits if the budget allows");
+        g.unmeasured.store(6_000, Ordering::Relaxed);
+        assert!(refusal(&g, 1_000, 0, 14_000).is_none());
+        let why = refusal(&g, 2_000, 0, 14_000).unwrap();
+        assert!(why.contains("still measuring") && why.contains("6000 µs"), "{why}");
+        assert!(refusal(&g, crate::media::cost::IDLE_US, 0, 14_000).is_none(), "calls still join");
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub struct Session {
     /// What admission counts this call as costing, in µs of CPU per 20 ms (see
     /// `admission`).
     pub claim_us: u32,
+    /// Its stream has played a whole window since it started: `claim_us` is measured.
+    pub measured: bool,
     pub rtc_deadline: Option<Instant>,
     /// Since when the far side has not answered, while the path is silent.
     silent_since: Option<Instant>,
@@ -173,6 +175,7 @@ impl Session {
             work_ns: 0,
             window_ticks: 0,
             claim_us: crate::media::cost::IDLE_US,
+            measured: false,
             deviation: new_histogram(),
             rtc_deadline: None,
             #[cfg(feature = "fault-injection")]
@@ -207,6 +210,11 @@ impl Session {
         [send, self.rtc_deadline, connect, self.inbound.next_expiry()].into_iter().flatten().min()
     }
 
+    /// A stream playing (or about to) whose cost is still only its claim.
+    pub fn unmeasured(&self) -> bool {
+        self.stream.is_some() && !self.paused && !self.measured
+    }
+
     pub fn wants_encode(&self) -> bool {
         !self.paused && self.stream.as_ref().is_some_and(|s| s.wants_encode())
     }
@@ -238,6 +246,7 @@ impl Session {
         let streaming = self.stream.is_some() && !self.paused;
         let whole = streaming && self.window_ticks as f64 >= 0.9 * frames * TICKS_PER_FRAME as f64;
         self.claim_us = super::admission::settle(self.claim_us, measured, whole, self.stream.is_some());
+        self.measured |= whole;
         self.work_ns = 0;
         self.window_ticks = 0;
     }
@@ -367,6 +376,7 @@ impl Session {
         // file starts at the next frame boundary on the same SSRC. Until measured, the
         // call costs what the new stream was admitted for.
         self.claim_us = stream.claim_us();
+        self.measured = false;
         self.stream = Some(stream);
         self.schedule(ctx, now);
     }

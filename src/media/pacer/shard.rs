@@ -168,7 +168,9 @@ impl Calls {
     /// What the calls cost, as the handle weighs new work against it.
     fn commit(&self, gauges: &Gauges) {
         let claims: u32 = self.sessions.iter().map(|(_, s)| s.claim_us).sum();
+        let unmeasured: u32 = self.sessions.iter().filter(|(_, s)| s.unmeasured()).map(|(_, s)| s.claim_us).sum();
         gauges.committed.store(claims.saturating_add(self.overhead_us), Ordering::Relaxed);
+        gauges.unmeasured.store(unmeasured, Ordering::Relaxed);
         gauges.calls.store(self.sessions.len(), Ordering::Relaxed);
     }
 
