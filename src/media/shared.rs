@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use super::encoder::{Encoder, EncoderConfig, MAX_PACKET};
 use super::gain::audio_level;
 use super::resample::FRAME_SAMPLES;
-use super::source::{Frame, Input, Opened, PcmInput, SourceInfo, SourceSpec};
+use super::source::{Frame, PcmInput, SourceInfo, SourceSpec};
 use super::stream::StreamError;
 
 /// Frames a feed keeps: how long a paused call may stay away and resume where it was.
@@ -209,16 +209,23 @@ impl Feeds {
         subscribe(feed)
     }
 
-    /// Starts a feed over `opened` (a live source just opened) and subscribes to it.
-    /// Another call may have started one meanwhile: then that one is joined and
-    /// `opened` is dropped.
-    pub fn start(&self, spec: &SourceSpec, config: EncoderConfig, opened: Opened) -> Result<Subscription, StreamError> {
-        let Input::Pcm(input) = opened.input else {
-            unreachable!("live sources are decoded to PCM on their reading thread")
-        };
+    /// Starts a feed over `input` (a live source just opened, described by `info`) and
+    /// subscribes to it. Another call may have started one meanwhile: then that one is
+    /// joined and `input` is dropped.
+    pub fn start(
+        &self,
+        spec: &SourceSpec,
+        config: EncoderConfig,
+        input: Box<dyn PcmInput>,
+        info: SourceInfo,
+    ) -> Result<Subscription, StreamError> {
         let mut map = self.by_source.lock();
+        // Feeds that stopped leave nothing behind, however many sources came and went.
+        map.retain(|_, entries| {
+            entries.retain(|(_, _, w)| w.strong_count() > 0);
+            !entries.is_empty()
+        });
         let entries = map.entry(spec.describe()).or_default();
-        entries.retain(|(_, _, w)| w.strong_count() > 0);
         if let Some(sub) = entries
             .iter()
             .find(|(s, c, _)| s == spec && *c == config)
@@ -234,7 +241,7 @@ impl Feeds {
         let n = encoder.encode(&vec![0; FRAME_SAMPLES * channels as usize], &mut silence)?;
         let feed = Arc::new(Feed {
             what: spec.describe(),
-            info: SourceInfo { shared: true, ..opened.info },
+            info: SourceInfo { shared: true, ..info },
             channels,
             config,
             ring: Mutex::new(Ring { frames: VecDeque::with_capacity(RING), first: 0, end: None, closed: false }),
@@ -343,8 +350,12 @@ mod tests {
         }
     }
 
-    fn opened(frames: u64) -> Opened {
-        let info = SourceInfo {
+    fn tone(frames: u64) -> Box<dyn PcmInput> {
+        Box::new(Tone(frames))
+    }
+
+    fn info() -> SourceInfo {
+        SourceInfo {
             container: "test".into(),
             codec: "pcm".into(),
             sample_rate: 48_000,
@@ -352,8 +363,7 @@ mod tests {
             live: true,
             pass_through: false,
             shared: false,
-        };
-        Opened { input: Input::Pcm(Box::new(Tone(frames))), info, duration: None, start: 0 }
+        }
     }
 
     fn spec() -> SourceSpec {
@@ -364,7 +374,7 @@ mod tests {
     fn calls_on_one_source_share_one_feed_and_hear_the_same_frames_to_its_end() {
         let feeds = Feeds::default();
         let config = EncoderConfig::default();
-        let mut a = feeds.start(&spec(), config, opened(10)).unwrap();
+        let mut a = feeds.start(&spec(), config, tone(10), info()).unwrap();
         let mut b = feeds.join(&spec(), config).expect("joins the running feed");
         assert!(feeds.join(&spec(), EncoderConfig { bitrate: Some(32_000), ..config }).is_none());
         assert_eq!(feeds.status(), vec![FeedStatus { source: "source radio".into(), listeners: 2 }]);
@@ -386,7 +396,7 @@ mod tests {
     #[test]
     fn a_feed_nobody_plays_stops() {
         let feeds = Feeds::default();
-        let sub = feeds.start(&spec(), EncoderConfig::default(), opened(u64::MAX)).unwrap();
+        let sub = feeds.start(&spec(), EncoderConfig::default(), tone(u64::MAX), info()).unwrap();
         let feed = Arc::downgrade(&sub.feed);
         drop(sub);
         let t0 = Instant::now();

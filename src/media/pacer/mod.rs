@@ -31,7 +31,7 @@ use super::encoder::EncoderConfig;
 use super::listen::{ListenPlan, Sink};
 use super::record::{self, RecordPlan, RecordSummary, RecordTap};
 use super::shared::{self, Feeds};
-use super::source::SourceSpec;
+use super::source::{Input, Opened, SourceSpec};
 use super::stats::{CallStats, PacerTotals};
 use super::stream::{Stream, StreamError, StreamId};
 use crate::transport::OutboundPeer;
@@ -310,11 +310,14 @@ impl MediaPlane {
         if share && let Some(sub) = self.feeds.join(spec, config) {
             return Ok(Box::new(Stream::shared(id, sub)));
         }
-        let opened = super::source::open(spec, from)?;
-        if share && opened.info.live {
-            return Ok(Box::new(Stream::shared(id, self.feeds.start(spec, config, opened)?)));
+        let Opened { input, info, duration, start } = super::source::open(spec, from)?;
+        match input {
+            // Live sources are decoded on a reading thread of their own: PCM.
+            Input::Pcm(pcm) if share && info.live => {
+                Ok(Box::new(Stream::shared(id, self.feeds.start(spec, config, pcm, info)?)))
+            }
+            input => Ok(Box::new(Stream::new(id, Opened { input, info, duration, start }, config)?)),
         }
-        Ok(Box::new(Stream::new(id, opened, config)?))
     }
 
     /// The shared live sources being played, and how many calls play each.
