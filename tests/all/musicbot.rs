@@ -19,7 +19,9 @@ fn tool(program: &str, args: &[&str], dir: &Path) {
     assert!(ok.is_ok_and(|s| s.success()), "{program} makes the fixtures (bash .ci/setup installs it)");
 }
 
-/// `media/one.mp3` (2 s), `media/two.opus` (3 s) and `song.mp3` (20 s) to upload.
+/// `media/one.mp3` (2 s), `media/two.opus` (6 s: long enough to still be playing when a
+/// slow bot on a loaded machine answers the `/seek` sent after it starts) and `song.mp3`
+/// (20 s) to upload.
 fn media(dir: &Path) {
     let m = dir.join("media");
     std::fs::create_dir_all(&m).unwrap();
@@ -27,7 +29,7 @@ fn media(dir: &Path) {
     tool("lame", &["--quiet", "one.wav", "one.mp3"], &m);
     tool(
         "sox",
-        &["-n", "-r", "48000", "-c", "2", "-b", "16", "two.wav", "synth", "3", "sine", "660", "vol", "0.5"],
+        &["-n", "-r", "48000", "-c", "2", "-b", "16", "two.wav", "synth", "6", "sine", "660", "vol", "0.5"],
         &m,
     );
     tool("opusenc", &["--quiet", "two.wav", "two.opus"], &m);
