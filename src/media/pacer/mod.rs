@@ -335,14 +335,23 @@ impl MediaPlane {
         (0..self.shards.len()).min_by_key(key).unwrap_or(0)
     }
 
+    /// Whether shard `idx` has room for `claim_us` in place of `replacing_us`; a
+    /// refusal is counted.
+    fn fits(&self, idx: usize, what: &'static str, claim_us: u32, replacing_us: u32) -> Result<(), MediaError> {
+        let g = &self.shards[idx].gauges;
+        match admission::refusal(g, claim_us, replacing_us, self.config.budget_us()) {
+            Some(why) => {
+                self.totals.admission_refused.fetch_add(1, Ordering::Relaxed);
+                Err(MediaError::Capacity { what, why })
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Reserves `claim_us` on shard `idx`, replacing `replacing_us`, or says why not.
     fn admit(&self, idx: usize, what: &'static str, claim_us: u32, replacing_us: u32) -> Result<(), MediaError> {
-        let g = &self.shards[idx].gauges;
-        if let Some(why) = admission::refusal(g, claim_us, replacing_us, self.config.budget_us()) {
-            self.totals.admission_refused.fetch_add(1, Ordering::Relaxed);
-            return Err(MediaError::Capacity { what, why });
-        }
-        g.pending.fetch_add(claim_us, Ordering::Relaxed);
+        self.fits(idx, what, claim_us, replacing_us)?;
+        self.shards[idx].gauges.pending.fetch_add(claim_us, Ordering::Relaxed);
         Ok(())
     }
 
@@ -350,14 +359,7 @@ impl MediaPlane {
     /// admitted now — checked before joining, so a refused call never reaches Telegram.
     pub fn admits(&self, claim_us: u32) -> Result<(), MediaError> {
         let _decide = self.calls.lock();
-        let g = &self.shards[self.roomiest()].gauges;
-        match admission::refusal(g, claim_us + IDLE_US, 0, self.config.budget_us()) {
-            Some(why) => {
-                self.totals.admission_refused.fetch_add(1, Ordering::Relaxed);
-                Err(MediaError::Capacity { what: "a new call", why })
-            }
-            None => Ok(()),
-        }
+        self.fits(self.roomiest(), "a new call", claim_us + IDLE_US, 0)
     }
 
     /// Hands a peer (with the remote answer applied) to the shard with the most room
