@@ -602,9 +602,9 @@ impl CallManager {
         if let Err(e) = self.inner.media.control(dialed.call, Control::Play(stream)) {
             // Room went to another join meanwhile: leave rather than sit silent.
             tracing::warn!(chat, "joined, but the stream was refused: {e}; leaving");
-            self.inner.calls.lock().remove(&chat);
-            self.inner.media.remove(dialed.call).await;
-            let _ = self.inner.telegram.leave(chat, dialed.ssrc).await;
+            if let Some(ssrc) = self.drop_call(chat).await {
+                let _ = self.inner.telegram.leave(chat, ssrc).await;
+            }
             return Err(CallError::from_media(e));
         }
         tracing::info!(chat, source = %source.label, muted = options.start_muted, "joined and playing");
