@@ -62,8 +62,12 @@ pub struct PacingArgs {
 
 /// Writes [`music`] of `seconds` to a raw file in `dir`.
 pub(super) fn write_input(dir: &Path, seconds: u32) -> Result<PathBuf> {
-    let path = dir.join("bench-input.raw");
-    let bytes: Vec<u8> = music(seconds).iter().flat_map(|s| s.to_le_bytes()).collect();
+    write_raw(dir.join("bench-input.raw"), &music(seconds))
+}
+
+/// Writes `pcm` as raw s16le to `path`.
+fn write_raw(path: PathBuf, pcm: &[i16]) -> Result<PathBuf> {
+    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
     std::fs::write(&path, bytes)?;
     Ok(path)
 }
@@ -354,10 +358,7 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     let input = match &a.input {
         Some(p) => p.clone(),
         None if a.content == "speech" => {
-            let path = dir.path().join("speech.raw");
-            let pcm = wasmcalls::media::cost::speech_like(a.seconds);
-            std::fs::write(&path, pcm.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>())?;
-            path
+            write_raw(dir.path().join("speech.raw"), &wasmcalls::media::cost::speech_like(a.seconds))?
         }
         None => write_input(dir.path(), a.seconds)?,
     };
