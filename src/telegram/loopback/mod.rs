@@ -91,6 +91,28 @@ impl Default for LoopbackOptions {
     }
 }
 
+/// Participants that left kept readable in [`Loopback::calls`], newest last; older
+/// ones are counted into [`Loopback::heard_totals`] and forgotten, so a loopback that
+/// serves churning calls for days does not grow with each.
+pub const LEFT_KEPT: usize = 64;
+
+/// What the loopback heard from every participant since it started, including those
+/// it no longer keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeardTotals {
+    pub participants: u64,
+    pub packets: u64,
+    pub lost: u64,
+}
+
+impl HeardTotals {
+    fn add(&mut self, s: &HeardStats) {
+        self.participants += 1;
+        self.packets += s.packets;
+        self.lost += s.lost;
+    }
+}
+
 /// The embedded loopback Telegram. Cloning shares the same server.
 #[derive(Clone)]
 pub struct Loopback {
@@ -100,6 +122,8 @@ pub struct Loopback {
 struct Inner {
     opts: LoopbackOptions,
     calls: Mutex<Vec<Arc<HeardCall>>>,
+    /// Participants forgotten (beyond [`LEFT_KEPT`], or replaced), summed.
+    forgotten: Mutex<HeardTotals>,
     world: chats::World,
     /// Bumped on every join, so callers can await a participant.
     joins: tokio::sync::watch::Sender<u64>,
@@ -124,7 +148,15 @@ impl Loopback {
         let world = chats::World::new(opts.chats.clone(), opts.user_id, opts.bot.clone());
         let joins = tokio::sync::watch::Sender::new(0);
         let speech = speech::Speech::default();
-        Ok(Loopback { inner: Arc::new(Inner { opts, calls: Mutex::new(Vec::new()), world, joins, outages, speech }) })
+        Ok(Loopback { inner: Arc::new(Inner {
+            opts,
+            calls: Mutex::new(Vec::new()),
+            forgotten: Mutex::default(),
+            world,
+            joins,
+            outages,
+            speech,
+        }) })
     }
 
     /// Blackholes the network in front of every call from now for `len` — for calls
@@ -207,7 +239,7 @@ impl Loopback {
         }
         let speech = self.inner.speech.listen();
         let answer = peer::spawn(params, &self.inner.opts, self.inner.outages.clone(), heard.clone(), speech).await?;
-        self.inner.calls.lock().push(heard);
+        self.keep(heard);
         let ours = Entry { peer, source: params.ssrc_u32(), muted: options.start_muted, ours: true };
         let ours = self.inner.world.roster.lock().join(chat, ours);
         self.announce(chat, &ours, false);
@@ -223,13 +255,31 @@ impl Loopback {
 
     /// Disconnects and forgets every participant matching `pred`.
     fn hang_up_where(&self, mut pred: impl FnMut(&HeardCall) -> bool) {
+        let mut forgotten = self.inner.forgotten.lock();
         self.inner.calls.lock().retain(|c| {
             if pred(c) {
                 c.hang_up();
+                forgotten.add(&c.stats());
                 return false;
             }
             true
         });
+    }
+
+    /// Adds a participant, forgetting the oldest that left beyond [`LEFT_KEPT`].
+    fn keep(&self, heard: Arc<HeardCall>) {
+        let mut calls = self.inner.calls.lock();
+        forget_left(&mut calls, LEFT_KEPT, &mut self.inner.forgotten.lock());
+        calls.push(heard);
+    }
+
+    /// Packets and losses over every participant since the loopback started.
+    pub fn heard_totals(&self) -> HeardTotals {
+        let mut totals = *self.inner.forgotten.lock();
+        for c in self.inner.calls.lock().iter() {
+            totals.add(&c.stats());
+        }
+        totals
     }
 
     /// The participant that joined with `ssrc`, if any.
@@ -743,4 +793,39 @@ fn formatted(mut post: Posted, message: &Outgoing) -> Posted {
     post.text = text;
     post.entities = entities;
     post
+}
+
+/// Forgets the oldest participants that left beyond `keep`, counting them into `into`.
+fn forget_left(calls: &mut Vec<Arc<HeardCall>>, keep: usize, into: &mut HeardTotals) {
+    let mut surplus = calls.iter().filter(|c| c.left()).count().saturating_sub(keep);
+    calls.retain(|c| {
+        let forget = surplus > 0 && c.left();
+        if forget {
+            surplus -= 1;
+            into.add(&c.stats());
+        }
+        !forget
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_oldest_participants_that_left_are_forgotten_and_still_counted() {
+        let opts = LoopbackOptions::default();
+        let calls: Vec<Arc<HeardCall>> = (0..6).map(|i| Arc::new(HeardCall::new(-1, i, &opts))).collect();
+        // 0, 2, 3 and 5 left; 1 and 4 are still connected.
+        for i in [0, 2, 3, 5] {
+            calls[i].on_state("left".into());
+        }
+        let (mut kept, mut totals) = (calls.clone(), HeardTotals::default());
+        forget_left(&mut kept, 2, &mut totals);
+        let ssrcs: Vec<u32> = kept.iter().map(|c| c.ssrc()).collect();
+        assert_eq!(ssrcs, [1, 3, 4, 5], "the two oldest that left are gone, the connected ones stay");
+        assert_eq!(totals.participants, 2);
+        forget_left(&mut kept, 2, &mut totals);
+        assert_eq!(kept.len(), 4, "nothing more to forget");
+    }
 }

@@ -139,6 +139,11 @@ impl HeardCall {
         self.hang_up.clone()
     }
 
+    /// Whether its connection has closed (it left, was replaced, or failed).
+    pub fn left(&self) -> bool {
+        self.rec.lock().stats.state == "left"
+    }
+
     pub fn stats(&self) -> HeardStats {
         let rec = self.rec.lock();
         let mut s = rec.stats.clone();
