@@ -115,6 +115,10 @@ pub struct HostConfig {
     /// The share of a core, in percent, each pacer thread may commit to its calls
     /// (default 70); a call or stream beyond it is refused with a `capacity` error.
     pub shard_budget_percent: Option<f64>,
+    /// Real-time (SCHED_FIFO) priority of the threads that send frames, 1–99 (default
+    /// 10); 0 runs them at normal priority. Needs CAP_SYS_NICE; without it the host
+    /// says so once and runs them at normal priority.
+    pub realtime_priority: Option<u8>,
     /// `cranelift` (optimising; `run`'s default) or `winch` (fast to compile; `dev`'s).
     pub compiler: Option<String>,
     /// Seconds a call whose media path died keeps rejoining before its plugin hears

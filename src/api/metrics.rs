@@ -68,6 +68,14 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
         e.sample("wasmcalls_shard_late_hold", &[("shard", &i.to_string())], f64::from(u8::from(s.late_hold)));
     }
     e.family(
+        "wasmcalls_shard_realtime",
+        "gauge",
+        "1 when a pacer thread runs with real-time scheduling; 0: frames can go late when the machine is busy.",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        e.sample("wasmcalls_shard_realtime", &[("shard", &i.to_string())], f64::from(u8::from(s.realtime)));
+    }
+    e.family(
         "wasmcalls_admission_refused_total",
         "counter",
         "Calls and streams refused because no pacer thread had room to keep them on time.",

@@ -95,6 +95,8 @@ pub enum Problem {
     Zero,
     #[error("{0} is not a share of a core: write a percentage above 0 and at most 100 (default 70)")]
     Percent(f64),
+    #[error("{0} is not a real-time priority: write 1 to 99 (default 10), or 0 for normal scheduling")]
+    Priority(u8),
     #[error(
         "api_id must be a positive number and api_hash 32 hex digits, both from https://my.telegram.org → API development tools"
     )]
@@ -162,6 +164,11 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
     {
         return Err(fail(KeyPath::of("host.shard_budget_percent"), Problem::Percent(p)));
     }
+    if let Some(p) = h.realtime_priority
+        && p > 99
+    {
+        return Err(fail(KeyPath::of("host.realtime_priority"), Problem::Priority(p)));
+    }
     if let Some(d) = &h.default_plugin
         && !config.plugins.iter().any(|p| &p.name == d)
     {
@@ -221,6 +228,7 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
         pacer: PacerConfig {
             shards: h.pacer_shards.unwrap_or(PacerConfig::default().shards),
             budget_percent: h.shard_budget_percent.unwrap_or(crate::media::pacer::BUDGET_PERCENT),
+            realtime_priority: h.realtime_priority.unwrap_or(crate::media::pacer::REALTIME_PRIORITY),
             ..PacerConfig::default()
         },
         recovery_window: h.recovery_window_s.map_or(RECOVERY_WINDOW, Duration::from_secs),
@@ -442,6 +450,16 @@ mod tests {
         assert_eq!(o.cache.dir, Some(folder.join(".wasmcalls/cache")));
         assert!(o.hot_reload && o.plugins.is_empty());
         assert!(matches!(o.telegram, TelegramOptions::Loopback(_)));
+    }
+
+    #[test]
+    fn realtime_priority_defaults_to_10_and_takes_0_to_99() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(resolve_text("", dir.path()).unwrap().pacer.realtime_priority, 10);
+        let off = resolve_text("[host]\nrealtime_priority = 0\n", dir.path()).unwrap();
+        assert_eq!(off.pacer.realtime_priority, 0);
+        let e = resolve_text("[host]\nrealtime_priority = 120\n", dir.path()).err().unwrap().to_string();
+        assert!(e.contains("host.realtime_priority") && e.contains("1 to 99"), "{e}");
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub fn render(s: &Status) -> String {
                 if l.late_hold {
                     lowered.push_str(", no new work: frames went late");
                 }
+                if !l.realtime {
+                    lowered.push_str(", normal priority");
+                }
                 format!(
                     "{} calls, {:.0} % busy, {:.0} of {:.0} % committed{lowered}",
                     l.calls,

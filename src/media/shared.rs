@@ -189,6 +189,8 @@ type Entry = (SourceSpec, EncoderConfig, Weak<Feed>);
 #[derive(Default)]
 pub struct Feeds {
     by_source: Mutex<HashMap<String, Vec<Entry>>>,
+    /// Of the feed threads: they have deadlines as the pacer's do.
+    realtime_priority: u8,
 }
 
 /// Whether `spec` may be shared before it is opened: a named source only when the
@@ -202,6 +204,11 @@ pub fn may_share(spec: &SourceSpec) -> bool {
 }
 
 impl Feeds {
+    /// No feeds yet; their threads will ask for `realtime_priority`.
+    pub fn new(realtime_priority: u8) -> Feeds {
+        Feeds { realtime_priority, ..Feeds::default() }
+    }
+
     /// A subscription to the feed already playing `spec` with `config`, if one runs.
     pub fn join(&self, spec: &SourceSpec, config: EncoderConfig) -> Option<Subscription> {
         let map = self.by_source.lock();
@@ -251,10 +258,13 @@ impl Feeds {
             silence: silence[..n].into(),
         });
         let sub = subscribe(feed.clone()).expect("a new feed takes subscribers");
-        let runner = feed.clone();
+        let (runner, priority) = (feed.clone(), self.realtime_priority);
         std::thread::Builder::new()
             .name("wasmcalls-feed".into())
-            .spawn(move || run(runner, input, encoder))
+            .spawn(move || {
+                crate::media::pacer::deadline_thread(priority);
+                run(runner, input, encoder)
+            })
             .map_err(|e| StreamError::Feed(format!("cannot start a thread for {}: {e}", spec.describe())))?;
         entries.push((spec.clone(), config, Arc::downgrade(&feed)));
         Ok(sub)

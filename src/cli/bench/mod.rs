@@ -10,6 +10,7 @@ mod media;
 mod pacing;
 mod plugins;
 mod reload;
+mod soak;
 mod updates;
 
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use media::MediaArgs;
 pub use pacing::PacingArgs;
 pub use plugins::PluginArgs;
 pub use reload::ReloadArgs;
+pub use soak::SoakArgs;
 pub use updates::UpdatesArgs;
 
 #[derive(Subcommand)]
@@ -48,6 +50,8 @@ pub enum BenchCommand {
     Loss(LossArgs),
     /// Time hot reloads: file change → new version serving, cold and warm cache, and the swap
     Reload(ReloadArgs),
+    /// Churn for a long time (calls join, change source, pause, leave; the plugin hot-reloads; the radio drops): RSS, fds, late frames and loss over time
+    Soak(SoakArgs),
     /// Route Telegram updates as the MTProto side does: parse, route, raw JSON
     Updates(UpdatesArgs),
 }
@@ -63,6 +67,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Languages(args) => languages::run(args).await,
         BenchCommand::Loss(args) => loss::run(args).await,
         BenchCommand::Reload(args) => reload::run(args).await,
+        BenchCommand::Soak(args) => soak::run(args).await,
         BenchCommand::Updates(args) => updates::run(args).await,
     }
 }

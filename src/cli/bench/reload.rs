@@ -47,7 +47,7 @@ async fn timed_reloads(
 }
 
 /// The component with a custom section appended: a distinct version (new hash) that behaves the same.
-fn tagged(wasm: &[u8], tag: &str) -> Vec<u8> {
+pub(super) fn tagged(wasm: &[u8], tag: &str) -> Vec<u8> {
     let name = b"wasmcalls-bench-version";
     let payload = [&[name.len() as u8][..], name, tag.as_bytes()].concat();
     let mut out = wasm.to_vec();

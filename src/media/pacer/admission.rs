@@ -22,7 +22,7 @@
 //! if over budget, and takes no new work until [`LATE_HOLD_WINDOWS`] seconds have
 //! passed with every frame on time.
 
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 
 use super::ShardLoad;
 
@@ -61,6 +61,8 @@ pub struct Gauges {
     pub late_hold: AtomicU8,
     /// Claims of its streams that have not yet played a whole second, in µs per 20 ms.
     pub unmeasured: AtomicU32,
+    /// Its thread runs with real-time scheduling.
+    pub realtime: AtomicBool,
 }
 
 impl Gauges {
@@ -83,6 +85,7 @@ impl Gauges {
             budget: f64::from(budget_us) / 20_000.0,
             complexity: COMPLEXITY_STEPS[usize::from(self.step.load(Ordering::Relaxed)).min(2)],
             late_hold: self.late_hold.load(Ordering::Relaxed) > 0,
+            realtime: self.realtime.load(Ordering::Relaxed),
         }
     }
 }

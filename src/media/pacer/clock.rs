@@ -69,9 +69,52 @@ impl AsRawFd for Timer {
 }
 
 /// Asks the kernel not to coalesce this thread's wakeups (default slack is 50 µs).
-pub fn precise_timer_slack() {
+fn precise_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes an integer; affects only the calling thread.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+}
+
+/// The real-time priority pacer and feed threads ask for unless configured.
+pub const REALTIME_PRIORITY: u8 = 10;
+
+/// Readies the calling thread for deadline work: precise timer wake-ups and, when
+/// `priority` is not 0, real-time scheduling (SCHED_FIFO). A frame then goes out when
+/// it is due even if the machine's other threads want every core: with the host's
+/// own decoders, a compile and a busy neighbour on two cores, normal priority put
+/// frames over 5 ms late at a few percent of one core's load (`wasmcalls bench soak`).
+/// It is safe to give: the thread sleeps on its timer between frames, admission
+/// control keeps its work under its budget, and the kernel's real-time throttling
+/// leaves other threads 5 % of each core whatever happens. Without the privilege
+/// (CAP_SYS_NICE or an RLIMIT_RTPRIO), the thread runs at normal priority and the
+/// first refusal is logged with how to grant it.
+pub fn deadline_thread(priority: u8) {
+    precise_timer_slack();
+    if priority == 0 {
+        return;
+    }
+    let param = libc::sched_param { sched_priority: priority.into() };
+    // SAFETY: pid 0 is the calling thread; `param` is valid. SCHED_RESET_ON_FORK keeps
+    // the processes a source runs (ffmpeg, yt-dlp…) from inheriting the priority.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param) };
+    if r != 0 {
+        static TOLD: std::sync::Once = std::sync::Once::new();
+        let e = io::Error::last_os_error();
+        TOLD.call_once(|| {
+            tracing::warn!(
+                "pacer threads run at normal priority: real-time scheduling was refused ({e}), so frames can go \
+                 late when the machine is busy. Grant CAP_SYS_NICE (docker run --cap-add SYS_NICE; Kubernetes \
+                 securityContext.capabilities.add [SYS_NICE]; systemd AmbientCapabilities=CAP_SYS_NICE or \
+                 LimitRTPRIO={priority}), or set [host] realtime_priority = 0 to run without it quietly"
+            )
+        });
+    }
+}
+
+/// Whether the calling thread runs with real-time scheduling.
+pub fn is_realtime() -> bool {
+    // SAFETY: pid 0 is the calling thread.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    policy & !libc::SCHED_RESET_ON_FORK == libc::SCHED_FIFO
 }
 
 /// Lowers the calling thread's priority (nice 10) for work that can wait: recorders

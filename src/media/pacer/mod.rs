@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 pub use admission::COMPLEXITY_STEPS;
-pub use clock::{background_priority, thread_cpu_time};
+pub use clock::{REALTIME_PRIORITY, background_priority, deadline_thread, thread_cpu_time};
 pub use session::FRAME;
 
 use super::cost::IDLE_US;
@@ -161,6 +161,10 @@ pub struct ShardLoad {
     /// It takes no new work: its frames went late lately though its budget had room.
     #[serde(default)]
     pub late_hold: bool,
+    /// Its thread runs with real-time scheduling ([`REALTIME_PRIORITY`]); without it,
+    /// frames can go late when the machine is busy.
+    #[serde(default)]
+    pub realtime: bool,
 }
 
 /// Totals a shard reports when it stops.
@@ -191,6 +195,9 @@ pub struct PacerConfig {
     /// The share of one core, in percent, each pacer thread may commit to its calls;
     /// the rest is headroom for what measuring misses and for the rest of the host.
     pub budget_percent: f64,
+    /// SCHED_FIFO priority of the pacer and shared-feed threads (1–99; 0: normal
+    /// scheduling). See [`clock::deadline_thread`].
+    pub realtime_priority: u8,
 }
 
 /// What a pacer thread commits by default: the rest absorbs timer wake-ups, the
@@ -204,6 +211,7 @@ impl Default for PacerConfig {
             connect_timeout: Duration::from_secs(10),
             consent: Default::default(),
             budget_percent: BUDGET_PERCENT,
+            realtime_priority: REALTIME_PRIORITY,
         }
     }
 }
@@ -276,6 +284,7 @@ impl MediaPlane {
                 gauges: gauges.clone(),
                 budget_us: config.budget_us(),
                 totals: totals.clone(),
+                realtime_priority: config.realtime_priority,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("wasmcalls-pacer-{i}"))
@@ -289,7 +298,7 @@ impl MediaPlane {
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
             next_stream: AtomicU64::new(1),
-            feeds: Feeds::default(),
+            feeds: Feeds::new(config.realtime_priority),
             config,
             events: events_tx,
         };

@@ -27,7 +27,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use super::admission::{COMPLEXITY_STEPS, Drift, Gauges, LATE_HOLD_WINDOWS};
-use super::clock::{Timer, precise_timer_slack, thread_cpu_time};
+use super::clock::{Timer, deadline_thread, is_realtime, thread_cpu_time};
 use super::session::{Ctx, FRAME, Session};
 use super::{CallId, Command, Control, MediaEvent, ShardReport};
 
@@ -59,6 +59,8 @@ pub struct Shard {
     /// µs of CPU per 20 ms it may commit.
     pub budget_us: u32,
     pub totals: Arc<crate::media::stats::PacerTotals>,
+    /// See [`super::PacerConfig::realtime_priority`].
+    pub realtime_priority: u8,
 }
 
 /// The calls a shard holds, and where each sits on the 20 ms grid.
@@ -260,7 +262,8 @@ impl Calls {
 
 impl Shard {
     pub fn run(mut self) -> ShardReport {
-        precise_timer_slack();
+        deadline_thread(self.realtime_priority);
+        self.gauges.realtime.store(is_realtime(), Ordering::Relaxed);
         let timer = match Timer::new() {
             Ok(t) => t,
             Err(e) => {
