@@ -119,6 +119,11 @@ pub struct HostConfig {
     /// 10); 0 runs them at normal priority. Needs CAP_SYS_NICE; without it the host
     /// says so once and runs them at normal priority.
     pub realtime_priority: Option<u8>,
+    /// Seconds SIGTERM gives calls to end by themselves before the host leaves them
+    /// (default 20; under Kubernetes' default 30 s grace).
+    pub drain_grace_s: Option<u64>,
+    /// `text` (default) or `json`: one JSON object per log line, for log collectors.
+    pub log_format: Option<String>,
     /// `cranelift` (optimising; `run`'s default) or `winch` (fast to compile; `dev`'s).
     pub compiler: Option<String>,
     /// Seconds a call whose media path died keeps rejoining before its plugin hears

@@ -1,6 +1,7 @@
 //! The HTTP API. Seed-compatible `POST /api` (the default plugin's
-//! `on-custom-api`, JSON in, JSON out) and `POST /api/<plugin>`; `GET /healthz`,
-//! `GET /metrics` (Prometheus text), `GET /status` (JSON for `wasmcalls status`).
+//! `on-custom-api`, JSON in, JSON out) and `POST /api/<plugin>`; `GET /healthz` (the
+//! process answers), `GET /readyz` (it takes new calls: not while draining), `GET
+//! /metrics` (Prometheus text), `GET /status` (JSON for `wasmcalls status`).
 //!
 //! Safe by default: bound to 127.0.0.1; another address needs a bearer token (the
 //! config refuses otherwise). Bodies are capped, plugins get a deadline and a cap on
@@ -38,7 +39,7 @@ pub const MAX_REPLY: usize = 1024 * 1024;
 pub struct ApiOptions {
     /// Address and port; port 0 picks a free one. Anything but loopback needs a token.
     pub listen: SocketAddr,
-    /// Bearer token every request but `/healthz` must carry, when set.
+    /// Bearer token every request but `/healthz` and `/readyz` must carry, when set.
     pub token: Option<String>,
     /// Largest request body, in bytes.
     pub max_body: usize,
@@ -137,6 +138,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api", post(api_default))
         .route("/api/{plugin}", post(api_named))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
         .with_state(state)
@@ -264,6 +266,18 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
         "uptime_s": state.started.elapsed().as_secs(),
     });
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// 200 while the host takes new calls; 503 from the moment it starts draining, so a
+/// load balancer or Kubernetes sends no more work its way. Open like `/healthz`: probes
+/// carry no token.
+async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
+    let (code, body) = if state.manager.draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, json!({ "ready": false, "why": "draining: the host is shutting down" }))
+    } else {
+        (StatusCode::OK, json!({ "ready": true }))
+    };
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 async fn metrics_text(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {

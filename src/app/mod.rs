@@ -7,11 +7,12 @@ pub mod options;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-pub use options::{HostOptions, PluginPlan, ResolveError, resolve};
+pub use options::{HostOptions, LogFormat, PluginPlan, ResolveError, resolve};
 
 use crate::api::{ApiState, spawn};
 use crate::calls::{CallManager, HostEvent, ManagerOptions};
@@ -188,9 +189,34 @@ impl App {
         self.loaded.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| (n.as_str(), e)))
     }
 
-    /// Leaves every call and stops the background tasks.
+    /// Shuts down gently: `/readyz` turns 503 and joins are refused at once, calls get
+    /// up to `grace` to end by themselves, then every call is left (Telegram sees each
+    /// leave) and every recording closes its files. How many calls were still playing
+    /// when the grace ran out.
+    pub async fn drain(self, grace: Duration) -> usize {
+        self.manager.drain();
+        let calls = self.manager.joined_chats().len();
+        tracing::info!("draining: no new calls; {calls} call(s) get {} s to end by themselves", grace.as_secs());
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while !self.manager.joined_chats().is_empty() && tokio::time::Instant::now() < deadline {
+            tick.tick().await;
+        }
+        let left = self.manager.joined_chats().len();
+        if left > 0 {
+            tracing::info!("grace over: leaving {left} call(s)");
+        }
+        self.shutdown().await;
+        left
+    }
+
+    /// Leaves every call, waits for recordings to close their files (a few seconds at
+    /// most), and stops the background tasks.
     pub async fn shutdown(self) {
         self.manager.leave_all().await;
+        if tokio::time::timeout(Duration::from_secs(5), self.manager.recordings_finished()).await.is_err() {
+            tracing::warn!("a recording did not close its files within 5 s; they are playable up to their last flush");
+        }
         for t in self.tasks {
             t.abort();
         }

@@ -36,6 +36,10 @@ pub struct HostOptions {
     pub folder: PathBuf,
     /// The log filter.
     pub log: String,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// How long SIGTERM lets calls end by themselves before leaving them.
+    pub drain_grace: Duration,
     pub api: ApiOptions,
     pub telegram: TelegramOptions,
     pub plugins: Vec<PluginPlan>,
@@ -51,6 +55,19 @@ pub struct HostOptions {
     /// How long a call whose media path died keeps rejoining before its plugin is told.
     pub recovery_window: Duration,
 }
+
+/// How log lines are written (`[host] log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// For people: one line each, coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object a line (time, level, target, fields), for log collectors.
+    Json,
+}
+
+/// Calls get this long to end by themselves on SIGTERM unless configured.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(20);
 
 /// One plugin: what to load, how to build it first, whether the API reaches it.
 #[derive(Debug, Clone)]
@@ -95,6 +112,8 @@ pub enum Problem {
     Zero,
     #[error("{0} is not a share of a core: write a percentage above 0 and at most 100 (default 70)")]
     Percent(f64),
+    #[error("{0:?} is not a log format: write \"text\" (the default) or \"json\"")]
+    LogFormat(String),
     #[error("{0} is not a real-time priority: write 1 to 99 (default 10), or 0 for normal scheduling")]
     Priority(u8),
     #[error(
@@ -164,6 +183,11 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
     {
         return Err(fail(KeyPath::of("host.shard_budget_percent"), Problem::Percent(p)));
     }
+    let log_format = match h.log_format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => return Err(fail(KeyPath::of("host.log_format"), Problem::LogFormat(other.to_owned()))),
+    };
     if let Some(p) = h.realtime_priority
         && p > 99
     {
@@ -215,6 +239,8 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
     let cache_defaults = CacheOptions::default();
     Ok(HostOptions {
         log: h.log.clone().unwrap_or_else(|| "info".into()),
+        log_format,
+        drain_grace: h.drain_grace_s.map_or(DRAIN_GRACE, Duration::from_secs),
         api,
         telegram,
         plugins,
@@ -450,6 +476,17 @@ mod tests {
         assert_eq!(o.cache.dir, Some(folder.join(".wasmcalls/cache")));
         assert!(o.hot_reload && o.plugins.is_empty());
         assert!(matches!(o.telegram, TelegramOptions::Loopback(_)));
+    }
+
+    #[test]
+    fn log_format_and_drain_grace_have_defaults_and_bad_formats_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = resolve_text("", dir.path()).unwrap();
+        assert_eq!((o.log_format, o.drain_grace), (LogFormat::Text, DRAIN_GRACE));
+        let o = resolve_text("[host]\nlog_format = \"json\"\ndrain_grace_s = 3\n", dir.path()).unwrap();
+        assert_eq!((o.log_format, o.drain_grace), (LogFormat::Json, Duration::from_secs(3)));
+        let e = resolve_text("[host]\nlog_format = \"yaml\"\n", dir.path()).err().unwrap().to_string();
+        assert!(e.contains("host.log_format") && e.contains("\"json\""), "{e}");
     }
 
     #[test]

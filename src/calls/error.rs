@@ -50,6 +50,10 @@ pub enum CallError {
     /// say how much it needed and what is left.
     #[error("{0}")]
     Capacity(String),
+    /// The host is shutting down: calls in progress play on until it leaves them, new
+    /// ones are refused.
+    #[error("draining: this host is shutting down and takes no new calls; join through another host or once it is back")]
+    Draining,
     #[error("{0}")]
     Other(String),
     /// A fault of the host, not of the command: never the plugin's problem to handle,

@@ -169,6 +169,10 @@ struct Inner {
     chats: Chats,
     speakers: Arc<Mutex<Speakers>>,
     recordings: Mutex<Recordings>,
+    /// Told each time a recording ends, for [`CallManager::recordings_finished`].
+    recording_ended: tokio::sync::Notify,
+    /// Set once the host is shutting down: joins are refused.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// Milliseconds in 48 kHz ticks.
@@ -216,6 +220,8 @@ impl CallManager {
                 chats,
                 speakers: Arc::default(),
                 recordings: Mutex::default(),
+                recording_ended: tokio::sync::Notify::new(),
+                draining: Default::default(),
             }),
         };
         tokio::spawn(manager.clone().pump(media_events, updates));
@@ -301,7 +307,9 @@ impl CallManager {
                 self.recovered(chat, ms, false);
             }
             MediaEvent::RecordingEnded { call, summary } => {
-                let Some((chat, by_itself)) = self.inner.recordings.lock().ended(call, &summary) else {
+                let ended = self.inner.recordings.lock().ended(call, &summary);
+                self.inner.recording_ended.notify_waiters();
+                let Some((chat, by_itself)) = ended else {
                     return;
                 };
                 match &summary.error {
@@ -545,6 +553,9 @@ impl CallManager {
         options: &JoinOptions,
     ) -> Result<(), CallError> {
         let source = source.into();
+        if self.draining() {
+            return Err(CallError::Draining);
+        }
         if self.inner.calls.lock().contains_key(&chat) {
             return Err(CallError::AlreadyInCall(chat));
         }
@@ -1045,6 +1056,31 @@ impl CallManager {
     pub async fn leave_all(&self) {
         for chat in self.joined_chats() {
             let _ = self.leave(chat).await;
+        }
+    }
+
+    /// Refuses joins from now on ([`CallError::Draining`]); the calls in progress go on.
+    pub fn drain(&self) {
+        self.inner.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the host is shutting down.
+    pub fn draining(&self) -> bool {
+        self.inner.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until no recording is running: each has closed its files, which are then
+    /// complete on disk.
+    pub async fn recordings_finished(&self) {
+        loop {
+            let ended = self.inner.recording_ended.notified();
+            tokio::pin!(ended);
+            // Registered before looking, so an end between the look and the wait wakes it.
+            ended.as_mut().enable();
+            if self.inner.recordings.lock().is_empty() {
+                return;
+            }
+            ended.await;
         }
     }
 }

@@ -44,6 +44,11 @@ impl Recordings {
         true
     }
 
+    /// Whether no recording is running.
+    pub fn is_empty(&self) -> bool {
+        self.active.is_empty()
+    }
+
     /// Someone waits for `call`'s recording to end: its summary, once it has.
     pub fn wait(&mut self, call: CallId) -> Option<oneshot::Receiver<RecordSummary>> {
         let active = self.active.get_mut(&call)?;

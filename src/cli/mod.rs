@@ -122,7 +122,7 @@ fn host(args: run::RunArgs, dev: bool) -> Result<()> {
         // Edit → new version serving fast: the baseline compiler, unless the config says.
         options.compiler.get_or_insert(wasmcalls::runtime::Compiler::Winch);
     }
-    init_logging(&format!("{},{QUIET_RTC}", options.log));
+    init_logging_as(&format!("{},{QUIET_RTC}", options.log), options.log_format);
     block_on(run::run(args, options, dev))
 }
 
@@ -133,13 +133,20 @@ fn tool(job: impl std::future::Future<Output = Result<()>>) -> Result<()> {
 }
 
 fn init_logging(level: &str) {
-    tracing_subscriber::fmt()
+    init_logging_as(level, wasmcalls::app::LogFormat::Text);
+}
+
+fn init_logging_as(level: &str, format: wasmcalls::app::LogFormat) {
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WASMCALLS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        wasmcalls::app::LogFormat::Text => builder.init(),
+        wasmcalls::app::LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn block_on(job: impl std::future::Future<Output = Result<()>>) -> Result<()> {

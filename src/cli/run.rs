@@ -1,6 +1,8 @@
-//! `wasmcalls run [CONFIG]`: the host with its plugins, until Ctrl-C (or, with
-//! `--exit-when-idle`, until the bots have nothing left to do). `wasmcalls dev` is the
-//! same plus a rebuild of each plugin from source on save.
+//! `wasmcalls run [CONFIG]`: the host with its plugins, until Ctrl-C (every call left
+//! at once) or SIGTERM (drained: no new calls, `[host] drain_grace_s` for the others
+//! to end, then each left) — or, with `--exit-when-idle`, until the bots have nothing
+//! left to do. `wasmcalls dev` is the same plus a rebuild of each plugin from source
+//! on save.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -43,10 +45,16 @@ pub async fn run(args: RunArgs, options: HostOptions, dev: bool) -> Result<()> {
     let started = Instant::now();
     let mut had_calls = false;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut drain = false;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("interrupted: leaving every call");
+                break;
+            }
+            _ = term.recv() => {
+                drain = true;
                 break;
             }
             _ = tick.tick() => {
@@ -64,18 +72,28 @@ pub async fn run(args: RunArgs, options: HostOptions, dev: bool) -> Result<()> {
             }
         }
     }
-    let heard: Vec<_> = app.loopback.iter().flat_map(|l| l.calls()).map(|c| (c.chat(), c.ssrc(), c.stats())).collect();
+    let heard = app.loopback.iter().flat_map(|l| l.calls()).collect::<Vec<_>>();
     let status = app.plugins.status();
-    app.shutdown().await;
+    if drain {
+        app.drain(options.drain_grace).await;
+    } else {
+        app.shutdown().await;
+    }
     for p in status {
         println!("plugin {}: {} events, {} restarts", p.name, p.delivered, p.restarts);
     }
-    for (chat, ssrc, s) in heard {
+    for c in heard {
+        // Its connection closes as the leave reaches it: a moment after ours.
+        let _ = tokio::time::timeout(Duration::from_secs(2), c.wait_until(|s| s.state == "left")).await;
+        let s = c.stats();
         println!(
-            "loopback heard chat {chat} (ssrc {ssrc}): {} packets, {} lost, {:.1} s of audio",
+            "loopback heard chat {} (ssrc {}): {} packets, {} lost, {:.1} s of audio; {}",
+            c.chat(),
+            c.ssrc(),
             s.packets,
             s.lost,
-            s.timeline_samples as f64 / 48000.0
+            s.timeline_samples as f64 / 48000.0,
+            if s.state == "left" { "left".to_owned() } else { format!("still {}", s.state) }
         );
     }
     if let TelegramOptions::Loopback(l) = &options.telegram

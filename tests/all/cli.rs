@@ -273,7 +273,8 @@ fn telegram_commands_say_to_log_in_first() {
     );
 }
 
-/// A running `wasmcalls run|dev`, its log read line by line; killed when dropped.
+/// A running `wasmcalls run|dev`, its log and output read line by line; killed when
+/// dropped.
 struct Running {
     child: Child,
     log: mpsc::Receiver<String>,
@@ -283,19 +284,24 @@ struct Running {
 
 impl Running {
     fn start(mut cmd: Command) -> Running {
-        let mut child = cmd.env("WASMCALLS_LOG", "info").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
+        let mut child = cmd.env("WASMCALLS_LOG", "info").stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
         let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
+        let out: [Box<dyn std::io::Read + Send>; 2] =
+            [Box::new(child.stderr.take().unwrap()), Box::new(child.stdout.take().unwrap())];
+        for pipe in out {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
         let mut r = Running { child, log, seen: Vec::new(), api: String::new() };
         let line = r.wait_for("custom API on http://");
-        let url = line.split("custom API on ").nth(1).unwrap().trim();
+        // Up to the end of the word: a JSON log line closes its string after it.
+        let url = line.split("custom API on ").nth(1).unwrap().split(['"', ' ']).next().unwrap();
         r.api = url.to_owned();
         // Logged once every watcher is up.
         r.wait_for("wasmcalls is running");
@@ -317,6 +323,35 @@ impl Running {
                 Err(_) => panic!("no {needle:?} in the log:\n{}", self.seen.join("\n")),
             }
         }
+    }
+
+    /// GETs `path` on the host's HTTP port: the status and the JSON body.
+    fn get(&self, path: &str) -> (u16, Value) {
+        let url = self.api.replace("/api", path);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let r = reqwest::Client::new().get(&url).send().await.unwrap();
+            (r.status().as_u16(), serde_json::from_str(&r.text().await.unwrap()).unwrap())
+        })
+    }
+
+    /// Waits for the process to exit (a minute at most) and reads the rest of its output.
+    fn exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            match self.log.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => assert!(Instant::now() < deadline, "it did not exit:\n{}", self.seen.join("\n")),
+            }
+        };
+        // Both pipes close with the process: read to their ends.
+        while let Ok(line) = self.log.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        status
     }
 
     /// POSTs `body` to the plugin `name`'s API.
@@ -538,4 +573,50 @@ fn a_host_killed_mid_recording_leaves_ogg_files_that_play_up_to_then() {
     let sent = left(&voice[..heard.len().min(voice.len())]);
     let (mean, _) = wasmcalls::media::loss::window_correlations(&sent, &left(&heard));
     assert!(mean >= 0.9, "and it is what was said: mean window correlation {mean:.3} over {seconds:.1} s");
+}
+
+#[test]
+fn sigterm_drains_then_leaves_every_call_closes_recordings_and_exits_zero_logging_json() {
+    let dir = project();
+    std::fs::copy(plugin("probe"), dir.path().join("plugins/probe.wasm")).unwrap();
+    std::fs::create_dir_all(dir.path().join("examples/rec")).unwrap();
+    write_raw(&dir.path().join("examples/media"), "long.raw", &tones(&[(440.0, 0.3)], 60.0, RATE, 2));
+    std::fs::write(
+        dir.path().join("examples/wasmcalls.toml"),
+        "[host]\napi_port = 0\ncache_dir = \"../.wasmcalls/cache\"\ndrain_grace_s = 1\nlog_format = \"json\"\n\
+         [[loopback.chats]]\nid = -100\n[[loopback.chats]]\nid = -101\n\
+         [[plugins]]\nname = \"p\"\nwasm = \"../plugins/probe.wasm\"\n\
+         grants = { chats = [-100, -101], files = [\"media\"], recordings = [\"rec\"] }\n",
+    )
+    .unwrap();
+    let mut host = Running::start({
+        let mut c = wasmcalls(dir.path());
+        c.args(["run", "examples/wasmcalls.toml"]);
+        c
+    });
+    assert_eq!(host.get("/readyz"), (200, json!({ "ready": true })));
+    let join = |chat: i64| json!({ "cmd": "join", "chat": chat, "source": { "file": "media/long.raw" } });
+    assert_eq!(host.api("p", join(-100)), json!({ "ok": null }));
+    assert_eq!(host.api("p", json!({ "cmd": "record", "chat": -100, "mix": "rec/mix.wav" })), json!({ "ok": null }));
+
+    // SAFETY: signalling our own child, which has not been reaped.
+    assert_eq!(unsafe { libc::kill(host.child.id() as i32, libc::SIGTERM) }, 0);
+    let said = host.wait_for("draining");
+    let said: Value = serde_json::from_str(&said).expect("log_format = \"json\": a JSON object a line");
+    assert_eq!(said["level"], "INFO", "{said}");
+    let (code, body) = host.get("/readyz");
+    assert_eq!(code, 503, "not ready from the moment it drains: {body}");
+    let refused = host.api("p", join(-101));
+    let why = refused["err"]["other"].as_str().unwrap_or_default();
+    assert!(why.starts_with("draining:"), "a new call is refused, saying why: {refused}");
+
+    let status = host.exit();
+    let log = host.seen.join("\n");
+    assert!(status.success(), "exits 0: {status}\n{log}");
+    assert!(log.contains("grace over: leaving 1 call"), "{log}");
+    let heard = host.seen.iter().find(|l| l.starts_with("loopback heard chat -100")).expect("a summary line");
+    assert!(heard.ends_with("; left"), "the loopback saw the call leave: {heard}");
+    // The mix's WAV header was written when the recording closed: it says how long it is.
+    let wav = hound::WavReader::open(dir.path().join("examples/rec/mix.wav")).unwrap();
+    assert!(wav.duration() > 0 && wav.len() as usize == wav.into_samples::<i16>().count(), "a complete WAV");
 }

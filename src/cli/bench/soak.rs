@@ -247,10 +247,11 @@ fn print_sample(s: &Sample) {
     );
 }
 
-/// First and last reading after the warm-up (the first tenth, at least one sample),
-/// and the RSS trend over it: least squares, in KiB per minute.
+/// First and last reading of the second half (the first is warm-up: caches, the
+/// allocator's arenas and the loopback's memory of past calls fill up), and the RSS
+/// trend over it: least squares, in KiB per minute.
 fn summary(samples: &[Sample], errors: &std::collections::BTreeMap<String, (u64, String)>) {
-    let skip = (samples.len() / 10).max(1).min(samples.len().saturating_sub(2));
+    let skip = (samples.len() / 2).min(samples.len().saturating_sub(2));
     let steady = &samples[skip..];
     let (Some(first), Some(last)) = (steady.first(), steady.last()) else { return };
     let mins: Vec<f64> = steady.iter().map(|s| s.at.as_secs_f64() / 60.0).collect();
@@ -259,7 +260,7 @@ fn summary(samples: &[Sample], errors: &std::collections::BTreeMap<String, (u64,
     let fds = steady.iter().map(|s| s.fds);
     let (fd_min, fd_max) = (fds.clone().min().unwrap_or(0), fds.max().unwrap_or(0));
     let mut table = Table::new();
-    table.set_header(["after warm-up", "first", "last", "change"]);
+    table.set_header(["second half", "first", "last", "change"]);
     table.add_row(vec![
         "RSS".into(),
         format!("{:.1} MiB", first.rss_kib as f64 / 1024.0),

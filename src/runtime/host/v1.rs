@@ -45,6 +45,7 @@ fn to_wit(e: CallError) -> types::CallError {
         | CallError::NoBot(_)
         | CallError::Telegram { .. }) => W::Other(e.to_string()),
         CallError::Capacity(m) | CallError::Other(m) | CallError::Internal(m) => W::Other(m),
+        e @ CallError::Draining => W::Other(e.to_string()),
     }
 }
 

@@ -41,6 +41,7 @@ impl From<CallError> for Refusal {
             // A case of its own would break every 0.2.x guest's linking (wasmtime checks
             // a variant's cases exactly); the words start with "capacity:".
             CallError::Capacity(m) | CallError::Other(m) => W::Other(m),
+            e @ CallError::Draining => W::Other(e.to_string()),
         })
     }
 }
