@@ -124,6 +124,16 @@ pub struct HostConfig {
     pub drain_grace_s: Option<u64>,
     /// `text` (default) or `json`: one JSON object per log line, for log collectors.
     pub log_format: Option<String>,
+    /// Bearer token of the admin API (`/admin/…`: add, replace, disable, remove
+    /// plugins; reload the config); without one the admin API is off. The
+    /// `WASMCALLS_ADMIN_TOKEN` environment variable overrides it.
+    pub admin_token: Option<String>,
+    /// Plugins the host has room for, counting those added while it runs (default:
+    /// the configured ones, at least 16).
+    pub max_plugins: Option<usize>,
+    /// The largest `limits.memory_mb` a plugin added while the host runs may have
+    /// (default: the largest configured, at least 64).
+    pub max_plugin_memory_mb: Option<u32>,
     /// `cranelift` (optimising; `run`'s default) or `winch` (fast to compile; `dev`'s).
     pub compiler: Option<String>,
     /// Seconds a call whose media path died keeps rejoining before its plugin hears

@@ -8,6 +8,7 @@
 //! requests in flight, and every failure is a JSON body naming the cause — the host
 //! never hangs or crashes on a request.
 
+pub mod admin;
 mod metrics;
 
 use std::collections::HashMap;
@@ -49,6 +50,8 @@ pub struct ApiOptions {
     pub concurrency: usize,
     /// The plugin answering `POST /api`; `None`: the first with an API route.
     pub default_plugin: Option<String>,
+    /// Bearer token of `/admin/…`; none: the admin API is off.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ApiOptions {
@@ -60,6 +63,7 @@ impl Default for ApiOptions {
             timeout: Duration::from_secs(5),
             concurrency: 8,
             default_plugin: None,
+            admin_token: None,
         }
     }
 }
@@ -96,11 +100,19 @@ pub struct ApiState {
     pub manager: CallManager,
     pub media: Arc<MediaPlane>,
     pub options: ApiOptions,
-    /// Plugins reachable at `/api/<name>`, with their in-flight limit.
-    routes: HashMap<String, Arc<Semaphore>>,
-    default_plugin: Option<String>,
+    routes: parking_lot::RwLock<Routes>,
+    /// What `/admin/…` changes, once the host has set it.
+    admin: std::sync::OnceLock<Arc<dyn admin::Admin>>,
     requests: Mutex<HashMap<u16, u64>>,
     started: Instant,
+}
+
+/// Plugins reachable at `/api/<name>`, with their in-flight limit, and the one `POST
+/// /api` reaches.
+#[derive(Default)]
+struct Routes {
+    by_name: HashMap<String, Arc<Semaphore>>,
+    default: Option<String>,
 }
 
 impl ApiState {
@@ -113,18 +125,39 @@ impl ApiState {
         options: ApiOptions,
         routes: Vec<String>,
     ) -> Self {
-        let default_plugin = options.default_plugin.clone().or_else(|| routes.first().cloned());
-        let routes = routes.into_iter().map(|r| (r, Arc::new(Semaphore::new(options.concurrency)))).collect();
-        ApiState {
+        let state = ApiState {
             plugins,
             manager,
             media,
             options,
-            routes,
-            default_plugin,
+            routes: Default::default(),
+            admin: std::sync::OnceLock::new(),
             requests: Mutex::new(HashMap::new()),
             started: Instant::now(),
-        }
+        };
+        state.set_routes(routes);
+        state
+    }
+
+    /// The plugins with an API route now, in config order: a plugin added or removed
+    /// while the host runs. Requests in flight to a plugin that stays keep its limit.
+    pub fn set_routes(&self, names: Vec<String>) {
+        let mut routes = self.routes.write();
+        let default = self.options.default_plugin.clone().or_else(|| names.first().cloned());
+        let by_name = names
+            .into_iter()
+            .map(|n| {
+                let permits = routes.by_name.get(&n).cloned();
+                let permits = permits.unwrap_or_else(|| Arc::new(Semaphore::new(self.options.concurrency)));
+                (n, permits)
+            })
+            .collect();
+        *routes = Routes { by_name, default };
+    }
+
+    /// Turns `/admin/…` on, served by `admin` (once; later calls are ignored).
+    pub fn set_admin(&self, admin: Arc<dyn admin::Admin>) {
+        let _ = self.admin.set(admin);
     }
 
     fn count(&self, status: StatusCode) {
@@ -139,6 +172,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/{plugin}", post(api_named))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(admin::router())
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
         .with_state(state)
@@ -174,7 +208,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn api_default(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Body) -> Response {
-    let Some(plugin) = state.default_plugin.clone() else {
+    let default = state.routes.read().default.clone();
+    let Some(plugin) = default else {
         let r = error(StatusCode::NOT_FOUND, "no plugin answers /api: none is loaded with an API route");
         state.count(r.status());
         return r;
@@ -203,7 +238,8 @@ async fn call_plugin(state: &ApiState, plugin: &str, path: String, headers: Head
             "missing or wrong bearer token (send `Authorization: Bearer <api_token>`)",
         );
     }
-    let Some(permits) = state.routes.get(plugin) else {
+    let permits = state.routes.read().by_name.get(plugin).cloned();
+    let Some(permits) = permits else {
         return error(StatusCode::NOT_FOUND, format!("no plugin {plugin:?} answers API requests"));
     };
     let bytes: Bytes = match axum::body::to_bytes(body, state.options.max_body).await {
@@ -222,7 +258,7 @@ async fn call_plugin(state: &ApiState, plugin: &str, path: String, headers: Head
     if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
         return error(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}"));
     }
-    let Ok(_permit) = permits.clone().try_acquire_owned() else {
+    let Ok(_permit) = permits.try_acquire_owned() else {
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             format!("plugin {plugin} already has {} requests in flight; retry later", state.options.concurrency),

@@ -4,6 +4,7 @@
 //! signal handling; `wasmcalls dev` adds [`crate::runtime::dev`].
 
 pub mod options;
+pub mod tenants;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 pub use options::{HostOptions, LogFormat, PluginPlan, ResolveError, resolve};
+pub use tenants::{Applied, Tenants};
 
 use crate::api::{ApiState, spawn};
 use crate::calls::{CallManager, HostEvent, ManagerOptions};
@@ -46,6 +48,8 @@ pub struct App {
     pub control: Option<SocketAddr>,
     pub manager: CallManager,
     pub plugins: Arc<PluginHost>,
+    /// The plugins as the config says, changed live (reload, admin API).
+    pub tenants: Arc<Tenants>,
     /// Where the HTTP API (`POST /api`, `/healthz`, `/metrics`, `/status`) listens.
     pub api: SocketAddr,
     /// Each configured plugin's load result, in config order.
@@ -53,7 +57,6 @@ pub struct App {
     tap: broadcast::Sender<HostEvent>,
     tasks: Vec<JoinHandle<()>>,
     _side: Connected,
-    _watch: Option<crate::runtime::watch::WatchHandle>,
 }
 
 impl App {
@@ -90,8 +93,8 @@ impl App {
         );
         let capacity = Capacity {
             compiler: options.compiler.unwrap_or_default(),
-            plugins: options.plugins.len().max(1),
-            memory_mb: options.plugins.iter().map(|p| p.spec.limits.memory_mb).max().unwrap_or(64),
+            plugins: options.max_plugins.max(1),
+            memory_mb: options.max_plugin_memory_mb,
         };
         let plugins = Arc::new(PluginHost::new(manager.clone(), options.cache.clone(), capacity)?);
 
@@ -124,6 +127,11 @@ impl App {
             .collect();
         let state =
             Arc::new(ApiState::new(plugins.clone(), manager.clone(), media.clone(), options.api.clone(), routes));
+        // What runs is what loaded: a plugin that failed is retried by the next reload.
+        let mut running = options.clone();
+        running.plugins.retain(|p| loaded.iter().any(|(n, r)| *n == p.spec.name && r.is_ok()));
+        let tenants = Tenants::new(plugins.clone(), state.clone(), own, running);
+        state.set_admin(tenants.clone());
         tasks.push(spawn(listener, state));
         tracing::info!("custom API on http://{api}/api");
 
@@ -137,24 +145,6 @@ impl App {
                 let _ = pump_tap.send(ev);
             }
         }));
-        let watch = if options.hot_reload {
-            let targets: Vec<_> = options
-                .plugins
-                .iter()
-                .zip(&loaded)
-                .filter(|(_, (_, r))| r.is_ok())
-                .map(|(p, _)| (p.spec.name.clone(), p.spec.wasm.clone()))
-                .collect();
-            match crate::runtime::watch::watch(plugins.clone(), targets) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    tracing::warn!("hot reload is off: cannot watch the plugin files: {e}");
-                    None
-                }
-            }
-        } else {
-            None
-        };
         match side.telegram.identity() {
             Ok(me) => plugins.start_all(&me),
             Err(e) => {
@@ -169,12 +159,12 @@ impl App {
             control: side.control,
             manager,
             plugins,
+            tenants,
             api,
             loaded,
             tap,
             tasks,
             _side: side,
-            _watch: watch,
         })
     }
 

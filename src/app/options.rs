@@ -32,6 +32,8 @@ use crate::telegram::mtproto::MtprotoOptions;
 /// Everything a host is started with.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
+    /// The config these options were resolved from (a reload compares against it).
+    pub config: Config,
     /// The config file's folder, canonical: relative paths were resolved against it.
     pub folder: PathBuf,
     /// The log filter.
@@ -54,6 +56,10 @@ pub struct HostOptions {
     pub compiler: Option<Compiler>,
     /// How long a call whose media path died keeps rejoining before its plugin is told.
     pub recovery_window: Duration,
+    /// Plugins the host has room for, and the largest memory cap one may have,
+    /// counting those added while it runs.
+    pub max_plugins: usize,
+    pub max_plugin_memory_mb: u32,
 }
 
 /// How log lines are written (`[host] log_format`).
@@ -205,6 +211,7 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
         timeout: h.api_timeout_ms.map_or(defaults.timeout, Duration::from_millis),
         concurrency: h.api_concurrency.unwrap_or(defaults.concurrency),
         default_plugin: h.default_plugin.clone(),
+        admin_token: h.admin_token.clone().filter(|t| !t.is_empty()),
     };
 
     let telegram = telegram(config, &folder).map_err(|(k, p)| fail(k, p))?;
@@ -237,7 +244,11 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
     };
     let cache_dir = absolute(&folder, h.cache_dir.as_deref().unwrap_or(Path::new(".wasmcalls/cache")));
     let cache_defaults = CacheOptions::default();
+    let max_plugins = h.max_plugins.unwrap_or(16).max(plugins.len());
+    let largest = plugins.iter().map(|p| p.spec.limits.memory_mb).max().unwrap_or(0);
+    let max_plugin_memory_mb = h.max_plugin_memory_mb.unwrap_or(64).max(largest);
     Ok(HostOptions {
+        config: config.clone(),
         log: h.log.clone().unwrap_or_else(|| "info".into()),
         log_format,
         drain_grace: h.drain_grace_s.map_or(DRAIN_GRACE, Duration::from_secs),
@@ -258,6 +269,8 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
             ..PacerConfig::default()
         },
         recovery_window: h.recovery_window_s.map_or(RECOVERY_WINDOW, Duration::from_secs),
+        max_plugins,
+        max_plugin_memory_mb,
         folder,
     })
 }

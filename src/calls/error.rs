@@ -52,7 +52,9 @@ pub enum CallError {
     Capacity(String),
     /// The host is shutting down: calls in progress play on until it leaves them, new
     /// ones are refused.
-    #[error("draining: this host is shutting down and takes no new calls; join through another host or once it is back")]
+    #[error(
+        "draining: this host is shutting down and takes no new calls; join through another host or once it is back"
+    )]
     Draining,
     #[error("{0}")]
     Other(String),

@@ -6,6 +6,7 @@ mod check;
 mod loopback;
 mod new;
 mod play;
+mod reload;
 mod run;
 mod status;
 mod test;
@@ -39,6 +40,8 @@ enum Command {
     Whoami(account::AccountArgs),
     /// Show what a running host is doing: plugins, calls, counters
     Status(status::StatusArgs),
+    /// Make a running host re-read its config and apply what changed to its plugins (admin API; like SIGHUP)
+    Reload(reload::ReloadArgs),
     /// Stream a raw PCM file into a group call (the embedded loopback Telegram by default)
     Play(play::PlayArgs),
     /// Run the loopback Telegram on its own, or script a running one
@@ -91,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => tool(async { check::run(args) }),
         Command::Play(args) => tool(play::run(args)),
         Command::Status(args) => tool(status::run(args)),
+        Command::Reload(args) => tool(reload::run(args)),
         Command::Login(args) => tool(account::login(args)),
         Command::Whoami(args) => tool(account::whoami(args)),
         Command::Loopback(cmd) => tool(loopback::run(cmd)),
@@ -118,6 +122,12 @@ pub fn main() -> ExitCode {
 /// then logging at its level, then the host.
 fn host(args: run::RunArgs, dev: bool) -> Result<()> {
     let (_, mut options) = host_options(&args.config)?;
+    // A secret is better kept out of the file (a Kubernetes Secret, say).
+    if let Ok(token) = std::env::var("WASMCALLS_ADMIN_TOKEN")
+        && !token.is_empty()
+    {
+        options.api.admin_token = Some(token);
+    }
     if dev {
         // Edit → new version serving fast: the baseline compiler, unless the config says.
         options.compiler.get_or_insert(wasmcalls::runtime::Compiler::Winch);

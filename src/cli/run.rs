@@ -2,7 +2,7 @@
 //! at once) or SIGTERM (drained: no new calls, `[host] drain_grace_s` for the others
 //! to end, then each left) — or, with `--exit-when-idle`, until the bots have nothing
 //! left to do. `wasmcalls dev` is the same plus a rebuild of each plugin from source
-//! on save.
+//! on save. SIGHUP re-reads the config and applies what changed to the plugins.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -46,6 +46,7 @@ pub async fn run(args: RunArgs, options: HostOptions, dev: bool) -> Result<()> {
     let mut had_calls = false;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut drain = false;
     loop {
         tokio::select! {
@@ -56,6 +57,10 @@ pub async fn run(args: RunArgs, options: HostOptions, dev: bool) -> Result<()> {
             _ = term.recv() => {
                 drain = true;
                 break;
+            }
+            // Re-read the config and apply what changed; a bad one is refused and logged.
+            _ = hup.recv() => {
+                let _ = app.tenants.reload().await;
             }
             _ = tick.tick() => {
                 if !args.exit_when_idle {

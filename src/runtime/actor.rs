@@ -43,8 +43,9 @@ impl Actor {
         // What `on-start` was given: replayed to a fresh instance after a trap.
         let mut started: Option<crate::telegram::Identity> = None;
         let mut traps: VecDeque<Instant> = VecDeque::new();
-        let limits = self.tenant.limits;
         loop {
+            // Read afresh: a swap may bring new limits.
+            let limits = self.tenant.limits;
             let event = tokio::select! {
                 biased;
                 event = rx.recv() => match event {
@@ -55,6 +56,29 @@ impl Actor {
             };
             if let Event::Barrier(reply) = event {
                 let _ = reply.send(());
+                continue;
+            }
+            if let Event::Enable = event {
+                traps.clear();
+                self.tenant.counters.disabled.store(false, Ordering::Relaxed);
+                continue;
+            }
+            if let Event::Swap(next, reply) = event {
+                // Between two events: the one before finished on the old version, the
+                // ones queued behind this go to whichever version is serving after it.
+                // A new version is a fresh start, even for a plugin disabled by traps.
+                let (compiled, fresh, tenant) = *next;
+                let old = tenant.map(|t| std::mem::replace(&mut self.tenant, t));
+                let r = self.swap(&mut live, compiled, fresh, started.as_ref()).await;
+                match (&r, old) {
+                    (Ok(_), _) => {
+                        traps.clear();
+                        self.tenant.counters.disabled.store(false, Ordering::Relaxed);
+                    }
+                    (Err(_), Some(old)) => self.tenant = old,
+                    (Err(_), None) => {}
+                }
+                let _ = reply.send(r);
                 continue;
             }
             let counters = &self.tenant.counters;
@@ -71,7 +95,8 @@ impl Actor {
                     counters.disabled.store(true, Ordering::Relaxed);
                     tracing::error!(
                         plugin = %self.tenant.name,
-                        "disabled: {} traps within {} s; fix it and restart the host (its calls keep playing)",
+                        "disabled: {} traps within {} s; its calls keep playing — fix it and a new version (hot reload, \
+                         the admin API) brings it back, or enable it through the admin API",
                         traps.len(),
                         window.as_secs()
                     );
@@ -102,17 +127,6 @@ impl Actor {
                 },
             };
             let delivered = match event {
-                Event::Swap(next, reply) => {
-                    // Between two events: the one before finished on the old version, the
-                    // ones queued behind this go to whichever version is serving after it.
-                    let (compiled, fresh) = *next;
-                    let r = self.swap(&mut instance, compiled, fresh, started.as_ref()).await;
-                    if r.is_ok() {
-                        traps.clear();
-                    }
-                    let _ = reply.send(r);
-                    Ok(())
-                }
                 Event::Start(id) => {
                     let r = instance.start(&id).await;
                     started = Some(id);
@@ -126,10 +140,8 @@ impl Actor {
                     let _ = reply.send(r);
                     ok
                 }
-                Event::Barrier(reply) => {
-                    let _ = reply.send(());
-                    Ok(())
-                }
+                // Answered before an instance is needed.
+                Event::Barrier(_) | Event::Enable | Event::Swap(..) => Ok(()),
             };
             match delivered {
                 Ok(()) => live = Some(instance),
@@ -143,18 +155,22 @@ impl Actor {
     }
 
     /// Replaces the running version with `compiled`, handing its state over when both
-    /// sides speak the `state` interface. A new version that traps in `on-start` never
-    /// replaces the old one; a `restore` that traps falls back to a fresh start of the
-    /// new version.
+    /// sides speak the `state` interface (an instance that is not running — after a
+    /// trap, or before the first event — has none to hand). A new version that traps in
+    /// `on-start` never replaces the old one; a `restore` that traps falls back to a
+    /// fresh start of the new version.
     async fn swap(
         &mut self,
-        live: &mut Instance,
+        live: &mut Option<Instance>,
         compiled: Compiled,
         mut fresh: Instance,
         started: Option<&crate::telegram::Identity>,
     ) -> Result<SwapReport, PluginError> {
         let t0 = Instant::now();
-        let saved = live.save().await.ok().flatten().filter(|b| !b.is_empty());
+        let saved = match live.as_mut() {
+            Some(old) => old.save().await.ok().flatten().filter(|b| !b.is_empty()),
+            None => None,
+        };
         let mut restored = false;
         if let Some(bytes) = saved {
             match fresh.restore(bytes).await {
@@ -169,7 +185,7 @@ impl Actor {
             fresh.start(id).await?;
         }
         self.compiled = compiled;
-        retire(Some(std::mem::replace(live, fresh)));
+        retire(live.replace(fresh));
         self.tenant.counters.reloads.fetch_add(1, Ordering::Relaxed);
         Ok(SwapReport { restored, prepare: Duration::ZERO, swap: t0.elapsed() })
     }

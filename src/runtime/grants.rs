@@ -74,7 +74,7 @@ fn folders_of(folders: &[PathBuf], base: &Path) -> Result<Vec<(String, PathBuf)>
 }
 
 /// Grants resolved against the file system, checked on every command.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grants {
     chats: ChatGrant,
     /// (as written, canonical host path).

@@ -20,6 +20,7 @@ pub mod grants;
 mod host;
 mod instance;
 pub mod limits;
+mod tenants;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use wasmtime::component::{HasSelf, Linker};
 use engine::CompileCache;
 pub use engine::{CacheOptions, Capacity, Compiler, Loaded};
 pub use instance::Instance;
+pub use tenants::Prepared;
 
 use crate::calls::{CallManager, HeardAudio, HostEvent};
 use crate::telegram::Identity;
@@ -112,8 +114,10 @@ enum Event {
     Audio(HeardAudio),
     CustomApi(ApiCall, oneshot::Sender<Result<ApiReply, PluginError>>),
     /// Replace the running version with this one (instantiated off the event path),
-    /// between two events.
-    Swap(Box<(Compiled, Instance)>, oneshot::Sender<Result<SwapReport, PluginError>>),
+    /// between two events — and, with a tenant, what it is granted and limited to.
+    Swap(Box<(Compiled, Instance, Option<Tenant>)>, oneshot::Sender<Result<SwapReport, PluginError>>),
+    /// Take events again after being disabled, with a clean record of traps.
+    Enable,
     /// Answered once every event queued before it has been handled; the plugin never
     /// sees it.
     Barrier(oneshot::Sender<()>),
@@ -132,7 +136,7 @@ impl Event {
             Event::Barrier(reply) => {
                 let _ = reply.send(());
             }
-            Event::Start(_) | Event::Host(_) | Event::Audio(_) => {}
+            Event::Start(_) | Event::Host(_) | Event::Audio(_) | Event::Enable => {}
         }
     }
 }
@@ -149,7 +153,7 @@ pub struct SwapReport {
 }
 
 /// What to load.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PluginSpec {
     pub name: String,
     pub wasm: PathBuf,
@@ -265,6 +269,9 @@ pub struct PluginCounters {
     pub commands: Mutex<std::collections::VecDeque<CommandRecord>>,
     /// Audio batches dropped because it had not handled the ones before.
     pub audio_dropped: AtomicU64,
+    /// Chats whose call it joined and has not left itself (the call may have ended
+    /// since): the calls to leave when it is removed.
+    pub joined: Mutex<std::collections::BTreeSet<i64>>,
 }
 
 /// One command a plugin issued, and whether it succeeded.
@@ -300,6 +307,7 @@ impl Default for PluginCounters {
             reloads: AtomicU64::new(0),
             commands: Mutex::default(),
             audio_dropped: AtomicU64::new(0),
+            joined: Mutex::default(),
         }
     }
 }
@@ -373,6 +381,8 @@ pub struct PluginHost {
     cache: CompileCache,
     manager: CallManager,
     plugins: Mutex<Vec<Plugin>>,
+    /// The accounts `on-start` was given, for plugins added later.
+    me: Mutex<Option<Identity>>,
 }
 
 impl PluginHost {
@@ -396,6 +406,7 @@ impl PluginHost {
             cache: CompileCache::new(cache),
             manager,
             plugins: Mutex::new(Vec::new()),
+            me: Mutex::new(None),
         })
     }
 
@@ -430,12 +441,18 @@ impl PluginHost {
             return Err(PluginError::Duplicate(spec.name.clone()));
         }
         if plugins.len() >= self.capacity.plugins {
-            let reason = format!("the host was sized for {} plugins", self.capacity.plugins);
+            let reason =
+                format!("the host was sized for {} plugins ([host] max_plugins raises it)", self.capacity.plugins);
             return Err(PluginError::Capacity { name: spec.name.clone(), reason });
         }
+        self.admit_memory(spec)
+    }
+
+    /// Refuses a plugin whose memory cap is above what the host's instance slots hold.
+    fn admit_memory(&self, spec: &PluginSpec) -> Result<(), PluginError> {
         if spec.limits.memory_mb > self.capacity.memory_mb {
             let reason = format!(
-                "limits.memory_mb = {} is above the host's {} MiB",
+                "limits.memory_mb = {} is above the host's {} MiB ([host] max_plugin_memory_mb raises it)",
                 spec.limits.memory_mb, self.capacity.memory_mb
             );
             return Err(PluginError::Capacity { name: spec.name.clone(), reason });
@@ -516,7 +533,7 @@ impl PluginHost {
         // swap itself is then only save and restore.
         let fresh = Instance::new(&tenant, &compiled).await?;
         let prepare = t0.elapsed();
-        let mut report = self.ask(plugin, |reply| Event::Swap(Box::new((compiled, fresh)), reply)).await?;
+        let mut report = self.ask(plugin, |reply| Event::Swap(Box::new((compiled, fresh, None)), reply)).await?;
         report.prepare = prepare;
         Ok(report)
     }
@@ -558,6 +575,7 @@ impl PluginHost {
 
     /// `on-start` to every plugin, with the accounts the host acts through.
     pub fn start_all(&self, me: &Identity) {
+        self.remember_start(me);
         for p in self.plugins.lock().iter() {
             Self::send(p, Event::Start(me.clone()));
         }

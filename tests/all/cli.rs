@@ -620,3 +620,38 @@ fn sigterm_drains_then_leaves_every_call_closes_recordings_and_exits_zero_loggin
     let wav = hound::WavReader::open(dir.path().join("examples/rec/mix.wav")).unwrap();
     assert!(wav.duration() > 0 && wav.len() as usize == wav.into_samples::<i16>().count(), "a complete WAV");
 }
+
+#[test]
+fn wasmcalls_reload_and_sighup_apply_the_edited_config_or_keep_the_running_one() {
+    let dir = project();
+    std::fs::copy(plugin("testbot"), dir.path().join("plugins/bot.wasm")).unwrap();
+    let config = dir.path().join("examples/bot.toml");
+    let one =
+        "[host]\napi_port = 0\nadmin_token = \"t0ken\"\n[[plugins]]\nname = \"bot\"\nwasm = \"../plugins/bot.wasm\"\n";
+    std::fs::write(&config, one).unwrap();
+    let mut host = Running::start({
+        let mut c = wasmcalls(dir.path());
+        c.args(["run", "examples/bot.toml"]);
+        c
+    });
+    let two = format!("{one}[[plugins]]\nname = \"two\"\nwasm = \"../plugins/bot.wasm\"\n");
+    std::fs::write(&config, &two).unwrap();
+    let base = host.api.trim_end_matches("/api").to_owned();
+    let out =
+        wasmcalls(dir.path()).args(["reload", "--url", &base]).env("WASMCALLS_ADMIN_TOKEN", "t0ken").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("added: two") && stdout.contains("unchanged: bot"), "{stdout}");
+    assert_eq!(host.api("two", json!({ "cmd": "count" })), json!(1));
+
+    // A config that does not resolve: refused whole on SIGHUP, the running one kept.
+    std::fs::write(&config, format!("{two}limits = {{ memory_mb = 0 }}\n")).unwrap();
+    // SAFETY: signalling our own child, which has not been reaped.
+    assert_eq!(unsafe { libc::kill(host.child.id() as i32, libc::SIGHUP) }, 0);
+    let refused = host.wait_for("config reload refused");
+    assert!(refused.contains("memory_mb"), "{refused}");
+    assert_eq!(host.api("two", json!({ "cmd": "count" })), json!(2));
+    // And the wrong token is refused, saying so.
+    let out = wasmcalls(dir.path()).args(["reload", "--url", &base, "--token", "nope"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("admin token"));
+}

@@ -17,33 +17,6 @@ fn patient(name: &str) -> Bot {
     Bot::testbot(name).all().limits("cpu_ms_per_event = 5000")
 }
 
-struct Reply {
-    status: u16,
-    body: Value,
-}
-
-async fn post(host: &Host, path: &str, body: &str, token: Option<&str>) -> Reply {
-    let mut req = reqwest::Client::new().post(format!("http://{}{path}", host.app.api)).body(body.to_owned());
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = req.send().await.expect("the host answers");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    let body =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON {text:?}: {e}"));
-    Reply { status, body }
-}
-
-async fn get(host: &Host, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut req = reqwest::Client::new().get(format!("http://{}{path}", host.app.api));
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_round_trip_and_per_plugin_routes() {
     let juke = Bot::jukebox().settings(&format!("chat = {CHAT}, autostart = false, playlist = []")).all();

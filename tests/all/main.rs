@@ -22,4 +22,5 @@ mod reload;
 mod sfu;
 mod support;
 mod telegram;
+mod tenants;
 mod urls;

@@ -481,6 +481,17 @@ impl Host {
         Host { app, dir }
     }
 
+    /// Starts a host from the setup written to `wasmcalls.toml` in `dir`, as `wasmcalls
+    /// run` starts from a file (a reload re-reads it).
+    pub async fn start_from_file(dir: tempfile::TempDir, setup: &Setup) -> Host {
+        let file = dir.path().join("wasmcalls.toml");
+        std::fs::write(&file, setup.toml()).unwrap();
+        let config = wasmcalls::config::Config::load(&file).expect("test config parses");
+        let options = wasmcalls::app::resolve(&config).expect("test config resolves");
+        let app = wasmcalls::app::App::start(&options).await.expect("host starts");
+        Host { app, dir }
+    }
+
     /// The options a setup resolves to in `dir`.
     pub fn options(dir: &tempfile::TempDir, setup: &Setup) -> wasmcalls::app::HostOptions {
         let config = wasmcalls::config::Config::parse(&setup.toml(), dir.path()).expect("test config parses");
@@ -520,4 +531,41 @@ impl Host {
         .await
         .expect("the event arrived in time")
     }
+}
+
+/// A JSON answer of the host's HTTP port.
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+/// `method path` on the host's HTTP port with `body` and, if given, a bearer token;
+/// the answer must be JSON.
+pub async fn request(host: &Host, method: reqwest::Method, path: &str, body: &str, token: Option<&str>) -> Reply {
+    let mut req =
+        reqwest::Client::new().request(method, format!("http://{}{path}", host.app.api)).body(body.to_owned());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = req.send().await.expect("the host answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON {text:?}: {e}"));
+    Reply { status, body }
+}
+
+/// `POST path` (see [`request`]).
+pub async fn post(host: &Host, path: &str, body: &str, token: Option<&str>) -> Reply {
+    request(host, reqwest::Method::POST, path, body, token).await
+}
+
+/// `GET path`: the status and the body as text.
+pub async fn get(host: &Host, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = reqwest::Client::new().get(format!("http://{}{path}", host.app.api));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
 }

@@ -111,7 +111,10 @@ pub async fn run(a: SoakArgs) -> Result<()> {
     let (t0, end) = (Instant::now(), Duration::from_secs_f64(a.minutes * 60.0));
     let (mut act, mut reload, mut sample) = (
         tokio::time::interval(Duration::from_millis(a.every_ms)),
-        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(a.reload_every), secs(a.reload_every)),
+        tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(a.reload_every),
+            secs(a.reload_every),
+        ),
         tokio::time::interval(secs(a.sample_every)),
     );
     let gauges = Gauges {
@@ -314,7 +317,12 @@ fn slope(x: &[f64], y: &[f64]) -> f64 {
 /// [`super::pacing::music`] of `seconds` as a 128 kb/s MP3, by `lame`.
 fn mp3(dir: &Path, seconds: u32) -> Result<Vec<u8>> {
     let wav = dir.join("radio.wav");
-    let spec = hound::WavSpec { channels: 2, sample_rate: 48000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(&wav, spec)?;
     for s in super::pacing::music(seconds) {
         w.write_sample(s)?;

@@ -106,6 +106,9 @@ impl calls::Host for PluginState {
         let t0 = Instant::now();
         let r = self.manager.join(chat, source).await;
         self.host_since(t0);
+        if r.is_ok() {
+            self.counters.joined.lock().insert(chat);
+        }
         self.v1("join-group-call", chat, r)
     }
 
@@ -116,6 +119,7 @@ impl calls::Host for PluginState {
         let t0 = Instant::now();
         let r = self.manager.leave(chat).await;
         self.host_since(t0);
+        self.counters.joined.lock().remove(&chat);
         self.v1("leave-group-call", chat, r)
     }
 

@@ -241,6 +241,9 @@ impl calls::Host for PluginState {
             Err(e) => Err(e),
         };
         self.host_since(t0);
+        if r.is_ok() {
+            self.counters.joined.lock().insert(chat);
+        }
         self.v2("join", chat, r)
     }
 
@@ -249,6 +252,7 @@ impl calls::Host for PluginState {
         let t0 = Instant::now();
         let r = if close { self.manager.leave_and_close(chat).await } else { self.manager.leave(chat).await };
         self.host_since(t0);
+        self.counters.joined.lock().remove(&chat);
         self.v2("leave", chat, r)
     }
 

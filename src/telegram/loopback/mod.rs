@@ -148,15 +148,17 @@ impl Loopback {
         let world = chats::World::new(opts.chats.clone(), opts.user_id, opts.bot.clone());
         let joins = tokio::sync::watch::Sender::new(0);
         let speech = speech::Speech::default();
-        Ok(Loopback { inner: Arc::new(Inner {
-            opts,
-            calls: Mutex::new(Vec::new()),
-            forgotten: Mutex::default(),
-            world,
-            joins,
-            outages,
-            speech,
-        }) })
+        Ok(Loopback {
+            inner: Arc::new(Inner {
+                opts,
+                calls: Mutex::new(Vec::new()),
+                forgotten: Mutex::default(),
+                world,
+                joins,
+                outages,
+                speech,
+            }),
+        })
     }
 
     /// Blackholes the network in front of every call from now for `len` — for calls
