@@ -333,6 +333,10 @@ pub struct LimitsConfig {
     pub record_seconds: Option<u32>,
     /// The most one recording may write, in MiB.
     pub record_mb: Option<u32>,
+    /// Quota: calls it may be in at once (0 or absent: no cap).
+    pub max_calls: Option<u32>,
+    /// Quota: messages it may send or edit a minute (0 or absent: no cap).
+    pub messages_per_minute: Option<u32>,
 }
 
 impl Config {

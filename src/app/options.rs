@@ -439,6 +439,8 @@ fn limits(l: &LimitsConfig) -> Limits {
         download_mb: l.download_mb.unwrap_or(d.download_mb),
         record_seconds: l.record_seconds.unwrap_or(d.record_seconds),
         record_mb: l.record_mb.unwrap_or(d.record_mb),
+        max_calls: l.max_calls.unwrap_or(d.max_calls),
+        messages_per_minute: l.messages_per_minute.unwrap_or(d.messages_per_minute),
     }
 }
 

@@ -50,6 +50,9 @@ pub enum CallError {
     /// say how much it needed and what is left.
     #[error("{0}")]
     Capacity(String),
+    /// A quota the operator set on the plugin (`limits.max_calls` …): the words name it.
+    #[error("quota: {0}")]
+    Quota(String),
     /// The host is shutting down: calls in progress play on until it leaves them, new
     /// ones are refused.
     #[error(

@@ -39,6 +39,10 @@ pub struct Limits {
     /// The most one recording may write, in MiB (4 h of a 5-voice mix is ~2.7 GiB
     /// as WAV; Ogg is ~30 MiB an hour a voice).
     pub record_mb: u32,
+    /// Quota: calls it may be in at once; 0: no cap.
+    pub max_calls: u32,
+    /// Quota: messages it may send or edit in any minute; 0: no cap.
+    pub messages_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -53,6 +57,8 @@ impl Default for Limits {
             download_mb: 256,
             record_seconds: 4 * 3600,
             record_mb: 1024,
+            max_calls: 0,
+            messages_per_minute: 0,
         }
     }
 }

@@ -272,6 +272,8 @@ pub struct PluginCounters {
     /// Chats whose call it joined and has not left itself (the call may have ended
     /// since): the calls to leave when it is removed.
     pub joined: Mutex<std::collections::BTreeSet<i64>>,
+    /// When its messages of the last minute were sent, for `limits.messages_per_minute`.
+    pub sent: Mutex<std::collections::VecDeque<Instant>>,
 }
 
 /// One command a plugin issued, and whether it succeeded.
@@ -308,6 +310,7 @@ impl Default for PluginCounters {
             commands: Mutex::default(),
             audio_dropped: AtomicU64::new(0),
             joined: Mutex::default(),
+            sent: Mutex::default(),
         }
     }
 }

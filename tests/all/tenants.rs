@@ -159,3 +159,32 @@ async fn a_config_reload_adds_a_plugin_and_an_invalid_config_is_refused_whole() 
     assert_eq!((r.body["removed"].clone(), r.body["restart_needed"].clone()), (json!(["dj"]), json!(["host"])));
     assert_eq!(host.app.manager.joined_chats(), [RADIO]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_refuse_what_is_over_them_naming_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 30.0, 48_000, 2));
+    let setup = Setup::new().chat(RADIO).chat(DJ).plugin(
+        Bot::probe("p")
+            .grants("chats = \"all\", files = [\".\"], messages = true")
+            .limits("max_calls = 1, messages_per_minute = 2"),
+    );
+    let host = Host::start_in(dir, &setup).await;
+    let join = |chat: i64| json!({ "cmd": "join", "chat": chat, "source": { "file": "long.raw" } });
+    assert_eq!(host.api("p", join(RADIO)).await, json!({ "ok": null }));
+    let over = host.api("p", join(DJ)).await;
+    let why = over["err"]["other"].as_str().unwrap_or_default();
+    assert!(why.starts_with("quota: limits.max_calls = 1") && why.contains(&RADIO.to_string()), "{over}");
+    // Its call left, the quota has room again.
+    assert_eq!(host.api("p", json!({ "cmd": "leave", "chat": RADIO })).await, json!({ "ok": null }));
+    assert_eq!(host.api("p", join(DJ)).await, json!({ "ok": null }));
+
+    let send = json!({ "cmd": "send", "chat": DJ, "text": "now playing" });
+    for _ in 0..2 {
+        assert!(host.api("p", send.clone()).await["ok"].is_number());
+    }
+    let over = host.api("p", send).await;
+    let why = over["err"]["other"].as_str().unwrap_or_default();
+    assert!(why.starts_with("quota: limits.messages_per_minute = 2"), "{over}");
+    assert_eq!(host.loopback().transcript(DJ).len(), 2, "the third was not sent");
+}

@@ -57,6 +57,8 @@ pub struct PluginState {
     ears: super::Ears,
     /// It exports `audio-events.on-audio`: it can hear what it listens to.
     pub(super) hears_audio: bool,
+    /// Its quotas (`limits.max_calls`, `limits.messages_per_minute`).
+    limits: super::limits::Limits,
 }
 
 impl PluginState {
@@ -91,6 +93,7 @@ impl PluginState {
             counters: tenant.counters.clone(),
             ears: tenant.ears.clone(),
             hears_audio: false,
+            limits: *limits,
         }
     }
 
@@ -104,6 +107,51 @@ impl PluginState {
 
     fn chat(&self, chat: i64) -> Result<(), CallError> {
         self.grants.check_chat(&self.name, chat)
+    }
+
+    /// `limits.max_calls`: whether joining `chat` keeps it within its calls.
+    fn quota_calls(&self, chat: i64) -> Result<(), CallError> {
+        let max = self.limits.max_calls;
+        if max == 0 {
+            return Ok(());
+        }
+        let live = self.manager.joined_chats();
+        let mut joined = self.counters.joined.lock();
+        // A call that ended without its leave (stream over, kicked) no longer counts.
+        joined.retain(|c| live.contains(c));
+        if joined.len() as u32 >= max && !joined.contains(&chat) {
+            let chats: Vec<String> = joined.iter().map(i64::to_string).collect();
+            return Err(CallError::Quota(format!(
+                "limits.max_calls = {max}: plugin {} is already in {} call(s) (chats {}); leave one first, or ask the \
+                 operator to raise it",
+                self.name,
+                joined.len(),
+                chats.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// `limits.messages_per_minute`: counts one more message if it fits.
+    fn quota_message(&self) -> Result<(), CallError> {
+        let max = self.limits.messages_per_minute;
+        if max == 0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut sent = self.counters.sent.lock();
+        while sent.front().is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(60)) {
+            sent.pop_front();
+        }
+        if sent.len() as u32 >= max {
+            let wait = sent.front().map_or(0, |t| 60 - now.duration_since(*t).as_secs());
+            return Err(CallError::Quota(format!(
+                "limits.messages_per_minute = {max}: plugin {} sent {max} in the last minute; the next fits in {wait} s",
+                self.name
+            )));
+        }
+        sent.push_back(now);
+        Ok(())
     }
 
     /// Logs a refusal by the grants, and records it.

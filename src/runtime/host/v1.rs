@@ -45,7 +45,7 @@ fn to_wit(e: CallError) -> types::CallError {
         | CallError::NoBot(_)
         | CallError::Telegram { .. }) => W::Other(e.to_string()),
         CallError::Capacity(m) | CallError::Other(m) | CallError::Internal(m) => W::Other(m),
-        e @ CallError::Draining => W::Other(e.to_string()),
+        e @ (CallError::Draining | CallError::Quota(_)) => W::Other(e.to_string()),
     }
 }
 
@@ -99,7 +99,11 @@ impl types::Host for PluginState {
 impl calls::Host for PluginState {
     async fn join_group_call(&mut self, chat: i64, file_path: String, bitrate: u32) -> Result<(), Refusal> {
         let sample_rate = bitrate;
-        let source = match self.chat(chat).and_then(|()| self.grants.source(&self.name, &file_path, sample_rate)) {
+        let source = match self
+            .chat(chat)
+            .and_then(|()| self.quota_calls(chat))
+            .and_then(|()| self.grants.source(&self.name, &file_path, sample_rate))
+        {
             Ok(s) => s,
             Err(e) => return self.refuse("join-group-call", chat, e),
         };

@@ -41,7 +41,7 @@ impl From<CallError> for Refusal {
             // A case of its own would break every 0.2.x guest's linking (wasmtime checks
             // a variant's cases exactly); the words start with "capacity:".
             CallError::Capacity(m) | CallError::Other(m) => W::Other(m),
-            e @ CallError::Draining => W::Other(e.to_string()),
+            e @ (CallError::Draining | CallError::Quota(_)) => W::Other(e.to_string()),
         })
     }
 }
@@ -221,6 +221,7 @@ impl calls::Host for PluginState {
         options: types::JoinOptions,
     ) -> Result<(), Refusal> {
         self.may_call("join", chat)?;
+        self.granted("join", chat, self.quota_calls(chat))?;
         if let Some(channel) = options.join_as
             && channel > -1_000_000_000_000
         {
@@ -519,6 +520,7 @@ impl chat::Host for PluginState {
         options: types::SendOptions,
     ) -> Result<types::SentMessage, Refusal> {
         self.may_chat("send", chat)?;
+        self.granted("send", chat, self.quota_message())?;
         let message = Outgoing {
             text,
             format: format_of(options.format),
@@ -542,6 +544,7 @@ impl chat::Host for PluginState {
         buttons: Vec<Vec<types::Button>>,
     ) -> Result<(), Refusal> {
         self.may_chat("edit", chat)?;
+        self.granted("edit", chat, self.quota_message())?;
         let out = Outgoing { text, format: format_of(format), buttons: buttons_of(buttons), ..Default::default() };
         let t0 = Instant::now();
         let r = self.manager.chats().edit(chat, message, &out).await;
