@@ -126,7 +126,7 @@ pub struct HostConfig {
     pub log_format: Option<String>,
     /// Bearer token of the admin API (`/admin/…`: add, replace, disable, remove
     /// plugins; reload the config); without one the admin API is off. The
-    /// `WASMCALLS_ADMIN_TOKEN` environment variable overrides it.
+    /// `WASMCALLS_ADMIN_TOKEN` environment variable overrides it ([`Config::load`]).
     pub admin_token: Option<String>,
     /// Plugins the host has room for, counting those added while it runs (default:
     /// the configured ones, at least 16).
@@ -340,14 +340,27 @@ pub struct LimitsConfig {
 }
 
 impl Config {
-    /// Reads and parses `path`.
+    /// Reads and parses `path`. Tokens may come from the environment instead, as a
+    /// container's secrets do: `WASMCALLS_API_TOKEN` and `WASMCALLS_ADMIN_TOKEN`
+    /// override `[host] api_token` and `admin_token`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         let folder = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Config::parse_from(text, path.to_path_buf(), folder)
+        let mut config = Config::parse_from(text, path.to_path_buf(), folder)?;
+        for (var, token) in [
+            ("WASMCALLS_API_TOKEN", &mut config.host.api_token),
+            ("WASMCALLS_ADMIN_TOKEN", &mut config.host.admin_token),
+        ] {
+            if let Ok(t) = std::env::var(var)
+                && !t.is_empty()
+            {
+                *token = Some(t);
+            }
+        }
+        Ok(config)
     }
 
     /// Parses TOML text whose relative paths are relative to `folder`.

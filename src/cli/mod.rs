@@ -122,12 +122,6 @@ pub fn main() -> ExitCode {
 /// then logging at its level, then the host.
 fn host(args: run::RunArgs, dev: bool) -> Result<()> {
     let (_, mut options) = host_options(&args.config)?;
-    // A secret is better kept out of the file (a Kubernetes Secret, say).
-    if let Ok(token) = std::env::var("WASMCALLS_ADMIN_TOKEN")
-        && !token.is_empty()
-    {
-        options.api.admin_token = Some(token);
-    }
     if dev {
         // Edit → new version serving fast: the baseline compiler, unless the config says.
         options.compiler.get_or_insert(wasmcalls::runtime::Compiler::Winch);

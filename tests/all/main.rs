@@ -6,6 +6,7 @@ mod bot_account;
 mod capacity;
 mod chat;
 mod cli;
+mod deploy;
 mod fake;
 mod formats;
 mod fuzz;
