@@ -337,6 +337,11 @@ pub struct LimitsConfig {
     pub max_calls: Option<u32>,
     /// Quota: messages it may send or edit a minute (0 or absent: no cap).
     pub messages_per_minute: Option<u32>,
+    /// Quota: MiB its URL sources and message media may fetch in any hour (0 or
+    /// absent: no cap).
+    pub download_mb_per_hour: Option<u64>,
+    /// Quota: the rate its URL fetches share, in kb/s (0 or absent: no cap).
+    pub url_kbps: Option<u64>,
 }
 
 impl Config {

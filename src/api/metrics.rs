@@ -135,6 +135,20 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
     for (name, c) in &plugins {
         e.sample("wasmcalls_plugin_audio_dropped_total", &[("plugin", name)], c.audio_dropped.load(Relaxed) as f64);
     }
+    let live = state.manager.joined_chats();
+    e.family("wasmcalls_plugin_calls", "gauge", "Calls a plugin joined that are still joined.");
+    for (name, c) in &plugins {
+        let n = c.joined.lock().iter().filter(|chat| live.contains(chat)).count();
+        e.sample("wasmcalls_plugin_calls", &[("plugin", name)], n as f64);
+    }
+    e.family("wasmcalls_plugin_disabled", "gauge", "1 while a plugin is disabled (by traps or by the operator).");
+    for (name, c) in &plugins {
+        e.sample("wasmcalls_plugin_disabled", &[("plugin", name)], f64::from(u8::from(c.disabled.load(Relaxed))));
+    }
+    e.family("wasmcalls_plugin_quota_refused_total", "counter", "Commands a plugin's quotas refused.");
+    for (name, c) in &plugins {
+        e.sample("wasmcalls_plugin_quota_refused_total", &[("plugin", name)], c.quota_refused.load(Relaxed) as f64);
+    }
 
     e.family("wasmcalls_api_requests_total", "counter", "Custom API requests, by response status.");
     let mut codes: Vec<_> = requests.iter().collect();

@@ -441,6 +441,8 @@ fn limits(l: &LimitsConfig) -> Limits {
         record_mb: l.record_mb.unwrap_or(d.record_mb),
         max_calls: l.max_calls.unwrap_or(d.max_calls),
         messages_per_minute: l.messages_per_minute.unwrap_or(d.messages_per_minute),
+        download_mb_per_hour: l.download_mb_per_hour.unwrap_or(d.download_mb_per_hour),
+        url_kbps: l.url_kbps.unwrap_or(d.url_kbps),
     }
 }
 

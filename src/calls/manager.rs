@@ -189,6 +189,7 @@ fn source_error(e: StreamError) -> CallError {
         StreamError::Source(e @ (SourceError::BadRate(_) | SourceError::BadChannels(_) | SourceError::Seek { .. })) => {
             CallError::InvalidArgument(e.to_string())
         }
+        StreamError::Source(SourceError::Quota(why)) => CallError::Quota(why),
         e => CallError::FileError(e.to_string()),
     }
 }

@@ -181,6 +181,11 @@ impl Grants {
         self
     }
 
+    /// Counts what its URL sources fetch against `meter` (the plugin's quotas).
+    pub fn meter(&mut self, meter: std::sync::Arc<crate::media::source::fetch::Meter>) {
+        self.urls = self.urls.clone().metered(meter);
+    }
+
     /// Never lets a URL reach these addresses, granted or not: the host's own API and
     /// control endpoint, known once they are bound.
     pub fn protect(&mut self, own: &[std::net::SocketAddr]) {

@@ -43,6 +43,11 @@ pub struct Limits {
     pub max_calls: u32,
     /// Quota: messages it may send or edit in any minute; 0: no cap.
     pub messages_per_minute: u32,
+    /// Quota: MiB its URL sources and message media may fetch in any hour; 0: no cap.
+    pub download_mb_per_hour: u64,
+    /// Quota: kb/s its URL fetches share; 0: no cap (set it above the bitrates of the
+    /// streams it plays, or they play gaps).
+    pub url_kbps: u64,
 }
 
 impl Default for Limits {
@@ -59,6 +64,8 @@ impl Default for Limits {
             record_mb: 1024,
             max_calls: 0,
             messages_per_minute: 0,
+            download_mb_per_hour: 0,
+            url_kbps: 0,
         }
     }
 }

@@ -274,6 +274,10 @@ pub struct PluginCounters {
     pub joined: Mutex<std::collections::BTreeSet<i64>>,
     /// When its messages of the last minute were sent, for `limits.messages_per_minute`.
     pub sent: Mutex<std::collections::VecDeque<Instant>>,
+    /// Commands its quotas refused.
+    pub quota_refused: AtomicU64,
+    /// What its URL sources and message media fetch, against its quotas.
+    pub meter: Arc<crate::media::source::fetch::Meter>,
 }
 
 /// One command a plugin issued, and whether it succeeded.
@@ -311,6 +315,8 @@ impl Default for PluginCounters {
             audio_dropped: AtomicU64::new(0),
             joined: Mutex::default(),
             sent: Mutex::default(),
+            quota_refused: AtomicU64::new(0),
+            meter: Arc::default(),
         }
     }
 }
@@ -465,16 +471,25 @@ impl PluginHost {
 
     fn tenant(&self, spec: &PluginSpec) -> (Tenant, mpsc::Receiver<HeardAudio>) {
         let (ears, audio) = Ears::new();
-        let tenant = Tenant {
+        (self.tenant_with(spec, Arc::default(), ears), audio)
+    }
+
+    /// The tenant `spec` describes, counting into `counters` and hearing through `ears`
+    /// (a new version of a running plugin keeps both).
+    fn tenant_with(&self, spec: &PluginSpec, counters: Arc<PluginCounters>, ears: Ears) -> Tenant {
+        let l = spec.limits;
+        counters.meter.set_limits(l.download_mb_per_hour << 20, l.url_kbps * 1000 / 8);
+        let mut grants = spec.grants.clone();
+        grants.meter(counters.meter.clone());
+        Tenant {
             name: spec.name.as_str().into(),
             manager: self.manager.clone(),
             settings: spec.settings.to_string().into(),
-            counters: Arc::new(PluginCounters::default()),
+            counters,
             limits: spec.limits,
-            grants: Arc::new(spec.grants.clone()),
+            grants: Arc::new(grants),
             ears,
-        };
-        (tenant, audio)
+        }
     }
 
     /// Reads, compiles (or loads from cache) and links a component, off the event path.

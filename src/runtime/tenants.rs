@@ -6,13 +6,12 @@
 //! plugin is [`PluginHost::prepare`]d first — read, compiled, linked, instantiated once
 //! — and only when all of them are ready are they added or swapped in.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::{Compiled, Event, Instance, Plugin, PluginCounters, PluginError, PluginHost, PluginSpec, SwapReport};
+use super::{Compiled, Event, Instance, Plugin, PluginError, PluginHost, PluginSpec, SwapReport};
 use crate::calls::HeardAudio;
 use crate::telegram::Identity;
 
@@ -141,18 +140,6 @@ impl PluginHost {
     /// The names of the plugins running, in load order.
     pub fn names(&self) -> Vec<String> {
         self.plugins.lock().iter().map(|p| p.tenant.name.to_string()).collect()
-    }
-
-    fn tenant_with(&self, spec: &PluginSpec, counters: Arc<PluginCounters>, ears: super::Ears) -> super::Tenant {
-        super::Tenant {
-            name: spec.name.as_str().into(),
-            manager: self.manager.clone(),
-            settings: spec.settings.to_string().into(),
-            counters,
-            limits: spec.limits,
-            grants: Arc::new(spec.grants.clone()),
-            ears,
-        }
     }
 
     /// Started plugins get `on-start` with these accounts; remembered for plugins

@@ -187,4 +187,7 @@ async fn quotas_refuse_what_is_over_them_naming_the_quota() {
     let why = over["err"]["other"].as_str().unwrap_or_default();
     assert!(why.starts_with("quota: limits.messages_per_minute = 2"), "{over}");
     assert_eq!(host.loopback().transcript(DJ).len(), 2, "the third was not sent");
+    let (_, metrics) = get(&host, "/metrics", None).await;
+    assert!(metrics.contains("wasmcalls_plugin_quota_refused_total{plugin=\"p\"} 2"), "{metrics}");
+    assert!(metrics.contains("wasmcalls_plugin_calls{plugin=\"p\"} 1"), "{metrics}");
 }

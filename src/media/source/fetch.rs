@@ -9,7 +9,9 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::SourceError;
 use super::guard::{GuardedResolver, literal_host};
@@ -32,6 +34,104 @@ pub struct UrlPolicy {
     /// Internal addresses (loopback, private…) allowed for every host, not only those
     /// named in `allowed`: the operator's own `wasmcalls play`, never a plugin.
     pub any_internal: bool,
+    /// The plugin's quotas on what its fetches use, shared by all of them.
+    pub meter: Option<Arc<Meter>>,
+}
+
+/// A plugin's share of the network for URL sources — bytes an hour
+/// (`limits.download_mb_per_hour`) and a rate (`limits.url_kbps`) — shared by every
+/// fetch it starts, whichever call plays it. 0 is no cap.
+#[derive(Debug, Default)]
+pub struct Meter {
+    per_hour: AtomicU64,
+    /// Bytes a second.
+    rate: AtomicU64,
+    state: parking_lot::Mutex<MeterState>,
+}
+
+#[derive(Debug)]
+struct MeterState {
+    /// Bytes fetched in each of the last 60 minutes: (minute since the process
+    /// started, bytes), at `minute % 60`.
+    minutes: [(u64, u64); 60],
+    /// The rate's token bucket: bytes that may go now (negative: owed), refilled at
+    /// `rate` up to one second's worth.
+    tokens: f64,
+    refilled: Option<Instant>,
+}
+
+impl Default for MeterState {
+    fn default() -> Self {
+        MeterState { minutes: [(0, 0); 60], tokens: 0.0, refilled: None }
+    }
+}
+
+/// Quotas compare by their settings, not by what they counted: a plugin whose limits
+/// did not change is unchanged.
+impl PartialEq for Meter {
+    fn eq(&self, other: &Meter) -> bool {
+        self.limits() == other.limits()
+    }
+}
+
+impl Eq for Meter {}
+
+fn minute_now() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs() / 60
+}
+
+impl Meter {
+    /// Sets the quotas (a plugin replaced with new limits keeps what it counted).
+    pub fn set_limits(&self, per_hour_bytes: u64, bytes_per_s: u64) {
+        self.per_hour.store(per_hour_bytes, Ordering::Relaxed);
+        self.rate.store(bytes_per_s, Ordering::Relaxed);
+    }
+
+    fn limits(&self) -> (u64, u64) {
+        (self.per_hour.load(Ordering::Relaxed), self.rate.load(Ordering::Relaxed))
+    }
+
+    /// Bytes fetched over the last hour.
+    pub fn last_hour(&self) -> u64 {
+        let now = minute_now();
+        self.state.lock().minutes.iter().filter(|(m, _)| now < m + 60).map(|(_, b)| b).sum()
+    }
+
+    /// Refuses, naming the quota, when the hour's bytes are spent.
+    pub fn check(&self) -> Result<(), String> {
+        let (per_hour, _) = self.limits();
+        let spent = self.last_hour();
+        if per_hour > 0 && spent >= per_hour {
+            return Err(format!(
+                "limits.download_mb_per_hour = {}: {} MiB fetched in the last hour; it frees up as the hour \
+                 goes by, or the operator can raise it",
+                per_hour >> 20,
+                spent >> 20
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts `n` bytes fetched; how long to wait before fetching more, to keep the rate.
+    pub fn took(&self, n: u64) -> Duration {
+        let (_, rate) = self.limits();
+        let now = minute_now();
+        let mut s = self.state.lock();
+        let slot = &mut s.minutes[(now % 60) as usize];
+        if slot.0 != now {
+            *slot = (now, 0);
+        }
+        slot.1 += n;
+        if rate == 0 {
+            return Duration::ZERO;
+        }
+        let t = Instant::now();
+        let elapsed = s.refilled.map_or(1.0, |r| t.duration_since(r).as_secs_f64());
+        s.tokens = (s.tokens + elapsed * rate as f64).min(rate as f64) - n as f64;
+        s.refilled = Some(t);
+        if s.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-s.tokens / rate as f64) }
+    }
 }
 
 impl UrlPolicy {
@@ -43,12 +143,18 @@ impl UrlPolicy {
     /// A plugin's grant: URLs matching `allowed`, internal addresses only for hosts
     /// named literally in it.
     pub fn granted(allowed: Vec<String>, max_bytes: u64) -> UrlPolicy {
-        UrlPolicy { allowed, max_bytes, own: Vec::new(), any_internal: false }
+        UrlPolicy { allowed, max_bytes, own: Vec::new(), any_internal: false, meter: None }
     }
 
     /// The operator on their own command line: any URL, any size, any address.
     pub fn operator() -> UrlPolicy {
-        UrlPolicy { allowed: vec!["*".into()], max_bytes: u64::MAX, own: Vec::new(), any_internal: true }
+        UrlPolicy { allowed: vec!["*".into()], max_bytes: u64::MAX, own: Vec::new(), any_internal: true, meter: None }
+    }
+
+    /// Fetches count against `meter`.
+    pub fn metered(mut self, meter: Arc<Meter>) -> UrlPolicy {
+        self.meter = Some(meter);
+        self
     }
 
     /// Also never connect to these addresses: the host's own API and control endpoint.
@@ -110,6 +216,7 @@ pub struct Body {
     length: Option<u64>,
     resumable: bool,
     max_bytes: u64,
+    meter: Option<Arc<Meter>>,
 }
 
 /// An agent that connects only where `policy` lets it (the resolver decides), and
@@ -163,6 +270,9 @@ pub fn get(url: &str, policy: &UrlPolicy) -> Result<Fetched, SourceError> {
         if !policy.allows(&current) {
             return Err(SourceError::NotGranted { url: current });
         }
+        if let Some(m) = &policy.meter {
+            m.check().map_err(SourceError::Quota)?;
+        }
         let resp = agent.get(&current).call().map_err(|e| fetch_error(&current, e))?;
         let status = resp.status();
         if status.is_redirection() {
@@ -186,8 +296,16 @@ pub fn get(url: &str, policy: &UrlPolicy) -> Result<Fetched, SourceError> {
         }
         let resumable = header("accept-ranges").is_some_and(|v| v.contains("bytes"));
         let reader = Box::new(resp.into_body().into_reader());
-        let body =
-            Body { url: current.clone(), reader, agent, read: 0, length, resumable, max_bytes: policy.max_bytes };
+        let body = Body {
+            url: current.clone(),
+            reader,
+            agent,
+            read: 0,
+            length,
+            resumable,
+            max_bytes: policy.max_bytes,
+            meter: policy.meter.clone(),
+        };
         return Ok(Fetched { url: current, live, body });
     }
     Err(SourceError::Fetch { url: url.to_owned(), reason: format!("more than {MAX_REDIRECTS} redirects") })
@@ -245,6 +363,11 @@ impl Read for Body {
             }
         };
         self.read += n as u64;
+        if let Some(m) = &self.meter {
+            m.check().map_err(|e| io::Error::other(format!("quota: {e}")))?;
+            // On the source's own thread: the call plays what is buffered meanwhile.
+            std::thread::sleep(m.took(n as u64));
+        }
         Ok(n)
     }
 }
@@ -252,6 +375,24 @@ impl Read for Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_meter_refuses_past_its_hour_and_paces_to_its_rate() {
+        let m = Meter::default();
+        m.set_limits(1000, 0);
+        assert_eq!(m.took(600), Duration::ZERO);
+        assert!(m.check().is_ok());
+        m.took(500);
+        let why = m.check().unwrap_err();
+        assert!(why.starts_with("limits.download_mb_per_hour"), "{why}");
+
+        let m = Meter::default();
+        m.set_limits(0, 1000);
+        assert_eq!(m.took(1000), Duration::ZERO, "a second's worth goes at once");
+        let wait = m.took(500);
+        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(m.check().is_ok(), "no hourly cap");
+    }
 
     #[test]
     fn patterns_match_whole_urls() {

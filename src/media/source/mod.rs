@@ -124,6 +124,9 @@ pub enum SourceError {
     NotGranted { url: String },
     #[error("{url}: refused: {reason}")]
     Forbidden { url: String, reason: String },
+    /// A quota of the plugin's (the words name it).
+    #[error("quota: {0}")]
+    Quota(String),
     #[error("{name}: the source command failed: {reason}")]
     Command { name: String, reason: String },
     #[error("{what}: cannot seek: {reason}")]

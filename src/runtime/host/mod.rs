@@ -121,7 +121,7 @@ impl PluginState {
         joined.retain(|c| live.contains(c));
         if joined.len() as u32 >= max && !joined.contains(&chat) {
             let chats: Vec<String> = joined.iter().map(i64::to_string).collect();
-            return Err(CallError::Quota(format!(
+            return Err(self.quota_refused(format!(
                 "limits.max_calls = {max}: plugin {} is already in {} call(s) (chats {}); leave one first, or ask the \
                  operator to raise it",
                 self.name,
@@ -130,6 +130,12 @@ impl PluginState {
             )));
         }
         Ok(())
+    }
+
+    /// A quota's refusal, counted.
+    fn quota_refused(&self, why: String) -> CallError {
+        self.counters.quota_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        CallError::Quota(why)
     }
 
     /// `limits.messages_per_minute`: counts one more message if it fits.
@@ -145,7 +151,7 @@ impl PluginState {
         }
         if sent.len() as u32 >= max {
             let wait = sent.front().map_or(0, |t| 60 - now.duration_since(*t).as_secs());
-            return Err(CallError::Quota(format!(
+            return Err(self.quota_refused(format!(
                 "limits.messages_per_minute = {max}: plugin {} sent {max} in the last minute; the next fits in {wait} s",
                 self.name
             )));

@@ -92,9 +92,13 @@ impl PluginState {
             },
             types::MediaSource::Message(msg) => {
                 g.check_messages(&name, msg.chat)?;
+                self.counters.meter.check().map_err(|e| self.quota_refused(e))?;
                 let t0 = Instant::now();
                 let path = self.manager.chats().fetch_media(msg.chat, msg.message, self.download_max).await;
                 self.host_since(t0);
+                if let Ok(p) = &path {
+                    self.counters.meter.took(std::fs::metadata(p).map_or(0, |m| m.len()));
+                }
                 Playable {
                     label: format!("message {} in chat {}", msg.message, msg.chat),
                     spec: SourceSpec::File { path: path?, raw: PcmFormat::stereo48() },
