@@ -160,6 +160,13 @@ impl Drift {
         self.step
     }
 
+    /// A thread playing no stream has no encoder to lower: what it spends is connection
+    /// work (ICE, DTLS handshakes), and a step kept from before would refuse the next
+    /// stream for nothing. It starts afresh.
+    pub fn idle(&mut self) {
+        *self = Drift::default();
+    }
+
     /// The step after a second in which the thread spent `spent_us` of `budget_us` (per
     /// 20 ms) and frames went `late` or not.
     pub fn after_window(&mut self, spent_us: u32, budget_us: u32, late: bool) -> usize {
@@ -189,6 +196,15 @@ impl Drift {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_idle_thread_forgets_its_steps() {
+        let mut d = Drift::default();
+        assert_eq!(d.after_window(30_000, 14_000, false), 1);
+        d.idle();
+        assert_eq!(d.step(), 0);
+        assert_eq!(d.after_window(10_000, 14_000, false), 0, "and measures afresh");
+    }
 
     #[test]
     fn a_stream_fits_only_within_the_budget_counting_what_is_on_its_way() {

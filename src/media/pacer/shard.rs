@@ -210,7 +210,12 @@ impl Calls {
         }
         let was = self.drift.step();
         let spent_us = (cpu_ns / frames / 1e3) as u32;
-        let step = self.drift.after_window(spent_us, budget_us, late);
+        let step = if self.sessions.iter().any(|(_, s)| s.stream.is_some()) {
+            self.drift.after_window(spent_us, budget_us, late)
+        } else {
+            self.drift.idle();
+            0
+        };
         if step != was {
             let complexity = COMPLEXITY_STEPS[step];
             if step > was {
