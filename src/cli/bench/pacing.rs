@@ -543,18 +543,24 @@ fn ntgcalls_run(input: &Path, calls: usize, seconds: u32) -> Result<NtgFigures> 
 /// The raw 48 kHz stereo `input` as a WAV file in `dir`.
 fn write_wav(dir: &Path, input: &Path) -> Result<PathBuf> {
     let path = dir.join("bench-input.wav");
+    wav_file(&path, &super::read_pcm(input)?)?;
+    Ok(path)
+}
+
+/// Writes 48 kHz stereo `pcm` (interleaved) to `path` as a WAV file.
+pub(super) fn wav_file(path: &Path, pcm: &[i16]) -> Result<()> {
     let spec = hound::WavSpec {
         channels: 2,
         sample_rate: 48_000,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(&path, spec)?;
-    for s in super::read_pcm(input)? {
+    let mut w = hound::WavWriter::create(path, spec)?;
+    for &s in pcm {
         w.write_sample(s)?;
     }
     w.finalize()?;
-    Ok(path)
+    Ok(())
 }
 
 /// Encodes the whole input once on this thread: the codec's share of the per-frame cost.

@@ -317,17 +317,7 @@ fn slope(x: &[f64], y: &[f64]) -> f64 {
 /// [`super::pacing::music`] of `seconds` as a 128 kb/s MP3, by `lame`.
 fn mp3(dir: &Path, seconds: u32) -> Result<Vec<u8>> {
     let wav = dir.join("radio.wav");
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&wav, spec)?;
-    for s in super::pacing::music(seconds) {
-        w.write_sample(s)?;
-    }
-    w.finalize()?;
+    super::pacing::wav_file(&wav, &super::pacing::music(seconds))?;
     let out = dir.join("radio.mp3");
     let run = std::process::Command::new("lame").args(["--quiet", "-t", "-b", "128"]).arg(&wav).arg(&out).output();
     match run {
