@@ -27,6 +27,10 @@
 //! api_hash = "0123456789abcdef0123456789abcdef"
 //! session = "wasmcalls.session"  # written by `wasmcalls login`
 //!
+//! [[accounts]]               # several accounts ("assistants"), each in its own groups
+//! name = "a1"                 # with [telegram]: session = "a1.session", bot_token = …
+//! chats = [-1001185324811]    # on the loopback: the chats it is a member of
+//!
 //! [[plugins]]
 //! name = "jukebox"
 //! wasm = "plugins/target/wasm32-wasip2/release/jukebox.wasm"
@@ -63,6 +67,9 @@ pub struct Config {
     /// Real Telegram; absent → the loopback.
     #[serde(default)]
     pub telegram: Option<TelegramConfig>,
+    /// Several accounts; none: the one `[telegram]` (or the loopback) describes.
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
     /// Named source commands operators offer plugins (`[sources.youtube]`).
@@ -224,6 +231,31 @@ pub struct TelegramConfig {
     pub invite_hashes: BTreeMap<String, String>,
 }
 
+/// `[[accounts]]`: one of several accounts calls go through. With `[telegram]` each
+/// is a real user account (its own session, optionally its own bot; api_id and
+/// api_hash default to `[telegram]`'s); on the loopback each is simulated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// Unique; named by plugins' `grants.accounts`, `wasmcalls login --account`, `calls`
+    /// and metrics.
+    pub name: String,
+    /// Real Telegram: the application's id and hash (default: `[telegram]`'s).
+    pub api_id: Option<i32>,
+    pub api_hash: Option<String>,
+    /// Real Telegram: the session `wasmcalls login --account NAME` writes
+    /// (default `<name>.session`).
+    pub session: Option<PathBuf>,
+    /// Real Telegram: a bot's token; its messages go out as that bot.
+    pub bot_token: Option<String>,
+    /// Real Telegram: the bot's session (default `<name>-bot.session`).
+    pub bot_session: Option<PathBuf>,
+    /// Loopback: the simulated account's user id.
+    pub user_id: Option<i64>,
+    /// Loopback: the chats it is a member of (default: every chat).
+    pub chats: Option<Vec<i64>>,
+}
+
 /// `[[plugins]]`: one bot.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,6 +319,9 @@ pub struct GrantsConfig {
     /// Whether it may hear the audio of its chats' calls as PCM (`audio.listen`).
     #[serde(default)]
     pub audio: bool,
+    /// The accounts (`[[accounts]]` names) its joins may go through; empty: any.
+    #[serde(default)]
+    pub accounts: Vec<String>,
 }
 
 /// `grants.messages`: a switch, or the chats where it is on.
@@ -453,7 +488,16 @@ impl KeyPath {
 
     /// The key of the `index`-th `[[plugins]]`, then `rest` (dotted) below it.
     pub fn plugin(index: usize, rest: &str) -> KeyPath {
-        let mut k = vec![Key::Name("plugins".into()), Key::Index(index)];
+        KeyPath::item("plugins", index, rest)
+    }
+
+    /// The key of the `index`-th `[[accounts]]`, then `rest` (dotted) below it.
+    pub fn account(index: usize, rest: &str) -> KeyPath {
+        KeyPath::item("accounts", index, rest)
+    }
+
+    fn item(table: &str, index: usize, rest: &str) -> KeyPath {
+        let mut k = vec![Key::Name(table.into()), Key::Index(index)];
         k.extend(rest.split('.').filter(|n| !n.is_empty()).map(|n| Key::Name(n.to_owned())));
         KeyPath(k)
     }

@@ -1,4 +1,4 @@
-//! `GET /metrics`: calls by state, frames and late frames, pacing deviation,
+//! `GET /metrics`: calls by state and by account, frames and late frames, pacing deviation,
 //! plugin events / latency / traps / restarts / reloads, API requests by status.
 
 use std::collections::HashMap;
@@ -21,6 +21,14 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
     ] {
         let n = states.iter().filter(|x| **x == s).count();
         e.sample("wasmcalls_calls", &[("state", name)], n as f64);
+    }
+
+    let accounts = state.manager.accounts();
+    if !accounts.is_empty() {
+        e.family("wasmcalls_account_calls", "gauge", "Calls joined through each account.");
+        for (name, n) in &accounts {
+            e.sample("wasmcalls_account_calls", &[("account", name)], *n as f64);
+        }
     }
 
     let t = state.media.totals();

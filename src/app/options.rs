@@ -25,7 +25,9 @@ use crate::runtime::limits::{Limits, LimitsError};
 use crate::runtime::{CacheOptions, Compiler, PluginSpec};
 use crate::telegram::TelegramOptions;
 use crate::telegram::loopback::faults::{Faults, parse_duration, parse_outage, parse_percent};
-use crate::telegram::loopback::{Chat, DEFAULT_BOT_ID, DEFAULT_BOT_USERNAME, LoopbackOptions};
+use crate::telegram::loopback::{
+    Chat, DEFAULT_BOT_ID, DEFAULT_BOT_USERNAME, DEFAULT_USER_ID, LoopbackOptions, MAIN_ACCOUNT, SimAccount,
+};
 use crate::telegram::messages::Bot;
 use crate::telegram::mtproto::MtprotoOptions;
 
@@ -132,6 +134,16 @@ pub enum Problem {
     PluginName(String),
     #[error("two plugins are named {0:?}; names must be unique")]
     DuplicatePlugin(String),
+    #[error("two accounts are named {0:?}; names must be unique")]
+    DuplicateAccount(String),
+    #[error("{0:?} names no [[accounts]] entry in this file")]
+    NoSuchAccount(String),
+    #[error("is for {0}; this config {1}")]
+    WrongSide(&'static str, &'static str),
+    #[error("with [[accounts]], each account's session and bot go in its own entry; move this key there")]
+    AccountKeyInTelegram,
+    #[error("user {0} is two accounts; give each its own user_id")]
+    SharedUserId(i64),
     #[error("{0:?}: write a list of chat ids or \"all\"")]
     ChatsWord(String),
     #[error(transparent)]
@@ -215,14 +227,20 @@ pub fn resolve(config: &Config) -> Result<HostOptions, ResolveError> {
     };
 
     let telegram = telegram(config, &folder).map_err(|(k, p)| fail(k, p))?;
+    let mut names = HashSet::new();
+    for (i, a) in config.accounts.iter().enumerate() {
+        if !valid_name(&a.name) {
+            return Err(fail(KeyPath::account(i, "name"), Problem::PluginName(a.name.clone())));
+        }
+        if !names.insert(a.name.as_str()) {
+            return Err(fail(KeyPath::account(i, "name"), Problem::DuplicateAccount(a.name.clone())));
+        }
+    }
 
     let mut seen = HashSet::new();
     let mut plugins = Vec::new();
     for (i, p) in config.plugins.iter().enumerate() {
-        let ok = !p.name.is_empty()
-            && p.name.len() <= 64
-            && p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !ok {
+        if !valid_name(&p.name) {
             return Err(fail(KeyPath::plugin(i, "name"), Problem::PluginName(p.name.clone())));
         }
         if !seen.insert(&p.name) {
@@ -299,6 +317,39 @@ fn faults(f: &crate::config::FaultsConfig) -> Result<Faults, Failure> {
     })
 }
 
+/// A name used in URLs, logs and metric labels: 1–64 letters, digits, `-` or `_`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `[[accounts]]` on the loopback: simulated accounts, each in its chats.
+fn loopback_accounts(config: &Config) -> Result<Vec<SimAccount>, Failure> {
+    let mut ids = HashSet::new();
+    let mut out = Vec::with_capacity(config.accounts.len());
+    for (i, a) in config.accounts.iter().enumerate() {
+        let real = [
+            ("api_id", a.api_id.is_some()),
+            ("api_hash", a.api_hash.is_some()),
+            ("session", a.session.is_some()),
+            ("bot_token", a.bot_token.is_some()),
+            ("bot_session", a.bot_session.is_some()),
+        ];
+        if let Some((key, _)) = real.iter().find(|(_, set)| *set) {
+            return Err((KeyPath::account(i, key), Problem::WrongSide("real Telegram", "has no [telegram] section")));
+        }
+        // Numbered after the default account, so a config naming none still works.
+        let user_id = a.user_id.unwrap_or(DEFAULT_USER_ID + 10 * i as i64);
+        if user_id <= 0 {
+            return Err((KeyPath::account(i, "user_id"), Problem::Zero));
+        }
+        if !ids.insert(user_id) {
+            return Err((KeyPath::account(i, "user_id"), Problem::SharedUserId(user_id)));
+        }
+        out.push(SimAccount { name: a.name.clone(), user_id, chats: a.chats.clone() });
+    }
+    Ok(out)
+}
+
 fn telegram(config: &Config, folder: &Path) -> Result<TelegramOptions, Failure> {
     let Some(t) = &config.telegram else {
         let l = &config.loopback;
@@ -323,6 +374,7 @@ fn telegram(config: &Config, folder: &Path) -> Result<TelegramOptions, Failure> 
         return Ok(TelegramOptions::Loopback(LoopbackOptions {
             record_dir: l.record_dir.as_deref().map(|d| absolute(folder, d)),
             user_id: l.user_id.unwrap_or(defaults.user_id),
+            accounts: loopback_accounts(config)?,
             bot,
             chats: (!chats.is_empty()).then_some(chats),
             control: l.control,
@@ -330,10 +382,6 @@ fn telegram(config: &Config, folder: &Path) -> Result<TelegramOptions, Failure> 
             ..defaults
         }));
     };
-    if t.api_id <= 0 || t.api_hash.len() != 32 || !t.api_hash.chars().all(|c| c.is_ascii_hexdigit()) {
-        let key = if t.api_id <= 0 { "telegram.api_id" } else { "telegram.api_hash" };
-        return Err((KeyPath::of(key), Problem::Credentials));
-    }
     if t.check_interval_s == Some(0) {
         return Err((KeyPath::of("telegram.check_interval_s"), Problem::Zero));
     }
@@ -344,32 +392,115 @@ fn telegram(config: &Config, folder: &Path) -> Result<TelegramOptions, Failure> 
             .map_err(|_| (KeyPath::of(&format!("telegram.invite_hashes.{k}")), Problem::InviteKey(k.clone())))?;
         invite_hashes.insert(chat, v.clone());
     }
-    let bot_token = t.bot_token.clone().filter(|s| !s.is_empty());
-    if let Some(token) = &bot_token
-        && !token.split_once(':').is_some_and(|(id, rest)| id.parse::<u64>().is_ok() && rest.len() >= 20)
-    {
-        return Err((KeyPath::of("telegram.bot_token"), Problem::BotToken));
-    }
     let defaults = MtprotoOptions::default();
-    let session = absolute(folder, t.session.as_deref().unwrap_or(&defaults.session));
-    let bot_session = match &t.bot_session {
-        Some(p) => absolute(folder, p),
-        None => {
-            let stem = session.file_stem().map_or("wasmcalls".into(), |s| s.to_string_lossy().into_owned());
-            session.with_file_name(format!("{stem}-bot.session"))
-        }
-    };
-    Ok(TelegramOptions::Mtproto(MtprotoOptions {
-        api_id: t.api_id,
-        api_hash: t.api_hash.clone(),
-        session,
-        bot_token,
-        bot_session,
+    let shared = MtprotoOptions {
         media_ip: t.media_ip,
         check_interval: t.check_interval_s.map_or(defaults.check_interval, Duration::from_secs),
         max_flood_wait: t.max_flood_wait_s.map_or(defaults.max_flood_wait, Duration::from_secs),
         invite_hashes,
-    }))
+        ..defaults
+    };
+    if config.accounts.is_empty() {
+        let one = Credentials {
+            at: |k: &str| KeyPath::of(&format!("telegram.{k}")),
+            api_id: t.api_id,
+            api_hash: &t.api_hash,
+            session: t.session.as_deref(),
+            bot_token: t.bot_token.as_deref(),
+            bot_session: t.bot_session.as_deref(),
+        };
+        return Ok(TelegramOptions::Mtproto(vec![(MAIN_ACCOUNT.into(), one.options(&shared, folder, None)?)]));
+    }
+    for (key, set) in [("session", t.session.is_some()), ("bot_token", t.bot_token.is_some())] {
+        if set {
+            return Err((KeyPath::of(&format!("telegram.{key}")), Problem::AccountKeyInTelegram));
+        }
+    }
+    let mut accounts = Vec::with_capacity(config.accounts.len());
+    for (i, a) in config.accounts.iter().enumerate() {
+        for (key, set) in [("user_id", a.user_id.is_some()), ("chats", a.chats.is_some())] {
+            if set {
+                let side = "has [telegram]: Telegram knows which chats an account is in";
+                return Err((KeyPath::account(i, key), Problem::WrongSide("the loopback", side)));
+            }
+        }
+        // An inherited api_id or api_hash is wrong where [telegram] writes it.
+        let at = move |k: &str| match k {
+            "api_id" if a.api_id.is_none() => KeyPath::of("telegram.api_id"),
+            "api_hash" if a.api_hash.is_none() => KeyPath::of("telegram.api_hash"),
+            _ => KeyPath::account(i, k),
+        };
+        let one = Credentials {
+            at,
+            api_id: a.api_id.unwrap_or(t.api_id),
+            api_hash: a.api_hash.as_deref().unwrap_or(&t.api_hash),
+            session: a.session.as_deref(),
+            bot_token: a.bot_token.as_deref(),
+            bot_session: a.bot_session.as_deref(),
+        };
+        accounts.push((a.name.clone(), one.options(&shared, folder, Some(&a.name))?));
+    }
+    Ok(TelegramOptions::Mtproto(accounts))
+}
+
+/// One real account's keys, from `[telegram]` or an `[[accounts]]` entry.
+struct Credentials<'a, K: Fn(&str) -> KeyPath> {
+    /// Where each key is written, for errors.
+    at: K,
+    api_id: i32,
+    api_hash: &'a str,
+    session: Option<&'a Path>,
+    bot_token: Option<&'a str>,
+    bot_session: Option<&'a Path>,
+}
+
+impl<K: Fn(&str) -> KeyPath> Credentials<'_, K> {
+    /// Checked, on top of the `shared` settings; `name` names the default session files.
+    fn options(&self, shared: &MtprotoOptions, folder: &Path, name: Option<&str>) -> Result<MtprotoOptions, Failure> {
+        let key = &self.at;
+        let hex = self.api_hash.len() == 32 && self.api_hash.chars().all(|c| c.is_ascii_hexdigit());
+        if self.api_id <= 0 || !hex {
+            return Err((key(if self.api_id <= 0 { "api_id" } else { "api_hash" }), Problem::Credentials));
+        }
+        let bot_token = self.bot_token.filter(|s| !s.is_empty()).map(str::to_owned);
+        if let Some(token) = &bot_token
+            && !token.split_once(':').is_some_and(|(id, rest)| id.parse::<u64>().is_ok() && rest.len() >= 20)
+        {
+            return Err((key("bot_token"), Problem::BotToken));
+        }
+        let default_session = name.map_or(shared.session.clone(), |n| PathBuf::from(format!("{n}.session")));
+        let session = absolute(folder, self.session.unwrap_or(&default_session));
+        let bot_session = match self.bot_session {
+            Some(p) => absolute(folder, p),
+            None => {
+                let stem = session.file_stem().map_or("wasmcalls".into(), |s| s.to_string_lossy().into_owned());
+                session.with_file_name(format!("{stem}-bot.session"))
+            }
+        };
+        Ok(MtprotoOptions {
+            api_id: self.api_id,
+            api_hash: self.api_hash.to_owned(),
+            session,
+            bot_token,
+            bot_session,
+            ..shared.clone()
+        })
+    }
+}
+
+/// `grants.accounts`, each naming an `[[accounts]]` entry (or `main` without any).
+fn accounts_granted(i: usize, p: &PluginConfig, config: &Config) -> Result<Vec<String>, Failure> {
+    for name in &p.grants.accounts {
+        let known = if config.accounts.is_empty() {
+            name == MAIN_ACCOUNT
+        } else {
+            config.accounts.iter().any(|a| &a.name == name)
+        };
+        if !known {
+            return Err((KeyPath::plugin(i, "grants.accounts"), Problem::NoSuchAccount(name.clone())));
+        }
+    }
+    Ok(p.grants.accounts.clone())
 }
 
 fn plugin(i: usize, p: &PluginConfig, config: &Config, folder: &Path) -> Result<PluginPlan, Failure> {
@@ -411,7 +542,8 @@ fn plugin(i: usize, p: &PluginConfig, config: &Config, folder: &Path) -> Result<
         .with_messages(messages)
         .with_recordings(&p.grants.recordings, folder)
         .map_err(|e| (KeyPath::plugin(i, "grants.recordings"), e.into()))?
-        .with_audio(p.grants.audio);
+        .with_audio(p.grants.audio)
+        .with_accounts(accounts_granted(i, p, config)?);
     let settings = serde_json::to_value(&p.settings)
         .map_err(|e| (KeyPath::plugin(i, "settings"), Problem::Settings(e.to_string())))?;
     let dir = p.build.as_deref().map_or_else(|| folder.to_path_buf(), |d| absolute(folder, d));
@@ -562,19 +694,58 @@ mod tests {
         let folder = dir.path().canonicalize().unwrap();
         let ok = "[telegram]\napi_id = 12345\napi_hash = \"0123456789abcdef0123456789abcdef\"\n";
         let o = resolve_text(&format!("{ok}session = \"me.session\"\n"), dir.path()).unwrap();
-        let TelegramOptions::Mtproto(t) = o.telegram else { panic!("not MTProto") };
+        let TelegramOptions::Mtproto(list) = o.telegram else { panic!("not MTProto") };
+        let (name, t) = &list[0];
+        assert_eq!((list.len(), name.as_str()), (1, "main"));
         assert_eq!(
             (t.api_id, t.check_interval, t.max_flood_wait),
             (12345, Duration::from_secs(5), Duration::from_secs(120))
         );
         assert_eq!(t.session, folder.join("me.session"));
         let o = resolve_text(&format!("{ok}[telegram.invite_hashes]\n\"-100123\" = \"abc\"\n"), dir.path()).unwrap();
-        let TelegramOptions::Mtproto(t) = o.telegram else { panic!("not MTProto") };
-        assert_eq!(t.invite_hashes[&-100123], "abc");
+        let TelegramOptions::Mtproto(list) = o.telegram else { panic!("not MTProto") };
+        assert_eq!(list[0].1.invite_hashes[&-100123], "abc");
         let e = resolve_text(&format!("{ok}[telegram.invite_hashes]\ndemo = \"abc\"\n"), dir.path()).unwrap_err();
         assert!(e.to_string().contains("not a chat id") && e.line == Some(5), "{e}");
         let e = resolve_text("[telegram]\napi_id = 1\napi_hash = \"nope\"\n", dir.path()).unwrap_err();
         assert!(e.to_string().contains("my.telegram.org") && e.line == Some(3), "{e}");
+    }
+
+    #[test]
+    fn several_accounts_are_named_checked_and_granted() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().canonicalize().unwrap();
+        let tg = "[telegram]\napi_id = 12345\napi_hash = \"0123456789abcdef0123456789abcdef\"\n";
+        let two = "[[accounts]]\nname = \"a1\"\n[[accounts]]\nname = \"a2\"\nsession = \"s/two.session\"\n";
+        let o = resolve_text(&format!("{tg}{two}"), dir.path()).unwrap();
+        let TelegramOptions::Mtproto(list) = o.telegram else { panic!("not MTProto") };
+        let sessions: Vec<_> = list.iter().map(|(n, t)| (n.as_str(), t.session.clone(), t.api_id)).collect();
+        assert_eq!(
+            sessions,
+            [("a1", folder.join("a1.session"), 12345), ("a2", folder.join("s/two.session"), 12345)],
+            "each account has its own session; api_id comes from [telegram]"
+        );
+        let e = resolve_text(&format!("{tg}session = \"x.session\"\n{two}"), dir.path()).unwrap_err();
+        assert!(e.to_string().contains("its own entry") && e.key.to_string() == "telegram.session", "{e}");
+        let e = resolve_text(&format!("{tg}{two}user_id = 5\n"), dir.path()).unwrap_err();
+        assert_eq!((e.key.to_string(), e.line), ("accounts[1].user_id".into(), Some(9)), "{e}");
+
+        // On the loopback: simulated, each in its chats, numbered after the default.
+        let sim = "[[accounts]]\nname = \"a1\"\nchats = [-1001]\n[[accounts]]\nname = \"a2\"\n";
+        let o = resolve_text(sim, dir.path()).unwrap();
+        let TelegramOptions::Loopback(l) = o.telegram else { panic!("not the loopback") };
+        let ids: Vec<_> = l.accounts.iter().map(|a| (a.name.as_str(), a.user_id, a.chats.clone())).collect();
+        assert_eq!(ids, [("a1", 777_000_001, Some(vec![-1001])), ("a2", 777_000_011, None)]);
+        let e = resolve_text(&format!("{sim}session = \"a.session\"\n"), dir.path()).unwrap_err();
+        assert!(e.to_string().contains("real Telegram"), "{e}");
+        let e = resolve_text(&format!("{sim}[[accounts]]\nname = \"a1\"\n"), dir.path()).unwrap_err();
+        assert!(e.to_string().contains("two accounts are named \"a1\""), "{e}");
+
+        // A plugin names accounts that exist.
+        let plugin = |grant: &str| format!("{sim}[[plugins]]\nname = \"p\"\nwasm = \"p.wasm\"\ngrants = {{ accounts = [{grant}] }}\n");
+        assert!(resolve_text(&plugin("\"a2\""), dir.path()).is_ok());
+        let e = resolve_text(&plugin("\"a3\""), dir.path()).unwrap_err();
+        assert!(e.to_string().contains("\"a3\" names no [[accounts]]"), "{e}");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //!
 //! Changes made through the admin API last until the file is reloaded or the host
 //! restarts: the file is what a reload applies. Keys outside the plugins (`[host]`,
-//! `[loopback]`, `[telegram]`) are read at start only; a reload that changes them says
-//! they need a restart.
+//! `[loopback]`, `[telegram]`, `[[accounts]]`) are read at start only; a reload that
+//! changes them says they need a restart.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -186,7 +186,7 @@ fn parse_section(name: &str, text: &str) -> Result<PluginConfig, AdminError> {
 fn start_only_changes(old: &Config, new: &Config) -> Vec<String> {
     let table = |c: &Config| c.source.text.parse::<toml::Table>().unwrap_or_default();
     let (a, b) = (table(old), table(new));
-    ["host", "loopback", "telegram"].into_iter().filter(|k| a.get(*k) != b.get(*k)).map(str::to_owned).collect()
+    ["host", "loopback", "telegram", "accounts"].into_iter().filter(|k| a.get(*k) != b.get(*k)).map(str::to_owned).collect()
 }
 
 impl Admin for Tenants {

@@ -79,7 +79,9 @@ impl CallError {
             TelegramError::NoAccount(_) => CallError::NoClient,
             TelegramError::NoBot => CallError::NoBot(e.to_string()),
             TelegramError::NotAGroup(_) | TelegramError::UnknownChat(_) => CallError::InvalidArgument(e.to_string()),
-            TelegramError::Forbidden { .. } => CallError::PermissionDenied(e.to_string()),
+            TelegramError::Forbidden { .. } | TelegramError::NoMemberAccount { .. } => {
+                CallError::PermissionDenied(e.to_string())
+            }
             TelegramError::FloodWait { seconds, .. } => CallError::RateLimited(seconds.max(1)),
             TelegramError::NoMessage { .. } => CallError::InvalidArgument(e.to_string()),
             TelegramError::NoMedia { .. } | TelegramError::TooLarge { .. } => CallError::FileError(e.to_string()),

@@ -48,6 +48,9 @@ pub enum CallState {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CallStatus {
     pub chat: ChatId,
+    /// The account the call goes through (`[[accounts]] name`), where there are named accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub state: CallState,
     /// The source playing or paused, as the plugin named it, if any.
     pub source: Option<String>,
@@ -619,7 +622,8 @@ impl CallManager {
             }
             return Err(CallError::from_media(e));
         }
-        tracing::info!(chat, source = %source.label, muted = options.start_muted, "joined and playing");
+        let account = self.inner.telegram.account_of(chat).unwrap_or_default();
+        tracing::info!(chat, %account, source = %source.label, muted = options.start_muted, "joined and playing");
         Ok(())
     }
 
@@ -968,6 +972,7 @@ impl CallManager {
                 .map(|(chat, e)| {
                     let status = CallStatus {
                         chat: *chat,
+                        account: self.inner.telegram.account_of(*chat),
                         state: e.state,
                         source: match e.bridged_from {
                             Some(from) => Some(format!("bridge from {from}")),
@@ -1029,6 +1034,11 @@ impl CallManager {
     /// Every call's state, without asking the media plane (cheap; for metrics).
     pub fn states(&self) -> Vec<CallState> {
         self.inner.calls.lock().values().map(|e| e.state).collect()
+    }
+
+    /// The named accounts calls go through, with how many calls each holds.
+    pub fn accounts(&self) -> Vec<(String, usize)> {
+        self.inner.telegram.accounts()
     }
 
     /// Chats with a joined (or joining) call.

@@ -55,26 +55,38 @@ pub fn describe(o: &HostOptions) -> String {
                 let _ = write!(s, "; recordings in {}", d.display());
             }
             s.push('\n');
+            for a in &l.accounts {
+                let chats = match &a.chats {
+                    Some(c) => c.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
+                    None => "every chat".into(),
+                };
+                let _ = writeln!(s, "  account {}: user {}, a member of {chats}", a.name, a.user_id);
+            }
         }
-        TelegramOptions::Mtproto(t) => {
-            let _ = writeln!(
-                s,
-                "telegram: MTProto as api_id {} with the session {}{}; keep-alive every {} s",
-                t.api_id,
-                t.session.display(),
-                if t.session.exists() { "" } else { " (missing: run `wasmcalls login`)" },
-                t.check_interval.as_secs()
-            );
-            match &t.bot_token {
-                Some(_) => {
-                    let _ = writeln!(
-                        s,
-                        "  bot: chats with buttons, session {}{}",
-                        t.bot_session.display(),
-                        if t.bot_session.exists() { "" } else { " (missing: run `wasmcalls login`)" }
-                    );
+        TelegramOptions::Mtproto(list) => {
+            for (name, t) in list {
+                let missing = |p: &std::path::Path| {
+                    if p.exists() { String::new() } else { format!(" (missing: run `wasmcalls login --account {name}`)") }
+                };
+                let _ = writeln!(
+                    s,
+                    "telegram: account {name}: MTProto as api_id {} with the session {}{}; keep-alive every {} s",
+                    t.api_id,
+                    t.session.display(),
+                    missing(&t.session),
+                    t.check_interval.as_secs()
+                );
+                match &t.bot_token {
+                    Some(_) => {
+                        let _ = writeln!(
+                            s,
+                            "  bot: chats with buttons, session {}{}",
+                            t.bot_session.display(),
+                            missing(&t.bot_session)
+                        );
+                    }
+                    None => s.push_str("  no bot: messages go out as the account, without buttons\n"),
                 }
-                None => s.push_str("  no bot: messages go out as the account, without buttons\n"),
             }
         }
         TelegramOptions::Sfu(f) => {

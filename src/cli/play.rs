@@ -43,7 +43,7 @@ pub struct PlayArgs {
     /// Join through an SFU at this URL instead of the embedded loopback
     #[arg(long)]
     sfu: Option<String>,
-    /// Join through real Telegram, with the `[telegram]` session of this config
+    /// Join through real Telegram, with the `[telegram]` session (or `[[accounts]]`) of this config
     #[arg(long, value_name = "CONFIG", conflicts_with_all = ["sfu", "record"])]
     telegram: Option<PathBuf>,
     /// Chat id of the group call
@@ -93,7 +93,7 @@ pub async fn run(args: PlayArgs) -> Result<()> {
     let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let side = match (&args.sfu, &args.telegram) {
         (Some(url), _) => TelegramOptions::Sfu(SfuOptions { url: url.clone(), bind_ip: localhost }),
-        (None, Some(config)) => TelegramOptions::Mtproto(super::account::mtproto(config)?),
+        (None, Some(config)) => TelegramOptions::Mtproto(super::account::mtproto_all(config)?),
         (None, None) => TelegramOptions::Loopback(LoopbackOptions::default()),
     };
     let side = connect(&side).await.context("connecting to Telegram")?;

@@ -108,7 +108,7 @@ pub fn render(s: &Status) -> String {
     if s.calls.is_empty() {
         out.push_str("no calls\n");
     } else {
-        let mut calls = table(&["CHAT", "STATE", "POSITION", "VOLUME", "MEDIA", "SOURCE", "HEARING"]);
+        let mut calls = table(&["CHAT", "ACCOUNT", "STATE", "POSITION", "VOLUME", "MEDIA", "SOURCE", "HEARING"]);
         for c in &s.calls {
             let media = c.media.as_ref().map_or("-".to_owned(), |m| {
                 let how = if m.pass_through {
@@ -124,6 +124,7 @@ pub fn render(s: &Status) -> String {
             });
             calls.add_row(vec![
                 c.chat.to_string(),
+                c.account.clone().unwrap_or_else(|| "-".into()),
                 serde_json::to_value(c.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
                 format!("{}/{}", mmss(c.position_ms), c.duration_ms.map_or("live".to_owned(), mmss)),
                 format!("{}%", c.volume),

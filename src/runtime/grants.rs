@@ -89,6 +89,8 @@ pub struct Grants {
     recordings: Vec<(String, PathBuf)>,
     /// It may hear its calls' audio (`audio.listen`).
     audio: bool,
+    /// The accounts its joins may go through; empty: any.
+    accounts: Vec<String>,
 }
 
 impl Default for Grants {
@@ -103,6 +105,7 @@ impl Default for Grants {
             messages: MessagesGrant::Off,
             recordings: Vec::new(),
             audio: false,
+            accounts: Vec::new(),
         }
     }
 }
@@ -208,6 +211,17 @@ impl Grants {
     pub fn with_audio(mut self, audio: bool) -> Grants {
         self.audio = audio;
         self
+    }
+
+    /// Joins through only these accounts (`[[accounts]]` names; empty: any).
+    pub fn with_accounts(mut self, accounts: Vec<String>) -> Grants {
+        self.accounts = accounts;
+        self
+    }
+
+    /// The accounts its joins may go through; empty: any.
+    pub fn accounts(&self) -> &[String] {
+        &self.accounts
     }
 
     /// Whether it may hear calls' audio.

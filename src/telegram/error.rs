@@ -45,6 +45,9 @@ pub enum TelegramError {
     /// The account does not know the chat (not a member, or never seen).
     #[error("chat {0} is not among this account's chats; join the group with the account first")]
     UnknownChat(ChatId),
+    /// None of the accounts a join may go through is a member of the chat.
+    #[error("{}", no_member(*chat, accounts))]
+    NoMemberAccount { chat: ChatId, accounts: String },
     /// The session file could not be opened or written.
     #[error("the Telegram session {path}: {reason}")]
     Session { path: std::path::PathBuf, reason: String },
@@ -118,6 +121,16 @@ fn hint(name: &str) -> &'static str {
         "DATA_JSON_INVALID" => " — Telegram rejected our join JSON; please report this with the log",
         _ => "",
     }
+}
+
+fn no_member(chat: ChatId, accounts: &str) -> String {
+    if accounts.is_empty() {
+        return format!("no account may join chat {chat}: the plugin's grants.accounts names none of [[accounts]]");
+    }
+    format!(
+        "none of the accounts this join may use ({accounts}) is a member of chat {chat}; add one to the group, \
+         or grant the plugin an account that is (grants.accounts)"
+    )
 }
 
 #[cfg(test)]

@@ -255,6 +255,8 @@ pub struct JoinOptions {
     pub start_muted: bool,
     /// Start a voice chat if the chat has none (needs the right to manage calls).
     pub create_if_missing: bool,
+    /// The accounts (`[[accounts]] name`) the join may go through; empty: any.
+    pub accounts: Vec<String>,
 }
 
 #[cfg(test)]

@@ -9,10 +9,13 @@
 //! - [`sfu`]: the join JSON POSTed to an independent media server over HTTP.
 //!
 //! [`connect`] builds whichever the options name; `run`, `dev` and `play` all use it.
+//! The loopback's and Telegram's accounts — one or several — are put behind
+//! [`accounts::Accounts`], which picks the account each join goes through.
 //! [`tl`] holds the TL shapes both Telegram implementations share; [`messages`] the
 //! chat and participant records; [`error`] classifies what goes wrong, once. A side
 //! without accounts (the SFU) keeps the trait's defaults, which say so.
 
+pub mod accounts;
 pub mod error;
 pub mod loopback;
 pub mod markdown;
@@ -86,6 +89,19 @@ pub trait Telegram: Send + Sync {
     /// The accounts: the user that joins calls, and the bot that chats, if any.
     fn identity(&self) -> Result<Identity, TelegramError> {
         Ok(Identity { user: self.me()?, bot: None })
+    }
+
+    /// The name of the account holding `chat`'s call (`[[accounts]] name`), where a
+    /// side has named accounts.
+    fn account_of(&self, chat: ChatId) -> Option<String> {
+        let _ = chat;
+        None
+    }
+
+    /// The named accounts, in order, with how many calls each holds (none: the side
+    /// has no named accounts).
+    fn accounts(&self) -> Vec<(String, usize)> {
+        Vec::new()
     }
 
     /// Updates from now on. A slow reader loses the oldest (and is told how many).
@@ -200,9 +216,11 @@ pub trait Telegram: Send + Sync {
 
 /// Which Telegram side to use, and how.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one, read once at start: boxing would buy nothing
 pub enum TelegramOptions {
     Loopback(loopback::LoopbackOptions),
-    Mtproto(mtproto::MtprotoOptions),
+    /// Real Telegram through one or more accounts, named, in the config's order.
+    Mtproto(Vec<(String, mtproto::MtprotoOptions)>),
     Sfu(sfu::SfuOptions),
 }
 
@@ -215,13 +233,15 @@ pub struct Connected {
     pub loopback: Option<loopback::Loopback>,
     /// Where the loopback's control endpoint listens, if it has one.
     pub control: Option<SocketAddr>,
+    /// The accounts calls go through (none for an SFU).
+    pub accounts: Option<accounts::Accounts>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Connected {
     /// Any side, with media sockets bound on `media_ip` (tests put a fake Telegram here).
     pub fn new(telegram: Arc<dyn Telegram>, media_ip: IpAddr) -> Connected {
-        Connected { telegram, media_ip, loopback: None, control: None, tasks: Vec::new() }
+        Connected { telegram, media_ip, loopback: None, control: None, accounts: None, tasks: Vec::new() }
     }
 }
 
@@ -238,7 +258,12 @@ pub async fn connect(options: &TelegramOptions) -> Result<Connected, TelegramErr
     match options {
         TelegramOptions::Loopback(o) => {
             let lb = loopback::Loopback::new(o.clone())?;
-            let mut connected = Connected::new(Arc::new(lb.clone()), o.bind_ip);
+            let members = lb
+                .accounts()
+                .into_iter()
+                .map(|(name, view)| accounts::Member { name, telegram: Arc::new(view) as Arc<dyn Telegram> })
+                .collect();
+            let mut connected = Connected::with_accounts(members, o.bind_ip);
             if let Some(addr) = o.control {
                 let (bound, task) = lb.serve_control(addr).await?;
                 tracing::info!("loopback control on http://{bound}");
@@ -248,12 +273,34 @@ pub async fn connect(options: &TelegramOptions) -> Result<Connected, TelegramErr
             connected.loopback = Some(lb);
             Ok(connected)
         }
-        TelegramOptions::Mtproto(o) => {
-            let media_ip = mtproto::session::media_ip(o);
+        TelegramOptions::Mtproto(list) => {
+            let first = &list.first().ok_or(TelegramError::NoAccount("telegram"))?.1;
+            let media_ip = mtproto::session::media_ip(first);
             tracing::info!(%media_ip, "media sockets bind this address");
-            let tg = mtproto::session::start(o).await?;
-            Ok(Connected::new(Arc::new(tg), media_ip))
+            let mut members = Vec::with_capacity(list.len());
+            for (name, o) in list {
+                let tg = mtproto::session::start(o).await.map_err(|e| match e {
+                    TelegramError::NotLoggedIn(why) if list.len() > 1 => {
+                        TelegramError::NotLoggedIn(format!("account {name}: {why}; `wasmcalls login --account {name}`"))
+                    }
+                    e => e,
+                })?;
+                tracing::info!(account = %name, "signed in");
+                members.push(accounts::Member { name: name.clone(), telegram: Arc::new(tg) as Arc<dyn Telegram> });
+            }
+            Ok(Connected::with_accounts(members, media_ip))
         }
         TelegramOptions::Sfu(o) => Ok(Connected::new(Arc::new(sfu::Sfu::new(o)?), o.bind_ip)),
+    }
+}
+
+impl Connected {
+    /// The `members` behind one [`accounts::Accounts`].
+    fn with_accounts(members: Vec<accounts::Member>, media_ip: IpAddr) -> Connected {
+        let (accounts, tasks) = accounts::Accounts::new(members);
+        let mut connected = Connected::new(Arc::new(accounts.clone()), media_ip);
+        connected.accounts = Some(accounts);
+        connected.tasks = tasks;
+        connected
     }
 }

@@ -263,6 +263,28 @@ fn telegram_commands_say_to_log_in_first() {
     }
     assert!(!dir.path().join("examples/state/me.session").exists(), "nothing is created before login");
 
+    // Several accounts: each its own session; commands about one say which.
+    std::fs::write(
+        dir.path().join("examples/two.toml"),
+        "[telegram]\napi_id = 12345\napi_hash = \"0123456789abcdef0123456789abcdef\"\n\
+         [[accounts]]\nname = \"a1\"\n[[accounts]]\nname = \"a2\"\nsession = \"state/two.session\"\n",
+    )
+    .unwrap();
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["whoami", "examples/two.toml"], &["several accounts (a1, a2)", "--account NAME"]),
+        (&["login", "examples/two.toml", "--account", "a3"], &["no account \"a3\"", "a1, a2"]),
+        (&["whoami", "examples/two.toml", "--account", "a2"], &["run `wasmcalls login`", "two.session"]),
+        (&["run", "examples/two.toml"], &["account a1", "login --account a1", "a1.session"]),
+    ];
+    for (args, says) in cases {
+        let out = wasmcalls(dir.path()).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && says.iter().all(|s| stderr.contains(s)), "{args:?}: {stderr}");
+    }
+    let out = wasmcalls(dir.path()).args(["check", "examples/two.toml"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("account a2: MTProto") && stdout.contains("login --account a2"), "{stdout}");
+
     // login on a config without [telegram] says what to add.
     std::fs::write(dir.path().join("examples/plain.toml"), "").unwrap();
     let out = wasmcalls(dir.path()).args(["login", "examples/plain.toml"]).output().unwrap();

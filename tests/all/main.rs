@@ -1,6 +1,7 @@
 //! Black-box tests of wasmcalls, against the embedded loopback Telegram.
 //! One binary, one module per area (links once, runs in parallel).
 
+mod accounts;
 mod answers;
 mod bot_account;
 mod capacity;

@@ -236,10 +236,10 @@ async fn real_telegram_join_play_and_leave() {
     let config = wasmcalls::config::Config::load(std::path::Path::new(&var("WASMCALLS_TELEGRAM_CONFIG"))).unwrap();
     let chat: i64 = var("WASMCALLS_TELEGRAM_CHAT").parse().expect("WASMCALLS_TELEGRAM_CHAT is a chat id");
     let mut options = wasmcalls::app::resolve(&config).expect("the config resolves");
-    let wasmcalls::telegram::TelegramOptions::Mtproto(t) = &options.telegram else {
+    let wasmcalls::telegram::TelegramOptions::Mtproto(list) = &options.telegram else {
         panic!("the config has no [telegram] section")
     };
-    let account = wasmcalls::telegram::mtproto::session::whoami(t).await.expect("the session is signed in");
+    let account = wasmcalls::telegram::mtproto::session::whoami(&list[0].1).await.expect("the session is signed in");
 
     let dir = tempfile::tempdir().unwrap();
     write_raw(dir.path(), "tone.raw", &tones(&[(440.0, 0.3)], 15.0, RATE, 2));

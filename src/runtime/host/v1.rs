@@ -108,7 +108,8 @@ impl calls::Host for PluginState {
             Err(e) => return self.refuse("join-group-call", chat, e),
         };
         let t0 = Instant::now();
-        let r = self.manager.join(chat, source).await;
+        let options = crate::telegram::JoinOptions { accounts: self.grants.accounts().to_vec(), ..Default::default() };
+        let r = self.manager.join_with(chat, source, &options).await;
         self.host_since(t0);
         if r.is_ok() {
             self.counters.joined.lock().insert(chat);

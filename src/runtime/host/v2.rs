@@ -240,6 +240,7 @@ impl calls::Host for PluginState {
                     invite_hash: options.invite_hash.filter(|h| !h.is_empty()),
                     start_muted: options.start_muted,
                     create_if_missing: options.create_if_missing,
+                    accounts: self.grants.accounts().to_vec(),
                 };
                 self.manager.join_with(chat, source, &options).await
             }

@@ -1,10 +1,11 @@
-//! The loopback's simulated Telegram: an account (and a bot), chats with or without a
-//! voice chat, the people in them ([`super::talk`], [`super::roster`]), and the updates
-//! all of it produces. Every update is built as Telegram's TL and routed by the same
-//! [`Router`] the MTProto side uses, once for each of our accounts that would receive
-//! it — so what a plugin gets on the loopback is what it would get from Telegram.
+//! The loopback's simulated Telegram: the host's accounts (and a bot), chats with or
+//! without a voice chat, the people in them ([`super::talk`], [`super::roster`]), and
+//! the updates all of it produces. Every update is built as Telegram's TL and routed by
+//! the same [`Router`] the MTProto side uses, once for each of our accounts that would
+//! receive it — a member of the chat, or the bot — so what a plugin gets on the
+//! loopback is what it would get from Telegram.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -45,12 +46,27 @@ pub(super) fn call_of(chat: ChatId) -> CallRef {
     CallRef { id: chat.unsigned_abs() as i64, access_hash: 0x100b }
 }
 
-/// The account, its chats, and what happens in them.
+/// One of the host's accounts, as the loopback knows it.
+pub(super) struct Member {
+    pub(super) id: i64,
+    /// The chats it is a member of; `None`: every chat.
+    chats: Option<HashSet<ChatId>>,
+    router: Router,
+    updates: broadcast::Sender<Update>,
+}
+
+impl Member {
+    pub(super) fn member_of(&self, chat: ChatId) -> bool {
+        self.chats.as_ref().is_none_or(|c| c.contains(&chat))
+    }
+}
+
+/// The accounts, their chats, and what happens in them.
 pub(super) struct World {
     /// `None`: every chat id has an active call (the `play` command, tests).
     chats: Mutex<Option<HashMap<ChatId, Chat>>>,
-    updates: broadcast::Sender<Update>,
-    router: Router,
+    /// The host's accounts, in order; the first is the one chats are created by.
+    pub(super) members: Vec<Member>,
     pub(super) me: i64,
     pub(super) bot: Option<Bot>,
     pub(super) talk: Mutex<Talk>,
@@ -58,20 +74,35 @@ pub(super) struct World {
 }
 
 impl World {
-    pub(super) fn new(chats: Option<Vec<Chat>>, me: i64, bot: Option<Bot>) -> Self {
+    pub(super) fn new(chats: Option<Vec<Chat>>, accounts: &[super::SimAccount], bot: Option<Bot>) -> Self {
+        let bot_id = bot.as_ref().map(|b| b.id);
+        let members = accounts
+            .iter()
+            .map(|a| Member {
+                id: a.user_id,
+                chats: a.chats.as_ref().map(|c| c.iter().copied().collect()),
+                router: Router::new(a.user_id, bot_id),
+                updates: broadcast::channel(1024).0,
+            })
+            .collect();
         World {
             chats: Mutex::new(chats.map(|v| v.into_iter().map(|c| (c.id, c)).collect())),
-            updates: broadcast::channel(1024).0,
-            router: Router::new(me, bot.as_ref().map(|b| b.id)),
-            me,
+            members,
+            me: accounts[0].user_id,
             bot,
             talk: Mutex::default(),
             roster: Mutex::default(),
         }
     }
 
-    pub(super) fn subscribe(&self) -> broadcast::Receiver<Update> {
-        self.updates.subscribe()
+    /// What `account` receives from now on.
+    pub(super) fn subscribe(&self, account: usize) -> broadcast::Receiver<Update> {
+        self.members[account].updates.subscribe()
+    }
+
+    /// Whether `user` is one of the host's accounts (or its bot).
+    pub(super) fn is_ours(&self, user: i64) -> bool {
+        self.members.iter().any(|m| m.id == user) || self.bot.as_ref().is_some_and(|b| b.id == user)
     }
 
     pub(super) fn has_active_call(&self, chat: ChatId) -> bool {
@@ -97,25 +128,39 @@ impl World {
         v
     }
 
-    /// The calls we are in, as the router looks them up.
-    fn joined(&self) -> Vec<JoinedCall> {
+    /// The calls `account` is in, as the router looks them up.
+    fn joined(&self, account: usize) -> Vec<JoinedCall> {
         self.roster
             .lock()
-            .ours()
+            .ours(account)
             .into_iter()
             .map(|(chat, ssrc)| JoinedCall { chat, call: call_of(chat), ssrc })
             .collect()
     }
 
-    /// Delivers `update` (with the `chats` Telegram sends along) as each account in
-    /// `to` would receive it.
-    pub(super) fn emit(&self, update: tl::enums::Update, chats: &[tl::enums::Chat], to: &[Account]) {
-        let joined = self.joined();
-        for &account in to {
-            for routed in self.router.route(&update, chats, &joined, account) {
-                // No subscribers is fine: nobody is listening yet.
-                let _ = self.updates.send(self.with_reply_media(routed));
+    /// Delivers `update` about `chat` (with the `chats` Telegram sends along) as each
+    /// account in `to` would receive it: the user accounts that are members of `chat`,
+    /// the bot.
+    pub(super) fn emit(&self, chat: ChatId, update: tl::enums::Update, chats: &[tl::enums::Chat], to: &[Account]) {
+        for &seen_by in to {
+            match seen_by {
+                // One bot serves every account; the first carries what it sees.
+                Account::Bot => self.deliver(0, &update, chats, seen_by),
+                Account::User => {
+                    for i in (0..self.members.len()).filter(|&i| self.members[i].member_of(chat)) {
+                        self.deliver(i, &update, chats, seen_by);
+                    }
+                }
             }
+        }
+    }
+
+    /// Delivers `update` to `account` only, as `seen_by` receives it.
+    pub(super) fn deliver(&self, account: usize, update: &tl::enums::Update, chats: &[tl::enums::Chat], seen_by: Account) {
+        let member = &self.members[account];
+        for routed in member.router.route(update, chats, &self.joined(account), seen_by) {
+            // No subscribers is fine: nobody is listening yet.
+            let _ = member.updates.send(self.with_reply_media(routed));
         }
     }
 
@@ -156,16 +201,17 @@ impl World {
         drop(guard);
         let call = call_of(chat);
         if active {
-            self.emit(updates::active_call(peer_of(chat), call, 1), &[], &[Account::User]);
+            self.emit(chat, updates::active_call(peer_of(chat), call, 1), &[], &[Account::User]);
         } else {
             self.roster.lock().clear(chat);
-            self.emit(updates::discarded(Some(peer_of(chat)), call), &[], &[Account::User]);
+            self.emit(chat, updates::discarded(Some(peer_of(chat)), call), &[], &[Account::User]);
         }
     }
 
-    /// The account removed from the chat: `updateChannel` (or `updateChat`) with the
-    /// chat sent along now forbidden to it.
+    /// The account in the chat's call (else the first member) removed from the chat:
+    /// `updateChannel` (or `updateChat`) with the chat sent along now forbidden to it.
     pub(super) fn kick(&self, chat: ChatId) {
+        let account = self.in_call(chat).unwrap_or_else(|| self.first_member(chat));
         self.roster.lock().clear(chat);
         let (update, forbidden): (tl::enums::Update, tl::enums::Chat) = match peer_of(chat) {
             tl::enums::Peer::Channel(c) => (
@@ -187,23 +233,39 @@ impl World {
             ),
             tl::enums::Peer::User(_) => {
                 // No group to be removed from; said plainly rather than as Telegram.
-                let _ = self.updates.send(Update::Kicked(chat));
+                let _ = self.members[account].updates.send(Update::Kicked(chat));
                 return;
             }
         };
-        self.emit(update, &[forbidden], &[Account::User]);
+        self.deliver(account, &update, &[forbidden], Account::User);
     }
 
+    /// The account whose participant is in `chat`'s call, if any.
+    fn in_call(&self, chat: ChatId) -> Option<usize> {
+        (0..self.members.len()).find(|&i| self.roster.lock().ours(i).iter().any(|(c, _)| *c == chat))
+    }
+
+    /// The first account that is a member of `chat` (the first account if none is).
+    fn first_member(&self, chat: ChatId) -> usize {
+        self.members.iter().position(|m| m.member_of(chat)).unwrap_or(0)
+    }
+
+    /// An invitation to `chat`'s call for the first of our accounts in the chat.
     pub(super) fn invite(&self, chat: ChatId, inviter: i64) -> Invite {
         let message_id = self.talk.lock().next_id(chat);
-        let update = updates::invitation(peer_of(chat), inviter, message_id, call_of(chat), vec![self.me]);
-        self.emit(update, &[], &[Account::User]);
+        let account = self.first_member(chat);
+        let invited = vec![self.members[account].id];
+        let update = updates::invitation(peer_of(chat), inviter, message_id, call_of(chat), invited);
+        self.deliver(account, &update, &[], Account::User);
         Invite { chat, inviter, message_id }
     }
 
-    /// Any JSON, delivered as a raw update to the plugins that may see its chat.
+    /// Any JSON, delivered as a raw update to the accounts that are in its chat (each
+    /// plugin sees it only for chats it may see).
     pub(super) fn raw(&self, update: serde_json::Value) {
         let chat = chat_of(&update, |_| None);
-        let _ = self.updates.send(Update::Raw { json: update, chat });
+        for m in self.members.iter().filter(|m| chat.is_none_or(|c| m.member_of(c))) {
+            let _ = m.updates.send(Update::Raw { json: update.clone(), chat });
+        }
     }
 }

@@ -53,8 +53,11 @@ pub struct LoopbackOptions {
     pub keep_audio: bool,
     /// Stream what each participant hears to `<dir>/chat<chat>-ssrc<ssrc>.wav`.
     pub record_dir: Option<PathBuf>,
-    /// The simulated account's user id.
+    /// The simulated account's user id (the first account's, when there are several).
     pub user_id: i64,
+    /// Several simulated accounts, each a member of its own chats; none: one account,
+    /// `main`, with `user_id`, a member of every chat.
+    pub accounts: Vec<SimAccount>,
     /// The simulated bot account, if there is one.
     pub bot: Option<Bot>,
     /// The simulated chats; `None` lets any chat id be joined.
@@ -64,6 +67,18 @@ pub struct LoopbackOptions {
     /// A bad network in front of every participant's media, if any.
     pub faults: faults::Faults,
 }
+
+/// One of several simulated accounts (`[[accounts]]` without `[telegram]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimAccount {
+    pub name: String,
+    pub user_id: i64,
+    /// The chats it is a member of; `None`: every chat.
+    pub chats: Option<Vec<ChatId>>,
+}
+
+/// The name of the only account when none are configured.
+pub const MAIN_ACCOUNT: &str = "main";
 
 /// User id of the loopback's account unless configured.
 pub const DEFAULT_USER_ID: i64 = 777_000_001;
@@ -83,6 +98,7 @@ impl Default for LoopbackOptions {
             keep_audio: false,
             record_dir: None,
             user_id: DEFAULT_USER_ID,
+            accounts: Vec::new(),
             bot: Some(Bot { id: DEFAULT_BOT_ID, username: DEFAULT_BOT_USERNAME.into() }),
             chats: None,
             control: None,
@@ -113,10 +129,13 @@ impl HeardTotals {
     }
 }
 
-/// The embedded loopback Telegram. Cloning shares the same server.
+/// The embedded loopback Telegram, as one of the host's accounts sees it (the first,
+/// unless made by [`Loopback::accounts`]). Cloning shares the same server.
 #[derive(Clone)]
 pub struct Loopback {
     inner: Arc<Inner>,
+    /// Which account this is, in [`LoopbackOptions::accounts`]' order.
+    account: usize,
 }
 
 struct Inner {
@@ -145,7 +164,12 @@ impl Loopback {
                 TelegramError::Loopback(format!("cannot create the record folder {}: {e}", d.display()))
             })?;
         }
-        let world = chats::World::new(opts.chats.clone(), opts.user_id, opts.bot.clone());
+        let mut opts = opts;
+        if opts.accounts.is_empty() {
+            opts.accounts = vec![SimAccount { name: MAIN_ACCOUNT.into(), user_id: opts.user_id, chats: None }];
+        }
+        opts.user_id = opts.accounts[0].user_id;
+        let world = chats::World::new(opts.chats.clone(), &opts.accounts, opts.bot.clone());
         let joins = tokio::sync::watch::Sender::new(0);
         let speech = speech::Speech::default();
         Ok(Loopback {
@@ -158,7 +182,20 @@ impl Loopback {
                 outages,
                 speech,
             }),
+            account: 0,
         })
+    }
+
+    /// Every account's view of this loopback, named, in order: what the host joins
+    /// and chats through.
+    pub fn accounts(&self) -> Vec<(String, Loopback)> {
+        let accounts = &self.inner.opts.accounts;
+        accounts.iter().enumerate().map(|(i, a)| (a.name.clone(), Loopback { account: i, ..self.clone() })).collect()
+    }
+
+    /// This view's account's user id.
+    fn me_id(&self) -> i64 {
+        self.inner.world.members[self.account].id
     }
 
     /// Blackholes the network in front of every call from now for `len` — for calls
@@ -219,11 +256,15 @@ impl Loopback {
         params: &JoinParams,
         options: &JoinOptions,
     ) -> Result<TransportAnswer, TelegramError> {
+        if !self.inner.world.members[self.account].member_of(chat) {
+            // A private group's call is only for its members, as on Telegram.
+            return Err(refused("phone.joinGroupCall", 400, "CHANNEL_PRIVATE"));
+        }
         if !self.inner.world.has_active_call(chat) {
             return Err(TelegramError::NoActiveGroupCall(chat));
         }
         let peer = match options.join_as {
-            None => self.inner.opts.user_id,
+            None => self.me_id(),
             // Channels only, as Telegram: a user cannot speak as another user.
             Some(c) if c <= -1_000_000_000_000 => c,
             Some(_) => return Err(refused("phone.joinGroupCall", 400, "JOIN_AS_PEER_INVALID")),
@@ -242,7 +283,7 @@ impl Loopback {
         let speech = self.inner.speech.listen();
         let answer = peer::spawn(params, &self.inner.opts, self.inner.outages.clone(), heard.clone(), speech).await?;
         self.keep(heard);
-        let ours = Entry { peer, source: params.ssrc_u32(), muted: options.start_muted, ours: true };
+        let ours = Entry { peer, source: params.ssrc_u32(), muted: options.start_muted, account: Some(self.account) };
         let ours = self.inner.world.roster.lock().join(chat, ours);
         self.announce(chat, &ours, false);
         self.inner.joins.send_modify(|n| *n += 1);
@@ -252,7 +293,7 @@ impl Loopback {
     /// `updateGroupCallParticipants` about `entry` in `chat`.
     fn announce(&self, chat: ChatId, entry: &Entry, left: bool) {
         let update = updates::participants(chats::call_of(chat), vec![entry.tl(left)]);
-        self.inner.world.emit(update, &[], &[Account::User]);
+        self.inner.world.emit(chat, update, &[], &[Account::User]);
     }
 
     /// Disconnects and forgets every participant matching `pred`.
@@ -351,7 +392,7 @@ impl Loopback {
     fn sender_for(&self, buttons: &[Vec<super::messages::Button>]) -> Result<i64, TelegramError> {
         match &self.inner.opts.bot {
             Some(b) => Ok(b.id),
-            None if buttons.is_empty() => Ok(self.inner.opts.user_id),
+            None if buttons.is_empty() => Ok(self.me_id()),
             None => Err(TelegramError::NoBot),
         }
     }
@@ -362,7 +403,7 @@ impl Loopback {
             let mut talk = self.inner.world.talk.lock();
             let id = talk.post(chat, post);
             let posted = talk.get(chat, id).expect("just posted");
-            let said = posted.said(chat, posted.from == self.inner.opts.user_id);
+            let said = posted.said(chat, self.inner.world.members.iter().any(|m| m.id == posted.from));
             let message = Message {
                 chat,
                 id,
@@ -377,7 +418,7 @@ impl Loopback {
             (id, said, Message { reply_to: reply, ..message })
         };
         let to = self.inner.world.audience(chat, &message);
-        self.inner.world.emit(updates::new_message(peer_of(chat), said), &[], &to);
+        self.inner.world.emit(chat, updates::new_message(peer_of(chat), said), &[], &to);
         id
     }
 
@@ -433,7 +474,7 @@ impl Loopback {
         };
         let id = query.parse::<i64>().unwrap_or_default();
         let update = updates::callback_query(id, from, peer_of(chat), message, data);
-        self.inner.world.emit(update, &[], &[Account::Bot]);
+        self.inner.world.emit(chat, update, &[], &[Account::Bot]);
         Ok(query)
     }
 
@@ -540,7 +581,7 @@ impl Loopback {
         if user <= 0 {
             return Err(format!("{user} is not a user id (users are positive)"));
         }
-        if user == self.inner.opts.user_id || self.inner.opts.bot.as_ref().is_some_and(|b| b.id == user) {
+        if self.inner.world.is_ours(user) {
             return Err(format!("{user} is one of the host's own accounts, not a person"));
         }
         if !self.inner.world.knows(chat) {
@@ -556,15 +597,15 @@ impl Telegram for Loopback {
     }
 
     fn me(&self) -> Result<i64, TelegramError> {
-        Ok(self.inner.opts.user_id)
+        Ok(self.me_id())
     }
 
     fn updates(&self) -> tokio::sync::broadcast::Receiver<Update> {
-        self.inner.world.subscribe()
+        self.inner.world.subscribe(self.account)
     }
 
     fn identity(&self) -> Result<Identity, TelegramError> {
-        Ok(Identity { user: self.inner.opts.user_id, bot: self.inner.opts.bot.clone() })
+        Ok(Identity { user: self.me_id(), bot: self.inner.opts.bot.clone() })
     }
 
     fn join<'a>(
@@ -619,7 +660,7 @@ impl Telegram for Loopback {
 
     fn set_muted(&self, chat: ChatId, ssrc: u32, muted: bool) -> BoxFuture<'_, Result<(), TelegramError>> {
         Box::pin(async move {
-            let changed = self.inner.world.roster.lock().set_muted(chat, muted, |e| e.ours && e.source == ssrc);
+            let changed = self.inner.world.roster.lock().set_muted(chat, muted, |e| e.account.is_some() && e.source == ssrc);
             if let Some(entry) = changed {
                 self.announce(chat, &entry, false);
             }
@@ -693,7 +734,7 @@ impl Telegram for Loopback {
                 post.edited = true;
                 post.said(chat, false)
             };
-            self.inner.world.emit(updates::edited_message(peer_of(chat), said), &[], &[Account::User]);
+            self.inner.world.emit(chat, updates::edited_message(peer_of(chat), said), &[], &[Account::User]);
             Ok(())
         })
     }
@@ -706,7 +747,7 @@ impl Telegram for Loopback {
                     talk.get_mut(chat, id).filter(|p| !p.deleted).ok_or(TelegramError::NoMessage { chat, id })?;
                 post.deleted = true;
             }
-            self.inner.world.emit(updates::deleted_messages(peer_of(chat), vec![id]), &[], &[Account::User]);
+            self.inner.world.emit(chat, updates::deleted_messages(peer_of(chat), vec![id]), &[], &[Account::User]);
             Ok(())
         })
     }
@@ -735,8 +776,14 @@ impl Telegram for Loopback {
                 return Err(refused("channels.getParticipant", 400, "CHANNEL_INVALID"));
             }
             let world = &self.inner.world;
-            Ok(if user == world.me {
-                MemberStatus::Creator
+            let ours = world.members.iter().find(|m| m.id == user);
+            Ok(if let Some(account) = ours {
+                // The first account created the chats it is in.
+                match (account.member_of(chat), user == world.me) {
+                    (true, true) => MemberStatus::Creator,
+                    (true, false) => MemberStatus::Member,
+                    (false, _) => MemberStatus::Left,
+                }
             } else if world.admins(chat).contains(&user) {
                 MemberStatus::Administrator
             } else if world.bot.as_ref().is_some_and(|b| b.id == user)

@@ -17,14 +17,14 @@ pub(super) struct Entry {
     pub peer: i64,
     pub source: u32,
     pub muted: bool,
-    /// Joined by us (the host's account).
-    pub ours: bool,
+    /// Joined by us: which of the host's accounts (in [`super::LoopbackOptions::accounts`]'s order).
+    pub account: Option<usize>,
 }
 
 impl Entry {
     /// As `updateGroupCallParticipants` lists it; `left` when it leaves.
     pub fn tl(&self, left: bool) -> tl::enums::GroupCallParticipant {
-        updates::member(peer_of(self.peer), self.source, self.muted, left, self.ours)
+        updates::member(peer_of(self.peer), self.source, self.muted, left, self.account.is_some())
     }
 
     pub fn participant(&self) -> Participant {
@@ -34,7 +34,7 @@ impl Entry {
             muted: self.muted,
             speaking: false,
             volume: 100,
-            is_self: self.ours,
+            is_self: self.account.is_some(),
         }
     }
 }
@@ -60,7 +60,7 @@ impl Roster {
     pub fn join_user(&mut self, chat: ChatId, user: i64, muted: bool) -> Entry {
         self.last_source += 1;
         let source = 0x5000_0000 + self.last_source;
-        self.join(chat, Entry { peer: user, source, muted, ours: false })
+        self.join(chat, Entry { peer: user, source, muted, account: None })
     }
 
     /// Removes `peer` from `chat`'s call: what it was.
@@ -73,7 +73,7 @@ impl Roster {
     /// Our participant with `source`, removed: where it was.
     pub fn leave_source(&mut self, source: u32) -> Option<(ChatId, Entry)> {
         for (chat, list) in &mut self.calls {
-            if let Some(at) = list.iter().position(|e| e.ours && e.source == source) {
+            if let Some(at) = list.iter().position(|e| e.account.is_some() && e.source == source) {
                 return Some((*chat, list.remove(at)));
             }
         }
@@ -100,9 +100,10 @@ impl Roster {
         self.calls.remove(&chat);
     }
 
-    /// The calls we are in: (chat, our source).
-    pub fn ours(&self) -> Vec<(ChatId, u32)> {
-        self.calls.iter().flat_map(|(c, l)| l.iter().filter(|e| e.ours).map(|e| (*c, e.source))).collect()
+    /// The calls the host's `account` is in: (chat, its source).
+    pub fn ours(&self, account: usize) -> Vec<(ChatId, u32)> {
+        let of = |e: &&Entry| e.account == Some(account);
+        self.calls.iter().flat_map(|(c, l)| l.iter().filter(of).map(|e| (*c, e.source))).collect()
     }
 
     /// A page of `chat`'s participants from `offset` (an index, as Telegram's offset is
