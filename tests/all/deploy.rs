@@ -45,14 +45,28 @@ fn the_statefulset_runs_one_config_per_pod_with_probes_secrets_and_a_grace_above
     let port = main["ports"][0]["containerPort"].as_u64().unwrap();
     let configs = config["data"].as_mapping().unwrap();
     assert_eq!(configs.len() as u64, replicas);
+    let mut owned = std::collections::HashSet::new();
     for i in 0..replicas {
         let text = str_of(&config["data"][format!("wasmcalls-{i}.toml").as_str()]);
         let c = wasmcalls::config::Config::parse(text, Path::new("/")).unwrap_or_else(|e| panic!("pod {i}: {e}"));
         assert_eq!(c.host.api_port, Some(port as u16), "pod {i} listens where the probes look");
         assert!(c.host.api_token.is_none() && c.host.admin_token.is_none(), "pod {i}: tokens come from the Secret");
         assert!(c.host.drain_grace_s.unwrap() + 5 <= grace, "pod {i}: drains within the grace period");
-        let session = c.telegram.as_ref().and_then(|t| t.session.clone()).expect("a Telegram account");
-        assert!(session.ends_with(format!("wasmcalls-{i}.session")), "pod {i} owns account {i}: {session:?}");
+        assert!(c.telegram.is_some(), "pod {i}: real Telegram");
+        // Resolved as the pod resolves it (the token from the environment), without the
+        // plugins, whose folders exist only on the pod's volume.
+        let pod_view = wasmcalls::config::Config {
+            host: wasmcalls::config::HostConfig { api_token: Some("from-the-secret".into()), ..c.host.clone() },
+            plugins: Vec::new(),
+            ..c.clone()
+        };
+        let o = wasmcalls::app::resolve(&pod_view).unwrap_or_else(|e| panic!("pod {i}: {e}"));
+        let wasmcalls::telegram::TelegramOptions::Mtproto(accounts) = o.telegram else { panic!("pod {i}: MTProto") };
+        assert!(accounts.len() >= 2, "pod {i} owns a set of accounts");
+        for (name, t) in &accounts {
+            assert_eq!(t.session, Path::new(&format!("/var/lib/wasmcalls/sessions/{name}.session")), "pod {i}");
+            assert!(owned.insert(name.clone()), "{name} is owned by one pod only");
+        }
         assert!(c.host.cache_dir.unwrap().starts_with("/var/lib/wasmcalls"), "the compile cache is on the volume");
     }
     assert_eq!(main["startupProbe"]["httpGet"]["path"], "/healthz");
@@ -65,6 +79,8 @@ fn the_statefulset_runs_one_config_per_pod_with_probes_secrets_and_a_grace_above
         let e = env.iter().find(|e| e["name"] == var).unwrap_or_else(|| panic!("no {var}"));
         assert_eq!(e["valueFrom"]["secretKeyRef"]["name"], secret, "{var} from the Secret");
     }
+    let seed = pod["initContainers"][0]["command"][2].as_str().unwrap();
+    assert!(seed.contains("/seed/$(POD_NAME).*.session") && seed.contains("${f#/seed/$(POD_NAME).}"), "{seed}");
     assert_eq!(set["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "state");
     let service = of_kind(&docs, "Service");
     assert_eq!(service["spec"]["clusterIP"], "None", "stable per-pod names");
