@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use serde_json::json;
-use wasmcalls::calls::dial;
+use wasmcalls::calls::{HostEvent, dial};
 use wasmcalls::media::shared::FeedStatus;
 use wasmcalls::media::source::fetch::UrlPolicy;
 use wasmcalls::media::source::{SourceSpec, open};
@@ -47,6 +47,17 @@ fn mp3(seconds: u32) -> Vec<u8> {
     std::fs::read(dir.path().join("t.mp3")).unwrap()
 }
 
+/// `seconds` of 48 kHz stereo tone as a WAV file: 188 KiB a second.
+fn wav(seconds: f64) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let spec =
+        hound::WavSpec { channels: 2, sample_rate: 48_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    tones(&[(440.0, 0.3)], seconds, 48_000, 2).iter().for_each(|s| w.write_sample(*s).unwrap());
+    w.finalize().unwrap();
+    out.into_inner()
+}
+
 /// A server with a route per behaviour; counts connections to `/drop`, and those to
 /// `/radio` (all, and still open).
 struct Server {
@@ -59,6 +70,7 @@ struct Server {
 impl Server {
     async fn start() -> Server {
         let file = Bytes::from(mp3(2));
+        let big = Bytes::from(wav(6.0));
         let drops = Arc::new(AtomicUsize::new(0));
         let (f1, f2, f3, f4) = (file.clone(), file.clone(), file.clone(), file.clone());
         let d = drops.clone();
@@ -74,6 +86,7 @@ impl Server {
                 }),
             )
             .route("/file.mp3", get(move || async move { ([(header::CONTENT_TYPE, "audio/mpeg")], f1) }))
+            .route("/big.wav", get(move || async move { ([(header::CONTENT_TYPE, "audio/wav")], big) }))
             .route("/live.mp3", get(move || async move { live(f2, None) }))
             .route(
                 "/drop.mp3",
@@ -291,6 +304,31 @@ async fn plugins_play_urls_they_are_granted_and_only_those() {
     // Redirected out of the grant: refused too.
     let r = host.api("t", json!({ "cmd": "change", "chat": -100, "file": server.url("/file-moved") })).await;
     assert!(r.get("err").is_some(), "{r}");
+}
+
+/// `limits.download_mb_per_hour`: past it, what is playing stops and the next URL is
+/// refused, both naming the quota; files play on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_downloads_stop_at_its_hourly_quota_naming_it() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_raw(dir.path(), "long.raw", &tones(&[(440.0, 0.3)], 30.0, 48_000, 2));
+    let grants = format!("chats = \"all\", files = [\".\"], urls = [\"http://{}/*\"]", server.addr);
+    let setup = Setup::new().plugin(Bot::testbot("t").grants(&grants).limits("download_mb_per_hour = 1"));
+    let host = Host::start_in(dir, &setup).await;
+    let mut events = host.app.events();
+
+    // 6 s of WAV is 1.1 MiB: it stops partway, once the hour's MiB is spent.
+    let r = host.api("t", json!({ "cmd": "join", "chat": -100, "file": server.url("/big.wav") })).await;
+    assert_eq!(r, json!({ "ok": null }));
+    host.event(&mut events, |e| *e == HostEvent::StreamEnd(-100)).await;
+    let heard = host.loopback().participant(-100).await.stats();
+    assert!(heard.packets < 290, "stopped before its 300 frames: {heard:?}");
+    let r = host.api("t", json!({ "cmd": "change", "chat": -100, "file": server.url("/file.mp3") })).await;
+    let why = r["err"]["other"].as_str().unwrap_or_default();
+    assert!(why.contains("limits.download_mb_per_hour = 1"), "{r}");
+    let r = host.api("t", json!({ "cmd": "change", "chat": -100, "file": "long.raw" })).await;
+    assert_eq!(r, json!({ "ok": null }), "files are not downloads");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
