@@ -178,8 +178,11 @@ impl Inner {
                 if !self.speaks_for(account, c) {
                     return None;
                 }
-                // The call is over for its account: the next join picks afresh.
-                self.holders.lock().remove(&c);
+                // The call is over: the next join picks afresh, while what is still said
+                // about the chat (a late leave, its messages) goes through this account.
+                if let Some(held) = self.holders.lock().remove(&c) {
+                    self.homes.lock().insert(c, held);
+                }
                 return Some(update);
             }
             Update::Moved { chat, .. } | Update::Participants { chat, .. } | Update::Raw { chat: Some(chat), .. } => {
@@ -270,9 +273,9 @@ impl Telegram for Accounts {
 
     fn leave(&self, chat: ChatId, ssrc: u32) -> BoxFuture<'_, Result<(), TelegramError>> {
         Box::pin(async move {
-            let held = self.inner.holders.lock().remove(&chat);
-            let i = held.unwrap_or(0);
-            self.inner.members[i].telegram.leave(chat, ssrc).await
+            let telegram = self.route(chat);
+            self.inner.holders.lock().remove(&chat);
+            telegram.leave(chat, ssrc).await
         })
     }
 
@@ -387,10 +390,11 @@ mod tests {
         let raw = |chat| Update::Raw { json: serde_json::json!({}), chat };
         assert!(inner.pass(1, raw(None)).is_none() && inner.pass(0, raw(None)).is_some());
 
-        // The call's end frees the chat; its home then speaks for it.
+        // The call's end frees the chat for the next join; what is still said about
+        // it comes from the account that held it.
         assert!(inner.pass(0, Update::Kicked(-7)).is_none());
         assert!(inner.pass(1, Update::Kicked(-7)).is_some());
         assert_eq!(accounts.holder(-7), None);
-        assert!(inner.pass(0, raw(Some(-7))).is_some() && inner.pass(1, raw(Some(-7))).is_none());
+        assert!(inner.pass(1, raw(Some(-7))).is_some() && inner.pass(0, raw(Some(-7))).is_none());
     }
 }
