@@ -9,6 +9,7 @@
 //! DELETE /admin/plugins/{name}           remove it; the calls it joined are left
 //! POST   /admin/plugins/{name}/disable   refuse its events; its calls keep playing
 //! POST   /admin/plugins/{name}/enable
+//! POST   /admin/plugins/{name}/reload    re-read its component file (state handed over)
 //! POST   /admin/reload                   re-read the config file, apply the difference
 //! ```
 //!
@@ -33,6 +34,8 @@ use super::ApiState;
 pub trait Admin: Send + Sync {
     /// Adds the plugin `name`, or replaces it, as its config `section` (TOML or JSON) says.
     fn put(&self, name: String, section: String) -> BoxFuture<'_, Result<Value, AdminError>>;
+    /// Reloads the plugin `name` from its component file.
+    fn reload_plugin(&self, name: String) -> BoxFuture<'_, Result<Value, AdminError>>;
     /// Removes the plugin `name`.
     fn remove(&self, name: String) -> BoxFuture<'_, Result<Value, AdminError>>;
     /// Re-reads the config file and applies what changed.
@@ -60,6 +63,7 @@ pub(super) fn router() -> Router<Arc<ApiState>> {
         .route("/admin/plugins/{name}", put(put_plugin).delete(delete_plugin))
         .route("/admin/plugins/{name}/disable", post(disable))
         .route("/admin/plugins/{name}/enable", post(enable))
+        .route("/admin/plugins/{name}/reload", post(reload_plugin))
         .route("/admin/reload", post(reload))
 }
 
@@ -125,6 +129,8 @@ async fn list(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Respons
                 "restarts": p.restarts,
                 "reloads": p.reloads,
                 "queued": p.queued,
+                "version": p.version,
+                "memory_kib": p.memory_kib,
             })
         })
         .collect();
@@ -176,6 +182,16 @@ async fn enable(State(state): State<Arc<ApiState>>, Path(name): Path<String>, he
     match state.plugins.enable(&name) {
         Ok(()) => answer(StatusCode::OK, json!({ "enabled": name })),
         Err(e) => refusal(AdminError::NotFound(e.to_string())),
+    }
+}
+
+async fn reload_plugin(State(state): State<Arc<ApiState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(r) = guard(&state, &headers) {
+        return r;
+    }
+    match admin(&state) {
+        Ok(a) => a.reload_plugin(name).await.map_or_else(refusal, |v| answer(StatusCode::OK, v)),
+        Err(r) => *r,
     }
 }
 

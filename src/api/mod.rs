@@ -1,7 +1,10 @@
 //! The HTTP API. Seed-compatible `POST /api` (the default plugin's
 //! `on-custom-api`, JSON in, JSON out) and `POST /api/<plugin>`; `GET /healthz` (the
 //! process answers), `GET /readyz` (it takes new calls: not while draining), `GET
-//! /metrics` (Prometheus text), `GET /status` (JSON for `wasmcalls status`).
+//! /metrics` (Prometheus text), `GET /status` (JSON for `wasmcalls status`); the
+//! dashboard and its event stream ([`ui`]), controls over calls ([`calls`]), the
+//! loopback's control endpoint under `/loopback/…` when the host runs on it, and the
+//! operator's `/admin/…` ([`admin`]).
 //!
 //! Safe by default: bound to 127.0.0.1; another address needs a bearer token (the
 //! config refuses otherwise). Bodies are capped, plugins get a deadline and a cap on
@@ -9,7 +12,9 @@
 //! never hangs or crashes on a request.
 
 pub mod admin;
+mod calls;
 mod metrics;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,7 +32,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use crate::calls::{CallManager, CallStatus};
+use crate::calls::{CallManager, CallStatus, HostEvent};
 use crate::media::MediaPlane;
 use crate::runtime::{ApiCall, PluginError, PluginHost, PluginStatus};
 
@@ -92,6 +97,9 @@ pub struct TelegramStatus {
     pub backend: String,
     /// The account's user id, if there is one.
     pub account: Option<i64>,
+    /// The bot account's user id, if there is one.
+    #[serde(default)]
+    pub bot: Option<i64>,
 }
 
 /// What the handlers share.
@@ -103,6 +111,10 @@ pub struct ApiState {
     routes: parking_lot::RwLock<Routes>,
     /// What `/admin/…` changes, once the host has set it.
     admin: std::sync::OnceLock<Arc<dyn admin::Admin>>,
+    /// The host's events, for `/events`, once the host has set them.
+    events: std::sync::OnceLock<tokio::sync::broadcast::Sender<HostEvent>>,
+    /// The loopback, whose control endpoint is served under `/loopback/…`.
+    loopback: std::sync::OnceLock<crate::telegram::loopback::Loopback>,
     requests: Mutex<HashMap<u16, u64>>,
     started: Instant,
 }
@@ -132,6 +144,8 @@ impl ApiState {
             options,
             routes: Default::default(),
             admin: std::sync::OnceLock::new(),
+            events: std::sync::OnceLock::new(),
+            loopback: std::sync::OnceLock::new(),
             requests: Mutex::new(HashMap::new()),
             started: Instant::now(),
         };
@@ -160,6 +174,17 @@ impl ApiState {
         let _ = self.admin.set(admin);
     }
 
+    /// Streams the host's `events` on `/events` (once; later calls are ignored).
+    pub fn set_events(&self, events: tokio::sync::broadcast::Sender<HostEvent>) {
+        let _ = self.events.set(events);
+    }
+
+    /// Serves the loopback's control endpoint under `/loopback/…`, behind the API
+    /// token, from routers built after this (once; later calls are ignored).
+    pub fn set_loopback(&self, loopback: crate::telegram::loopback::Loopback) {
+        let _ = self.loopback.set(loopback);
+    }
+
     fn count(&self, status: StatusCode) {
         *self.requests.lock().entry(status.as_u16()).or_default() += 1;
     }
@@ -167,15 +192,35 @@ impl ApiState {
 
 /// The router; `state` is shared by every request.
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/api", post(api_default))
         .route("/api/{plugin}", post(api_named))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(admin::router())
+        .merge(calls::router())
+        .merge(ui::router())
         .route("/metrics", get(metrics_text))
         .route("/status", get(status))
-        .with_state(state)
+        .with_state(state.clone());
+    if let Some(lb) = state.loopback.get() {
+        let control = crate::telegram::loopback::control::router(lb.clone())
+            .layer(axum::middleware::from_fn_with_state(state, token_required));
+        router = router.nest("/loopback", control);
+    }
+    router
+}
+
+/// Lets a request through only with the API token (when one is configured).
+async fn token_required(
+    State(state): State<Arc<ApiState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !authorized(&state, request.headers()) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    next.run(request).await
 }
 
 /// Serves `router(state)` on an already bound listener until the task is aborted.
@@ -334,6 +379,7 @@ async fn status(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Respo
         telegram: TelegramStatus {
             backend: state.manager.telegram_name().to_owned(),
             account: state.manager.my_id().ok(),
+            bot: state.manager.chats().identity().ok().and_then(|i| i.bot).map(|b| b.id),
         },
         plugins: state.plugins.status(),
         calls: state.manager.calls().await,

@@ -132,11 +132,16 @@ impl App {
         running.plugins.retain(|p| loaded.iter().any(|(n, r)| *n == p.spec.name && r.is_ok()));
         let tenants = Tenants::new(plugins.clone(), state.clone(), own, running);
         state.set_admin(tenants.clone());
+        let tap = broadcast::channel(1024).0;
+        state.set_events(tap.clone());
+        if let Some(lb) = &side.loopback {
+            state.set_loopback(lb.clone());
+        }
         tasks.push(spawn(listener, state));
         tracing::info!("custom API on http://{api}/api");
+        tracing::info!("dashboard on http://{api}/ui");
 
         let pump_plugins = plugins.clone();
-        let tap = broadcast::channel(1024).0;
         let pump_tap = tap.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(ev) = events.recv().await {

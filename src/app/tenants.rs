@@ -97,6 +97,20 @@ impl Tenants {
         self.apply(&mut running, config).await
     }
 
+    /// Reloads the plugin `name` from its component file, as a hot reload does (state
+    /// handed over; a broken file leaves the running version serving).
+    pub async fn reload_plugin(&self, name: &str) -> Result<Applied, AdminError> {
+        let wasm = {
+            let running = self.running.lock().await;
+            let plan = running.plugins.iter().find(|p| p.spec.name == name);
+            plan.ok_or_else(|| AdminError::NotFound(format!("no plugin {name:?} runs here")))?.spec.wasm.clone()
+        };
+        match self.plugins.reload(name, &wasm).await {
+            Ok(_) => Ok(Applied { replaced: vec![name.to_owned()], ..Applied::default() }),
+            Err(e) => Err(AdminError::Refused(e.to_string())),
+        }
+    }
+
     /// Removes the plugin `name`, leaving the calls it joined.
     pub async fn remove(&self, name: &str) -> Result<Applied, AdminError> {
         let mut running = self.running.lock().await;
@@ -192,6 +206,10 @@ fn start_only_changes(old: &Config, new: &Config) -> Vec<String> {
 impl Admin for Tenants {
     fn put(&self, name: String, section: String) -> BoxFuture<'_, Result<Value, AdminError>> {
         Box::pin(async move { Tenants::put(self, &name, &section).await.map(|a| json!(a)) })
+    }
+
+    fn reload_plugin(&self, name: String) -> BoxFuture<'_, Result<Value, AdminError>> {
+        Box::pin(async move { Tenants::reload_plugin(self, &name).await.map(|a| json!(a)) })
     }
 
     fn remove(&self, name: String) -> BoxFuture<'_, Result<Value, AdminError>> {

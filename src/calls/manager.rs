@@ -69,6 +69,10 @@ pub struct CallStatus {
     /// encode; or a packet passed through): the call's weight on the host.
     #[serde(default)]
     pub prepare_us: u32,
+    /// How far from their deadlines its frames leave, 99th percentile over the call,
+    /// in µs (early counts as much as late).
+    #[serde(default)]
+    pub send_p99_us: u64,
     /// Who is speaking now.
     #[serde(default)]
     pub speaking: Vec<i64>,
@@ -855,6 +859,23 @@ impl CallManager {
         self.control(call, Control::Resume)
     }
 
+    /// Ends what plays now as if it had played to its end: the plugin hears
+    /// `on-stream-end` and plays its next (a dashboard's or operator's skip).
+    pub fn skip(&self, chat: ChatId) -> Result<(), CallError> {
+        let (call, ()) = self.connected(chat, |e| match e.stream.take() {
+            Some(_) => {
+                e.state = CallState::Idle;
+                e.bridged_from = None;
+                Ok(())
+            }
+            None => Err(CallError::NothingPlaying(chat)),
+        })?;
+        self.control(call, Control::Stop)?;
+        tracing::info!(chat, "skipped");
+        self.emit(HostEvent::StreamEnd(chat));
+        Ok(())
+    }
+
     /// `change_stream`: the new source plays from the next frame, on the same connection.
     pub async fn change_stream(&self, chat: ChatId, source: impl Into<Playable>) -> Result<(), CallError> {
         let source = source.into();
@@ -985,6 +1006,7 @@ impl CallManager {
                         muted: e.muted,
                         heard: Vec::new(),
                         prepare_us: 0,
+                        send_p99_us: 0,
                         speaking: self.inner.speakers.lock().speaking(*chat),
                     };
                     (*chat, status, e.call)
@@ -1004,6 +1026,7 @@ impl CallManager {
                 });
                 status.heard = s.heard;
                 status.prepare_us = s.prepare_us.round() as u32;
+                status.send_p99_us = s.deviation.p99_us;
             }
             out.push(status);
         }

@@ -92,10 +92,13 @@ pub fn render(s: &Status) -> String {
         out.push_str(&format!("shared live sources, encoded once: {}\n", each.join(", ")));
     }
     // AUDIO DROPPED: batches of a call's audio it was too slow for (`audio.listen`).
-    let mut plugins = table(&["PLUGIN", "EVENTS", "RESTARTS", "QUEUED", "RELOADS", "AUDIO DROPPED", "STATE"]);
+    let mut plugins =
+        table(&["PLUGIN", "VERSION", "MEMORY", "EVENTS", "RESTARTS", "QUEUED", "RELOADS", "AUDIO DROPPED", "STATE"]);
     for p in &s.plugins {
         plugins.add_row(vec![
             p.name.clone(),
+            p.version.clone(),
+            format!("{} KiB", p.memory_kib),
             p.delivered.to_string(),
             p.restarts.to_string(),
             p.queued.to_string(),

@@ -39,6 +39,7 @@ impl Actor {
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Event>, mut audio: mpsc::Receiver<HeardAudio>) {
+        *self.tenant.counters.version.lock() = self.compiled.version.clone();
         let mut live: Option<Instance> = None;
         // What `on-start` was given: replayed to a fresh instance after a trap.
         let mut started: Option<crate::telegram::Identity> = None;
@@ -144,7 +145,10 @@ impl Actor {
                 Event::Barrier(_) | Event::Enable | Event::Swap(..) => Ok(()),
             };
             match delivered {
-                Ok(()) => live = Some(instance),
+                Ok(()) => {
+                    self.tenant.counters.memory.store(instance.linear_memory() as u64, Ordering::Relaxed);
+                    live = Some(instance);
+                }
                 Err(_) => {
                     // The instance is dead after a trap; the next event gets a new one.
                     retire(Some(instance));
@@ -184,6 +188,8 @@ impl Actor {
         if !restored && let Some(id) = started {
             fresh.start(id).await?;
         }
+        *self.tenant.counters.version.lock() = compiled.version.clone();
+        self.tenant.counters.memory.store(fresh.linear_memory() as u64, Ordering::Relaxed);
         self.compiled = compiled;
         retire(live.replace(fresh));
         self.tenant.counters.reloads.fetch_add(1, Ordering::Relaxed);

@@ -177,6 +177,8 @@ pub struct Compiled {
     pre: Pre,
     /// Whether it was compiled or loaded from the compile cache.
     pub loaded: Loaded,
+    /// Which component it is: the first 12 hex digits of its bytes' SHA-256.
+    pub version: String,
 }
 
 /// Compiles the component at `path` into `cache` as a host sized by `capacity` would,
@@ -278,6 +280,10 @@ pub struct PluginCounters {
     pub quota_refused: AtomicU64,
     /// What its URL sources and message media fetch, against its quotas.
     pub meter: Arc<crate::media::source::fetch::Meter>,
+    /// The version serving ([`Compiled::version`]).
+    pub version: Mutex<String>,
+    /// Bytes of linear memory its instance held after its last event.
+    pub memory: AtomicU64,
 }
 
 /// One command a plugin issued, and whether it succeeded.
@@ -317,6 +323,8 @@ impl Default for PluginCounters {
             sent: Mutex::default(),
             quota_refused: AtomicU64::new(0),
             meter: Arc::default(),
+            version: Mutex::default(),
+            memory: AtomicU64::new(0),
         }
     }
 }
@@ -379,6 +387,12 @@ pub struct PluginStatus {
     /// Audio batches dropped because it was slower than the audio it listens to.
     #[serde(default)]
     pub audio_dropped: u64,
+    /// The component serving: the first 12 hex digits of its SHA-256.
+    #[serde(default)]
+    pub version: String,
+    /// Linear memory its instance holds, in KiB.
+    #[serde(default)]
+    pub memory_kib: u64,
 }
 
 /// The plugins of one host.
@@ -499,6 +513,10 @@ impl PluginHost {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        let version = {
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha256::digest(&wasm))[..12].to_owned()
+        };
         let (engine, cache, n, p) = (self.engine.clone(), self.cache.clone(), name.to_owned(), path.to_path_buf());
         let (component, loaded) = tokio::task::spawn_blocking(move || cache.load(&engine, &n, &p, &wasm))
             .await
@@ -523,7 +541,7 @@ impl PluginHost {
                 }
             },
         };
-        Ok(Compiled { pre, loaded })
+        Ok(Compiled { pre, loaded, version })
     }
 
     /// A fresh instance of `compiled`, as `spec` describes the plugin, outside any
@@ -656,6 +674,8 @@ impl PluginHost {
                     logs_dropped: c.logs_dropped.load(Ordering::Relaxed),
                     reloads: c.reloads.load(Ordering::Relaxed),
                     audio_dropped: c.audio_dropped.load(Ordering::Relaxed),
+                    version: c.version.lock().clone(),
+                    memory_kib: c.memory.load(Ordering::Relaxed) / 1024,
                 }
             })
             .collect()

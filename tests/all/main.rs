@@ -25,4 +25,5 @@ mod sfu;
 mod support;
 mod telegram;
 mod tenants;
+mod ui;
 mod urls;

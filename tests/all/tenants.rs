@@ -74,6 +74,14 @@ async fn the_admin_api_adds_regrants_disables_and_removes_a_plugin_while_another
     assert_eq!(admin(&host, Method::POST, "/admin/plugins/dj/enable", "").await.status, 200);
     assert_eq!(post(&host, "/api/dj", r#"{"cmd":"count"}"#, None).await.body, json!(4));
 
+    // Reloaded from its file (the dashboard's Reload): the same component again, its
+    // state handed over; a plugin that does not run is named.
+    let r = admin(&host, Method::POST, "/admin/plugins/dj/reload", "").await;
+    assert_eq!((r.status, r.body["replaced"].clone()), (200, json!(["dj"])), "{}", r.body);
+    assert_eq!(post(&host, "/api/dj", r#"{"cmd":"count"}"#, None).await.body, json!(5));
+    let r = admin(&host, Method::POST, "/admin/plugins/nobody/reload", "").await;
+    assert!(r.status == 404 && r.body["error"].as_str().unwrap().contains("nobody"), "{}", r.body);
+
     // Listed, then removed: the call it joined is left, the radio's is not.
     let listed = admin(&host, Method::GET, "/admin/plugins", "").await.body;
     let dj = listed["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "dj").cloned().unwrap();

@@ -16,6 +16,8 @@
 //! "user"}`; `POST /chats/<id>/speak?user=&name=` with an audio file as body (the
 //! person joins the call if need be and says it) → `{"seconds"}`;
 //! `GET /chats/<id>/messages` (the transcript) and `GET /chats/<id>/participants`.
+//! `GET /chats/<id>/audio`: what our participant in the call is heard saying, live, as
+//! raw PCM (`audio/L16`, 48 kHz stereo) for as long as the client reads.
 //!
 //! The network (`wasmcalls loopback outage`): `POST /network/outage?seconds=<s>`
 //! blackholes every call that passes through the fault relay from now on.
@@ -57,6 +59,7 @@ pub fn router(loopback: Loopback) -> Router {
         .route("/chats/{id}/press", post(press))
         .route("/chats/{id}/participants", post(people).get(participants))
         .route("/chats/{id}/speak", post(speak).layer(DefaultBodyLimit::max(MAX_UPLOAD)))
+        .route("/chats/{id}/audio", get(audio))
         .with_state(loopback)
 }
 
@@ -193,6 +196,23 @@ async fn participants(State(lb): State<Loopback>, Path(chat): Path<ChatId>) -> A
         Ok(page) => (StatusCode::OK, Json(serde_json::json!(page.participants))),
         Err(e) => refused(e),
     }
+}
+
+/// What the host's participant in the chat's call is heard saying, live: raw 48 kHz
+/// stereo 16-bit little-endian PCM for as long as the client reads (the dashboard's
+/// Listen).
+async fn audio(State(lb): State<Loopback>, Path(chat): Path<ChatId>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(call) = lb.calls().into_iter().rev().find(|c| c.chat() == chat && !c.left()) else {
+        return refused(format!("nobody of ours is in chat {chat}'s call to listen to")).into_response();
+    };
+    let frames = futures::stream::unfold(call.listen(), |mut rx| async move {
+        let pcm = rx.recv().await?;
+        let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(bytes)), rx))
+    });
+    let headers = [(axum::http::header::CONTENT_TYPE, "audio/L16; rate=48000; channels=2")];
+    (headers, axum::body::Body::from_stream(frames)).into_response()
 }
 
 async fn chats(State(lb): State<Loopback>) -> Json<serde_json::Value> {

@@ -15,6 +15,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use rtc::rtp::packet::Packet;
 use serde::Serialize;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, watch};
 
 use super::LoopbackOptions;
@@ -82,7 +83,12 @@ struct Recorder {
     last_ext_ts: i64,
     first_arrival: Option<Instant>,
     transit_min: Option<f64>,
+    /// Who hears it live ([`HeardCall::listen`]).
+    listeners: Vec<tokio::sync::mpsc::Sender<Arc<[i16]>>>,
 }
+
+/// Decoded frames a live listener may lag behind by before it misses some: 1 s.
+const LISTEN_QUEUE: usize = 50;
 
 /// A participant of the loopback call and what it heard.
 pub struct HeardCall {
@@ -116,6 +122,7 @@ impl HeardCall {
                 last_ext_ts: 0,
                 first_arrival: None,
                 transit_min: None,
+                listeners: Vec::new(),
             }),
             version: watch::Sender::new(0),
         }
@@ -199,6 +206,15 @@ impl HeardCall {
     pub(super) fn on_state(&self, state: String) {
         self.rec.lock().stats.state = state;
         self.version.send_modify(|v| *v += 1);
+    }
+
+    /// What it hears from now on, live: 48 kHz stereo PCM, a frame (or a concealed
+    /// run of them) at a time. A listener that falls a second behind misses frames;
+    /// the call never waits for it. Dropping the receiver ends it.
+    pub fn listen(&self) -> tokio::sync::mpsc::Receiver<Arc<[i16]>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(LISTEN_QUEUE);
+        self.rec.lock().listeners.push(tx);
+        rx
     }
 
     pub(super) fn on_rtp(&self, packet: &Packet, arrived: Instant) {
@@ -313,6 +329,10 @@ impl Recorder {
                 at_sample: at,
                 payload: p.payload.clone(),
             });
+        }
+        if !self.listeners.is_empty() {
+            let live: Arc<[i16]> = concealed.iter().chain(decoded).copied().collect();
+            self.listeners.retain(|tx| !matches!(tx.try_send(live.clone()), Err(TrySendError::Closed(_))));
         }
         if let Some(w) = self.wav.as_mut() {
             let mut ok = (0..gap).try_for_each(|_| w.write_sample(0i16)).is_ok();
