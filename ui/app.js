@@ -17,8 +17,16 @@ async function api(path, { method = 'GET', body, admin = false } = {}) {
   const headers = {};
   const bearer = admin ? adminToken : token;
   if (bearer) headers.Authorization = `Bearer ${bearer}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let payload;
+  if (body instanceof Blob) {
+    // A file goes as it is: the loopback reads its kind from its bytes and name.
+    headers['Content-Type'] = 'application/octet-stream';
+    payload = body;
+  } else if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    payload = JSON.stringify(body);
+  }
+  const r = await fetch(path, { method, headers, body: payload });
   if (r.status === 401 && !admin) {
     $('login').hidden = false;
     throw new Error('the host needs its API token');
@@ -375,6 +383,18 @@ $('person').addEventListener('submit', (e) => {
   const action = e.submitter ? e.submitter.value : 'join';
   const body = { action, user: Number($('person-id').value) };
   consoleAct(() => api(`/loopback/chats/${consoleChat}/participants`, { method: 'POST', body }));
+});
+
+$('file').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const file = $('file-input').files[0];
+  const speak = !e.submitter || e.submitter.value === 'speak';
+  const from = Number($('from').value);
+  const name = encodeURIComponent(file.name);
+  const path = speak
+    ? `/loopback/chats/${consoleChat}/speak?user=${from}&name=${name}`
+    : `/loopback/chats/${consoleChat}/uploads?from=${from}&name=${name}&kind=audio`;
+  consoleAct(() => api(path, { method: 'POST', body: file }));
 });
 
 async function poll() {

@@ -52,6 +52,7 @@ async fn demo_playing(host: &Host) {
 async fn the_dashboard_shows_and_steers_the_demo_call_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     media(dir.path());
+    let speak = dir.path().join("media/one.mp3");
     let host = Host::start_in(dir, &demo(None)).await;
     demo_playing(&host).await;
 
@@ -69,6 +70,7 @@ async fn the_dashboard_shows_and_steers_the_demo_call_in_a_real_browser() {
         .env("CHAT", CHAT.to_string())
         .env("PLAY", "/play media/one.mp3")
         .env("REPLY", "one")
+        .env("SPEAK", &speak)
         .current_dir(root)
         .kill_on_drop(true)
         .output();

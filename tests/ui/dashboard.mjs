@@ -1,13 +1,15 @@
 // Drives the host's /ui in Debian's headless Chromium, as a person would: sees the
 // demo call and its position advance, pauses it with the mouse and resumes it with the
 // keyboard (each checked in the host's own /status), types `/play …` into the loopback
-// console and waits for the bot's answer, listens to the call (a WebAudio analyser in
+// console and waits for the bot's answer, says a file in the call as a person (the call
+// shows them speaking), listens to the call (a WebAudio analyser in
 // the page measures it), and looks at the page at phone width.
 // Screenshots go to ARTIFACTS. Run by tests/all/ui.rs:
 //
 //   node tests/ui/dashboard.mjs http://127.0.0.1:PORT ARTIFACTS
 //
-// with CHAT (the demo chat), PLAY (what to type) and REPLY (how the answer starts).
+// with CHAT (the demo chat), PLAY (what to type), REPLY (what the answer says) and SPEAK
+// (an audio file a person says in the call).
 
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -16,8 +18,9 @@ const [base, artifacts] = process.argv.slice(2);
 const chat = process.env.CHAT;
 const play = process.env.PLAY;
 const reply = process.env.REPLY;
-if (!base || !artifacts || !chat || !play || !reply) {
-  console.error('usage: CHAT=… PLAY=… REPLY=… node dashboard.mjs BASE_URL ARTIFACTS');
+const speakFile = process.env.SPEAK;
+if (!base || !artifacts || !chat || !play || !reply || !speakFile) {
+  console.error('usage: CHAT=… PLAY=… REPLY=… SPEAK=FILE node dashboard.mjs BASE_URL ARTIFACTS');
   process.exit(2);
 }
 mkdirSync(artifacts, { recursive: true });
@@ -82,6 +85,11 @@ try {
   const answer = page.locator('#transcript li.bot', { hasText: reply });
   await answer.first().waitFor({ timeout: 15000 });
   await page.screenshot({ path: `${artifacts}/console.png`, fullPage: true });
+
+  step('a file said in the call as a person: the call hears them speaking');
+  await page.setInputFiles('#file-input', speakFile);
+  await page.getByRole('button', { name: 'Say it in the call' }).click();
+  await row.locator('td', { hasText: 'speaking: 424242' }).waitFor({ timeout: 15000 });
 
   step('Listen plays what the call hears: the page\'s analyser measures sound');
   await page.getByRole('button', { name: 'Listen' }).click();
