@@ -337,8 +337,8 @@ fn loopback_accounts(config: &Config) -> Result<Vec<SimAccount>, Failure> {
         if let Some((key, _)) = real.iter().find(|(_, set)| *set) {
             return Err((KeyPath::account(i, key), Problem::WrongSide("real Telegram", "has no [telegram] section")));
         }
-        // Numbered after the default account, so a config naming none still works.
-        let user_id = a.user_id.unwrap_or(DEFAULT_USER_ID + 10 * i as i64);
+        // Numbered after the loopback's account, so a config naming none still works.
+        let user_id = a.user_id.unwrap_or(config.loopback.user_id.unwrap_or(DEFAULT_USER_ID) + 10 * i as i64);
         if user_id <= 0 {
             return Err((KeyPath::account(i, "user_id"), Problem::Zero));
         }

@@ -140,6 +140,8 @@ impl HeardCall {
     /// Ends this participant's connection (leave, kick, or replaced by a rejoin).
     pub fn hang_up(&self) {
         self.hang_up.notify_one();
+        // Live listeners hear that it ended: their stream closes.
+        self.rec.lock().listeners.clear();
     }
 
     pub(super) fn hang_up_signal(&self) -> Arc<Notify> {
