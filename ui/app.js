@@ -288,6 +288,12 @@ async function listen() {
       source.connect(analyser);
       source.start(at);
       at += buffer.duration;
+      // How long the newest audio waits in the page before it is heard: scheduled ahead,
+      // plus the audio device's own latency.
+      const waits = at - buffer.duration - ctx.currentTime + ctx.baseLatency + (ctx.outputLatency || 0);
+      const level = $('level');
+      level.dataset.pageDelayMs = Math.round(Math.max(Number(level.dataset.pageDelayMs || 0), waits * 1000));
+      level.title = `the page adds ${Math.round(waits * 1000)} ms before you hear it`;
     }
   } catch (e) {
     if (!abort.signal.aborted) $('console-error').textContent = `listen: ${e.message}`;

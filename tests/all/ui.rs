@@ -71,6 +71,7 @@ async fn the_dashboard_shows_and_steers_the_demo_call_in_a_real_browser() {
         .env("PLAY", "/play media/one.mp3")
         .env("REPLY", "one")
         .env("SPEAK", &speak)
+        .env("JITTER_HOLD_MS", wasmcalls::media::jitter::JITTER_HOLD.as_millis().to_string())
         .current_dir(root)
         .kill_on_drop(true)
         .output();
@@ -82,6 +83,10 @@ async fn the_dashboard_shows_and_steers_the_demo_call_in_a_real_browser() {
         artifacts.display()
     );
     assert!(stdout.contains("step: done"), "{stdout}");
+    // The figure, for whoever reads the test's output (`--nocapture`).
+    if let Some(line) = stdout.lines().find(|l| l.starts_with("listen delay")) {
+        println!("{line}");
+    }
     for shot in ["calls.png", "console.png", "phone.png"] {
         assert!(artifacts.join(shot).exists(), "{shot} kept");
     }

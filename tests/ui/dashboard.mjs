@@ -94,6 +94,11 @@ try {
   step('Listen plays what the call hears: the page\'s analyser measures sound');
   await page.getByRole('button', { name: 'Listen' }).click();
   await until('a non-silent level', async () => Number(await page.locator('#level').getAttribute('data-peak')) > 0.05);
+  // What the page adds to the loopback's own hold (its jitter buffer, JITTER_HOLD_MS).
+  const pageDelay = Number(await page.locator('#level').getAttribute('data-page-delay-ms'));
+  const delay = pageDelay + Number(process.env.JITTER_HOLD_MS || 0);
+  console.log(`listen delay: ${delay} ms at most (${pageDelay} ms in the page)`);
+  if (!(delay < 500)) throw new Error(`Listen lags ${delay} ms behind the call; the bar is 500 ms`);
   await page.getByRole('button', { name: 'Stop listening' }).click();
   await page.getByRole('button', { name: 'Listen' }).waitFor();
 
