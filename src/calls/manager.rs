@@ -76,6 +76,9 @@ pub struct CallStatus {
     /// Who is speaking now.
     #[serde(default)]
     pub speaking: Vec<i64>,
+    /// The other participants we know of (those that announced their source).
+    #[serde(default)]
+    pub participants: Vec<i64>,
 }
 
 /// What happened, for the plugins.
@@ -988,6 +991,7 @@ impl CallManager {
     pub async fn calls(&self) -> Vec<CallStatus> {
         let snapshot: Vec<(ChatId, CallStatus, Option<CallId>)> = {
             let calls = self.inner.calls.lock();
+            let speakers = self.inner.speakers.lock();
             calls
                 .iter()
                 .map(|(chat, e)| {
@@ -1007,7 +1011,8 @@ impl CallManager {
                         heard: Vec::new(),
                         prepare_us: 0,
                         send_p99_us: 0,
-                        speaking: self.inner.speakers.lock().speaking(*chat),
+                        speaking: speakers.speaking(*chat),
+                        participants: speakers.participants(*chat),
                     };
                     (*chat, status, e.call)
                 })

@@ -68,6 +68,14 @@ impl Speakers {
         changed.then_some(change)
     }
 
+    /// The other participants of `chat`'s call we know of (by the sources they announced).
+    pub fn participants(&self, chat: ChatId) -> Vec<i64> {
+        let mut v: Vec<i64> = self.calls.get(&chat).map(|c| c.owners.values().copied().collect()).unwrap_or_default();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// Who in `chat`'s call is speaking now, by id.
     pub fn speaking(&self, chat: ChatId) -> Vec<i64> {
         let mut v: Vec<i64> = self.calls.get(&chat).map(|c| c.speaking.iter().copied().collect()).unwrap_or_default();

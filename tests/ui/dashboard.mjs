@@ -89,7 +89,8 @@ try {
   step('a file said in the call as a person: the call hears them speaking');
   await page.setInputFiles('#file-input', speakFile);
   await page.getByRole('button', { name: 'Say it in the call' }).click();
-  await row.locator('td', { hasText: 'speaking: 424242' }).waitFor({ timeout: 15000 });
+  await row.locator('td.people', { hasText: 'speaking: 424242' }).waitFor({ timeout: 15000 });
+  if (!(await row.locator('td.people').textContent()).startsWith('424242')) throw new Error('the speaker is not listed as a participant');
 
   step('Listen plays what the call hears: the page\'s analyser measures sound');
   await page.getByRole('button', { name: 'Listen' }).click();
