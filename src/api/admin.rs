@@ -107,20 +107,15 @@ async fn list(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Respons
     if let Some(r) = guard(&state, &headers) {
         return r;
     }
-    let joined: std::collections::HashMap<String, Vec<i64>> = state
-        .plugins
-        .counters()
-        .into_iter()
-        .map(|(name, c)| (name, c.joined.lock().iter().copied().collect()))
-        .collect();
     let live = state.manager.joined_chats();
+    let joined: std::collections::HashMap<String, Vec<i64>> =
+        state.plugins.counters().into_iter().map(|(name, c)| (name, c.live_calls(&live))).collect();
     let plugins: Vec<Value> = state
         .plugins
         .status()
         .into_iter()
         .map(|p| {
-            let calls: Vec<i64> =
-                joined.get(&p.name).into_iter().flatten().copied().filter(|c| live.contains(c)).collect();
+            let calls = joined.get(&p.name).cloned().unwrap_or_default();
             json!({
                 "name": p.name,
                 "state": if p.disabled { "disabled" } else { "running" },

@@ -35,16 +35,22 @@ async fn control(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorized(&state, &headers) {
+    let r = act(&state, chat, &action, &headers, &body).await;
+    state.count(r.status());
+    r
+}
+
+async fn act(state: &ApiState, chat: ChatId, action: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    if !authorized(state, headers) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
     let m = &state.manager;
-    let done = match action.as_str() {
+    let done = match action {
         "pause" => m.pause(chat),
         "resume" => m.resume(chat),
         "skip" => m.skip(chat),
         "leave" => m.leave(chat).await,
-        "volume" => match serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["volume"].as_u64()) {
+        "volume" => match serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|v| v["volume"].as_u64()) {
             Some(v) => m.set_volume(chat, v.min(u16::MAX as u64) as u16),
             None => return error(StatusCode::BAD_REQUEST, "send {\"volume\": 0–200}"),
         },
@@ -55,14 +61,12 @@ async fn control(
             );
         }
     };
-    let r = match done {
+    match done {
         Ok(()) => (StatusCode::OK, axum::Json(json!({ "ok": true }))).into_response(),
         Err(e @ CallError::NotInCall(_)) => error(StatusCode::NOT_FOUND, e),
         Err(e @ (CallError::InvalidArgument(_) | CallError::NothingPlaying(_) | CallError::StillConnecting(_))) => {
             error(StatusCode::CONFLICT, e)
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
-    state.count(r.status());
-    r
+    }
 }

@@ -146,7 +146,7 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
     let live = state.manager.joined_chats();
     e.family("wasmcalls_plugin_calls", "gauge", "Calls a plugin joined that are still joined.");
     for (name, c) in &plugins {
-        let n = c.joined.lock().iter().filter(|chat| live.contains(chat)).count();
+        let n = c.live_calls(&live).len();
         e.sample("wasmcalls_plugin_calls", &[("plugin", name)], n as f64);
     }
     e.family("wasmcalls_plugin_disabled", "gauge", "1 while a plugin is disabled (by traps or by the operator).");

@@ -13,7 +13,7 @@
 //! [`MAX_WAIT`]; longer, it fails at once with `RateLimited` and when to retry, as does
 //! every send to a chat Telegram answered with `FLOOD_WAIT` until that has passed.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::error::CallError;
-use crate::telegram::messages::{Account, Identity, MemberStatus, Message, MessageId, Outgoing};
+use crate::telegram::messages::{Account, Identity, MemberStatus, Message, MessageId, Outgoing, Recent};
 use crate::telegram::{ChatId, Telegram, TelegramError};
 
 /// Longest a send waits for its turn before it is refused as rate-limited.
@@ -77,18 +77,12 @@ impl Pacing {
     }
 }
 
-/// Messages seen, to keep each once.
-#[derive(Default)]
-struct Seen {
-    keys: HashSet<(ChatId, MessageId)>,
-    order: VecDeque<(ChatId, MessageId)>,
-}
-
 /// The chat side of the host: shared by every plugin.
 pub struct Chats {
     telegram: Arc<dyn Telegram>,
     pacing: Mutex<Pacing>,
-    seen: Mutex<Seen>,
+    /// Messages seen, to keep each once.
+    seen: Mutex<Recent<(ChatId, MessageId)>>,
     /// Where a message's media is downloaded to be played: this run's own folder.
     media: PathBuf,
     /// What this run downloaded: (chat, message) → file.
@@ -121,7 +115,7 @@ impl Chats {
             }
         }
         let media = media_cache.join(format!("run-{}-{:08x}", std::process::id(), rand::random::<u32>()));
-        Chats { telegram, pacing: Mutex::default(), seen: Mutex::default(), media, downloaded: Mutex::default() }
+        Chats { telegram, pacing: Mutex::default(), seen: Mutex::new(Recent::new(SEEN)), media, downloaded: Mutex::default() }
     }
 
     /// The accounts chatting: the user account, and the bot if there is one.
@@ -141,17 +135,7 @@ impl Chats {
                 return false;
             }
         }
-        let mut seen = self.seen.lock();
-        if !seen.keys.insert((m.chat, m.id)) {
-            return false;
-        }
-        seen.order.push_back((m.chat, m.id));
-        if seen.order.len() > SEEN
-            && let Some(old) = seen.order.pop_front()
-        {
-            seen.keys.remove(&old);
-        }
-        true
+        self.seen.lock().first((m.chat, m.id))
     }
 
     /// Waits for `chat`'s turn to be sent to, or says how long to wait.

@@ -164,6 +164,15 @@ struct Joined {
     bridged_from: Option<ChatId>,
 }
 
+impl Joined {
+    /// What played is over (it ended, or was skipped): the call idles, unbridged.
+    fn stream_over(&mut self) {
+        self.stream = None;
+        self.state = CallState::Idle;
+        self.bridged_from = None;
+    }
+}
+
 /// How long a call whose media path went silent for good keeps trying to rejoin
 /// before its plugin is told the connection is lost, unless configured
 /// (`[host] recovery_window_s`): a minute covers a server move or a phone changing
@@ -278,9 +287,7 @@ impl CallManager {
                     let mut calls = self.inner.calls.lock();
                     match calls.get_mut(&chat) {
                         Some(e) if e.stream == Some(stream) => {
-                            e.stream = None;
-                            e.state = CallState::Idle;
-                            e.bridged_from = None;
+                            e.stream_over();
                             true
                         }
                         _ => false, // a replaced stream: its end is not news
@@ -865,10 +872,9 @@ impl CallManager {
     /// Ends what plays now as if it had played to its end: the plugin hears
     /// `on-stream-end` and plays its next (a dashboard's or operator's skip).
     pub fn skip(&self, chat: ChatId) -> Result<(), CallError> {
-        let (call, ()) = self.connected(chat, |e| match e.stream.take() {
+        let (call, ()) = self.connected(chat, |e| match e.stream {
             Some(_) => {
-                e.state = CallState::Idle;
-                e.bridged_from = None;
+                e.stream_over();
                 Ok(())
             }
             None => Err(CallError::NothingPlaying(chat)),

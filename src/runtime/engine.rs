@@ -147,29 +147,38 @@ pub enum Loaded {
     FromCache,
 }
 
+/// The hex SHA-256 of a component's bytes: what names it.
+fn digest(wasm: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(wasm))
+}
+
 impl CompileCache {
     /// A cache as `options` say (its folder is created when first written).
     pub fn new(options: CacheOptions) -> Self {
         CompileCache { options }
     }
 
-    fn key(engine: &Engine, wasm: &[u8]) -> String {
+    /// The entry of the component whose bytes hash to `digest` (hex SHA-256).
+    fn key(engine: &Engine, digest: &str) -> String {
         use std::hash::Hash;
         let mut compat = Sha(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut compat);
         let compat = compat.0.finalize();
-        format!("{:x}-{:x}", Sha256::digest(wasm), compat)[..64 + 1 + 16].to_owned()
+        format!("{digest}-{compat:x}")[..64 + 1 + 16].to_owned()
     }
 
-    /// Compiles `wasm` (the bytes of `path`) or loads its compiled form from the cache.
+    /// Compiles `wasm` (the bytes of `path`) or loads its compiled form from the cache;
+    /// also the hex SHA-256 of `wasm`, which names it (hashed once, here, off the
+    /// event path: a Python component is tens of MiB).
     pub fn load(
         &self,
         engine: &Engine,
         name: &str,
         path: &Path,
         wasm: &[u8],
-    ) -> Result<(Component, Loaded), PluginError> {
-        let cached = self.options.dir.as_ref().map(|d| d.join(format!("{}.cwasm", Self::key(engine, wasm))));
+    ) -> Result<(Component, Loaded, String), PluginError> {
+        let digest = digest(wasm);
+        let cached = self.options.dir.as_ref().map(|d| d.join(format!("{}.cwasm", Self::key(engine, &digest))));
         // Read into memory rather than `deserialize_file`: a mapped file truncated
         // under the host (another process, a cleanup job) would crash it with SIGBUS.
         if let Some(file) = &cached
@@ -186,7 +195,7 @@ impl CompileCache {
                         .write(true)
                         .open(file)
                         .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-                    return Ok((c, Loaded::FromCache));
+                    return Ok((c, Loaded::FromCache, digest));
                 }
                 Err(e) => tracing::warn!(plugin = name, "ignoring unusable cache entry {}: {e}", file.display()),
             }
@@ -208,7 +217,7 @@ impl CompileCache {
                 Err(e) => tracing::warn!(plugin = name, "could not write the compile cache: {e}"),
             }
         }
-        Ok((component, Loaded::Compiled))
+        Ok((component, Loaded::Compiled, digest))
     }
 
     /// Removes the least recently used entries until the cache fits its size; never `keep`.
@@ -266,9 +275,9 @@ mod tests {
     #[test]
     fn the_key_is_the_component_and_the_engine() {
         let engine = Engine::default();
-        let a = CompileCache::key(&engine, b"one");
-        assert_eq!(a, CompileCache::key(&engine, b"one"), "stable");
-        assert_ne!(a, CompileCache::key(&engine, b"two"));
+        let a = CompileCache::key(&engine, &digest(b"one"));
+        assert_eq!(a, CompileCache::key(&engine, &digest(b"one")), "stable");
+        assert_ne!(a, CompileCache::key(&engine, &digest(b"two")));
         assert_eq!(a.len(), 81);
     }
 }

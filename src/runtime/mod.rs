@@ -195,7 +195,7 @@ pub fn precompile(path: &Path, cache: CacheOptions, capacity: Capacity) -> Resul
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let (_, loaded) = CompileCache::new(cache).load(&engine, &name, path, &wasm)?;
+    let (_, loaded, _) = CompileCache::new(cache).load(&engine, &name, path, &wasm)?;
     Ok(loaded)
 }
 
@@ -299,6 +299,11 @@ pub struct CommandRecord {
 const COMMANDS_KEPT: usize = 256;
 
 impl PluginCounters {
+    /// The chats it joined whose call is still joined (`live`: the host's joined chats).
+    pub fn live_calls(&self, live: &[i64]) -> Vec<i64> {
+        self.joined.lock().iter().copied().filter(|c| live.contains(c)).collect()
+    }
+
     pub(crate) fn record(&self, command: &str, chat: i64, ok: bool) {
         let mut c = self.commands.lock();
         if c.len() == COMMANDS_KEPT {
@@ -513,12 +518,8 @@ impl PluginHost {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let version = {
-            use sha2::Digest;
-            format!("{:x}", sha2::Sha256::digest(&wasm))[..12].to_owned()
-        };
         let (engine, cache, n, p) = (self.engine.clone(), self.cache.clone(), name.to_owned(), path.to_path_buf());
-        let (component, loaded) = tokio::task::spawn_blocking(move || cache.load(&engine, &n, &p, &wasm))
+        let (component, loaded, digest) = tokio::task::spawn_blocking(move || cache.load(&engine, &n, &p, &wasm))
             .await
             .map_err(|e| PluginError::Gone { name: format!("{name} (compiler: {e})") })??;
         let wrong_world = |e: wasmtime::Error| PluginError::WrongWorld {
@@ -541,7 +542,7 @@ impl PluginHost {
                 }
             },
         };
-        Ok(Compiled { pre, loaded, version })
+        Ok(Compiled { pre, loaded, version: digest[..12].to_owned() })
     }
 
     /// A fresh instance of `compiled`, as `spec` describes the plugin, outside any

@@ -15,7 +15,7 @@
 //! press keeps the account it reached in its query id, so its answer goes back the same
 //! way.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use super::messages::{
-    Identity, JoinOptions, MemberStatus, Message, MessageId, Outgoing, Participant, ParticipantPage,
+    Identity, JoinOptions, MemberStatus, Message, MessageId, Outgoing, Participant, ParticipantPage, Recent,
 };
 use super::{BoxFuture, ChatId, Telegram, TelegramError, Update};
 use crate::transport::{JoinParams, TransportAnswer};
@@ -51,7 +51,7 @@ struct Inner {
     /// The account that first told us of each chat, for chats without a call of ours.
     homes: Mutex<HashMap<ChatId, usize>>,
     /// Messages and button presses already passed on.
-    said: Mutex<Said>,
+    said: Mutex<Recent<String>>,
     updates: broadcast::Sender<Update>,
 }
 
@@ -64,7 +64,7 @@ impl Accounts {
             members,
             holders: Mutex::default(),
             homes: Mutex::default(),
-            said: Mutex::default(),
+            said: Mutex::new(Recent::new(REMEMBERED)),
             updates: broadcast::channel(1024).0,
         });
         let tasks = (0..inner.members.len())
@@ -89,11 +89,6 @@ impl Accounts {
             })
             .collect();
         (Accounts { inner }, tasks)
-    }
-
-    /// The accounts' names, in order.
-    pub fn names(&self) -> Vec<String> {
-        self.inner.members.iter().map(|m| m.name.clone()).collect()
     }
 
     /// The account holding `chat`'s call, if we are in it.
@@ -160,7 +155,7 @@ impl Inner {
         let chat = match update {
             Update::Message(m) => {
                 self.homes.lock().entry(m.chat).or_insert(account);
-                return self.said.lock().first(Said::message(&m)).then_some(Update::Message(m));
+                return self.said.lock().first(said_key(&m)).then_some(Update::Message(m));
             }
             Update::Callback(mut q) => {
                 if !self.said.lock().first(format!("q{}", q.id)) {
@@ -193,37 +188,14 @@ impl Inner {
     }
 }
 
-/// Keys of what was passed on lately, oldest first.
-#[derive(Default)]
-struct Said {
-    order: VecDeque<String>,
-    set: HashSet<String>,
-}
-
-impl Said {
-    /// A message's key. In a supergroup or channel every member sees the same id; in a
-    /// basic group each account numbers messages its own way, so what was said counts.
-    fn message(m: &Message) -> String {
-        if m.chat <= -1_000_000_000_000 {
-            format!("m{}:{}:{:?}", m.chat, m.id, m.seen_by)
-        } else {
-            format!("m{}:{}:{}:{:?}:{}", m.chat, m.sender, m.date, m.seen_by, m.text)
-        }
-    }
-
-    /// Remembers `key`: whether it is new.
-    fn first(&mut self, key: String) -> bool {
-        if self.set.contains(&key) {
-            return false;
-        }
-        if self.order.len() == REMEMBERED
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
-        }
-        self.order.push_back(key.clone());
-        self.set.insert(key);
-        true
+/// A message's key among those said. In a supergroup or channel every member sees the
+/// same id; in a basic group each account numbers messages its own way, so what was said
+/// counts.
+fn said_key(m: &Message) -> String {
+    if m.chat <= -1_000_000_000_000 {
+        format!("m{}:{}:{:?}", m.chat, m.id, m.seen_by)
+    } else {
+        format!("m{}:{}:{}:{:?}:{}", m.chat, m.sender, m.date, m.seen_by, m.text)
     }
 }
 

@@ -244,6 +244,35 @@ pub struct ParticipantPage {
     pub total: u32,
 }
 
+/// Keys of what was passed on lately, the newest `capacity`: so an update several of
+/// our accounts (or a user and a bot) deliver is said once.
+#[derive(Debug)]
+pub struct Recent<K> {
+    capacity: usize,
+    order: std::collections::VecDeque<K>,
+    set: std::collections::HashSet<K>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Recent<K> {
+    pub fn new(capacity: usize) -> Self {
+        Recent { capacity, order: Default::default(), set: Default::default() }
+    }
+
+    /// Remembers `key`, forgetting the oldest past the capacity: whether it is new.
+    pub fn first(&mut self, key: K) -> bool {
+        if !self.set.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
 /// How to join a call.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JoinOptions {

@@ -17,16 +17,6 @@ use wasmcalls::media::{Control, EncoderConfig, MediaEvent, PcmFormat, Stream};
 
 use crate::support::*;
 
-/// Runs a fixture tool, or fails saying how to get it.
-fn tool(program: &str, args: &[&str], dir: &Path) {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} is needed to make this test's fixtures ({e}); run `bash .ci/setup`"));
-    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// A 2 s stereo chirp at `rate` Hz with `bits` (sox makes it; `float` for 32-bit float).
 fn chirp_wav(dir: &Path, name: &str, rate: u32, channels: u8, bits: u8, float: bool) -> PathBuf {
     let (r, c, b) = (rate.to_string(), channels.to_string(), bits.to_string());

@@ -14,11 +14,6 @@ const CHAT: i64 = -1_001_185_324_811;
 const ALICE: i64 = 424_242;
 const BOB: i64 = 515_151;
 
-fn tool(program: &str, args: &[&str], dir: &Path) {
-    let ok = std::process::Command::new(program).args(args).current_dir(dir).status();
-    assert!(ok.is_ok_and(|s| s.success()), "{program} makes the fixtures (bash .ci/setup installs it)");
-}
-
 /// `media/one.mp3` (2 s), `media/two.opus` (6 s: long enough to still be playing when a
 /// slow bot on a loaded machine answers the `/seek` sent after it starts) and `song.mp3`
 /// (20 s) to upload.

@@ -299,6 +299,16 @@ pub fn js_bot(name: &'static str) -> PathBuf {
     })
 }
 
+/// Runs a fixture tool, or fails saying how to get it.
+pub fn tool(program: &str, args: &[&str], dir: &Path) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is needed to make this test's fixtures ({e}); run `bash .ci/setup`"));
+    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A test's configuration, written as a user writes it: a `[host]` with a free API
 /// port, loopback chats, and plugins.
 #[derive(Clone, Default)]

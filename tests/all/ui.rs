@@ -18,12 +18,15 @@ fn media(dir: &Path) {
     std::fs::create_dir_all(&m).unwrap();
     for (name, seconds, hz) in [("long", "60", "440"), ("one", "3", "523")] {
         let wav = format!("{name}.wav");
-        let sox = ["-n", "-r", "44100", "-c", "2", &wav, "synth", seconds, "sine", hz, "vol", "0.5"];
-        let ok = std::process::Command::new("sox").args(sox).current_dir(&m).status();
-        assert!(ok.is_ok_and(|s| s.success()), "sox makes the fixtures (bash .ci/setup installs it)");
-        let ok = std::process::Command::new("lame").args(["--quiet", &wav, &format!("{name}.mp3")]).current_dir(&m).status();
-        assert!(ok.is_ok_and(|s| s.success()), "lame makes the fixtures (bash .ci/setup installs it)");
+        tool("sox", &["-n", "-r", "44100", "-c", "2", &wav, "synth", seconds, "sine", hz, "vol", "0.5"], &m);
+        tool("lame", &["--quiet", &wav, &format!("{name}.mp3")], &m);
     }
+}
+
+/// `GET path` with the token, its body left to be read as it comes.
+async fn open(host: &Host, path: &str) -> reqwest::Response {
+    let url = format!("http://{}{path}", host.app.api);
+    reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await.unwrap()
 }
 
 /// The demo: the musicbot autoplaying into the demo chat.
@@ -139,12 +142,7 @@ async fn the_dashboard_and_its_controls_answer_only_with_the_token() {
     assert_eq!(post(&host, &format!("/calls/{CHAT}/resume"), "", Some(TOKEN)).await.status, 200);
 
     // Listen: what the call is heard saying, live, as raw PCM.
-    let mut audio = reqwest::Client::new()
-        .get(format!("http://{}/loopback/chats/{CHAT}/audio", host.app.api))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let mut audio = open(&host, &format!("/loopback/chats/{CHAT}/audio")).await;
     assert_eq!(audio.headers()["content-type"], "audio/L16; rate=48000; channels=2");
     let mut pcm = Vec::new();
     tokio::time::timeout(PATIENCE, async {
@@ -159,12 +157,7 @@ async fn the_dashboard_and_its_controls_answer_only_with_the_token() {
     drop(audio);
 
     // Skip ends what plays as if it had ended: the plugin hears it, and /events says so.
-    let mut events = reqwest::Client::new()
-        .get(format!("http://{}/events", host.app.api))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let mut events = open(&host, "/events").await;
     assert_eq!(events.status(), 200);
     assert_eq!(post(&host, &format!("/calls/{CHAT}/skip"), "", Some(TOKEN)).await.status, 200);
     let mut seen = String::new();
