@@ -14,9 +14,10 @@ const CHAT: i64 = -1_001_185_324_811;
 const ALICE: i64 = 424_242;
 const BOB: i64 = 515_151;
 
-/// `media/one.mp3` (2 s), `media/two.opus` (6 s: long enough to still be playing when a
-/// slow bot on a loaded machine answers the `/seek` sent after it starts) and `song.mp3`
-/// (20 s) to upload.
+/// `media/one.mp3` (2 s), `media/two.opus` (12 s) and `song.mp3` (60 s) to upload. The
+/// long ones are long so that a slow bot on a loaded machine (CI's two cores, a JavaScript
+/// component) still has them playing when it handles the commands sent while they play:
+/// the test seeks near the end of `two.opus`, so waiting for its end stays short.
 fn media(dir: &Path) {
     let m = dir.join("media");
     std::fs::create_dir_all(&m).unwrap();
@@ -24,11 +25,11 @@ fn media(dir: &Path) {
     tool("lame", &["--quiet", "one.wav", "one.mp3"], &m);
     tool(
         "sox",
-        &["-n", "-r", "48000", "-c", "2", "-b", "16", "two.wav", "synth", "6", "sine", "660", "vol", "0.5"],
+        &["-n", "-r", "48000", "-c", "2", "-b", "16", "two.wav", "synth", "12", "sine", "660", "vol", "0.5"],
         &m,
     );
     tool("opusenc", &["--quiet", "two.wav", "two.opus"], &m);
-    tool("sox", &["-n", "-r", "44100", "-c", "2", "song.wav", "synth", "20", "sine", "440", "vol", "0.5"], dir);
+    tool("sox", &["-n", "-r", "44100", "-c", "2", "song.wav", "synth", "60", "sine", "440", "vol", "0.5"], dir);
     tool("lame", &["--quiet", "song.wav", "song.mp3"], dir);
 }
 
@@ -171,8 +172,8 @@ async fn people_play_queue_and_control_the_music_by_command_and_button(lang: Lan
     press(&host, now.id, ALICE, "skip").await;
     let next = from_bot(&host).into_iter().rev().find(|p| p.text.starts_with("🎵 Now playing")).unwrap();
     assert!(next.text.contains("two.opus") && next.id != now.id, "{next:?}");
-    say(&host, ALICE, "/seek 1", None).await;
-    assert_eq!(last_from_bot(&host).text, "⏩ Moved to 1 s.");
+    say(&host, ALICE, "/seek 10", None).await;
+    assert_eq!(last_from_bot(&host).text, "⏩ Moved to 10 s.");
     // The queue runs out: the bot says so and leaves the call.
     host.event(&mut events, |e| *e == HostEvent::StreamEnd(CHAT)).await;
     settled(&host).await;
