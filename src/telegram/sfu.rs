@@ -35,6 +35,9 @@ impl Sfu {
     pub fn new(opts: &SfuOptions) -> Result<Self, TelegramError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            // A join is one request per call: a few warm connections serve a wave of
+            // joins; keeping one per call joined would cost ~11 KiB a call for nothing.
+            .pool_max_idle_per_host(2)
             .build()
             .map_err(|e| TelegramError::Sfu { url: opts.url.clone(), reason: format!("no HTTP client: {e}") })?;
         Ok(Sfu { url: opts.url.clone(), client, updates: broadcast::channel(1).0 })

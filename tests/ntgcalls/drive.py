@@ -30,12 +30,17 @@ from ntgcalls import (
 )
 
 
-def rss_kib() -> int:
+def status_kib(name: str) -> int:
+    """A `Name:  123 kB` field of /proc/self/status (VmRSS, RssAnon…)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(name + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib() -> int:
+    return status_kib("VmRSS")
 
 
 def threads() -> int:
@@ -64,7 +69,7 @@ async def main() -> None:
     args = ap.parse_args()
 
     loop = asyncio.get_running_loop()
-    rss_before = rss_kib()
+    rss_before, anon_before = rss_kib(), status_kib("RssAnon")
     client = NTgCalls()
     states: dict[int, asyncio.Future] = {}
 
@@ -104,16 +109,19 @@ async def main() -> None:
             await client.set_stream_sources(chat, StreamMode.CAPTURE, media)
     if args.measure:
         await asyncio.sleep(1.0)  # past connection set-up and codec warm-up
-        cpu0, wall0, peak = cpu_seconds(), time.monotonic(), 0
+        cpu0, wall0, peak, anon_peak = cpu_seconds(), time.monotonic(), 0, 0
         while time.monotonic() - wall0 < args.seconds:
             await asyncio.sleep(0.25)
-            peak = max(peak, rss_kib())
+            if rss_kib() > peak:
+                peak, anon_peak = rss_kib(), status_kib("RssAnon")
         measured = {
             "connected": sum(r["outcome"] == "connected" for r in results.values()),
             "cpu_s": cpu_seconds() - cpu0,
             "wall_s": time.monotonic() - wall0,
             "rss_before_kib": rss_before,
             "rss_peak_kib": peak,
+            "anon_before_kib": anon_before,
+            "anon_peak_kib": anon_peak,
             "threads": threads(),
             "version": importlib.metadata.version("ntgcalls"),
         }

@@ -201,14 +201,14 @@ async fn measure(app: &wasmcalls::app::App, language: &'static str, wasm: &Path,
 
     // Memory: instances alive at once, each started.
     let instances = a.instances.max(1);
-    let before = rss_kib();
+    let before = super::Resident::of_self().total;
     let mut live = Vec::new();
     for _ in 0..instances {
         let mut i = host.instantiate(&spec, &compiled).await?;
         i.start(&me()).await?;
         live.push(i);
     }
-    let rss = rss_kib().saturating_sub(before) / instances as u64;
+    let rss = super::Resident::of_self().total.saturating_sub(before) / instances as u64;
     let linear = live[0].linear_memory();
     let mut instance = live.pop().expect("at least one instance");
     drop(live);
@@ -244,13 +244,6 @@ async fn measure(app: &wasmcalls::app::App, language: &'static str, wasm: &Path,
 fn p50_p99(v: Vec<Duration>) -> (f64, f64) {
     let (p50, p99, _) = percentiles(v);
     (p50, p99)
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A project as `wasmcalls new` makes it, served as `wasmcalls dev` serves it (Winch,

@@ -116,3 +116,40 @@ pub(super) fn require_plugin(path: &std::path::Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// A process's resident memory, in KiB, from `/proc/<pid>/status`: all of it, and the
+/// anonymous part (heap and stacks — what calls allocate) apart from the file-backed
+/// part (code and libraries, paged in once and shared with every process running them).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Resident {
+    pub total: u64,
+    pub anon: u64,
+    pub file: u64,
+}
+
+impl Resident {
+    /// `pid` is a process id or `self`; zero where the process is gone.
+    pub fn of(pid: &str) -> Self {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| status_field(&status, name).unwrap_or(0);
+        Resident { total: field("VmRSS:"), anon: field("RssAnon:"), file: field("RssFile:") }
+    }
+
+    pub fn of_self() -> Self {
+        Self::of("self")
+    }
+
+    /// What grew from `before` to `self`.
+    pub fn since(self, before: Resident) -> Resident {
+        Resident {
+            total: self.total.saturating_sub(before.total),
+            anon: self.anon.saturating_sub(before.anon),
+            file: self.file.saturating_sub(before.file),
+        }
+    }
+}
+
+/// A `Name:   123 kB` line's number in a `/proc/<pid>/status` text.
+pub(super) fn status_field(status: &str, name: &str) -> Option<u64> {
+    status.lines().find_map(|l| l.strip_prefix(name)?.split_whitespace().next()?.parse().ok())
+}

@@ -16,6 +16,8 @@ use wasmcalls::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane
 use wasmcalls::telegram::JoinOptions;
 use wasmcalls::telegram::sfu::{Sfu, SfuOptions};
 
+use super::Resident;
+
 #[derive(Args)]
 pub struct PacingArgs {
     /// Concurrent calls
@@ -99,11 +101,6 @@ pub(super) fn music(seconds: u32) -> Vec<i16> {
     out
 }
 
-fn rss_kib(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn cpu_of(pid: &str) -> Option<Duration> {
     // utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -181,8 +178,9 @@ pub(super) struct Figures {
     pub kib_connection: f64,
     pub kib_stream: f64,
     pub kib_playing: f64,
-    pub rss_before: u64,
-    pub rss_peak: u64,
+    /// Resident memory before the first join, and at its peak while playing.
+    pub before: Resident,
+    pub peak: Resident,
     pub child_per_frame_us: f64,
     /// The loopback's per-call arrival deviation (p50 and p99 medians) and loss.
     pub heard: (u64, u64, u64),
@@ -220,7 +218,7 @@ pub(super) async fn measure(
     let sfu = Sfu::new(&SfuOptions { url, bind_ip: bind })?;
     // SAFETY: malloc_trim only returns free heap pages to the OS.
     unsafe { libc::malloc_trim(0) };
-    let rss_before = rss_kib("self").unwrap_or(0);
+    let before = Resident::of_self();
     let t0 = Instant::now();
     let mut ids = Vec::new();
     let as_ourselves = JoinOptions::default();
@@ -234,15 +232,15 @@ pub(super) async fn measure(
     let joined_in = t0.elapsed();
     // SAFETY: as above.
     unsafe { libc::malloc_trim(0) };
-    let rss_joined = rss_kib("self").unwrap_or(0);
+    let joined = Resident::of_self().total;
     // The first stream pays what is paid once (code paged in, tables built): left out
     // of the per-stream figure.
     let mut streams = vec![tokio::task::block_in_place(|| media.open_stream(spec, None, enc))?];
-    let rss_first = rss_kib("self").unwrap_or(0);
+    let first = Resident::of_self().total;
     for _ in 1..ids.len() {
         streams.push(tokio::task::block_in_place(|| media.open_stream(spec, None, enc))?);
     }
-    let rss_opened = rss_kib("self").unwrap_or(0);
+    let opened = Resident::of_self().total;
     while let Ok(ev) = events.try_recv() {
         if let MediaEvent::ConnectionLost { reason, .. } = ev {
             bail!("a call dropped while joining: {reason}");
@@ -287,7 +285,7 @@ pub(super) async fn measure(
     }
     let ids = playing;
     let mut ended = 0;
-    let mut rss_peak = 0;
+    let mut peak = Resident::default();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     while ended < ids.len() {
         tokio::select! {
@@ -304,7 +302,12 @@ pub(super) async fn measure(
                 ) => {}
                 None => bail!("the media plane stopped"),
             },
-            _ = tick.tick() => rss_peak = rss_peak.max(rss_kib("self").unwrap_or(0)),
+            _ = tick.tick() => {
+                let now = Resident::of_self();
+                if now.total > peak.total {
+                    peak = now;
+                }
+            }
         }
     }
     let wall = wall0.elapsed();
@@ -341,11 +344,11 @@ pub(super) async fn measure(
         p99_median: median(&p99s),
         p99_worst: p99s.last().copied().unwrap_or(0),
         max: stats.iter().map(|s| s.deviation.max_us).max().unwrap_or(0),
-        kib_connection: per(rss_joined.saturating_sub(rss_before)),
-        kib_stream: rss_opened.saturating_sub(rss_first) as f64 / (ids.len().max(2) - 1) as f64,
-        kib_playing: per(rss_peak.saturating_sub(rss_opened)),
-        rss_before,
-        rss_peak,
+        kib_connection: per(joined.saturating_sub(before.total)),
+        kib_stream: opened.saturating_sub(first) as f64 / (ids.len().max(2) - 1) as f64,
+        kib_playing: per(peak.total.saturating_sub(opened)),
+        before,
+        peak,
         child_per_frame_us: child_cpu.as_secs_f64() * 1e6 / frames.max(1) as f64,
         heard,
         wall,
@@ -407,15 +410,18 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         "  send deviation from deadline, per call: p50 median {} µs; p99 median {} µs, worst {} µs; max {} µs",
         f.p50_median, f.p99_median, f.p99_worst, f.max
     );
+    let grown = f.peak.since(f.before);
     println!(
         "  memory: RSS +{:.0} KiB per call: connection {:.0}, stream (encoder, buffers) {:.0}, touched while playing {:.0} \
-         ({} KiB before joining, {} KiB peak)",
+         ({} KiB before joining, {} KiB peak; of the growth {} KiB anonymous, {} KiB code and files)",
         f.kib_connection + f.kib_stream + f.kib_playing,
         f.kib_connection,
         f.kib_stream,
         f.kib_playing,
-        f.rss_before,
-        f.rss_peak
+        f.before.total,
+        f.peak.total,
+        grown.anon,
+        grown.file,
     );
     println!("  (the loopback child used {:.1} µs CPU per frame receiving)", f.child_per_frame_us);
     println!(
@@ -432,27 +438,32 @@ pub async fn run(a: PacingArgs) -> Result<()> {
                 let our_kib = ours.kib_connection + ours.kib_stream + ours.kib_playing;
                 let their_us = n.cpu_s * 1e6 / (n.wall_s * 50.0) / n.calls as f64;
                 let their_kib = n.rss_peak_kib.saturating_sub(n.rss_before_kib) as f64 / n.calls as f64;
+                let their_anon = n.anon_peak_kib.saturating_sub(n.anon_before_kib) as f64 / n.calls as f64;
+                let our_anon = ours.peak.since(ours.before).anon as f64 / ours.calls.max(1) as f64;
                 println!(
                     "NTgCalls {} (pytgcalls' libwebrtc core), {} calls of the same input into the same loopback:",
                     n.version, n.calls
                 );
                 println!(
-                    "  CPU {their_us:.1} µs per call per 20 ms; RSS +{their_kib:.0} KiB per call; {} threads \
-                     ({:.1} per call)",
+                    "  CPU {their_us:.1} µs per call per 20 ms; RSS +{their_kib:.0} KiB per call \
+                     ({their_anon:.0} anonymous); {} threads ({:.1} per call)",
                     n.threads,
                     n.threads as f64 / n.calls as f64
                 );
                 println!(
-                    "  wasmcalls at {} calls: CPU {:.1} µs per call per 20 ms, RSS +{our_kib:.0} KiB per call, {} late",
+                    "  wasmcalls at {} calls: CPU {:.1} µs per call per 20 ms, RSS +{our_kib:.0} KiB per call \
+                     ({our_anon:.0} anonymous), {} late",
                     ours.calls,
                     ours.per_20ms_us(),
                     ours.late
                 );
                 println!(
-                    "  ratio: NTgCalls spends {:.1}× the CPU and {:.1}× the memory per call (it sends mono 60 ms \
-                     packets at ~32 kb/s; wasmcalls stereo 20 ms packets at {} kb/s, complexity {}{})",
+                    "  ratio: NTgCalls spends {:.1}× the CPU, {:.1}× the memory and {:.1}× the anonymous memory \
+                     (heap and stacks; the rest is code, paged in once) per call (it sends mono 60 ms packets at \
+                     ~32 kb/s; wasmcalls stereo 20 ms packets at {} kb/s, complexity {}{})",
                     their_us / ours.per_20ms_us(),
                     their_kib / our_kib.max(1.0),
+                    their_anon / our_anon.max(1.0),
                     a.bitrate / 1000,
                     a.complexity,
                     if a.source == "shared" { ", encoded once for all its calls" } else { "" }
@@ -492,6 +503,8 @@ struct NtgFigures {
     wall_s: f64,
     rss_before_kib: u64,
     rss_peak_kib: u64,
+    anon_before_kib: u64,
+    anon_peak_kib: u64,
     threads: usize,
     version: String,
 }
@@ -670,7 +683,7 @@ pub(super) fn ffmpeg_run(
     let mut rss = 0;
     std::thread::sleep(Duration::from_secs_f64(seconds as f64 * 0.8));
     for c in &children {
-        rss += rss_kib(&c.id().to_string()).unwrap_or(0);
+        rss += Resident::of(&c.id().to_string()).total;
     }
     for mut c in children {
         c.wait()?;

@@ -210,9 +210,7 @@ fn read(g: &Gauges<'_>, actions: u64, refused: u64) -> Sample {
     let Gauges { app, loopback, t0, radio, timer, reloads } = g;
     let totals = app.media.totals();
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        status.lines().find_map(|l| l.strip_prefix(name)?.split_whitespace().next()?.parse().ok()).unwrap_or(0)
-    };
+    let field = |name: &str| super::status_field(&status, name).unwrap_or(0);
     let heard = loopback.heard_totals();
     Sample {
         at: t0.elapsed(),

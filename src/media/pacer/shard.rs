@@ -65,7 +65,9 @@ pub struct Shard {
 
 /// The calls a shard holds, and where each sits on the 20 ms grid.
 struct Calls {
-    sessions: Slab<Session>,
+    /// Boxed: a session (its peer connection inline) is ~10 KiB, and a slab grows by
+    /// doubling; the slab's spare room should cost pointers, not sessions.
+    sessions: Slab<Box<Session>>,
     by_call: std::collections::HashMap<CallId, usize>,
     phase_load: [u32; PHASE_SLOTS],
     /// Calls whose handling panicked this turn, with the panic's message.
@@ -155,7 +157,7 @@ impl Calls {
     }
 
     /// Takes a call out of the shard: its socket off the poll, its phase freed.
-    fn remove(&mut self, k: usize, registry: &Registry) -> Option<Session> {
+    fn remove(&mut self, k: usize, registry: &Registry) -> Option<Box<Session>> {
         if !self.sessions.contains(k) {
             return None;
         }
@@ -344,7 +346,7 @@ impl Shard {
                         let slot = phase_order().min_by_key(|&i| calls.phase_load[i]).unwrap_or(0);
                         calls.phase_load[slot] += 1;
                         let phase = FRAME / PHASE_SLOTS as u32 * slot as u32;
-                        let mut s = Session::new(call, *peer, phase, connect_timeout, ready);
+                        let mut s = Box::new(Session::new(call, *peer, phase, connect_timeout, ready));
                         s.phase_slot = slot;
                         if let Err(e) = self.poll.registry().register(&mut s.socket, token, Interest::READABLE) {
                             tracing::error!(call, "pacer: cannot register socket: {e}");
