@@ -13,7 +13,9 @@ mod reload;
 mod soak;
 mod updates;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -152,4 +154,55 @@ impl Resident {
 /// A `Name:   123 kB` line's number in a `/proc/<pid>/status` text.
 pub(super) fn status_field(status: &str, name: &str) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix(name)?.split_whitespace().next()?.parse().ok())
+}
+
+/// A bare thread waking every 20 ms at the pacer's scheduling priority, beside the
+/// host: its late wake-ups are the machine's (a VM's CPU taken away, the kernel), not
+/// the host's, so the pacer's late frames are read against them.
+pub(super) struct Timer {
+    wakes: Arc<AtomicU64>,
+    late: Arc<AtomicU64>,
+    /// The second (from the start) of each late wake-up.
+    late_at: Arc<parking_lot::Mutex<Vec<u64>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Timer {
+    pub fn start() -> Timer {
+        let t = Timer { wakes: Arc::default(), late: Arc::default(), late_at: Arc::default(), stop: Arc::default() };
+        let (wakes, late, late_at, stop) = (t.wakes.clone(), t.late.clone(), t.late_at.clone(), t.stop.clone());
+        std::thread::spawn(move || {
+            wasmcalls::media::pacer::deadline_thread(wasmcalls::media::pacer::REALTIME_PRIORITY);
+            let t0 = Instant::now();
+            let mut next = t0;
+            while !stop.load(Ordering::Relaxed) {
+                next += Duration::from_millis(20);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                wakes.fetch_add(1, Ordering::Relaxed);
+                if Instant::now().saturating_duration_since(next) > Duration::from_millis(5) {
+                    late.fetch_add(1, Ordering::Relaxed);
+                    late_at.lock().push(next.duration_since(t0).as_secs());
+                }
+            }
+        });
+        t
+    }
+
+    /// Wake-ups so far, and those over 5 ms late.
+    pub fn read(&self) -> (u64, u64) {
+        (self.wakes.load(Ordering::Relaxed), self.late.load(Ordering::Relaxed))
+    }
+
+    /// The seconds (from its start) in which it woke late, each once.
+    pub fn late_seconds(&self) -> Vec<u64> {
+        let mut s = self.late_at.lock().clone();
+        s.dedup();
+        s
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }

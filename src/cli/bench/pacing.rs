@@ -16,7 +16,7 @@ use wasmcalls::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane
 use wasmcalls::telegram::JoinOptions;
 use wasmcalls::telegram::sfu::{Sfu, SfuOptions};
 
-use super::Resident;
+use super::{Resident, Timer};
 
 #[derive(Args)]
 pub struct PacingArgs {
@@ -156,6 +156,30 @@ pub(super) fn spawn_loopback() -> Result<(LoopbackChild, String)> {
     Ok((LoopbackChild(child), url))
 }
 
+/// Late frames second by second from a start, so bursts (at admission, when the machine
+/// stalls) read apart from a steady trickle.
+struct LatePerSecond {
+    start: Instant,
+    mark: u64,
+    per_s: Vec<u64>,
+}
+
+impl LatePerSecond {
+    fn new(start: Instant, late_now: u64) -> Self {
+        LatePerSecond { start, mark: late_now, per_s: Vec::new() }
+    }
+
+    /// What went late since the last sample, counted in the current second.
+    fn sample(&mut self, late_now: u64) {
+        let second = self.start.elapsed().as_secs() as usize;
+        if self.per_s.len() <= second {
+            self.per_s.resize(second + 1, 0);
+        }
+        self.per_s[second] += late_now.saturating_sub(self.mark);
+        self.mark = late_now;
+    }
+}
+
 /// What one run of N calls measured.
 pub(super) struct Figures {
     /// Calls joined, and of them those whose stream admission control refused.
@@ -178,6 +202,12 @@ pub(super) struct Figures {
     pub kib_connection: f64,
     pub kib_stream: f64,
     pub kib_playing: f64,
+    /// Frames gone late in each second of playing (the refused calls' retries included).
+    pub late_per_s: Vec<u64>,
+    /// Of a bare 20 ms timer thread beside the calls: wake-ups, and those over 5 ms late.
+    pub timer: (u64, u64),
+    /// The seconds of playing in which that timer woke late.
+    pub timer_late_s: Vec<u64>,
     /// Resident memory before the first join, and at its peak while playing.
     pub before: Resident,
     pub peak: Resident,
@@ -250,6 +280,9 @@ pub(super) async fn measure(
     let cpu0 = self_cpu();
     let child_cpu0 = cpu_of(&child_pid).unwrap_or_default();
     let wall0 = Instant::now();
+    let timer = Timer::start();
+    let late_now = || media.totals().late_frames.load(std::sync::atomic::Ordering::Relaxed);
+    let mut late_per_s = LatePerSecond::new(wall0, late_now());
     let offered = ids.len();
     let mut waiting = Vec::new();
     let mut playing = Vec::new();
@@ -263,7 +296,10 @@ pub(super) async fn measure(
     let (refused, mut admitted_later) = (waiting.len(), 0);
     while !waiting.is_empty() {
         // A stream's claim turns into its measured cost after a whole second played.
-        tokio::time::sleep(Duration::from_millis(2100)).await;
+        for _ in 0..7 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            late_per_s.sample(late_now());
+        }
         let (mut still, before) = (Vec::new(), playing.len());
         for call in waiting {
             let stream = tokio::task::block_in_place(|| media.open_stream(spec, None, enc))?;
@@ -307,10 +343,14 @@ pub(super) async fn measure(
                 if now.total > peak.total {
                     peak = now;
                 }
+                late_per_s.sample(late_now());
             }
         }
     }
+    late_per_s.sample(late_now());
     let wall = wall0.elapsed();
+    let timer_late_s = timer.late_seconds();
+    let timer = timer.read();
     let cpu = self_cpu() - cpu0;
     let child_cpu = cpu_of(&child_pid).unwrap_or_default().saturating_sub(child_cpu0);
 
@@ -347,6 +387,9 @@ pub(super) async fn measure(
         kib_connection: per(joined.saturating_sub(before.total)),
         kib_stream: opened.saturating_sub(first) as f64 / (ids.len().max(2) - 1) as f64,
         kib_playing: per(peak.total.saturating_sub(opened)),
+        late_per_s: late_per_s.per_s,
+        timer,
+        timer_late_s,
         before,
         peak,
         child_per_frame_us: child_cpu.as_secs_f64() * 1e6 / frames.max(1) as f64,
@@ -400,6 +443,19 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         f.calls, f.admitted_later, f.refused
     );
     println!("  streamed {:.1} s: {} frames, {} late (> 5 ms)", f.wall.as_secs_f64(), f.frames, f.late);
+    if f.late > 0 {
+        let seconds: Vec<String> = f.late_per_s.iter().map(u64::to_string).collect();
+        println!("    late frames second by second: {}", seconds.join(" "));
+        if !f.timer_late_s.is_empty() {
+            let at: Vec<String> = f.timer_late_s.iter().map(|s| (s + 1).to_string()).collect();
+            println!("    (the timer below woke late in second(s) {})", at.join(", "));
+        }
+    }
+    println!(
+        "    beside them, a bare 20 ms timer thread at the pacer's priority: {} of {} wake-ups late (> 5 ms) — \
+         the machine's own lateness",
+        f.timer.1, f.timer.0
+    );
     println!(
         "  CPU {:.1} µs per frame per call (encode + pace + SRTP + send, whole host process) = {:.0} streams per core",
         f.per_frame_us,

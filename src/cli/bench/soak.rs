@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -18,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use wasmcalls::runtime::ApiCall;
+
+use super::Timer;
 
 #[derive(Args)]
 pub struct SoakArgs {
@@ -220,7 +222,7 @@ fn read(g: &Gauges<'_>, actions: u64, refused: u64) -> Sample {
         threads: field("Threads:"),
         frames: totals.frames_sent.load(Ordering::Relaxed),
         late: totals.late_frames.load(Ordering::Relaxed),
-        timer: (timer.wakes.load(Ordering::Relaxed), timer.late.load(Ordering::Relaxed)),
+        timer: timer.read(),
         lost: heard.lost,
         radio_connections: radio.connections.load(Ordering::Relaxed),
         reloads: reloads.load(Ordering::Relaxed),
@@ -380,39 +382,4 @@ async fn serve(mut sock: TcpStream, mp3: Arc<Vec<u8>>, drop_after: Duration) -> 
         at = if end == mp3.len() { 0 } else { end };
     }
     Ok(())
-}
-
-/// A bare thread waking every 20 ms at the pacer's scheduling priority, beside the
-/// host: its late wake-ups are the machine's (a VM's CPU taken away, the kernel), not
-/// the host's, so the pacer's late frames are read against them.
-struct Timer {
-    wakes: Arc<AtomicU64>,
-    late: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Timer {
-    fn start() -> Timer {
-        let t = Timer { wakes: Arc::default(), late: Arc::default(), stop: Arc::default() };
-        let (wakes, late, stop) = (t.wakes.clone(), t.late.clone(), t.stop.clone());
-        std::thread::spawn(move || {
-            wasmcalls::media::pacer::deadline_thread(wasmcalls::media::pacer::REALTIME_PRIORITY);
-            let mut next = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                next += Duration::from_millis(20);
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                wakes.fetch_add(1, Ordering::Relaxed);
-                if Instant::now().saturating_duration_since(next) > Duration::from_millis(5) {
-                    late.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        t
-    }
-}
-
-impl Drop for Timer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }
