@@ -10,28 +10,15 @@ use std::process::{Command, Stdio};
 
 use crate::support::*;
 
-/// The project's venv with NTgCalls (`.ci/setup` makes it; made here if missing).
+/// The project's venv Python with NTgCalls (`tests/ntgcalls/python` makes it where
+/// missing); none where there is no python3.
 fn ntgcalls_python() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join(".venv");
-    let python = venv.join("bin/python");
-    let has_ntgcalls =
-        |p: &Path| Command::new(p).args(["-c", "import ntgcalls"]).output().is_ok_and(|o| o.status.success());
-    if has_ntgcalls(&python) {
-        return Some(python);
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ntgcalls/python")).output().unwrap();
+    match out.status.code() {
+        Some(0) => Some(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())),
+        Some(3) => None,
+        _ => panic!("making the NTgCalls venv failed: {}", String::from_utf8_lossy(&out.stderr)),
     }
-    if Command::new("python3").arg("--version").output().is_err() {
-        return None;
-    }
-    let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).output().expect("python3 runs");
-    assert!(made.status.success(), "python3 -m venv failed: {}", String::from_utf8_lossy(&made.stderr));
-    let pip = Command::new(&python)
-        .args(["-m", "pip", "install", "-q", "-r"])
-        .arg(root.join("tests/ntgcalls/requirements.txt"))
-        .output()
-        .expect("pip runs");
-    assert!(pip.status.success(), "installing NTgCalls failed: {}", String::from_utf8_lossy(&pip.stderr));
-    Some(python)
 }
 
 #[test]

@@ -565,26 +565,18 @@ struct NtgFigures {
     version: String,
 }
 
-/// The project's venv Python with NTgCalls, made the way `.ci/setup` makes it.
+/// The project's venv Python with NTgCalls (`tests/ntgcalls/python` makes it where
+/// missing, as the NTgCalls test does).
 fn ntgcalls_python() -> Result<PathBuf> {
-    let requirements = Path::new("tests/ntgcalls/requirements.txt");
-    if !requirements.exists() {
-        bail!("{} is not here: run the bench from the project folder", requirements.display());
+    let script = Path::new("tests/ntgcalls/python");
+    if !script.exists() {
+        bail!("{} is not here: run the bench from the project folder", script.display());
     }
-    let python = PathBuf::from(".venv/bin/python");
-    let has = |p: &Path| Command::new(p).args(["-c", "import ntgcalls"]).output().is_ok_and(|o| o.status.success());
-    if has(&python) {
-        return Ok(python);
+    let out = Command::new(script).output().context("running tests/ntgcalls/python")?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
     }
-    let venv = Command::new("python3").args(["-m", "venv", ".venv"]).output();
-    if !venv.as_ref().is_ok_and(|o| o.status.success()) {
-        bail!("no python3 to make .venv with (install python3 ≥ 3.9, or run .ci/setup)");
-    }
-    let pip = Command::new(&python).args(["-m", "pip", "install", "-q", "-r"]).arg(requirements).output()?;
-    if !pip.status.success() {
-        bail!("installing NTgCalls into .venv failed: {}", String::from_utf8_lossy(&pip.stderr).trim());
-    }
-    Ok(python)
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 /// NTgCalls streaming raw `input` into `calls` calls on a loopback child, measured by
