@@ -54,6 +54,22 @@ async fn a_call_joined_through_the_http_seam_is_heard() {
     assert_eq!(heard.stats().lost, 0);
 }
 
+/// A burst of joins at once — what a host restarting with its calls does — all connect,
+/// the loopback answering them on two threads at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_joins_all_connect() {
+    let loopback = Loopback::new(LoopbackOptions::default()).unwrap();
+    let url = serve(control::router(loopback.clone())).await;
+    let media = MediaPlane::start(PacerConfig::default()).unwrap().0;
+    let (sfu, as_ourselves) = (sfu(&url), Default::default());
+    let joins = (0..40).map(|i| dial(&media, &sfu, -100 - i, "127.0.0.1".parse().unwrap(), &as_ourselves));
+    let dialed = tokio::time::timeout(PATIENCE, futures::future::join_all(joins)).await.expect("no join hangs");
+    for d in &dialed {
+        let d = d.as_ref().expect("every call in the burst connects");
+        assert!(loopback.call(d.ssrc).is_some());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_answer_fails_fast_with_a_clear_error() {
     let url = serve(Router::new().route("/join", post(|| async { r#"{"rtmp":{"url":"rtmps://x"}}"# }))).await;

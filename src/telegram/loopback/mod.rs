@@ -138,11 +138,19 @@ pub struct Loopback {
     account: usize,
 }
 
+/// Every participant that joined, and the totals of those forgotten since (beyond
+/// [`LEFT_KEPT`], or replaced). One lock for both: as two, a join replacing a
+/// participant and a concurrent one adding its own took them in opposite orders and
+/// deadlocked the loopback.
+#[derive(Default)]
+struct Joined {
+    calls: Vec<Arc<HeardCall>>,
+    forgotten: HeardTotals,
+}
+
 struct Inner {
     opts: LoopbackOptions,
-    calls: Mutex<Vec<Arc<HeardCall>>>,
-    /// Participants forgotten (beyond [`LEFT_KEPT`], or replaced), summed.
-    forgotten: Mutex<HeardTotals>,
+    calls: Mutex<Joined>,
     world: chats::World,
     /// Bumped on every join, so callers can await a participant.
     joins: tokio::sync::watch::Sender<u64>,
@@ -173,15 +181,7 @@ impl Loopback {
         let joins = tokio::sync::watch::Sender::new(0);
         let speech = speech::Speech::default();
         Ok(Loopback {
-            inner: Arc::new(Inner {
-                opts,
-                calls: Mutex::new(Vec::new()),
-                forgotten: Mutex::default(),
-                world,
-                joins,
-                outages,
-                speech,
-            }),
+            inner: Arc::new(Inner { opts, calls: Mutex::default(), world, joins, outages, speech }),
             account: 0,
         })
     }
@@ -298,8 +298,9 @@ impl Loopback {
 
     /// Disconnects and forgets every participant matching `pred`.
     fn hang_up_where(&self, mut pred: impl FnMut(&HeardCall) -> bool) {
-        let mut forgotten = self.inner.forgotten.lock();
-        self.inner.calls.lock().retain(|c| {
+        let mut joined = self.inner.calls.lock();
+        let Joined { calls, forgotten } = &mut *joined;
+        calls.retain(|c| {
             if pred(c) {
                 c.hang_up();
                 forgotten.add(&c.stats());
@@ -311,15 +312,17 @@ impl Loopback {
 
     /// Adds a participant, forgetting the oldest that left beyond [`LEFT_KEPT`].
     fn keep(&self, heard: Arc<HeardCall>) {
-        let mut calls = self.inner.calls.lock();
-        forget_left(&mut calls, LEFT_KEPT, &mut self.inner.forgotten.lock());
+        let mut joined = self.inner.calls.lock();
+        let Joined { calls, forgotten } = &mut *joined;
+        forget_left(calls, LEFT_KEPT, forgotten);
         calls.push(heard);
     }
 
     /// Packets and losses over every participant since the loopback started.
     pub fn heard_totals(&self) -> HeardTotals {
-        let mut totals = *self.inner.forgotten.lock();
-        for c in self.inner.calls.lock().iter() {
+        let joined = self.inner.calls.lock();
+        let mut totals = joined.forgotten;
+        for c in &joined.calls {
             totals.add(&c.stats());
         }
         totals
@@ -327,12 +330,12 @@ impl Loopback {
 
     /// The participant that joined with `ssrc`, if any.
     pub fn call(&self, ssrc: u32) -> Option<Arc<HeardCall>> {
-        self.inner.calls.lock().iter().find(|c| c.ssrc() == ssrc).cloned()
+        self.inner.calls.lock().calls.iter().find(|c| c.ssrc() == ssrc).cloned()
     }
 
     /// Every participant that joined, in order.
     pub fn calls(&self) -> Vec<Arc<HeardCall>> {
-        self.inner.calls.lock().clone()
+        self.inner.calls.lock().calls.clone()
     }
 
     /// Waits until someone is in `chat`'s call and returns that participant.
@@ -660,7 +663,8 @@ impl Telegram for Loopback {
 
     fn set_muted(&self, chat: ChatId, ssrc: u32, muted: bool) -> BoxFuture<'_, Result<(), TelegramError>> {
         Box::pin(async move {
-            let changed = self.inner.world.roster.lock().set_muted(chat, muted, |e| e.account.is_some() && e.source == ssrc);
+            let changed =
+                self.inner.world.roster.lock().set_muted(chat, muted, |e| e.account.is_some() && e.source == ssrc);
             if let Some(entry) = changed {
                 self.announce(chat, &entry, false);
             }
