@@ -69,7 +69,10 @@ pub fn join_json(data: &[u8]) {
 pub fn transport_json(data: &[u8]) {
     static OFFER: OnceLock<String> = OnceLock::new();
     let offer = OFFER.get_or_init(|| {
-        OutboundPeer::new("127.0.0.1".parse().unwrap(), Default::default()).unwrap().offer_sdp().to_owned()
+        OutboundPeer::new("127.0.0.1".parse().unwrap(), Default::default(), std::time::Duration::from_secs(10))
+            .unwrap()
+            .offer_sdp()
+            .to_owned()
     });
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(answer) = TransportAnswer::parse(text) else { return };

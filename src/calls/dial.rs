@@ -33,13 +33,13 @@ pub async fn dial(
     bind_ip: IpAddr,
     options: &JoinOptions,
 ) -> Result<Dialed, DialError> {
-    let mut peer = OutboundPeer::new(bind_ip, media.consent())?;
+    let mut peer = OutboundPeer::new(bind_ip, media.consent(), media.connect_timeout())?;
     let params = peer.join_params().map_err(PeerError::from)?;
     let answer = match telegram.join(chat, &params, options).await {
         // Another participant holds our random SSRC: a fresh peer draws a new one.
         Err(TelegramError::SsrcTaken { .. }) => {
             tracing::warn!(chat, ssrc = peer.ssrc, "Telegram says our SSRC is taken; joining with a new one");
-            peer = OutboundPeer::new(bind_ip, media.consent())?;
+            peer = OutboundPeer::new(bind_ip, media.consent(), media.connect_timeout())?;
             let params = peer.join_params().map_err(PeerError::from)?;
             telegram.join(chat, &params, options).await?
         }

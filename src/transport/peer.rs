@@ -124,6 +124,18 @@ impl Consent {
     }
 }
 
+/// Time between connectivity checks while connecting (rtc's default).
+pub const CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Connectivity checks to send before ICE gives the server's candidate up. rtc's
+/// default, 7, gives up after 1.4 s: a media server busy for a moment (a burst of
+/// joins) or a lossy path then lost the call for good, with ICE stuck in `checking`
+/// until the join timed out. Telegram gives one candidate per address family, so
+/// checks go on for as long as the join may take.
+pub fn binding_requests(checks_for: Duration) -> u16 {
+    (checks_for.as_millis() / CHECK_INTERVAL.as_millis()).clamp(7, u16::MAX as u128) as u16
+}
+
 /// Our outbound peer before it is handed to the pacer.
 pub struct OutboundPeer {
     pub pc: RTCPeerConnection,
@@ -140,8 +152,9 @@ pub struct OutboundPeer {
 }
 
 impl OutboundPeer {
-    /// Binds a socket on `bind_ip`, creates the peer and its local offer.
-    pub fn new(bind_ip: IpAddr, consent: Consent) -> Result<Self, PeerError> {
+    /// Binds a socket on `bind_ip`, creates the peer and its local offer. Checks to the
+    /// server's candidate go on for `checks_for` (the time a connection may take).
+    pub fn new(bind_ip: IpAddr, consent: Consent, checks_for: Duration) -> Result<Self, PeerError> {
         let socket = UdpSocket::bind(SocketAddr::new(bind_ip, 0)).map_err(|e| PeerError::Bind(bind_ip, e))?;
         let local_addr = socket.local_addr().map_err(|e| PeerError::Bind(bind_ip, e))?;
         let now = Instant::now();
@@ -159,6 +172,7 @@ impl OutboundPeer {
                         Some(consent.expire_after.saturating_sub(consent.silent_after)),
                         Some(consent.check_interval()),
                     )
+                    .with_ice_connection_attempts(Some(CHECK_INTERVAL), Some(binding_requests(checks_for)))
                     .build(),
             )
             .with_media_engine(me)

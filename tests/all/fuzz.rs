@@ -81,7 +81,8 @@ async fn write_fuzz_seeds() {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("seed-{name}")), data).unwrap();
     };
-    let peer = OutboundPeer::new("127.0.0.1".parse().unwrap(), Default::default()).unwrap();
+    let peer = OutboundPeer::new("127.0.0.1".parse().unwrap(), Default::default(), std::time::Duration::from_secs(10))
+        .unwrap();
     let join = JoinParams::from_offer(peer.offer_sdp(), 0x1234_5678, Setup::Active).unwrap().to_json();
     put("join_json", "ours", join.as_bytes());
     let loopback = wasmcalls::telegram::loopback::Loopback::new(Default::default()).unwrap();

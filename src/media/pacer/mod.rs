@@ -266,6 +266,11 @@ impl MediaPlane {
         self.config.consent
     }
 
+    /// How long ICE + DTLS may take before a join fails.
+    pub fn connect_timeout(&self) -> Duration {
+        self.config.connect_timeout
+    }
+
     /// Starts the shard threads; media events arrive on the returned receiver.
     pub fn start(config: PacerConfig) -> Result<(Self, mpsc::UnboundedReceiver<MediaEvent>), MediaError> {
         super::cost::warm_up();

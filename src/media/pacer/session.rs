@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use mio::net::UdpSocket;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::rtp::header::Header;
 use rtc::rtp::packet::Packet;
 use rtc::rtp_transceiver::RTCRtpSenderId;
@@ -110,6 +110,8 @@ pub struct Session {
     pub rtc_deadline: Option<Instant>,
     /// Since when the far side has not answered, while the path is silent.
     silent_since: Option<Instant>,
+    /// ICE's own state: a connection that does not come up says which step stuck.
+    ice: RTCIceConnectionState,
     /// How long silence lasts before it is reported: when `silent_since` began.
     silent_after: Duration,
     /// The participants' streams the server forwards, as the tap captured them.
@@ -145,6 +147,7 @@ impl Session {
         Session {
             id,
             silent_since: None,
+            ice: RTCIceConnectionState::New,
             silent_after: peer.consent.silent_after,
             heard: peer.heard,
             inbound: Inbound::default(),
@@ -453,9 +456,17 @@ impl Session {
             && *deadline <= now
         {
             if let Some(ready) = ready.take() {
-                let _ = ready.send(Err("ICE/DTLS did not connect in time: the media server is unreachable over UDP \
-                     (check firewalls, or that the loopback/SFU is running)"
-                    .to_owned()));
+                let why = match self.ice {
+                    RTCIceConnectionState::Connected | RTCIceConnectionState::Completed => {
+                        "ICE connected but the DTLS handshake did not finish: the media server stopped answering \
+                         mid-handshake (is it overloaded?)"
+                    }
+                    _ => {
+                        "no answer to ICE checks: the media server is unreachable over UDP (check firewalls, or \
+                         that the loopback/SFU is running)"
+                    }
+                };
+                let _ = ready.send(Err(format!("ICE/DTLS did not connect in time (ICE {}): {why}", self.ice)));
             }
             self.link = Link::Lost;
         }
@@ -465,8 +476,10 @@ impl Session {
     fn after_io(&mut self, ctx: &Ctx<'_>, now: Instant) {
         self.flush();
         while let Some(ev) = self.pc.poll_event() {
-            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = ev {
-                self.on_state(ctx, state, now);
+            match ev {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => self.on_state(ctx, state, now),
+                RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => self.ice = state,
+                _ => {}
             }
         }
         // RTCP from the far side (receiver reports) is consumed by interceptors; drain it.

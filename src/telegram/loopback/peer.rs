@@ -44,7 +44,12 @@ use crate::transport::join::{
     AUDIO_LEVEL_URI, Candidate, Fingerprint, HeaderExt, MediaParams, OPUS_PAYLOAD_TYPE, PayloadType, RtcpFb, Setup,
     Transport, TransportAnswer,
 };
-use crate::transport::peer::{add_host_candidate, audio_media_engine, feed_datagram, shared_certificate};
+use crate::transport::peer::{
+    CHECK_INTERVAL, add_host_candidate, audio_media_engine, binding_requests, feed_datagram, shared_certificate,
+};
+
+/// How long the loopback keeps checking a client that has not answered yet.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
 use crate::transport::tap::{self, Tap, TapHandle};
 
 /// Audio-level extension id, as Telegram numbers it.
@@ -260,6 +265,9 @@ impl Accept {
             // The client is known only from its checks (peer-reflexive): nominate at once.
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
             .with_host_acceptance_min_wait(Some(Duration::ZERO))
+            // A client slow to answer (a burst of joins) is checked as long as a
+            // server's join waits, not rtc's 1.4 s.
+            .with_ice_connection_attempts(Some(CHECK_INTERVAL), Some(binding_requests(CONNECT_WAIT)))
             .build();
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().with_certificates(vec![self.cert.clone()]).build())

@@ -14,7 +14,10 @@ const REFERENCE_ANSWER: &str = r#"{"transport":{"ufrag":"abcd","pwd":"0123456789
                          {"id":2,"uri":"http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"}]}}"#;
 
 fn offer() -> String {
-    OutboundPeer::new("127.0.0.1".parse().unwrap(), Default::default()).unwrap().offer_sdp().to_owned()
+    OutboundPeer::new("127.0.0.1".parse().unwrap(), Default::default(), std::time::Duration::from_secs(10))
+        .unwrap()
+        .offer_sdp()
+        .to_owned()
 }
 
 #[test]
