@@ -47,10 +47,10 @@ use crate::transport::join::{
 use crate::transport::peer::{
     CHECK_INTERVAL, add_host_candidate, audio_media_engine, binding_requests, feed_datagram, shared_certificate,
 };
+use crate::transport::tap::{self, Tap, TapHandle};
 
 /// How long the loopback keeps checking a client that has not answered yet.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
-use crate::transport::tap::{self, Tap, TapHandle};
 
 /// Audio-level extension id, as Telegram numbers it.
 pub(super) const LEVEL_EXT_ID: u8 = 1;
