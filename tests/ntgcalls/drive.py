@@ -112,8 +112,9 @@ async def main() -> None:
         cpu0, wall0, peak, anon_peak = cpu_seconds(), time.monotonic(), 0, 0
         while time.monotonic() - wall0 < args.seconds:
             await asyncio.sleep(0.25)
-            if rss_kib() > peak:
-                peak, anon_peak = rss_kib(), status_kib("RssAnon")
+            rss = rss_kib()
+            if rss > peak:
+                peak, anon_peak = rss, status_kib("RssAnon")
         measured = {
             "connected": sum(r["outcome"] == "connected" for r in results.values()),
             "cpu_s": cpu_seconds() - cpu0,

@@ -162,7 +162,7 @@ pub(super) fn status_field(status: &str, name: &str) -> Option<u64> {
 pub(super) struct Timer {
     wakes: Arc<AtomicU64>,
     late: Arc<AtomicU64>,
-    /// The second (from the start) of each late wake-up.
+    /// The seconds (from the start) with a late wake-up, each once.
     late_at: Arc<parking_lot::Mutex<Vec<u64>>>,
     stop: Arc<AtomicBool>,
 }
@@ -181,7 +181,11 @@ impl Timer {
                 wakes.fetch_add(1, Ordering::Relaxed);
                 if Instant::now().saturating_duration_since(next) > Duration::from_millis(5) {
                     late.fetch_add(1, Ordering::Relaxed);
-                    late_at.lock().push(next.duration_since(t0).as_secs());
+                    let second = next.duration_since(t0).as_secs();
+                    let mut seconds = late_at.lock();
+                    if seconds.last() != Some(&second) {
+                        seconds.push(second);
+                    }
                 }
             }
         });
@@ -195,9 +199,7 @@ impl Timer {
 
     /// The seconds (from its start) in which it woke late, each once.
     pub fn late_seconds(&self) -> Vec<u64> {
-        let mut s = self.late_at.lock().clone();
-        s.dedup();
-        s
+        self.late_at.lock().clone()
     }
 }
 
