@@ -2,7 +2,7 @@
 //! Opus, passed through) → pacing → RTP on a WebRTC peer.
 //!
 //! One module per stage: [`source`] opens files, URLs and commands and decodes them,
-//! [`resample`] converts to 48 kHz, [`gain`] applies volume, [`encoder`] wraps libopus,
+//! [`resample`] converts to 48 kHz, [`gain`] applies volume, [`encoder`] and [`decoder`] wrap libopus,
 //! [`stream`] keeps packets prepared ahead, [`shared`] encodes a live source once for
 //! every call playing it, [`pacer`] sends them on time, [`stats`] measures how on time.
 //! The other way, [`inbound`] keeps what each call hears: the participants' streams,
@@ -12,6 +12,7 @@
 
 pub mod bridge;
 pub mod cost;
+pub mod decoder;
 pub mod encoder;
 pub mod gain;
 pub mod inbound;

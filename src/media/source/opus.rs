@@ -22,6 +22,7 @@ use symphonia::core::units::Time;
 
 use super::decoded::Demuxed;
 use super::{Input, Opened, SourceError, SourceInfo, ticks};
+use crate::media::decoder::Decoder;
 use crate::media::encoder::{EncodeError, Encoder, EncoderConfig, MAX_PACKET};
 use crate::media::gain::{Gain, audio_level};
 
@@ -83,7 +84,7 @@ pub struct OpusInput {
     format: Box<dyn FormatReader>,
     track: u32,
     channels: usize,
-    decoder: opus::Decoder,
+    decoder: Decoder,
     /// The packets from [`HISTORY`] behind the send position to those read ahead.
     packets: VecDeque<Read>,
     /// Where the packets read end.
@@ -138,7 +139,7 @@ pub fn open(d: Demuxed, what: &str, from: Option<Duration>, live: bool) -> Resul
         // No OpusHead (some WebM muxers): the channel count from the container.
         None => params.and_then(|p| p.channels.as_ref()).map_or(2, |c| c.count().clamp(1, 2)),
     };
-    let decoder = opus::Decoder::new(48_000, if channels == 2 { opus::Channels::Stereo } else { opus::Channels::Mono })
+    let decoder = Decoder::new(channels)
         .map_err(|e| SourceError::Damaged { what: what.to_owned(), reason: format!("no Opus decoder: {e}") })?;
     let duration = if live { None } else { d.track.num_frames };
     let container = d.format.format_info().short_name.to_owned();
@@ -304,12 +305,12 @@ impl OpusInput {
             self.scratch.resize(n * c, 0);
         }
         let decoded = match &p.bytes {
-            Some(b) => self.decoder.decode(b, &mut self.scratch[..n * c], false).ok(),
+            Some(b) => self.decoder.decode(b, &mut self.scratch[..n * c]).ok(),
             None => None,
         };
         if decoded.is_none() {
             // Concealed (keeping the decoder's state in step) and silenced.
-            let _ = self.decoder.decode(&[], &mut self.scratch[..n * c], false);
+            let _ = self.decoder.decode(&[], &mut self.scratch[..n * c]);
             self.scratch[..n * c].fill(0);
         }
         self.decoder_at = Some(p.start + n as u64);
@@ -320,7 +321,7 @@ impl OpusInput {
     /// before it, and any others starting within `warm_up` ticks of it, are decoded and
     /// thrown away.
     fn warm_up(&mut self, i: usize, warm_up: u64) {
-        let _ = self.decoder.reset_state();
+        self.decoder.reset();
         let start = self.packets[i].start;
         let mut first = i;
         while first > 0 && (first == i || start - self.packets[first - 1].start <= warm_up) {
