@@ -4,10 +4,9 @@
 //! decode that keeps pass-through's audio level costs next to an encode.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
 use wasmcalls::media::encoder::{Encoder, MAX_PACKET};
 use wasmcalls::media::{EncoderConfig, PacerConfig, PcmFormat, SourceSpec};
@@ -29,18 +28,6 @@ pub struct MediaArgs {
     /// ffmpeg processes for the comparison (0 to skip)
     #[arg(long, default_value_t = 4)]
     ffmpeg: usize,
-}
-
-fn tool(program: &str, args: &[&str], dir: &Path) -> Result<()> {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .with_context(|| format!("{program} makes this bench's inputs: install it (bash .ci/setup)"))?;
-    if !out.status.success() {
-        bail!("{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
 }
 
 /// CPU of libopus decoding every packet of `opus` (what pass-through spends on the
@@ -85,7 +72,7 @@ pub async fn run(a: MediaArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let raw = write_input(dir.path(), a.seconds)?;
     let d = dir.path();
-    tool(
+    super::tool(
         "sox",
         &[
             "-t",
@@ -105,13 +92,13 @@ pub async fn run(a: MediaArgs) -> Result<()> {
         ],
         d,
     )?;
-    tool("lame", &["--quiet", "-b", "192", "in44.wav", "in.mp3"], d)?;
-    tool(
+    super::tool("lame", &["--quiet", "-b", "192", "in44.wav", "in.mp3"], d)?;
+    super::tool(
         "sox",
         &["-t", "raw", "-r", "48000", "-c", "2", "-b", "16", "-e", "signed", "bench-input.raw", "in48.wav"],
         d,
     )?;
-    tool("opusenc", &["--quiet", "--bitrate", "96", "in48.wav", "in.opus"], d)?;
+    super::tool("opusenc", &["--quiet", "--bitrate", "96", "in48.wav", "in.opus"], d)?;
     let pacer = PacerConfig::default();
     let shards = pacer.shards;
     let enc = EncoderConfig::default();

@@ -89,6 +89,19 @@ pub(super) fn read_pcm(path: &std::path::Path) -> Result<Vec<i16>> {
     Ok(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect())
 }
 
+/// Runs a tool that makes a benchmark's input (sox, lame, opusenc) in `dir`.
+pub(super) fn tool(program: &str, args: &[&str], dir: &std::path::Path) -> Result<()> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| anyhow::anyhow!("{program} makes this bench's inputs: install it (bash .ci/setup): {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!("{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
 /// The testbot's default build location, for the benchmarks that drive it.
 pub(super) const TESTBOT: &str = "plugins/target/wasm32-wasip2/release/testbot.wasm";
 
@@ -158,38 +171,87 @@ pub(super) fn status_field(status: &str, name: &str) -> Option<u64> {
 
 /// A bare thread waking every 20 ms at the pacer's scheduling priority, beside the
 /// host: its late wake-ups are the machine's (a VM's CPU taken away, the kernel), not
-/// the host's, so the pacer's late frames are read against them.
+/// the host's, so the pacer's late frames are read against them. Once a second it also
+/// reads the CPU time the hypervisor stole from this VM (`steal` in `/proc/stat`): the
+/// direct measure of a virtual CPU that did not run.
 pub(super) struct Timer {
+    started: Instant,
     wakes: Arc<AtomicU64>,
     late: Arc<AtomicU64>,
-    /// The seconds (from the start) with a late wake-up, each once.
-    late_at: Arc<parking_lot::Mutex<Vec<u64>>>,
+    /// Second by second from the start: late wake-ups, and ms of CPU stolen.
+    seconds: Arc<parking_lot::Mutex<Vec<Second>>>,
     stop: Arc<AtomicBool>,
+}
+
+/// One second of the [`Timer`]'s.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Second {
+    pub late_wakes: u32,
+    /// CPU time stolen from this VM's CPUs (all of them together), in ms.
+    pub stolen_ms: u32,
+}
+
+impl Second {
+    /// Neither the timer went late nor was CPU taken away (below 10 ms, the
+    /// resolution `/proc/stat` has).
+    pub fn kept_time(&self) -> bool {
+        self.late_wakes == 0 && self.stolen_ms < 10
+    }
+}
+
+/// CPU time stolen from this machine by its hypervisor so far, in ms; `None` where
+/// `/proc/stat` has no steal column.
+fn stolen_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: u64 = stat.lines().next()?.split_whitespace().nth(8)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * 1000 / hz)
 }
 
 impl Timer {
     pub fn start() -> Timer {
-        let t = Timer { wakes: Arc::default(), late: Arc::default(), late_at: Arc::default(), stop: Arc::default() };
-        let (wakes, late, late_at, stop) = (t.wakes.clone(), t.late.clone(), t.late_at.clone(), t.stop.clone());
+        let t = Timer {
+            started: Instant::now(),
+            wakes: Arc::default(),
+            late: Arc::default(),
+            seconds: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (t0, wakes, late, seconds, stop) =
+            (t.started, t.wakes.clone(), t.late.clone(), t.seconds.clone(), t.stop.clone());
         std::thread::spawn(move || {
             wasmcalls::media::pacer::deadline_thread(wasmcalls::media::pacer::REALTIME_PRIORITY);
-            let t0 = Instant::now();
             let mut next = t0;
+            let mut stolen = stolen_ms();
             while !stop.load(Ordering::Relaxed) {
                 next += Duration::from_millis(20);
                 std::thread::sleep(next.saturating_duration_since(Instant::now()));
                 wakes.fetch_add(1, Ordering::Relaxed);
-                if Instant::now().saturating_duration_since(next) > Duration::from_millis(5) {
-                    late.fetch_add(1, Ordering::Relaxed);
-                    let second = next.duration_since(t0).as_secs();
-                    let mut seconds = late_at.lock();
-                    if seconds.last() != Some(&second) {
-                        seconds.push(second);
+                let second = next.duration_since(t0).as_secs() as usize;
+                let is_late = Instant::now().saturating_duration_since(next) > Duration::from_millis(5);
+                let mut seconds = seconds.lock();
+                if seconds.len() <= second {
+                    // A new second: what was stolen in the one that ended.
+                    let now = stolen_ms();
+                    if let (Some(last), Some(a), Some(b)) = (seconds.last_mut(), stolen, now) {
+                        last.stolen_ms = b.saturating_sub(a) as u32;
                     }
+                    stolen = now;
+                    seconds.resize(second + 1, Second::default());
+                }
+                if is_late {
+                    late.fetch_add(1, Ordering::Relaxed);
+                    seconds[second].late_wakes += 1;
                 }
             }
         });
         t
+    }
+
+    /// When it started: seconds are counted from here.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// Wake-ups so far, and those over 5 ms late.
@@ -197,10 +259,49 @@ impl Timer {
         (self.wakes.load(Ordering::Relaxed), self.late.load(Ordering::Relaxed))
     }
 
-    /// The seconds (from its start) in which it woke late, each once.
-    pub fn late_seconds(&self) -> Vec<u64> {
-        self.late_at.lock().clone()
+    /// Its seconds so far (the last one still running).
+    pub fn seconds(&self) -> Vec<Second> {
+        self.seconds.lock().clone()
     }
+}
+
+/// Late frames second by second, counted from a [`Timer`]'s start so they line up with
+/// its seconds: bursts (at admission, when the machine stalls) read apart from a
+/// steady trickle.
+pub(super) struct LatePerSecond {
+    start: Instant,
+    mark: u64,
+    pub per_s: Vec<u64>,
+}
+
+impl LatePerSecond {
+    pub fn new(timer: &Timer, late_now: u64) -> Self {
+        LatePerSecond { start: timer.started(), mark: late_now, per_s: Vec::new() }
+    }
+
+    /// What went late since the last sample, counted in the current second.
+    pub fn sample(&mut self, late_now: u64) {
+        let second = self.start.elapsed().as_secs() as usize;
+        if self.per_s.len() <= second {
+            self.per_s.resize(second + 1, 0);
+        }
+        self.per_s[second] += late_now.saturating_sub(self.mark);
+        self.mark = late_now;
+    }
+
+    /// Of the late frames, those counted in a second when the machine kept time (see
+    /// [`kept_time_at`]): the host's own; the rest, the machine's.
+    pub fn in_kept_time(&self, seconds: &[Second]) -> u64 {
+        self.per_s.iter().enumerate().filter(|&(s, _)| kept_time_at(seconds, s)).map(|(_, n)| n).sum()
+    }
+}
+
+/// The machine kept time for what is counted in second `s`: the timer was on time and
+/// no CPU was stolen in it or in the second before — a frame is counted when it goes
+/// out, after the stall that made it late, and samples lag by up to a few hundred ms.
+pub(super) fn kept_time_at(seconds: &[Second], s: usize) -> bool {
+    let kept = |s: usize| seconds.get(s).is_none_or(Second::kept_time);
+    kept(s) && (s == 0 || kept(s - 1))
 }
 
 impl Drop for Timer {

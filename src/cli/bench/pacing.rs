@@ -16,7 +16,7 @@ use wasmcalls::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane
 use wasmcalls::telegram::JoinOptions;
 use wasmcalls::telegram::sfu::{Sfu, SfuOptions};
 
-use super::{Resident, Timer};
+use super::{LatePerSecond, Resident, Second, Timer, kept_time_at};
 
 #[derive(Args)]
 pub struct PacingArgs {
@@ -41,9 +41,11 @@ pub struct PacingArgs {
     /// The synthetic signal: music (CELT, the cheap case) or speech (SILK/hybrid, ~3×)
     #[arg(long, default_value = "music", value_parser = ["music", "speech"])]
     content: String,
-    /// How the calls get the audio: `file` (each call reads and encodes its own copy)
-    /// or `shared` (one live source, encoded once for all the calls)
-    #[arg(long, default_value = "file", value_parser = ["file", "shared"])]
+    /// How the calls get the audio: `file` (each call reads and encodes its own copy),
+    /// `opus` (the input encoded once to Ogg Opus by opusenc at the same bitrate; each
+    /// call passes the file's packets through) or `shared` (one live source, encoded
+    /// once for all the calls)
+    #[arg(long, default_value = "file", value_parser = ["file", "opus", "shared"])]
     source: String,
     /// Pacer threads (default: one per core)
     #[arg(long)]
@@ -156,28 +158,16 @@ pub(super) fn spawn_loopback() -> Result<(LoopbackChild, String)> {
     Ok((LoopbackChild(child), url))
 }
 
-/// Late frames second by second from a start, so bursts (at admission, when the machine
-/// stalls) read apart from a steady trickle.
-struct LatePerSecond {
-    start: Instant,
-    mark: u64,
-    per_s: Vec<u64>,
-}
-
-impl LatePerSecond {
-    fn new(start: Instant, late_now: u64) -> Self {
-        LatePerSecond { start, mark: late_now, per_s: Vec::new() }
-    }
-
-    /// What went late since the last sample, counted in the current second.
-    fn sample(&mut self, late_now: u64) {
-        let second = self.start.elapsed().as_secs() as usize;
-        if self.per_s.len() <= second {
-            self.per_s.resize(second + 1, 0);
-        }
-        self.per_s[second] += late_now.saturating_sub(self.mark);
-        self.mark = late_now;
-    }
+/// Late frames, the timer's late wake-ups and the CPU stolen, second by second in
+/// aligned columns, so a burst of late frames reads against what the machine did then.
+fn print_seconds(late: &[u64], seconds: &[Second]) {
+    let n = late.len().max(seconds.len());
+    let row = |f: &dyn Fn(usize) -> String| (0..n).map(|i| format!("{:>5}", f(i))).collect::<String>();
+    let at = |i: usize| seconds.get(i).copied().unwrap_or_default();
+    println!("    second             {}", row(&|i| (i + 1).to_string()));
+    println!("    late frames        {}", row(&|i| late.get(i).copied().unwrap_or(0).to_string()));
+    println!("    timer late wakes   {}", row(&|i| at(i).late_wakes.to_string()));
+    println!("    CPU stolen (ms)    {}", row(&|i| at(i).stolen_ms.to_string()));
 }
 
 /// What one run of N calls measured.
@@ -206,8 +196,10 @@ pub(super) struct Figures {
     pub late_per_s: Vec<u64>,
     /// Of a bare 20 ms timer thread beside the calls: wake-ups, and those over 5 ms late.
     pub timer: (u64, u64),
-    /// The seconds of playing in which that timer woke late.
-    pub timer_late_s: Vec<u64>,
+    /// That timer's seconds: its late wake-ups and the CPU stolen from the VM in each.
+    pub seconds: Vec<Second>,
+    /// The late frames counted in seconds when the machine kept time: the host's own.
+    pub late_in_kept_time: u64,
     /// Resident memory before the first join, and at its peak while playing.
     pub before: Resident,
     pub peak: Resident,
@@ -279,10 +271,10 @@ pub(super) async fn measure(
 
     let cpu0 = self_cpu();
     let child_cpu0 = cpu_of(&child_pid).unwrap_or_default();
-    let wall0 = Instant::now();
     let timer = Timer::start();
+    let wall0 = timer.started();
     let late_now = || media.totals().late_frames.load(std::sync::atomic::Ordering::Relaxed);
-    let mut late_per_s = LatePerSecond::new(wall0, late_now());
+    let mut late_per_s = LatePerSecond::new(&timer, late_now());
     let offered = ids.len();
     let mut waiting = Vec::new();
     let mut playing = Vec::new();
@@ -349,7 +341,8 @@ pub(super) async fn measure(
     }
     late_per_s.sample(late_now());
     let wall = wall0.elapsed();
-    let timer_late_s = timer.late_seconds();
+    let seconds = timer.seconds();
+    let late_in_kept_time = late_per_s.in_kept_time(&seconds);
     let timer = timer.read();
     let cpu = self_cpu() - cpu0;
     let child_cpu = cpu_of(&child_pid).unwrap_or_default().saturating_sub(child_cpu0);
@@ -389,7 +382,8 @@ pub(super) async fn measure(
         kib_playing: per(peak.total.saturating_sub(opened)),
         late_per_s: late_per_s.per_s,
         timer,
-        timer_late_s,
+        seconds,
+        late_in_kept_time,
         before,
         peak,
         child_per_frame_us: child_cpu.as_secs_f64() * 1e6 / frames.max(1) as f64,
@@ -427,13 +421,29 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         shards,
         a.budget
     );
-    let spec = if a.source == "shared" {
-        // A live named source whose output is the input as WAV: what a radio relay is.
-        let wav = write_wav(dir.path(), &input)?;
-        println!("  one live source shared by every call: one read, decode and encode for all");
-        SourceSpec::Command { name: "bench".into(), argv: vec!["cat".into(), wav.display().to_string()], live: true }
-    } else {
-        SourceSpec::File { path: input.clone(), raw: PcmFormat::stereo48() }
+    let spec = match a.source.as_str() {
+        "shared" => {
+            // A live named source whose output is the input as WAV: what a radio relay is.
+            let wav = write_wav(dir.path(), &input)?;
+            println!("  one live source shared by every call: one read, decode and encode for all");
+            SourceSpec::Command {
+                name: "bench".into(),
+                argv: vec!["cat".into(), wav.display().to_string()],
+                live: true,
+            }
+        }
+        "opus" => {
+            let wav = write_wav(dir.path(), &input)?;
+            let kbps = (a.bitrate / 1000).to_string();
+            super::tool(
+                "opusenc",
+                &["--quiet", "--bitrate", &kbps, &wav.display().to_string(), "in.opus"],
+                dir.path(),
+            )?;
+            println!("  each call passes the same Ogg Opus file's packets through (opusenc, {kbps} kb/s): no encoding");
+            SourceSpec::File { path: dir.path().join("in.opus"), raw: PcmFormat::stereo48() }
+        }
+        _ => SourceSpec::File { path: input.clone(), raw: PcmFormat::stereo48() },
     };
     let f = measure(&spec, a.calls, pacer.clone(), enc).await?;
     let encode_us = encode_only(&input, enc)?;
@@ -442,14 +452,18 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         "  admitted {} streams ({} once the first streams' costs were measured), refused {} (capacity)",
         f.calls, f.admitted_later, f.refused
     );
-    println!("  streamed {:.1} s: {} frames, {} late (> 5 ms)", f.wall.as_secs_f64(), f.frames, f.late);
-    if f.late > 0 {
-        let seconds: Vec<String> = f.late_per_s.iter().map(u64::to_string).collect();
-        println!("    late frames second by second: {}", seconds.join(" "));
-        if !f.timer_late_s.is_empty() {
-            let at: Vec<String> = f.timer_late_s.iter().map(|s| (s + 1).to_string()).collect();
-            println!("    (the timer below woke late in second(s) {})", at.join(", "));
-        }
+    let kept = (0..f.seconds.len()).filter(|&s| kept_time_at(&f.seconds, s)).count();
+    println!(
+        "  streamed {:.1} s: {} frames, {} late (> 5 ms); {} of them in the {kept} of {} seconds when the machine \
+         kept time (the timer on time, no CPU stolen)",
+        f.wall.as_secs_f64(),
+        f.frames,
+        f.late,
+        f.late_in_kept_time,
+        f.seconds.len()
+    );
+    if f.late > 0 || !f.seconds.iter().all(Second::kept_time) {
+        print_seconds(&f.late_per_s, &f.seconds);
     }
     println!(
         "    beside them, a bare 20 ms timer thread at the pacer's priority: {} of {} wake-ups late (> 5 ms) — \

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use wasmcalls::runtime::ApiCall;
 
-use super::Timer;
+use super::{LatePerSecond, Timer};
 
 #[derive(Args)]
 pub struct SoakArgs {
@@ -60,6 +60,10 @@ struct Sample {
     late: u64,
     /// Of the bare timer thread beside the host: wake-ups, and those over 5 ms late.
     timer: (u64, u64),
+    /// CPU time the hypervisor took from this VM, in ms.
+    stolen_ms: u64,
+    /// Late frames counted in seconds when the machine kept time: the host's own.
+    late_in_kept_time: u64,
     lost: u64,
     radio_connections: u64,
     reloads: u64,
@@ -128,6 +132,8 @@ pub async fn run(a: SoakArgs) -> Result<()> {
         reloads: reloads.clone(),
     };
     let (mut samples, mut version) = (Vec::new(), 0u64);
+    let late_now = || app.media.totals().late_frames.load(Ordering::Relaxed);
+    let mut late = LatePerSecond::new(&gauges.timer, late_now());
     while t0.elapsed() < end {
         tokio::select! {
             _ = act.tick() => {
@@ -144,6 +150,7 @@ pub async fn run(a: SoakArgs) -> Result<()> {
                         _ => serde_json::json!({ "cmd": "leave", "chat": chat }),
                     }
                 };
+                late.sample(late_now());
                 let cmd = body["cmd"].as_str().unwrap_or_default().to_owned();
                 let reply = app.plugins.custom_api("bot", ApiCall { path: "/api".into(), body: body.to_string() }).await?;
                 actions += 1;
@@ -173,7 +180,7 @@ pub async fn run(a: SoakArgs) -> Result<()> {
                 std::fs::rename(&tmp, &target)?;
             }
             _ = sample.tick() => {
-                let s = read(&gauges, actions, refused);
+                let s = read(&gauges, &late, actions, refused);
                 print_sample(&s);
                 samples.push(s);
             }
@@ -185,7 +192,8 @@ pub async fn run(a: SoakArgs) -> Result<()> {
     if reload_task.is_finished() {
         reload_task.await??;
     }
-    let last = read(&gauges, actions, refused);
+    late.sample(late_now());
+    let last = read(&gauges, &late, actions, refused);
     print_sample(&last);
     samples.push(last);
     drop(gauges);
@@ -208,12 +216,13 @@ struct Gauges<'a> {
     reloads: Arc<AtomicU64>,
 }
 
-fn read(g: &Gauges<'_>, actions: u64, refused: u64) -> Sample {
+fn read(g: &Gauges<'_>, late: &LatePerSecond, actions: u64, refused: u64) -> Sample {
     let Gauges { app, loopback, t0, radio, timer, reloads } = g;
     let totals = app.media.totals();
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| super::status_field(&status, name).unwrap_or(0);
     let heard = loopback.heard_totals();
+    let seconds = timer.seconds();
     Sample {
         at: t0.elapsed(),
         calls: app.manager.joined_chats().len(),
@@ -223,6 +232,8 @@ fn read(g: &Gauges<'_>, actions: u64, refused: u64) -> Sample {
         frames: totals.frames_sent.load(Ordering::Relaxed),
         late: totals.late_frames.load(Ordering::Relaxed),
         timer: timer.read(),
+        stolen_ms: seconds.iter().map(|s| u64::from(s.stolen_ms)).sum(),
+        late_in_kept_time: late.in_kept_time(&seconds),
         lost: heard.lost,
         radio_connections: radio.connections.load(Ordering::Relaxed),
         reloads: reloads.load(Ordering::Relaxed),
@@ -234,7 +245,8 @@ fn read(g: &Gauges<'_>, actions: u64, refused: u64) -> Sample {
 fn print_sample(s: &Sample) {
     println!(
         "  {:>5.1} min: {:>3} calls, RSS {:>7.1} MiB, {:>4} fds, {:>3} threads; {} frames, {} late, {} lost; \
-         the timer alone {} late; {} radio connections, {} reloads, {} actions",
+         the timer alone {} late, {:.1} s of CPU stolen, {} late in seconds that kept time; {} radio connections, \
+         {} reloads, {} actions",
         s.at.as_secs_f64() / 60.0,
         s.calls,
         s.rss_kib as f64 / 1024.0,
@@ -244,6 +256,8 @@ fn print_sample(s: &Sample) {
         s.late,
         s.lost,
         s.timer.1,
+        s.stolen_ms as f64 / 1e3,
+        s.late_in_kept_time,
         s.radio_connections,
         s.reloads,
         s.actions
@@ -296,9 +310,16 @@ fn summary(samples: &[Sample], errors: &std::collections::BTreeMap<String, (u64,
         last.lost
     );
     println!(
-        "  beside it, a bare timer thread at the pacer's priority woke {} times, {} of them over 5 ms late: \
-         what the machine itself (a VM's CPU taken away, the kernel) costs the pacer's wake-ups",
-        last.timer.0, last.timer.1
+        "  beside it, a bare timer thread at the pacer's priority woke {} times, {} of them over 5 ms late, and the \
+         hypervisor took {:.1} s of CPU from this VM: what the machine itself costs the pacer's wake-ups",
+        last.timer.0,
+        last.timer.1,
+        last.stolen_ms as f64 / 1e3
+    );
+    println!(
+        "  late frames in seconds when the machine kept time (the timer on time, no CPU stolen): {} of {} — the \
+         host's own",
+        last.late_in_kept_time, last.late
     );
     if !errors.is_empty() {
         let listed: Vec<String> = errors.iter().map(|(k, (n, e))| format!("{n}× {k} (\"{e}\")")).collect();
