@@ -111,9 +111,20 @@ pub struct OpusInput {
     ended: bool,
     skipped: u64,
     reencoded: u64,
-    /// The level last measured while passing through, and packets passed since.
+    /// The level last measured while passing through, and packets to pass before the
+    /// next measurement (0: this one).
     level: u8,
-    unmeasured: u32,
+    until_level: u32,
+    /// The shift of this input's measuring cycle, applied once (see [`level_phase`]).
+    level_phase: Option<u32>,
+}
+
+/// Inputs opened together (a burst of calls admitted at once) would measure their
+/// levels on the same packets, a decode each in the same 20 ms every 200 ms; each
+/// takes the next shift of the cycle instead, so the decodes spread over it.
+fn level_phase() -> u32 {
+    static OPENED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % LEVEL_EVERY
 }
 
 /// What `OpusHead` says that matters here: channels, and whether they are plain mono
@@ -168,7 +179,8 @@ pub fn open(d: Demuxed, what: &str, from: Option<Duration>, live: bool) -> Resul
         skipped: 0,
         reencoded: 0,
         level: 127,
-        unmeasured: 0,
+        until_level: 0,
+        level_phase: Some(level_phase()),
     };
     let mut start = 0;
     if let Some(t) = from.filter(|t| !t.is_zero()) {
@@ -418,7 +430,7 @@ impl OpusInput {
             return self.reencode(gain, out);
         }
         let (start, samples) = (self.packets[i].start, self.packets[i].samples);
-        if self.unmeasured == 0 {
+        if self.until_level == 0 {
             // Decoded for its level only; the audio is not kept, so a switch to
             // re-encoding warms the decoder up in full.
             self.decode_range(start, start + samples as u64, LEVEL_WARM_UP)?;
@@ -426,8 +438,9 @@ impl OpusInput {
             self.level = audio_level(&self.frame);
             self.fifo.clear();
             self.fifo_start = self.decoded_to;
+            self.until_level = self.level_phase.take().filter(|&p| p > 0).unwrap_or(LEVEL_EVERY);
         }
-        self.unmeasured = (self.unmeasured + 1) % LEVEL_EVERY;
+        self.until_level -= 1;
         let bytes = self.packets[i].bytes.as_deref().unwrap_or_default();
         out.data[..bytes.len()].copy_from_slice(bytes);
         out.len = bytes.len();
@@ -481,7 +494,7 @@ impl OpusInput {
         self.emit += len as u64;
         self.reencoded += 1;
         // Passing through again measures its level at once.
-        self.unmeasured = 0;
+        self.until_level = 0;
         self.trim();
         Ok(true)
     }
