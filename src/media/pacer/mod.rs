@@ -276,6 +276,7 @@ impl MediaPlane {
         super::cost::warm_up();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let totals = Arc::new(PacerTotals::default());
+        let trash = Trash::start().map_err(MediaError::Spawn)?;
         let mut shards = Vec::new();
         for i in 0..config.shards.max(1) {
             let poll = mio::Poll::new().map_err(MediaError::Spawn)?;
@@ -290,6 +291,7 @@ impl MediaPlane {
                 budget_us: config.budget_us(),
                 totals: totals.clone(),
                 realtime_priority: config.realtime_priority,
+                trash: trash.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("wasmcalls-pacer-{i}"))
@@ -527,5 +529,37 @@ impl MediaPlane {
 impl Drop for MediaPlane {
     fn drop(&mut self) {
         self.stop_all();
+    }
+}
+
+/// Where the pacer threads send what they are done with — a stream that ended or was
+/// replaced, a call that left — to be freed on a thread of normal priority. Freeing a
+/// stream's buffers takes locks of the allocator that other threads hold (the buffers
+/// were allocated where the stream was opened) and may hand memory back to the kernel
+/// under the process's memory-map lock: a real-time thread must not wait on either
+/// while a normal one holds it. Should the queue be full, the pacer frees in place.
+#[derive(Clone)]
+pub struct Trash(std::sync::mpsc::SyncSender<Box<dyn Send>>);
+
+/// Room in the queue (allocated up front, 32 B a place): hundreds of streams ending
+/// together; past it the pacer frees in place.
+const TRASH_QUEUE: usize = 256;
+
+impl Trash {
+    fn start() -> std::io::Result<Trash> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Box<dyn Send>>(TRASH_QUEUE);
+        std::thread::Builder::new().name("wasmcalls-free".into()).spawn(move || {
+            background_priority();
+            for thing in rx {
+                drop(thing);
+            }
+        })?;
+        Ok(Trash(tx))
+    }
+
+    /// Frees `thing` on the freeing thread (or here, if its queue is full).
+    pub fn throw(&self, thing: Box<dyn Send>) {
+        // A full or closed queue hands it back, to be dropped here.
+        let _ = self.0.try_send(thing);
     }
 }

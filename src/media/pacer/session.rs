@@ -134,6 +134,8 @@ pub struct Ctx<'a> {
     pub totals: &'a crate::media::stats::PacerTotals,
     /// Frames its calls sent late since the shard last looked: a load signal of its own.
     pub late: &'a std::cell::Cell<u64>,
+    /// Where what the thread is done with goes to be freed (see [`super::Trash`]).
+    pub trash: &'a super::Trash,
 }
 
 impl Session {
@@ -370,6 +372,7 @@ impl Session {
         if let Some(stream) = self.stream.take() {
             // `take()` makes this the only place an end fires, so it fires once.
             let _ = ctx.events.send(MediaEvent::StreamEnded { call: self.id, stream: stream.id(), error });
+            ctx.trash.throw(stream);
         }
         self.next_deadline = None;
     }
@@ -380,12 +383,16 @@ impl Session {
         // call costs what the new stream was admitted for.
         self.claim_us = stream.claim_us();
         self.measured = false;
-        self.stream = Some(stream);
+        if let Some(old) = self.stream.replace(stream) {
+            ctx.trash.throw(old);
+        }
         self.schedule(ctx, now);
     }
 
-    pub fn stop(&mut self) {
-        self.stream = None;
+    pub fn stop(&mut self, ctx: &Ctx<'_>) {
+        if let Some(old) = self.stream.take() {
+            ctx.trash.throw(old);
+        }
         self.next_deadline = None;
     }
 

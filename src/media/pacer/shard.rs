@@ -61,6 +61,7 @@ pub struct Shard {
     pub totals: Arc<crate::media::stats::PacerTotals>,
     /// See [`super::PacerConfig::realtime_priority`].
     pub realtime_priority: u8,
+    pub trash: super::Trash,
 }
 
 /// The calls a shard holds, and where each sits on the 20 ms grid.
@@ -308,7 +309,7 @@ impl Shard {
         let mut window = (Instant::now(), cpu_start);
         let mut report = ShardReport::default();
         let late = std::cell::Cell::new(0);
-        let ctx = Ctx { events: &self.events, epoch, totals: &self.totals, late: &late };
+        let ctx = Ctx { events: &self.events, epoch, totals: &self.totals, late: &late, trash: &self.trash };
 
         'run: loop {
             let now = Instant::now();
@@ -375,7 +376,7 @@ impl Shard {
                             Control::Pause => s.pause(),
                             Control::Resume => s.resume(&ctx, now),
                             Control::Volume(v) => s.set_volume(v),
-                            Control::Stop => s.stop(),
+                            Control::Stop => s.stop(&ctx),
                             Control::Listen(who, tap) => s.listen(who, tap),
                             #[cfg(feature = "fault-injection")]
                             Control::InjectPanic => s.poison(),
@@ -393,6 +394,7 @@ impl Shard {
                             calls.guard(k, Session::close);
                             if let Some(s) = calls.remove(k, self.poll.registry()) {
                                 report.absorb(&s.stats());
+                                self.trash.throw(s);
                             }
                         }
                         if let Some(reply) = reply {
