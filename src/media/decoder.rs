@@ -54,7 +54,7 @@ impl Decoder {
 
     /// Back to the state it was made in, as `OPUS_RESET_STATE` leaves it.
     pub fn reset(&mut self) {
-        self.state.copy_from_slice(&self.fresh);
+        self.state.copy_from_slice(self.fresh);
     }
 
     /// Decodes `packet` into `pcm` (interleaved; room for the packet's samples), or
