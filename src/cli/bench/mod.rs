@@ -224,21 +224,33 @@ impl Timer {
             wasmcalls::media::pacer::deadline_thread(wasmcalls::media::pacer::REALTIME_PRIORITY);
             let mut next = t0;
             let mut stolen = stolen_ms();
+            // Seconds the shared list holds: this thread alone adds them.
+            let mut known = 0;
             while !stop.load(Ordering::Relaxed) {
                 next += Duration::from_millis(20);
                 std::thread::sleep(next.saturating_duration_since(Instant::now()));
                 wakes.fetch_add(1, Ordering::Relaxed);
                 let second = next.duration_since(t0).as_secs() as usize;
                 let is_late = Instant::now().saturating_duration_since(next) > Duration::from_millis(5);
-                let mut seconds = seconds.lock();
-                if seconds.len() <= second {
-                    // A new second: what was stolen in the one that ended.
+                // A new second: what was stolen in the one that ended, read before the
+                // lock is taken — held only to write, once a second or on a late wake-up,
+                // so this thread never waits on a reader while it reads a file.
+                let ended = (second >= known).then(|| {
                     let now = stolen_ms();
-                    if let (Some(last), Some(a), Some(b)) = (seconds.last_mut(), stolen, now) {
-                        last.stolen_ms = b.saturating_sub(a) as u32;
-                    }
+                    let in_it = stolen.zip(now).map(|(a, b)| b.saturating_sub(a) as u32);
                     stolen = now;
+                    in_it
+                });
+                if ended.is_none() && !is_late {
+                    continue;
+                }
+                let mut seconds = seconds.lock();
+                if let Some(in_it) = ended {
+                    if let (Some(last), Some(ms)) = (seconds.last_mut(), in_it) {
+                        last.stolen_ms = ms;
+                    }
                     seconds.resize(second + 1, Second::default());
+                    known = second + 1;
                 }
                 if is_late {
                     late.fetch_add(1, Ordering::Relaxed);
