@@ -31,6 +31,11 @@ async function api(path, { method = 'GET', body, admin = false } = {}) {
     $('login').hidden = false;
     throw new Error('the host needs its API token');
   }
+  if (r.status === 401 && admin) {
+    // Asked again where the plugin controls are, on the next render.
+    setAdminToken('');
+    throw new Error('the admin token was refused: enter it again under the plugins');
+  }
   const text = await r.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch { /* plain text */ }
@@ -146,7 +151,8 @@ function renderPlugins(plugins) {
     cell('Queued', {}, String(p.queued)),
     cell('Controls', {}, control(p.name, 'reload'), ' ', p.disabled ? control(p.name, 'enable') : control(p.name, 'disable')),
   )));
-  $('admin-hint').hidden = Boolean(adminToken);
+  $('admin-off').hidden = status.admin_api;
+  $('admin').hidden = !status.admin_api || Boolean(adminToken);
 }
 
 // ---- status ------------------------------------------------------------------------
@@ -364,9 +370,19 @@ function onEvent(kind, data) {
 $('login').addEventListener('submit', (e) => {
   e.preventDefault();
   token = $('token').value;
-  adminToken = $('admin-token').value;
   sessionStorage.setItem('wasmcalls.token', token);
+  refresh().catch((err) => log('error', err.message));
+});
+
+function setAdminToken(value) {
+  adminToken = value;
   sessionStorage.setItem('wasmcalls.admin', adminToken);
+}
+
+$('admin').addEventListener('submit', (e) => {
+  e.preventDefault();
+  setAdminToken($('admin-token').value);
+  $('admin-token').value = '';
   refresh().catch((err) => log('error', err.message));
 });
 

@@ -88,6 +88,10 @@ pub struct Status {
     /// Live sources encoded once for the calls playing them.
     #[serde(default)]
     pub feeds: Vec<crate::media::shared::FeedStatus>,
+    /// Whether `/admin/…` is on (the host has an admin token), so the dashboard can
+    /// offer its plugin controls or say how to turn them on.
+    #[serde(default)]
+    pub admin_api: bool,
 }
 
 /// The Telegram side a host runs on.
@@ -388,6 +392,7 @@ async fn status(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Respo
         uptime_s: state.started.elapsed().as_secs(),
         shards: state.media.shards(),
         feeds: state.media.feeds(),
+        admin_api: state.options.admin_token.is_some(),
     };
     (StatusCode::OK, axum::Json(body)).into_response()
 }

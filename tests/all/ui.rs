@@ -11,6 +11,7 @@ use crate::support::*;
 
 const CHAT: i64 = -1_001_185_324_811;
 const TOKEN: &str = "ui-s3cret";
+const ADMIN: &str = "ui-adm1n";
 
 /// `media/long.mp3` (60 s) the demo plays, `media/one.mp3` (3 s) to `/play`.
 fn media(dir: &Path) {
@@ -29,16 +30,12 @@ async fn open(host: &Host, path: &str) -> reqwest::Response {
     reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await.unwrap()
 }
 
-/// The demo: the musicbot autoplaying into the demo chat.
-fn demo(token: Option<&str>) -> Setup {
+/// The demo: the musicbot autoplaying into the demo chat, `host` a line in `[host]`.
+fn demo(host: &str) -> Setup {
     let bot = Bot::at("musicbot", plugin("musicbot").to_str().unwrap())
         .settings(&format!("chat = {CHAT}, autoplay = [\"media/long.mp3\"]"))
         .grants(&format!("chats = [{CHAT}], files = [\"media\"], messages = true"));
-    let setup = Setup::new().chat(CHAT).admin(CHAT, 424_242).plugin(bot);
-    match token {
-        Some(t) => setup.host(&format!("api_token = {t:?}")),
-        None => setup,
-    }
+    Setup::new().chat(CHAT).admin(CHAT, 424_242).plugin(bot).host(host)
 }
 
 /// Returns once the demo's audio reaches the loopback (so its call is joined and playing).
@@ -56,7 +53,7 @@ async fn the_dashboard_shows_and_steers_the_demo_call_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     media(dir.path());
     let speak = dir.path().join("media/one.mp3");
-    let host = Host::start_in(dir, &demo(None)).await;
+    let host = Host::start_in(dir, &demo(&format!("admin_token = {ADMIN:?}"))).await;
     demo_playing(&host).await;
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -74,6 +71,7 @@ async fn the_dashboard_shows_and_steers_the_demo_call_in_a_real_browser() {
         .env("PLAY", "/play media/one.mp3")
         .env("REPLY", "one")
         .env("SPEAK", &speak)
+        .env("ADMIN", ADMIN)
         .env("JITTER_HOLD_MS", wasmcalls::media::jitter::JITTER_HOLD.as_millis().to_string())
         .current_dir(root)
         .kill_on_drop(true)
@@ -102,7 +100,7 @@ async fn the_dashboard_shows_and_steers_the_demo_call_in_a_real_browser() {
 async fn the_dashboard_and_its_controls_answer_only_with_the_token() {
     let dir = tempfile::tempdir().unwrap();
     media(dir.path());
-    let host = Host::start_in(dir, &demo(Some(TOKEN))).await;
+    let host = Host::start_in(dir, &demo(&format!("api_token = {TOKEN:?}"))).await;
     demo_playing(&host).await;
 
     // The page holds nothing secret; what it shows needs the token.
@@ -121,6 +119,7 @@ async fn the_dashboard_and_its_controls_answer_only_with_the_token() {
     // Each plugin's version (its component's hash) and memory.
     let (_, status) = get(&host, "/status", Some(TOKEN)).await;
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["admin_api"], false, "no admin token, no admin API: the page says how to turn it on");
     let musicbot = &status["plugins"][0];
     let version = musicbot["version"].as_str().unwrap();
     assert!(version.len() == 12 && version.chars().all(|c| c.is_ascii_hexdigit()), "{musicbot}");

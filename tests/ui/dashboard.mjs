@@ -3,13 +3,14 @@
 // keyboard (each checked in the host's own /status), types `/play …` into the loopback
 // console and waits for the bot's answer, says a file in the call as a person (the call
 // shows them speaking), listens to the call (a WebAudio analyser in
-// the page measures it), and looks at the page at phone width.
+// the page measures it), reloads the plugin with the admin token typed into the page,
+// and looks at the page at phone width.
 // Screenshots go to ARTIFACTS. Run by tests/all/ui.rs:
 //
 //   node tests/ui/dashboard.mjs http://127.0.0.1:PORT ARTIFACTS
 //
-// with CHAT (the demo chat), PLAY (what to type), REPLY (what the answer says) and SPEAK
-// (an audio file a person says in the call).
+// with CHAT (the demo chat), PLAY (what to type), REPLY (what the answer says), SPEAK
+// (an audio file a person says in the call) and ADMIN (the host's admin token).
 
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -19,8 +20,9 @@ const chat = process.env.CHAT;
 const play = process.env.PLAY;
 const reply = process.env.REPLY;
 const speakFile = process.env.SPEAK;
-if (!base || !artifacts || !chat || !play || !reply || !speakFile) {
-  console.error('usage: CHAT=… PLAY=… REPLY=… SPEAK=FILE node dashboard.mjs BASE_URL ARTIFACTS');
+const admin = process.env.ADMIN;
+if (!base || !artifacts || !chat || !play || !reply || !speakFile || !admin) {
+  console.error('usage: CHAT=… PLAY=… REPLY=… SPEAK=FILE ADMIN=… node dashboard.mjs BASE_URL ARTIFACTS');
   process.exit(2);
 }
 mkdirSync(artifacts, { recursive: true });
@@ -105,6 +107,17 @@ try {
 
   step('the events log shows what happened');
   await page.locator('#events li[data-kind="message"]').first().waitFor();
+
+  step('the plugin controls wait for the admin token; typed in, Reload reloads the plugin');
+  const plugin = page.locator('#plugins tbody tr').first();
+  const reload = plugin.getByRole('button', { name: 'Reload' });
+  if (!(await reload.isDisabled())) throw new Error('Reload is offered before the admin token is given');
+  const reloads = (await status()).plugins[0].reloads;
+  await page.fill('#admin-token', admin);
+  await page.getByRole('button', { name: 'Use it' }).click();
+  await reload.click();
+  await until('/status to count the reload', async () => (await status()).plugins[0].reloads > reloads);
+  await page.locator('#admin').waitFor({ state: 'hidden' });
 
   step('readable at phone width: nothing wider than the screen but the tables, which scroll');
   await page.setViewportSize({ width: 390, height: 844 });
