@@ -8,7 +8,8 @@ URL is the SFU's join endpoint (`…/join`, `?chat=<id>` is added). Prints one J
 object: per chat, whether it connected on the first attempt and how long it took.
 With --measure (what `wasmcalls bench pacing` runs), the object is instead what the
 process spent while every call streamed: CPU, RSS and threads, beside the calls that
-connected.
+connected; the first call joins and streams alone for a second first, so what is paid
+once (threads, code paged in) is told from what each added call costs.
 """
 
 import argparse
@@ -86,27 +87,38 @@ async def main() -> None:
     chats = [-(1000 + i) for i in range(args.calls)]
     results = {}
     started = {}
-    for chat in chats:
-        states[chat] = loop.create_future()
-        payload = await client.create_call(chat)
-        answer = await loop.run_in_executor(None, post, f"{args.url}?chat={chat}", payload)
-        started[chat] = time.monotonic()
-        await client.connect(chat, answer, False)
-    for chat in chats:
-        try:
-            outcome = await asyncio.wait_for(states[chat], args.connect_timeout)
-        except asyncio.TimeoutError:
-            outcome = "no connection in time"
-        results[chat] = {"outcome": outcome, "seconds": round(time.monotonic() - started[chat], 3)}
     media = MediaDescription(
         microphone=AudioDescription(MediaSource.FILE, 48000, 2, args.file, False),
         speaker=None,
         camera=None,
         screen=None,
     )
-    for chat in chats:
-        if results[chat]["outcome"] == "connected":
-            await client.set_stream_sources(chat, StreamMode.CAPTURE, media)
+
+    async def join(group):
+        for chat in group:
+            states[chat] = loop.create_future()
+            payload = await client.create_call(chat)
+            answer = await loop.run_in_executor(None, post, f"{args.url}?chat={chat}", payload)
+            started[chat] = time.monotonic()
+            await client.connect(chat, answer, False)
+        for chat in group:
+            try:
+                outcome = await asyncio.wait_for(states[chat], args.connect_timeout)
+            except asyncio.TimeoutError:
+                outcome = "no connection in time"
+            results[chat] = {"outcome": outcome, "seconds": round(time.monotonic() - started[chat], 3)}
+        for chat in group:
+            if results[chat]["outcome"] == "connected":
+                await client.set_stream_sources(chat, StreamMode.CAPTURE, media)
+
+    rss_first = anon_first = None
+    if args.measure and len(chats) > 1:
+        await join(chats[:1])
+        await asyncio.sleep(1.0)  # the first call streaming, alone
+        rss_first, anon_first = rss_kib(), status_kib("RssAnon")
+        await join(chats[1:])
+    else:
+        await join(chats)
     if args.measure:
         await asyncio.sleep(1.0)  # past connection set-up and codec warm-up
         cpu0, wall0, peak, anon_peak = cpu_seconds(), time.monotonic(), 0, 0
@@ -122,6 +134,8 @@ async def main() -> None:
             "rss_before_kib": rss_before,
             "rss_peak_kib": peak,
             "anon_before_kib": anon_before,
+            "rss_first_kib": rss_first,
+            "anon_first_kib": anon_first,
             "anon_peak_kib": anon_peak,
             "threads": threads(),
             "version": importlib.metadata.version("ntgcalls"),

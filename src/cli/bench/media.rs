@@ -55,13 +55,13 @@ fn decode_vs_encode(raw: &Path) -> Result<(f64, f64)> {
 
 fn line(name: &str, f: &Figures) {
     println!(
-        "  {name:<28} {:>7.1} µs {:>7.0} {:>8} {:>9} µs {:>6.0} KiB {:>6.0} KiB",
+        "  {name:<28} {:>7.1} µs {:>7.0} {:>8} {:>9} µs {:>6.0} KiB {:>7} KiB",
         f.per_20ms_us(),
         f.streams_per_core(),
         f.late,
         f.p99_median,
         f.kib_stream + f.kib_playing,
-        f.kib_connection + f.kib_stream + f.kib_playing
+        f.per_added_call().total
     );
     if f.refused > 0 {
         println!("    ({} of {} calls admitted; the rest refused for capacity)", f.calls, f.offered);
@@ -111,8 +111,8 @@ pub async fn run(a: MediaArgs) -> Result<()> {
     let mp3 = measure(&file(&d.join("in.mp3")), a.calls, pacer.clone(), enc).await?;
     let opus = measure(&file(&d.join("in.opus")), a.calls, pacer.clone(), enc).await?;
     println!(
-        "  {:<28} {:>10} {:>7} {:>8} {:>12} {:>10} {:>10}",
-        "source", "CPU/20 ms", "/core", "late", "p99 median", "stream", "call"
+        "  {:<28} {:>10} {:>7} {:>8} {:>12} {:>10} {:>11}",
+        "source", "CPU/20 ms", "/core", "late", "p99 median", "stream", "added call"
     );
     line("raw PCM 48 kHz → Opus", &pcm);
     line("MP3 44.1 kHz → 48 kHz → Opus", &mp3);

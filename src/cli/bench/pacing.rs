@@ -188,7 +188,8 @@ pub(super) struct Figures {
     pub p99_median: u64,
     pub p99_worst: u64,
     pub max: u64,
-    /// RSS per call: the connection, the opened stream, and what playing touched.
+    /// RSS per added call (past the first, which also pays what is paid once): the
+    /// connection, the opened stream, and what playing touched.
     pub kib_connection: f64,
     pub kib_stream: f64,
     pub kib_playing: f64,
@@ -200,8 +201,10 @@ pub(super) struct Figures {
     pub seconds: Vec<Second>,
     /// The late frames counted in seconds when the machine kept time: the host's own.
     pub late_in_kept_time: u64,
-    /// Resident memory before the first join, and at its peak while playing.
+    /// Resident memory before the first join, after the first call played alone for a
+    /// second (none with one call), and at its peak while every call played.
     pub before: Resident,
+    pub first: Option<Resident>,
     pub peak: Resident,
     pub child_per_frame_us: f64,
     /// The loopback's per-call arrival deviation (p50 and p99 medians) and loss.
@@ -220,6 +223,26 @@ impl Figures {
     pub fn per_20ms_us(&self) -> f64 {
         self.per_frame_us * 20.0 / self.packet_ms
     }
+
+    /// Resident memory per call, all in: what the process grew by, over the calls.
+    pub fn per_call(&self) -> Resident {
+        per(self.peak.since(self.before), self.calls)
+    }
+
+    /// Resident memory per call past the first (what one more call costs), or per call
+    /// when there is one.
+    pub fn per_added_call(&self) -> Resident {
+        match self.first {
+            Some(first) => per(self.peak.since(first), self.calls.saturating_sub(1)),
+            None => self.per_call(),
+        }
+    }
+}
+
+/// `r` shared over `n`.
+fn per(r: Resident, n: usize) -> Resident {
+    let n = n.max(1) as u64;
+    Resident { total: r.total / n, anon: r.anon / n, file: r.file / n }
 }
 
 /// Streams `spec` into `calls` calls on a loopback in a child process and measures the
@@ -241,11 +264,26 @@ pub(super) async fn measure(
     // SAFETY: malloc_trim only returns free heap pages to the OS.
     unsafe { libc::malloc_trim(0) };
     let before = Resident::of_self();
+    let as_ourselves = JoinOptions::default();
+    // The first call joins and plays alone for a second, as NTgCalls' driver does, so
+    // what is paid once (threads' stacks and arenas, code paged in, tables built) is
+    // told from what each added call costs.
+    let alone = if calls > 1 {
+        let call = dial(&media, &sfu, -1, bind, &as_ourselves).await.context("joining the loopback")?.call;
+        let stream = tokio::task::block_in_place(|| media.open_stream(spec, None, enc))?;
+        media.control(call, Control::Play(stream))?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // SAFETY: as above.
+        unsafe { libc::malloc_trim(0) };
+        Some((call, Resident::of_self()))
+    } else {
+        None
+    };
+    let first = alone.map_or(before, |(_, r)| r);
     let t0 = Instant::now();
     let mut ids = Vec::new();
-    let as_ourselves = JoinOptions::default();
     // Join in waves: ICE takes ~200 ms a call, mostly waiting, so overlap it.
-    for chunk in (0..calls).collect::<Vec<_>>().chunks(25) {
+    for chunk in (alone.map_or(0, |_| 1)..calls).collect::<Vec<_>>().chunks(25) {
         let joins = chunk.iter().map(|&i| dial(&media, &sfu, -(i as i64) - 1, bind, &as_ourselves));
         for r in futures::future::join_all(joins).await {
             ids.push(r.context("joining the loopback")?.call);
@@ -255,11 +293,8 @@ pub(super) async fn measure(
     // SAFETY: as above.
     unsafe { libc::malloc_trim(0) };
     let joined = Resident::of_self().total;
-    // The first stream pays what is paid once (code paged in, tables built): left out
-    // of the per-stream figure.
-    let mut streams = vec![tokio::task::block_in_place(|| media.open_stream(spec, None, enc))?];
-    let first = Resident::of_self().total;
-    for _ in 1..ids.len() {
+    let mut streams = Vec::new();
+    for _ in 0..ids.len() {
         streams.push(tokio::task::block_in_place(|| media.open_stream(spec, None, enc))?);
     }
     let opened = Resident::of_self().total;
@@ -275,9 +310,9 @@ pub(super) async fn measure(
     let wall0 = timer.started();
     let late_now = || media.totals().late_frames.load(std::sync::atomic::Ordering::Relaxed);
     let mut late_per_s = LatePerSecond::new(&timer, late_now());
-    let offered = ids.len();
+    let offered = calls;
     let mut waiting = Vec::new();
-    let mut playing = Vec::new();
+    let mut playing: Vec<_> = alone.iter().map(|(call, _)| *call).collect();
     for (call, stream) in ids.iter().zip(streams) {
         match media.control(*call, Control::Play(stream)) {
             Ok(()) => playing.push(*call),
@@ -358,7 +393,9 @@ pub(super) async fn measure(
     p99s.sort_unstable();
     let mut p50s: Vec<u64> = stats.iter().map(|s| s.deviation.p50_us).collect();
     p50s.sort_unstable();
-    let per = |kib: u64| kib as f64 / ids.len().max(1) as f64;
+    // Per added call: the first call's share of the process is in `first`.
+    let added = ids.len() - alone.map_or(0, |_| 1);
+    let per = |kib: u64| kib as f64 / added.max(1) as f64;
     let heard = loopback_arrivals(&sfu_base).await?;
     for c in &ids {
         media.remove(*c).await;
@@ -377,14 +414,15 @@ pub(super) async fn measure(
         p99_median: median(&p99s),
         p99_worst: p99s.last().copied().unwrap_or(0),
         max: stats.iter().map(|s| s.deviation.max_us).max().unwrap_or(0),
-        kib_connection: per(joined.saturating_sub(before.total)),
-        kib_stream: opened.saturating_sub(first) as f64 / (ids.len().max(2) - 1) as f64,
+        kib_connection: per(joined.saturating_sub(first.total)),
+        kib_stream: per(opened.saturating_sub(joined)),
         kib_playing: per(peak.total.saturating_sub(opened)),
         late_per_s: late_per_s.per_s,
         timer,
         seconds,
         late_in_kept_time,
         before,
+        first: alone.map(|(_, r)| r),
         peak,
         child_per_frame_us: child_cpu.as_secs_f64() * 1e6 / frames.max(1) as f64,
         heard,
@@ -480,19 +518,20 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         "  send deviation from deadline, per call: p50 median {} µs; p99 median {} µs, worst {} µs; max {} µs",
         f.p50_median, f.p99_median, f.p99_worst, f.max
     );
-    let grown = f.peak.since(f.before);
+    let (all, grown) = (f.per_call(), f.peak.since(f.before));
     println!(
-        "  memory: RSS +{:.0} KiB per call: connection {:.0}, stream (encoder, buffers) {:.0}, touched while playing {:.0} \
-         ({} KiB before joining, {} KiB peak; of the growth {} KiB anonymous, {} KiB code and files)",
-        f.kib_connection + f.kib_stream + f.kib_playing,
-        f.kib_connection,
-        f.kib_stream,
-        f.kib_playing,
-        f.before.total,
-        f.peak.total,
-        grown.anon,
-        grown.file,
+        "  memory: RSS +{} KiB per call all in ({} anonymous): {} KiB before joining, {} KiB peak; of the growth {} KiB \
+         anonymous (heap, stacks), {} KiB code and files",
+        all.total, all.anon, f.before.total, f.peak.total, grown.anon, grown.file,
     );
+    if let Some(first) = f.first {
+        let (once, added) = (first.since(f.before), f.per_added_call());
+        println!(
+            "    the first call +{} KiB ({} anonymous), paid once; each added call +{} KiB ({} anonymous): connection \
+             {:.0}, stream (encoder, buffers) {:.0}, touched while playing {:.0}",
+            once.total, once.anon, added.total, added.anon, f.kib_connection, f.kib_stream, f.kib_playing,
+        );
+    }
     println!("  (the loopback child used {:.1} µs CPU per frame receiving)", f.child_per_frame_us);
     println!(
         "  loopback arrival deviation, per call: p50 median {} µs, p99 median {} µs; {} packets lost",
@@ -505,35 +544,45 @@ pub async fn run(a: PacingArgs) -> Result<()> {
                 // Ours at the same number of calls, unless that is the run above.
                 let ours =
                     if a.ntgcalls == a.calls { f } else { measure(&spec, a.ntgcalls, pacer.clone(), enc).await? };
-                let our_kib = ours.kib_connection + ours.kib_stream + ours.kib_playing;
                 let their_us = n.cpu_s * 1e6 / (n.wall_s * 50.0) / n.calls as f64;
-                let their_kib = n.rss_peak_kib.saturating_sub(n.rss_before_kib) as f64 / n.calls as f64;
-                let their_anon = n.anon_peak_kib.saturating_sub(n.anon_before_kib) as f64 / n.calls as f64;
-                let our_anon = ours.peak.since(ours.before).anon as f64 / ours.calls.max(1) as f64;
+                let (their_all, their_added) = (n.per_call(), n.per_added_call());
+                let (our_all, our_added) = (ours.per_call(), ours.per_added_call());
                 println!(
                     "NTgCalls {} (pytgcalls' libwebrtc core), {} calls of the same input into the same loopback:",
                     n.version, n.calls
                 );
                 println!(
-                    "  CPU {their_us:.1} µs per call per 20 ms; RSS +{their_kib:.0} KiB per call \
-                     ({their_anon:.0} anonymous); {} threads ({:.1} per call)",
+                    "  CPU {their_us:.1} µs per call per 20 ms; RSS +{} KiB per call all in ({} anonymous), each added \
+                     call +{} KiB ({} anonymous); {} threads ({:.1} per call)",
+                    their_all.total,
+                    their_all.anon,
+                    their_added.total,
+                    their_added.anon,
                     n.threads,
                     n.threads as f64 / n.calls as f64
                 );
                 println!(
-                    "  wasmcalls at {} calls: CPU {:.1} µs per call per 20 ms, RSS +{our_kib:.0} KiB per call \
-                     ({our_anon:.0} anonymous), {} late",
+                    "  wasmcalls at {} calls: CPU {:.1} µs per call per 20 ms; RSS +{} KiB per call all in ({} \
+                     anonymous), each added call +{} KiB ({} anonymous); {} late",
                     ours.calls,
                     ours.per_20ms_us(),
+                    our_all.total,
+                    our_all.anon,
+                    our_added.total,
+                    our_added.anon,
                     ours.late
                 );
+                let times = |theirs: u64, ours: u64| theirs as f64 / ours.max(1) as f64;
                 println!(
-                    "  ratio: NTgCalls spends {:.1}× the CPU, {:.1}× the memory and {:.1}× the anonymous memory \
-                     (heap and stacks; the rest is code, paged in once) per call (it sends mono 60 ms packets at \
-                     ~32 kb/s; wasmcalls stereo 20 ms packets at {} kb/s, complexity {}{})",
+                    "  ratio: NTgCalls spends {:.1}× the CPU; per call all in {:.1}× the memory and {:.1}× the \
+                     anonymous memory (heap and stacks; the rest is code, paged in once), per added call {:.1}× and \
+                     {:.1}× (it sends mono 60 ms packets at ~32 kb/s; wasmcalls stereo 20 ms packets at {} kb/s, \
+                     complexity {}{})",
                     their_us / ours.per_20ms_us(),
-                    their_kib / our_kib.max(1.0),
-                    their_anon / our_anon.max(1.0),
+                    times(their_all.total, our_all.total),
+                    times(their_all.anon, our_all.anon),
+                    times(their_added.total, our_added.total),
+                    times(their_added.anon, our_added.anon),
                     a.bitrate / 1000,
                     a.complexity,
                     if a.source == "shared" { ", encoded once for all its calls" } else { "" }
@@ -575,8 +624,33 @@ struct NtgFigures {
     rss_peak_kib: u64,
     anon_before_kib: u64,
     anon_peak_kib: u64,
+    /// After the first call streamed alone for a second (none with one call).
+    rss_first_kib: Option<u64>,
+    anon_first_kib: Option<u64>,
     threads: usize,
     version: String,
+}
+
+impl NtgFigures {
+    fn resident(total: u64, anon: u64) -> Resident {
+        Resident { total, anon, file: total.saturating_sub(anon) }
+    }
+
+    fn per_call(&self) -> Resident {
+        let grown = Self::resident(self.rss_peak_kib, self.anon_peak_kib)
+            .since(Self::resident(self.rss_before_kib, self.anon_before_kib));
+        per(grown, self.calls)
+    }
+
+    fn per_added_call(&self) -> Resident {
+        match (self.rss_first_kib, self.anon_first_kib) {
+            (Some(total), Some(anon)) => per(
+                Self::resident(self.rss_peak_kib, self.anon_peak_kib).since(Self::resident(total, anon)),
+                self.calls.saturating_sub(1),
+            ),
+            _ => self.per_call(),
+        }
+    }
 }
 
 /// The project's venv Python with NTgCalls (`tests/ntgcalls/python` makes it where
