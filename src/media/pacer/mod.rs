@@ -2,7 +2,8 @@
 //!
 //! Calls are spread over a few shard threads (one per core by default). A shard owns
 //! its calls outright — peer connection, socket, stream — so the hot path takes no
-//! lock, crosses no channel and allocates nothing of ours. Deadlines sit on an absolute
+//! lock and crosses no channel; what it allocates is what `rtc` takes by value (a
+//! packet's payload and header) and what the demuxer hands over. Deadlines sit on an absolute
 //! grid (`epoch + phase + n × 20 ms`) so nothing drifts, and each call has its own
 //! phase so a shard never fires all its sends at one instant.
 

@@ -75,7 +75,7 @@ enum Mode {
 struct Read {
     start: u64,
     samples: usize,
-    bytes: Option<Vec<u8>>,
+    bytes: Option<Box<[u8]>>,
 }
 
 /// An Opus track, passed through or re-encoded.
@@ -125,6 +125,28 @@ pub struct OpusInput {
 fn level_phase() -> u32 {
     static OPENED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % LEVEL_EVERY
+}
+
+/// Whether `packet`'s frames are laid out as Opus says (libopus' own parser, its
+/// answers on the stack: `opus::packet::parse` would allocate a list of them).
+fn well_formed(packet: &[u8]) -> bool {
+    let (mut toc, mut offset) = (0u8, 0);
+    let mut frames = [std::ptr::null(); 48];
+    let mut sizes = [0i16; 48];
+    let Ok(len) = i32::try_from(packet.len()) else { return false };
+    // SAFETY: `packet` is `len` bytes; `frames` and `sizes` hold the 48 frames a packet
+    // can have at most, as libopus requires.
+    let n = unsafe {
+        opusic_sys::opus_packet_parse(
+            packet.as_ptr(),
+            len,
+            &mut toc,
+            frames.as_mut_ptr(),
+            sizes.as_mut_ptr(),
+            &mut offset,
+        )
+    };
+    n >= 0
 }
 
 /// What `OpusHead` says that matters here: channels, and whether they are plain mono
@@ -283,12 +305,12 @@ impl OpusInput {
                 }
             }
         };
-        let data = &packet.data[..];
-        let samples = opus::packet::get_nb_samples(data, 48_000).ok().filter(|&n| n > 0 && n <= MAX_PACKET_SAMPLES);
+        let samples =
+            opus::packet::get_nb_samples(&packet.data, 48_000).ok().filter(|&n| n > 0 && n <= MAX_PACKET_SAMPLES);
         let read = match samples {
-            Some(n) if opus::packet::parse(data).is_ok() => {
-                Read { start: self.read_to, samples: n, bytes: Some(data.to_vec()) }
-            }
+            // The demuxer's buffer is kept as it is: a pacer thread allocates as little
+            // as it can (an allocator lock another thread holds would make it late).
+            Some(n) if well_formed(&packet.data) => Read { start: self.read_to, samples: n, bytes: Some(packet.data) },
             // Damaged: concealed for its nominal length when decoded, never sent.
             _ => {
                 self.skipped += 1;
@@ -526,5 +548,27 @@ impl super::PcmInput for OpusInput {
 
     fn skipped(&self) -> u64 {
         self.skipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::well_formed;
+
+    #[test]
+    fn well_formed_agrees_with_libopus_parse() {
+        let mut enc = opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio).unwrap();
+        let pcm: Vec<i16> = (0..1920).map(|i| ((i as f32 * 0.05).sin() * 8000.0) as i16).collect();
+        let mut out = [0u8; 1500];
+        let n = enc.encode(&pcm, &mut out).unwrap();
+        let good = &out[..n];
+        // Code 3 (several frames) whose frame count byte promises more than follows,
+        // an empty packet, and one whose length byte runs past its end.
+        let cases: [&[u8]; 5] = [good, &[0x03], &[], &[0x03 | 0xf8, 0x85, 0xff], &[good[0] | 0x02, 0xfc]];
+        for case in cases {
+            assert_eq!(well_formed(case), opus::packet::parse(case).is_ok(), "{case:02x?}");
+        }
+        assert!(well_formed(good));
+        assert!(!well_formed(&[]));
     }
 }
