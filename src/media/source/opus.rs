@@ -427,6 +427,12 @@ impl OpusInput {
         if self.read_to <= self.emit {
             self.read_one()?;
         }
+        // The end: nothing left to send. Deciding a mode first would find no packet at
+        // the send position and switch to re-encoding — an encoder made and 80 ms
+        // decoded for nothing, in every stream ending at once (a burst of late frames).
+        if self.ended && self.emit >= self.read_to {
+            return Ok(false);
+        }
         let next_boundary = self.packets.iter().find(|a| a.start >= self.emit);
         let aligned = next_boundary.is_some_and(|a| a.start == self.emit && a.bytes.is_some());
         let may_pass = gain.is_unity() && self.emit >= self.reencode_until;
@@ -554,6 +560,9 @@ impl super::PcmInput for OpusInput {
 #[cfg(test)]
 mod tests {
     use super::well_formed;
+    use crate::media::gain::Gain;
+    use crate::media::source::{Input, PcmFormat, SourceSpec, open};
+    use crate::media::stream::Packet;
 
     #[test]
     fn well_formed_agrees_with_libopus_parse() {
@@ -570,5 +579,25 @@ mod tests {
         }
         assert!(well_formed(good));
         assert!(!well_formed(&[]));
+    }
+
+    #[test]
+    fn a_file_passed_through_to_its_end_is_never_re_encoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let ok = std::process::Command::new(args[0]).args(&args[1..]).current_dir(dir.path()).status();
+            assert!(ok.unwrap().success(), "{args:?} (bash .ci/setup installs sox and opus-tools)");
+        };
+        run(&["sox", "-n", "-r", "48000", "-c", "2", "-b", "16", "c.wav", "synth", "1", "sine", "440"]);
+        run(&["opusenc", "--quiet", "c.wav", "c.opus"]);
+        let spec = SourceSpec::File { path: dir.path().join("c.opus"), raw: PcmFormat::stereo48() };
+        let Input::Opus(mut input) = open(&spec, None).unwrap().input else { panic!("not passed through") };
+        let (mut gain, mut out, mut sent) = (Gain::default(), Packet::empty(), 0);
+        while input.next_packet(&mut gain, &mut out).unwrap() {
+            sent += 1;
+        }
+        assert!(sent >= 50, "{sent} packets for 1 s");
+        assert_eq!(input.reencoded(), 0, "the end switched to re-encoding");
+        assert!(input.encoder.is_none(), "an encoder was made at the end");
     }
 }
