@@ -542,9 +542,10 @@ impl Drop for MediaPlane {
 #[derive(Clone)]
 pub struct Trash(std::sync::mpsc::SyncSender<Box<dyn Send>>);
 
-/// Room in the queue (allocated up front, 32 B a place): hundreds of streams ending
-/// together; past it the pacer frees in place.
-const TRASH_QUEUE: usize = 256;
+/// Room in the queue (allocated up front, 32 B a place): every stream of a full host
+/// ending in the same 20 ms (calls started together, a shared source ending); past it
+/// the pacer frees in place.
+const TRASH_QUEUE: usize = 1024;
 
 impl Trash {
     fn start() -> std::io::Result<Trash> {
