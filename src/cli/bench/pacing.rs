@@ -551,11 +551,15 @@ pub async fn run(a: PacingArgs) -> Result<()> {
                     "NTgCalls {} (pytgcalls' libwebrtc core), {} calls of the same input into the same loopback:",
                     n.version, n.calls
                 );
+                let their_once =
+                    n.first().unwrap_or_default().since(NtgFigures::resident(n.rss_before_kib, n.anon_before_kib));
                 println!(
-                    "  CPU {their_us:.1} µs per call per 20 ms; RSS +{} KiB per call all in ({} anonymous), each added \
-                     call +{} KiB ({} anonymous); {} threads ({:.1} per call)",
+                    "  CPU {their_us:.1} µs per call per 20 ms; RSS +{} KiB per call all in ({} anonymous): the first \
+                     call +{} KiB ({} anonymous), each added call +{} KiB ({} anonymous); {} threads ({:.1} per call)",
                     their_all.total,
                     their_all.anon,
+                    their_once.total,
+                    their_once.anon,
                     their_added.total,
                     their_added.anon,
                     n.threads,
@@ -642,13 +646,17 @@ impl NtgFigures {
         per(grown, self.calls)
     }
 
+    /// After the first call streamed alone, if it did.
+    fn first(&self) -> Option<Resident> {
+        Some(Self::resident(self.rss_first_kib?, self.anon_first_kib?))
+    }
+
     fn per_added_call(&self) -> Resident {
-        match (self.rss_first_kib, self.anon_first_kib) {
-            (Some(total), Some(anon)) => per(
-                Self::resident(self.rss_peak_kib, self.anon_peak_kib).since(Self::resident(total, anon)),
-                self.calls.saturating_sub(1),
-            ),
-            _ => self.per_call(),
+        match self.first() {
+            Some(first) => {
+                per(Self::resident(self.rss_peak_kib, self.anon_peak_kib).since(first), self.calls.saturating_sub(1))
+            }
+            None => self.per_call(),
         }
     }
 }
