@@ -3,9 +3,9 @@
 //! Calls are spread over a few shard threads (one per core by default). A shard owns
 //! its calls outright — peer connection, socket, stream — so the hot path takes no
 //! lock and crosses no channel; what it allocates is what `rtc` takes by value (a
-//! packet's payload and header) and what the demuxer hands over. Deadlines sit on an absolute
-//! grid (`epoch + phase + n × 20 ms`) so nothing drifts, and each call has its own
-//! phase so a shard never fires all its sends at one instant.
+//! packet's payload and header) and what the demuxer hands over. Deadlines sit on an
+//! absolute grid (`epoch + phase + n × 20 ms`) so nothing drifts, and each call has its
+//! own phase so a shard never fires all its sends at one instant.
 
 mod admission;
 mod clock;

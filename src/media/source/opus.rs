@@ -571,8 +571,9 @@ mod tests {
         let mut out = [0u8; 1500];
         let n = enc.encode(&pcm, &mut out).unwrap();
         let good = &out[..n];
-        // Code 3 (several frames) whose frame count byte promises more than follows,
-        // an empty packet, and one whose length byte runs past its end.
+        // A code-3 packet (several frames) without its frame count, an empty one, one
+        // whose count promises more than follows, a code-2 one whose length runs past
+        // its end.
         let cases: [&[u8]; 5] = [good, &[0x03], &[], &[0x03 | 0xf8, 0x85, 0xff], &[good[0] | 0x02, 0xfc]];
         for case in cases {
             assert_eq!(well_formed(case), opus::packet::parse(case).is_ok(), "{case:02x?}");
