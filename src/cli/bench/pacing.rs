@@ -224,18 +224,27 @@ impl Figures {
         self.per_frame_us * 20.0 / self.packet_ms
     }
 
-    /// Resident memory per call, all in: what the process grew by, over the calls.
     pub fn per_call(&self) -> Resident {
-        per(self.peak.since(self.before), self.calls)
+        per_call(self.before, self.peak, self.calls)
     }
 
-    /// Resident memory per call past the first (what one more call costs), or per call
-    /// when there is one.
     pub fn per_added_call(&self) -> Resident {
-        match self.first {
-            Some(first) => per(self.peak.since(first), self.calls.saturating_sub(1)),
-            None => self.per_call(),
-        }
+        per_added_call(self.before, self.first, self.peak, self.calls)
+    }
+}
+
+/// Resident memory per call, all in: what the process grew by from `before` to `peak`,
+/// over the calls.
+fn per_call(before: Resident, peak: Resident, calls: usize) -> Resident {
+    per(peak.since(before), calls)
+}
+
+/// Resident memory per call past the first (what one more call costs), `first` read
+/// after the first call played alone; per call, all in, when none did.
+fn per_added_call(before: Resident, first: Option<Resident>, peak: Resident, calls: usize) -> Resident {
+    match first {
+        Some(first) => per(peak.since(first), calls.saturating_sub(1)),
+        None => per_call(before, peak, calls),
     }
 }
 
@@ -395,7 +404,7 @@ pub(super) async fn measure(
     p50s.sort_unstable();
     // Per added call: the first call's share of the process is in `first`.
     let added = ids.len() - alone.map_or(0, |_| 1);
-    let per = |kib: u64| kib as f64 / added.max(1) as f64;
+    let per_added = |kib: u64| kib as f64 / added.max(1) as f64;
     let heard = loopback_arrivals(&sfu_base).await?;
     for c in &ids {
         media.remove(*c).await;
@@ -414,9 +423,9 @@ pub(super) async fn measure(
         p99_median: median(&p99s),
         p99_worst: p99s.last().copied().unwrap_or(0),
         max: stats.iter().map(|s| s.deviation.max_us).max().unwrap_or(0),
-        kib_connection: per(joined.saturating_sub(first.total)),
-        kib_stream: per(opened.saturating_sub(joined)),
-        kib_playing: per(peak.total.saturating_sub(opened)),
+        kib_connection: per_added(joined.saturating_sub(first.total)),
+        kib_stream: per_added(opened.saturating_sub(joined)),
+        kib_playing: per_added(peak.total.saturating_sub(opened)),
         late_per_s: late_per_s.per_s,
         timer,
         seconds,
@@ -545,14 +554,14 @@ pub async fn run(a: PacingArgs) -> Result<()> {
                 let ours =
                     if a.ntgcalls == a.calls { f } else { measure(&spec, a.ntgcalls, pacer.clone(), enc).await? };
                 let their_us = n.cpu_s * 1e6 / (n.wall_s * 50.0) / n.calls as f64;
-                let (their_all, their_added) = (n.per_call(), n.per_added_call());
+                let (their_all, their_added) =
+                    (per_call(n.before(), n.peak(), n.calls), per_added_call(n.before(), n.first(), n.peak(), n.calls));
                 let (our_all, our_added) = (ours.per_call(), ours.per_added_call());
                 println!(
                     "NTgCalls {} (pytgcalls' libwebrtc core), {} calls of the same input into the same loopback:",
                     n.version, n.calls
                 );
-                let their_once =
-                    n.first().unwrap_or_default().since(NtgFigures::resident(n.rss_before_kib, n.anon_before_kib));
+                let their_once = n.first().unwrap_or_default().since(n.before());
                 println!(
                     "  CPU {their_us:.1} µs per call per 20 ms; RSS +{} KiB per call all in ({} anonymous): the first \
                      call +{} KiB ({} anonymous), each added call +{} KiB ({} anonymous); {} threads ({:.1} per call)",
@@ -640,10 +649,8 @@ impl NtgFigures {
         Resident { total, anon, file: total.saturating_sub(anon) }
     }
 
-    fn per_call(&self) -> Resident {
-        let grown = Self::resident(self.rss_peak_kib, self.anon_peak_kib)
-            .since(Self::resident(self.rss_before_kib, self.anon_before_kib));
-        per(grown, self.calls)
+    fn before(&self) -> Resident {
+        Self::resident(self.rss_before_kib, self.anon_before_kib)
     }
 
     /// After the first call streamed alone, if it did.
@@ -651,13 +658,8 @@ impl NtgFigures {
         Some(Self::resident(self.rss_first_kib?, self.anon_first_kib?))
     }
 
-    fn per_added_call(&self) -> Resident {
-        match self.first() {
-            Some(first) => {
-                per(Self::resident(self.rss_peak_kib, self.anon_peak_kib).since(first), self.calls.saturating_sub(1))
-            }
-            None => self.per_call(),
-        }
+    fn peak(&self) -> Resident {
+        Self::resident(self.rss_peak_kib, self.anon_peak_kib)
     }
 }
 
