@@ -534,15 +534,16 @@ impl Drop for MediaPlane {
 }
 
 /// Where the pacer threads send what they are done with — a stream that ended or was
-/// replaced, a call that left — to be freed on a thread of normal priority. Freeing a
-/// stream's buffers takes locks of the allocator that other threads hold (the buffers
-/// were allocated where the stream was opened) and may hand memory back to the kernel
-/// under the process's memory-map lock: a real-time thread must not wait on either
-/// while a normal one holds it. Should the queue be full, the pacer frees in place.
+/// replaced, a call that left — to be freed on a background thread (not real-time,
+/// [`background_priority`]). Freeing a stream's buffers takes locks of the allocator
+/// that other threads hold (the buffers were allocated where the stream was opened) and
+/// may hand memory back to the kernel under the process's memory-map lock: a real-time
+/// thread must not wait on either while another thread holds it. Should the queue be
+/// full, the pacer frees in place.
 #[derive(Clone)]
 pub struct Trash(std::sync::mpsc::SyncSender<Box<dyn Send>>);
 
-/// Room in the queue (allocated up front, 32 B a place): every stream of a full host
+/// Room in the queue (allocated up front, 24 B a place): every stream of a full host
 /// ending in the same 20 ms (calls started together, a shared source ending); past it
 /// the pacer frees in place.
 const TRASH_QUEUE: usize = 1024;
