@@ -106,6 +106,34 @@ pub fn engine(capacity: Capacity) -> wasmtime::Result<Engine> {
     Ok(engine)
 }
 
+/// Makes the component's linear-memory images now, on the compiling thread, rather
+/// than in its first instantiation on the event path (a Python component's is tens
+/// of MiB written to a memfd).
+///
+/// Linux seals each image read-only, and the kernel refuses the seal with EBUSY while
+/// anything else still holds a reference to one of its fresh pages (a per-CPU page
+/// batch, compaction). That is transient, seen under load in CI, and the image is
+/// not kept when making it fails, so it is made again after a short wait.
+pub fn prepare_images(name: &str, path: &Path, component: &Component) -> Result<(), PluginError> {
+    let mut wait = std::time::Duration::from_millis(20);
+    for attempt in 1.. {
+        let Err(e) = component.initialize_copy_on_write_image() else { return Ok(()) };
+        let busy = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ResourceBusy)
+        });
+        if !busy || attempt == 5 {
+            return Err(PluginError::Instantiate {
+                name: name.to_owned(),
+                reason: format!("could not map {} into memory: {e:#}", path.display()),
+            });
+        }
+        tracing::debug!(plugin = name, attempt, "the kernel refused to seal a memory image for now: {e:#}");
+        std::thread::sleep(wait);
+        wait *= 2;
+    }
+    unreachable!("the loop returns")
+}
+
 /// Where compiled components are kept, and how much of them.
 #[derive(Clone, Debug)]
 pub struct CacheOptions {

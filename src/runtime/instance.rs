@@ -68,10 +68,15 @@ impl Instance {
         });
         store.data_mut().cpu.begin();
         store.set_epoch_deadline(1);
-        let failed = |e: wasmtime::Error| PluginError::Trap {
-            name: tenant.name.to_string(),
-            event: "instantiation",
-            reason: e.root_cause().to_string(),
+        // The plugin's own start code trapping is its fault; anything else (the
+        // instance pool full, the kernel refusing memory) is the host's.
+        let failed = |e: wasmtime::Error| {
+            let (name, reason) = (tenant.name.to_string(), e.root_cause().to_string());
+            if e.is::<Trap>() || e.is::<MemoryCapReached>() {
+                PluginError::Trap { name, event: "instantiation", reason }
+            } else {
+                PluginError::Instantiate { name, reason }
+            }
         };
         let (instance, bot) = match &compiled.pre {
             Pre::V1(pre) => {

@@ -57,6 +57,9 @@ pub enum PluginError {
     WrongWorld { name: String, path: PathBuf, reason: String },
     #[error("plugin {name} trapped in {event}: {reason}")]
     Trap { name: String, event: &'static str, reason: String },
+    /// The host could not make an instance (its pool, the kernel): not the plugin's fault.
+    #[error("plugin {name}: the host could not start an instance of it: {reason}; the other plugins keep running")]
+    Instantiate { name: String, reason: String },
     #[error("plugin {name} is not running")]
     Gone { name: String },
     #[error("plugin {name} is busy: its event queue is full")]
@@ -448,11 +451,7 @@ impl PluginHost {
         // The first instance of a component pays one-time setup (~150 µs measured) that
         // should not land on the first event's path, and a component that cannot be
         // instantiated is refused now rather than later.
-        drop(Instance::new(&tenant, &compiled).await.map_err(|e| PluginError::WrongWorld {
-            name: spec.name.clone(),
-            path: spec.wasm.clone(),
-            reason: e.to_string(),
-        })?);
+        drop(Instance::new(&tenant, &compiled).await?);
         let loaded = compiled.loaded;
         let (tx, rx) = mpsc::channel(spec.limits.queue.max(1));
         tokio::spawn(actor::Actor { tenant: tenant.clone(), compiled }.run(rx, audio));
@@ -519,8 +518,12 @@ impl PluginHost {
             reason: e.to_string(),
         })?;
         let (engine, cache, n, p) = (self.engine.clone(), self.cache.clone(), name.to_owned(), path.to_path_buf());
-        let (component, loaded, digest) = tokio::task::spawn_blocking(move || cache.load(&engine, &n, &p, &wasm))
-            .await
+        let (component, loaded, digest) = tokio::task::spawn_blocking(move || {
+            let loaded = cache.load(&engine, &n, &p, &wasm)?;
+            engine::prepare_images(&n, &p, &loaded.0)?;
+            Ok(loaded)
+        })
+        .await
             .map_err(|e| PluginError::Gone { name: format!("{name} (compiler: {e})") })??;
         let wrong_world = |e: wasmtime::Error| PluginError::WrongWorld {
             name: name.to_owned(),

@@ -54,11 +54,7 @@ impl PluginHost {
             }
         };
         let compiled = self.compile(&spec.name, &spec.wasm).await?;
-        let fresh = Instance::new(&tenant, &compiled).await.map_err(|e| PluginError::WrongWorld {
-            name: spec.name.clone(),
-            path: spec.wasm.clone(),
-            reason: e.to_string(),
-        })?;
+        let fresh = Instance::new(&tenant, &compiled).await?;
         Ok(Prepared { tenant, compiled, fresh, new, prepared_in: t0.elapsed() })
     }
 
