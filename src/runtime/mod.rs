@@ -524,7 +524,7 @@ impl PluginHost {
             Ok(loaded)
         })
         .await
-            .map_err(|e| PluginError::Gone { name: format!("{name} (compiler: {e})") })??;
+        .map_err(|e| PluginError::Gone { name: format!("{name} (compiler: {e})") })??;
         let wrong_world = |e: wasmtime::Error| PluginError::WrongWorld {
             name: name.to_owned(),
             path: path.to_path_buf(),
