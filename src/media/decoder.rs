@@ -45,11 +45,17 @@ fn fresh(channels: usize) -> Result<&'static [Chunk], String> {
 impl Decoder {
     /// A decoder of `channels` (1 or 2) channels at 48 kHz.
     pub fn new(channels: usize) -> Result<Decoder, String> {
+        Decoder::available(channels)?;
+        let fresh = fresh(channels)?;
+        Ok(Decoder { state: fresh.into(), fresh, channels })
+    }
+
+    /// Whether a decoder of `channels` can be made (checked once per process).
+    pub fn available(channels: usize) -> Result<(), String> {
         if !(1..=2).contains(&channels) {
             return Err(format!("Opus decodes 1 or 2 channels here, not {channels}"));
         }
-        let fresh = fresh(channels)?;
-        Ok(Decoder { state: fresh.into(), fresh, channels })
+        fresh(channels).map(drop)
     }
 
     /// Back to the state it was made in, as `OPUS_RESET_STATE` leaves it.

@@ -18,6 +18,7 @@
 pub mod decoded;
 pub mod fetch;
 pub mod guard;
+mod ogg_opus;
 pub mod opus;
 pub mod raw;
 pub mod remote;

@@ -21,6 +21,7 @@ use symphonia::core::formats::{FormatReader, SeekMode, SeekTo};
 use symphonia::core::units::Time;
 
 use super::decoded::Demuxed;
+use super::ogg_opus::{self, Next, OggOpus};
 use super::{Input, Opened, SourceError, SourceInfo, ticks};
 use crate::media::decoder::Decoder;
 use crate::media::encoder::{EncodeError, Encoder, EncoderConfig, MAX_PACKET};
@@ -37,9 +38,6 @@ const SHORT_FRAMES: [usize; 3] = [480, 240, 120];
 /// While passing through, the level is measured on one packet in this many (200 ms
 /// at 20 ms packets) and held in between: a speaking indicator needs no more.
 pub const LEVEL_EVERY: u32 = 10;
-/// Warm-up before a level measurement beyond the one packet before it, which brings
-/// the decoder's energy close enough.
-const LEVEL_WARM_UP: u64 = 0;
 /// Packets kept behind the send position: enough to prime the encoder with the frame
 /// before a switch and warm the decoder up before that.
 const HISTORY: u64 = FRAME as u64 + PRE_ROLL_TICKS + MAX_PACKET_SAMPLES as u64;
@@ -78,13 +76,54 @@ struct Read {
     bytes: Option<Box<[u8]>>,
 }
 
+/// Where the packets come from: Ogg files page by page (a small buffer), anything
+/// else (WebM, a live stream) through symphonia.
+enum Demuxer {
+    Ogg(OggOpus),
+    Symphonia { format: Box<dyn FormatReader>, track: u32 },
+}
+
+impl Demuxer {
+    fn next(&mut self) -> std::io::Result<Next> {
+        let (format, track) = match self {
+            Demuxer::Ogg(ogg) => return ogg.next(),
+            Demuxer::Symphonia { format, track } => (format, *track),
+        };
+        loop {
+            return Ok(match format.next_packet() {
+                Ok(Some(p)) if p.track_id == track => Next::Packet(p.data),
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(SymError::ResetRequired) => Next::End,
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Next::End,
+                Err(SymError::IoError(e)) => return Err(e),
+                Err(e) => Next::Damaged(e.to_string()),
+            });
+        }
+    }
+
+    /// Positions the demuxer at or before `ts`; where the next packet read starts.
+    fn seek(&mut self, ts: u64) -> Result<u64, String> {
+        match self {
+            Demuxer::Ogg(ogg) => ogg.seek(ts),
+            Demuxer::Symphonia { format, track } => {
+                let time = Time::try_from_secs_f64(ts as f64 / 48_000.0).ok_or("not a position")?;
+                let seeked = format
+                    .seek(SeekMode::Accurate, SeekTo::Time { time, track_id: Some(*track) })
+                    .map_err(|e| e.to_string())?;
+                Ok(seeked.actual_ts.get().max(0) as u64)
+            }
+        }
+    }
+}
+
 /// An Opus track, passed through or re-encoded.
 pub struct OpusInput {
     what: String,
-    format: Box<dyn FormatReader>,
-    track: u32,
+    demuxer: Demuxer,
     channels: usize,
-    decoder: Decoder,
+    /// Made when re-encoding first needs it: passing through measures levels with the
+    /// thread's [`Meter`].
+    decoder: Option<Decoder>,
     /// The packets from [`HISTORY`] behind the send position to those read ahead.
     packets: VecDeque<Read>,
     /// Where the packets read end.
@@ -149,6 +188,28 @@ fn well_formed(packet: &[u8]) -> bool {
     n >= 0
 }
 
+/// Decodes `packet` into `pcm`; a damaged or missing one is concealed (keeping the
+/// decoder's state in step) and silenced.
+fn decode_or_conceal(decoder: &mut Decoder, packet: Option<&[u8]>, pcm: &mut [i16]) {
+    if packet.and_then(|b| decoder.decode(b, pcm).ok()).is_none() {
+        let _ = decoder.decode(&[], pcm);
+        pcm.fill(0);
+    }
+}
+
+/// Measuring a level restarts the decoder every time (the packets between two
+/// measurements are not decoded), so streams passing through share one per thread
+/// and channel count rather than each holding its own (~26 KiB in stereo).
+#[derive(Default)]
+struct Meter {
+    decoders: [Option<Decoder>; 2],
+    pcm: Vec<i16>,
+}
+
+thread_local! {
+    static METER: std::cell::RefCell<Meter> = std::cell::RefCell::default();
+}
+
 /// What `OpusHead` says that matters here: channels, and whether they are plain mono
 /// or stereo (mapping family 0), the only kind a group call carries.
 fn opus_head(extra: Option<&[u8]>) -> Option<(usize, bool)> {
@@ -158,6 +219,13 @@ fn opus_head(extra: Option<&[u8]>) -> Option<(usize, bool)> {
     }
     let channels = h[9] as usize;
     Some((channels, h[18] == 0 && (1..=2).contains(&channels)))
+}
+
+/// Opens `path` if it is an Ogg Opus file this module reads itself, positioned `from`
+/// the start; `None` for anything else.
+pub fn open_ogg(path: &std::path::Path, what: &str, from: Option<Duration>) -> Result<Option<Opened>, SourceError> {
+    let Some(o) = ogg_opus::open(path, what)? else { return Ok(None) };
+    start(Demuxer::Ogg(o.file), o.channels, "ogg".into(), o.duration, what, from, false).map(Some)
 }
 
 /// Opens a demuxed Opus track, positioned `from` the start.
@@ -172,16 +240,27 @@ pub fn open(d: Demuxed, what: &str, from: Option<Duration>, live: bool) -> Resul
         // No OpusHead (some WebM muxers): the channel count from the container.
         None => params.and_then(|p| p.channels.as_ref()).map_or(2, |c| c.count().clamp(1, 2)),
     };
-    let decoder = Decoder::new(channels)
-        .map_err(|e| SourceError::Damaged { what: what.to_owned(), reason: format!("no Opus decoder: {e}") })?;
     let duration = if live { None } else { d.track.num_frames };
     let container = d.format.format_info().short_name.to_owned();
+    start(Demuxer::Symphonia { format: d.format, track: d.track.id }, channels, container, duration, what, from, live)
+}
+
+fn start(
+    demuxer: Demuxer,
+    channels: usize,
+    container: String,
+    duration: Option<u64>,
+    what: &str,
+    from: Option<Duration>,
+    live: bool,
+) -> Result<Opened, SourceError> {
+    Decoder::available(channels)
+        .map_err(|e| SourceError::Damaged { what: what.to_owned(), reason: format!("no Opus decoder: {e}") })?;
     let mut input = OpusInput {
         what: what.to_owned(),
-        format: d.format,
-        track: d.track.id,
+        demuxer,
         channels,
-        decoder,
+        decoder: None,
         packets: VecDeque::new(),
         read_to: 0,
         fifo: VecDeque::new(),
@@ -196,7 +275,7 @@ pub fn open(d: Demuxed, what: &str, from: Option<Duration>, live: bool) -> Resul
         lookahead: 312,
         primed: false,
         scratch: Vec::new(),
-        frame: Vec::with_capacity(FRAME * channels),
+        frame: Vec::new(),
         ended: false,
         skipped: 0,
         reencoded: 0,
@@ -225,14 +304,10 @@ impl OpusInput {
     /// file's packet boundaries, which fall on multiples of 2.5 ms); the start re-encodes.
     fn seek(&mut self, t: Duration) -> Result<u64, SourceError> {
         let target = ticks(t) / 120 * 120;
-        let from = t.saturating_sub(PRE_ROLL);
-        let time = Time::try_from_secs_f64(from.as_secs_f64())
-            .ok_or_else(|| SourceError::Seek { what: self.what.clone(), reason: "not a position".into() })?;
-        let seeked = self
-            .format
-            .seek(SeekMode::Accurate, SeekTo::Time { time, track_id: Some(self.track) })
-            .map_err(|e| SourceError::Seek { what: self.what.clone(), reason: e.to_string() })?;
-        let landed = seeked.actual_ts.get().max(0) as u64;
+        let landed = self
+            .demuxer
+            .seek(ticks(t.saturating_sub(PRE_ROLL)))
+            .map_err(|reason| SourceError::Seek { what: self.what.clone(), reason })?;
         self.packets.clear();
         self.read_to = landed;
         self.fifo.clear();
@@ -282,35 +357,27 @@ impl OpusInput {
         // A demuxer that fails on the same spot again and again would keep this loop
         // (and its thread) busy for ever: past a limit the source is damaged, not playing.
         let mut errors = 0;
-        let packet = loop {
-            match self.format.next_packet() {
-                Ok(Some(p)) if p.track_id == self.track => break p,
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(SymError::ResetRequired) => {
+        let data = loop {
+            match self.demuxer.next().map_err(|e| SourceError::Io { what: self.what.clone(), source: e })? {
+                Next::Packet(data) => break data,
+                Next::End => {
                     self.ended = true;
                     return Ok(false);
                 }
-                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    self.ended = true;
-                    return Ok(false);
-                }
-                Err(SymError::IoError(e)) => return Err(SourceError::Io { what: self.what.clone(), source: e }),
-                Err(e) => {
+                Next::Damaged(reason) => {
                     self.skipped += 1;
                     errors += 1;
                     if errors >= super::decoded::MAX_ERRORS_IN_A_ROW {
-                        return Err(SourceError::Damaged { what: self.what.clone(), reason: e.to_string() });
+                        return Err(SourceError::Damaged { what: self.what.clone(), reason });
                     }
-                    continue;
                 }
             }
         };
-        let samples =
-            opus::packet::get_nb_samples(&packet.data, 48_000).ok().filter(|&n| n > 0 && n <= MAX_PACKET_SAMPLES);
+        let samples = opus::packet::get_nb_samples(&data, 48_000).ok().filter(|&n| n > 0 && n <= MAX_PACKET_SAMPLES);
         let read = match samples {
             // The demuxer's buffer is kept as it is: a pacer thread allocates as little
             // as it can (an allocator lock another thread holds would make it late).
-            Some(n) if well_formed(&packet.data) => Read { start: self.read_to, samples: n, bytes: Some(packet.data) },
+            Some(n) if well_formed(&data) => Read { start: self.read_to, samples: n, bytes: Some(data) },
             // Damaged: concealed for its nominal length when decoded, never sent.
             _ => {
                 self.skipped += 1;
@@ -329,6 +396,26 @@ impl OpusInput {
         Ok(self.packets.iter().position(|p| p.start == at))
     }
 
+    /// The RFC 6464 level of packet `i`, decoded by the thread's [`Meter`] after the
+    /// packet before it (one packet of warm-up brings the decoder's energy close enough).
+    fn measure_level(&self, i: usize) -> u8 {
+        let c = self.channels;
+        METER.with_borrow_mut(|m| {
+            let decoder = m.decoders[c - 1].get_or_insert_with(|| Decoder::new(c).expect("checked when opened"));
+            decoder.reset();
+            let mut level = 127;
+            for p in self.packets.range(i.saturating_sub(1)..=i) {
+                let n = p.samples * c;
+                if m.pcm.len() < n {
+                    m.pcm.resize(n, 0);
+                }
+                decode_or_conceal(decoder, p.bytes.as_deref(), &mut m.pcm[..n]);
+                level = audio_level(&m.pcm[..n]);
+            }
+            level
+        })
+    }
+
     /// Decodes packet `i` into `scratch`, continuing the decoder's state: its samples.
     fn decode_packet(&mut self, i: usize) -> usize {
         let c = self.channels;
@@ -338,15 +425,8 @@ impl OpusInput {
         if self.scratch.len() < n * c {
             self.scratch.resize(n * c, 0);
         }
-        let decoded = match &p.bytes {
-            Some(b) => self.decoder.decode(b, &mut self.scratch[..n * c]).ok(),
-            None => None,
-        };
-        if decoded.is_none() {
-            // Concealed (keeping the decoder's state in step) and silenced.
-            let _ = self.decoder.decode(&[], &mut self.scratch[..n * c]);
-            self.scratch[..n * c].fill(0);
-        }
+        let decoder = self.decoder.get_or_insert_with(|| Decoder::new(c).expect("checked when opened"));
+        decode_or_conceal(decoder, p.bytes.as_deref(), &mut self.scratch[..n * c]);
         self.decoder_at = Some(p.start + n as u64);
         n
     }
@@ -355,7 +435,9 @@ impl OpusInput {
     /// before it, and any others starting within `warm_up` ticks of it, are decoded and
     /// thrown away.
     fn warm_up(&mut self, i: usize, warm_up: u64) {
-        self.decoder.reset();
+        if let Some(d) = self.decoder.as_mut() {
+            d.reset();
+        }
         let start = self.packets[i].start;
         let mut first = i;
         while first > 0 && (first == i || start - self.packets[first - 1].start <= warm_up) {
@@ -459,13 +541,7 @@ impl OpusInput {
         }
         let (start, samples) = (self.packets[i].start, self.packets[i].samples);
         if self.until_level == 0 {
-            // Decoded for its level only; the audio is not kept, so a switch to
-            // re-encoding warms the decoder up in full.
-            self.decode_range(start, start + samples as u64, LEVEL_WARM_UP)?;
-            self.copy_out(start, samples);
-            self.level = audio_level(&self.frame);
-            self.fifo.clear();
-            self.fifo_start = self.decoded_to;
+            self.level = self.measure_level(i);
             self.until_level = self.level_phase.take().filter(|&p| p > 0).unwrap_or(LEVEL_EVERY);
         }
         self.until_level -= 1;
