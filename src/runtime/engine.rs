@@ -115,8 +115,9 @@ pub fn engine(capacity: Capacity) -> wasmtime::Result<Engine> {
 /// batch, compaction). That is transient, seen under load in CI, and the image is
 /// not kept when making it fails, so it is made again after a short wait.
 pub fn prepare_images(name: &str, path: &Path, component: &Component) -> Result<(), PluginError> {
-    let mut wait = std::time::Duration::from_millis(20);
-    for attempt in 1.. {
+    // 20, 40, 80 and 160 ms between five attempts.
+    let (mut attempt, mut wait) = (1, std::time::Duration::from_millis(20));
+    loop {
         let Err(e) = component.initialize_copy_on_write_image() else { return Ok(()) };
         let busy = e.chain().any(|c| {
             c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ResourceBusy)
@@ -129,9 +130,8 @@ pub fn prepare_images(name: &str, path: &Path, component: &Component) -> Result<
         }
         tracing::debug!(plugin = name, attempt, "the kernel refused to seal a memory image for now: {e:#}");
         std::thread::sleep(wait);
-        wait *= 2;
+        (attempt, wait) = (attempt + 1, wait * 2);
     }
-    unreachable!("the loop returns")
 }
 
 /// Where compiled components are kept, and how much of them.

@@ -244,11 +244,14 @@ fn open_file(path: &Path, raw: PcmFormat, from: Option<Duration>) -> Result<Open
 }
 
 fn read_head(path: &Path, buf: &mut [u8]) -> io::Result<usize> {
-    use io::Read;
-    let mut f = std::fs::File::open(path)?;
+    read_up_to(&mut std::fs::File::open(path)?, buf)
+}
+
+/// Fills `buf` from `r` as far as it goes: the bytes read (fewer at the end).
+fn read_up_to(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match f.read(&mut buf[n..])? {
+        match r.read(&mut buf[n..])? {
             0 => break,
             k => n += k,
         }

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use ::ogg::reading::{OggReadError, PacketReader};
 
-use super::SourceError;
+use super::{SourceError, read_up_to};
 
 /// The read buffer, for page headers and segment tables: bodies (opusenc's and
 /// ffmpeg's pages hold up to 1 s, 8 KiB at 64 kb/s) are read past it.
@@ -88,7 +88,6 @@ impl OggOpus {
         if let Some(p) = self.queued.pop_front() {
             return Ok(Next::Packet(p));
         }
-        let before = self.reader.get_mut().stream_position().unwrap_or(0);
         loop {
             match self.reader.read_packet() {
                 Ok(Some(p)) if p.stream_serial() == self.serial => return Ok(Next::Packet(p.data.into_boxed_slice())),
@@ -100,7 +99,7 @@ impl OggOpus {
                 Err(e @ OggReadError::HashMismatch(..)) => return Ok(Next::Damaged(e.to_string())),
                 Err(e) => {
                     let reason = format!("{e}");
-                    return Ok(if self.resync(before)? { Next::Damaged(reason) } else { Next::End });
+                    return Ok(if self.resync()? { Next::Damaged(reason) } else { Next::End });
                 }
             }
         }
@@ -146,13 +145,13 @@ impl OggOpus {
         }
     }
 
-    /// After bytes that are not a page: on to the next "OggS" past `before` (where the
-    /// failed read began). False at the end of the file.
-    fn resync(&mut self, before: u64) -> io::Result<bool> {
+    /// After bytes that are not a page: on to the next "OggS". False at the end of the
+    /// file.
+    fn resync(&mut self) -> io::Result<bool> {
         let r = self.reader.get_mut();
-        // The failed read took at most a page header; look again from just past its start.
-        let now = r.stream_position()?;
-        let mut pos = (before + 1).max(now.saturating_sub(26));
+        // The `ogg` crate gives up after searching 150 KiB, or after reading a page
+        // header it refuses (27 bytes): look again from just past that header's start.
+        let mut pos = r.stream_position()?.saturating_sub(26);
         r.seek(SeekFrom::Start(pos))?;
         let (mut window, mut byte) = (0u32, [0u8; 1]);
         loop {
@@ -211,17 +210,6 @@ fn last_granule(file: &mut File, len: u64, serial: u32) -> io::Result<Option<u64
         buf.copy_within(i..end, 0);
         kept = end - i;
     }
-}
-
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

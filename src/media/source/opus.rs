@@ -90,14 +90,15 @@ impl Demuxer {
             Demuxer::Symphonia { format, track } => (format, *track),
         };
         loop {
-            return Ok(match format.next_packet() {
+            let next = match format.next_packet() {
                 Ok(Some(p)) if p.track_id == track => Next::Packet(p.data),
                 Ok(Some(_)) => continue,
                 Ok(None) | Err(SymError::ResetRequired) => Next::End,
                 Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Next::End,
                 Err(SymError::IoError(e)) => return Err(e),
                 Err(e) => Next::Damaged(e.to_string()),
-            });
+            };
+            return Ok(next);
         }
     }
 
