@@ -130,7 +130,8 @@ impl OggOpus {
                 Ok(None) => return Ok(None),
                 Err(OggReadError::ReadError(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
                 Err(OggReadError::ReadError(e)) => return Err(e),
-                // Damage here is met again, and counted, when the packets are read.
+                // A damaged page is passed over: what was queued stands, and reading
+                // goes on after it.
                 Err(_) => return Ok(None),
             };
             if p.stream_serial() != self.serial {
