@@ -29,6 +29,9 @@ pub struct Decoder {
 
 /// The state libopus makes for a decoder of `channels` (1 or 2), made once per process.
 fn fresh(channels: usize) -> Result<&'static [Chunk], String> {
+    if !(1..=2).contains(&channels) {
+        return Err(format!("Opus decodes 1 or 2 channels here, not {channels}"));
+    }
     static FRESH: [OnceLock<Result<Box<[Chunk]>, String>>; 2] = [OnceLock::new(), OnceLock::new()];
     let made = FRESH[channels - 1].get_or_init(|| {
         let c = channels as c_int;
@@ -45,16 +48,12 @@ fn fresh(channels: usize) -> Result<&'static [Chunk], String> {
 impl Decoder {
     /// A decoder of `channels` (1 or 2) channels at 48 kHz.
     pub fn new(channels: usize) -> Result<Decoder, String> {
-        Decoder::available(channels)?;
         let fresh = fresh(channels)?;
         Ok(Decoder { state: fresh.into(), fresh, channels })
     }
 
     /// Whether a decoder of `channels` can be made (checked once per process).
     pub fn available(channels: usize) -> Result<(), String> {
-        if !(1..=2).contains(&channels) {
-            return Err(format!("Opus decodes 1 or 2 channels here, not {channels}"));
-        }
         fresh(channels).map(drop)
     }
 

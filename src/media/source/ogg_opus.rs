@@ -214,11 +214,11 @@ fn last_granule(file: &mut File, len: u64, serial: u32) -> io::Result<Option<u64
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::{Next, OggOpus, open};
 
-    /// `secs` of a stereo sine as Ogg Opus in `dir`, with 4 KiB pages (many of them).
-    fn file(dir: &std::path::Path, secs: &str) -> std::path::PathBuf {
+    /// `secs` of a stereo sine as Ogg Opus in `dir`, in pages of 100 ms (many of them).
+    pub(in crate::media::source) fn file(dir: &std::path::Path, secs: &str) -> std::path::PathBuf {
         let run = |args: &[&str]| {
             let ok = std::process::Command::new(args[0]).args(&args[1..]).current_dir(dir).status();
             assert!(ok.unwrap().success(), "{args:?} (bash .ci/setup installs sox and opus-tools)");
