@@ -76,6 +76,20 @@ impl Decoder {
         let n = unsafe { ffi::opus_decode(self.state.as_mut_ptr().cast(), data, len, pcm.as_mut_ptr(), frame, 0) };
         if n < 0 { Err(n) } else { Ok(n as usize) }
     }
+
+    /// As [`Decoder::decode`], into floats at full scale ±1.0: libopus' own output,
+    /// without the soft clipping and conversion its 16-bit one adds.
+    pub fn decode_float(&mut self, packet: &[u8], pcm: &mut [f32]) -> Result<usize, i32> {
+        let frame = (pcm.len() / self.channels) as c_int;
+        let (data, len) = match packet {
+            [] => (std::ptr::null(), 0),
+            p => (p.as_ptr(), p.len().min(i32::MAX as usize) as i32),
+        };
+        // SAFETY: as in `decode`.
+        let n =
+            unsafe { ffi::opus_decode_float(self.state.as_mut_ptr().cast(), data, len, pcm.as_mut_ptr(), frame, 0) };
+        if n < 0 { Err(n) } else { Ok(n as usize) }
+    }
 }
 
 #[cfg(test)]
@@ -120,5 +134,21 @@ mod tests {
             assert!(ours.decode(&[0xff; 3], &mut a).is_err(), "a damaged packet is an error");
         }
         assert!(Decoder::new(3).is_err());
+    }
+
+    #[test]
+    fn a_mono_decoder_reads_stereo_packets_as_their_downmix_in_floats() {
+        let p = packets(2, 12);
+        let (mut mono, mut stereo) = (Decoder::new(1).unwrap(), Decoder::new(2).unwrap());
+        let (mut m, mut s) = (vec![0f32; 960], vec![0i16; 1920]);
+        for packet in &p {
+            assert_eq!(mono.decode_float(packet, &mut m).unwrap(), 960);
+            stereo.decode(packet, &mut s).unwrap();
+        }
+        // The same audio: the downmix of the last frame matches the stereo decode's.
+        let downmix: Vec<f32> = s.chunks(2).map(|lr| (lr[0] as f32 + lr[1] as f32) / 2.0 / 32768.0).collect();
+        let err = m.iter().zip(&downmix).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(err < 0.01, "largest difference {err}");
+        assert!(m.iter().any(|x| x.abs() > 0.01), "not silence");
     }
 }

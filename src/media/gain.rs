@@ -53,11 +53,19 @@ impl Gain {
 
 /// RFC 6464 audio level of a frame: 0 (loudest, 0 dBov) to 127 (silence), as -dBov.
 pub fn audio_level(pcm: &[i16]) -> u8 {
-    if pcm.is_empty() {
+    level_of(pcm.iter().map(|&s| s as f64 / 32768.0), pcm.len())
+}
+
+/// [`audio_level`] of a frame in floats at full scale ±1.0.
+pub fn audio_level_f32(pcm: &[f32]) -> u8 {
+    level_of(pcm.iter().map(|&s| s as f64), pcm.len())
+}
+
+fn level_of(samples: impl Iterator<Item = f64>, n: usize) -> u8 {
+    if n == 0 {
         return 127;
     }
-    let sum: f64 = pcm.iter().map(|&s| (s as f64) * (s as f64)).sum();
-    let rms = (sum / pcm.len() as f64).sqrt() / 32768.0;
+    let rms = (samples.map(|s| s * s).sum::<f64>() / n as f64).sqrt();
     if rms <= 0.0 {
         return 127;
     }
@@ -117,5 +125,8 @@ mod tests {
         assert_eq!(audio_level(&full), 0);
         let quiet = vec![328i16; 960]; // -40 dBov
         assert_eq!(audio_level(&quiet), 40);
+        assert_eq!(audio_level_f32(&[0.0; 960]), 127);
+        assert_eq!(audio_level_f32(&[0.01; 960]), 40);
+        assert_eq!(audio_level_f32(&[-1.5; 960]), 0, "decoded floats may pass full scale");
     }
 }
