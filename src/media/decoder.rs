@@ -67,10 +67,7 @@ impl Decoder {
     /// per channel, or libopus' error code.
     pub fn decode(&mut self, packet: &[u8], pcm: &mut [i16]) -> Result<usize, i32> {
         let frame = (pcm.len() / self.channels) as c_int;
-        let (data, len) = match packet {
-            [] => (std::ptr::null(), 0),
-            p => (p.as_ptr(), p.len().min(i32::MAX as usize) as i32),
-        };
+        let (data, len) = as_input(packet);
         // SAFETY: the state was initialised by libopus and is only ever copied whole;
         // `pcm` has room for `frame` samples of every channel; `data` is `len` bytes.
         let n = unsafe { ffi::opus_decode(self.state.as_mut_ptr().cast(), data, len, pcm.as_mut_ptr(), frame, 0) };
@@ -81,14 +78,19 @@ impl Decoder {
     /// without the soft clipping and conversion its 16-bit one adds.
     pub fn decode_float(&mut self, packet: &[u8], pcm: &mut [f32]) -> Result<usize, i32> {
         let frame = (pcm.len() / self.channels) as c_int;
-        let (data, len) = match packet {
-            [] => (std::ptr::null(), 0),
-            p => (p.as_ptr(), p.len().min(i32::MAX as usize) as i32),
-        };
+        let (data, len) = as_input(packet);
         // SAFETY: as in `decode`.
         let n =
             unsafe { ffi::opus_decode_float(self.state.as_mut_ptr().cast(), data, len, pcm.as_mut_ptr(), frame, 0) };
         if n < 0 { Err(n) } else { Ok(n as usize) }
+    }
+}
+
+/// A packet as libopus takes it: none (a null pointer) asks it to conceal a lost one.
+fn as_input(packet: &[u8]) -> (*const u8, i32) {
+    match packet {
+        [] => (std::ptr::null(), 0),
+        p => (p.as_ptr(), p.len().min(i32::MAX as usize) as i32),
     }
 }
 

@@ -1,11 +1,11 @@
 //! Ogg and WebM Opus, sent as the packets in the file: no decode, no encode. While
 //! packets pass, one in [`LEVEL_EVERY`] is decoded (after [`PRE_ROLL`] of warm-up, in
-//! mono) for the RFC 6464 audio level; nothing else is. When the packets cannot pass — a volume
-//! other than 100 %, a seek, a damaged packet — the call switches to decode → gain →
-//! encode at the next packet boundary: the decoder is restarted [`PRE_ROLL`] back on
-//! the packets kept behind the send position, so it has converged by then (RFC 7845
-//! §4.6), and the call returns to the file's own packets at the first boundary after
-//! the volume is back at 100 %.
+//! mono) for the RFC 6464 audio level; nothing else is. When the packets cannot pass —
+//! a volume other than 100 %, a seek, a damaged packet — the call switches to decode →
+//! gain → encode at the next packet boundary: the decoder is restarted [`PRE_ROLL`]
+//! back on the packets kept behind the send position, so it has converged by then
+//! (RFC 7845 §4.6), and the call returns to the file's own packets at the first
+//! boundary after the volume is back at 100 %.
 //!
 //! The switch keeps time to the sample: the encoder is fed the decoded audio its own
 //! lookahead ahead (it delays what it encodes by that much), and is primed with the
