@@ -58,7 +58,7 @@ pub fn open(path: &Path, what: &str) -> Result<Option<Opened>, SourceError> {
     let mut file = File::open(path).map_err(io)?;
     let mut first = [0u8; 27 + 255 + 19];
     let n = read_up_to(&mut file, &mut first).map_err(io)?;
-    let Some((serial, channels, pre_skip)) = head(&first[..n]) else { return Ok(None) };
+    let Some((serial, OpusHead { channels, pre_skip, .. })) = head(&first[..n]) else { return Ok(None) };
     let len = file.seek(SeekFrom::End(0)).map_err(io)?;
     let last = last_granule(&mut file, len, serial).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
@@ -169,18 +169,35 @@ impl OggOpus {
     }
 }
 
-/// The serial, channels and pre-skip of a first page holding a mono or stereo
-/// (mapping family 0) `OpusHead`.
-fn head(b: &[u8]) -> Option<(u32, usize, u64)> {
+/// What an `OpusHead` packet (RFC 7845 §5.1) says that matters here.
+pub(super) struct OpusHead {
+    pub channels: usize,
+    /// Whether they are plain mono or stereo (mapping family 0), the only kind a group
+    /// call carries.
+    pub playable: bool,
+    /// Samples the encoder put before the audio.
+    pub pre_skip: u64,
+}
+
+/// Reads an `OpusHead` packet: from an Ogg page here, from a container's codec
+/// data for symphonia's demuxers.
+pub(super) fn opus_head(h: &[u8]) -> Option<OpusHead> {
+    if h.len() < 19 || &h[..8] != b"OpusHead" {
+        return None;
+    }
+    let channels = h[9] as usize;
+    let playable = h[18] == 0 && (1..=2).contains(&channels);
+    Some(OpusHead { channels, playable, pre_skip: u16::from_le_bytes([h[10], h[11]]) as u64 })
+}
+
+/// The serial and `OpusHead` of a first page holding a playable one.
+fn head(b: &[u8]) -> Option<(u32, OpusHead)> {
     if b.len() < 27 || &b[..4] != b"OggS" {
         return None;
     }
     let serial = u32::from_le_bytes(b[14..18].try_into().ok()?);
-    let h = b.get(27 + b[26] as usize..)?;
-    if h.len() < 19 || &h[..8] != b"OpusHead" || h[18] != 0 || !(1..=2).contains(&h[9]) {
-        return None;
-    }
-    Some((serial, h[9] as usize, u16::from_le_bytes([h[10], h[11]]) as u64))
+    let h = opus_head(b.get(27 + b[26] as usize..)?)?;
+    h.playable.then_some((serial, h))
 }
 
 /// The granule position of the stream's last page, from a scan of the file's tail.

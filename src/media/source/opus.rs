@@ -215,17 +215,6 @@ thread_local! {
     static METER: std::cell::RefCell<Meter> = std::cell::RefCell::default();
 }
 
-/// What `OpusHead` says that matters here: channels, and whether they are plain mono
-/// or stereo (mapping family 0), the only kind a group call carries.
-fn opus_head(extra: Option<&[u8]>) -> Option<(usize, bool)> {
-    let h = extra?;
-    if h.len() < 19 || &h[..8] != b"OpusHead" {
-        return None;
-    }
-    let channels = h[9] as usize;
-    Some((channels, h[18] == 0 && (1..=2).contains(&channels)))
-}
-
 /// Opens `path` if it is an Ogg Opus file this module reads itself, positioned `from`
 /// the start; `None` for anything else.
 pub fn open_ogg(path: &std::path::Path, what: &str, from: Option<Duration>) -> Result<Option<Opened>, SourceError> {
@@ -236,11 +225,12 @@ pub fn open_ogg(path: &std::path::Path, what: &str, from: Option<Duration>) -> R
 /// Opens a demuxed Opus track, positioned `from` the start.
 pub fn open(d: Demuxed, what: &str, from: Option<Duration>, live: bool) -> Result<Opened, SourceError> {
     let params = d.track.codec_params.as_ref().and_then(|p| p.audio());
-    let head = opus_head(params.and_then(|p| p.extra_data.as_deref()));
+    let head = params.and_then(|p| p.extra_data.as_deref()).and_then(ogg_opus::opus_head);
     let channels = match head {
-        Some((c, true)) => c,
-        Some((c, false)) => {
-            return Err(SourceError::Unsupported { what: what.to_owned(), format: format!("{c}-channel Opus") });
+        Some(h) if h.playable => h.channels,
+        Some(h) => {
+            let format = format!("{}-channel Opus", h.channels);
+            return Err(SourceError::Unsupported { what: what.to_owned(), format });
         }
         // No OpusHead (some WebM muxers): the channel count from the container.
         None => params.and_then(|p| p.channels.as_ref()).map_or(2, |c| c.count().clamp(1, 2)),
@@ -407,11 +397,7 @@ impl OpusInput {
     /// sine 9 dB too quiet (CELT predicts each band's energy from the frame before),
     /// within 1 dB from 80 ms before (a unit test compares every packet's level).
     fn measure_level(&self, i: usize) -> u8 {
-        let start = self.packets[i].start;
-        let mut first = i.saturating_sub(1);
-        while first > 0 && start - self.packets[first - 1].start <= PRE_ROLL_TICKS {
-            first -= 1;
-        }
+        let first = self.warm_up_from(i, PRE_ROLL_TICKS);
         METER.with_borrow_mut(|m| {
             let decoder = m.decoder.get_or_insert_with(|| Decoder::new(1).expect("checked when opened"));
             decoder.reset();
@@ -455,15 +441,21 @@ impl OpusInput {
         if let Some(d) = self.decoder.as_mut() {
             d.reset();
         }
+        for j in self.warm_up_from(i, warm_up)..i {
+            self.decode_packet(j);
+        }
+        self.decoder_at = Some(self.packets[i].start);
+    }
+
+    /// Where a restarted decoder starts so that it has converged at packet `i`: the
+    /// packet before it, or the first of those starting within `warm_up` ticks of it.
+    fn warm_up_from(&self, i: usize, warm_up: u64) -> usize {
         let start = self.packets[i].start;
         let mut first = i;
         while first > 0 && (first == i || start - self.packets[first - 1].start <= warm_up) {
             first -= 1;
         }
-        for j in first..i {
-            self.decode_packet(j);
-        }
-        self.decoder_at = Some(start);
+        first
     }
 
     /// Makes the decoded audio cover `[from, to)` (or up to the end of the file), the
