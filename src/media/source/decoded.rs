@@ -106,9 +106,6 @@ pub fn layout(channels: Option<&symphonia::core::audio::Channels>) -> Layout {
 /// Opens a file with symphonia, positioned `from` the start.
 pub fn open_file(path: &Path, from: Option<Duration>) -> Result<Opened, SourceError> {
     let what = path.display().to_string();
-    if let Some(opened) = super::opus::open_ogg(path, &what, from)? {
-        return Ok(opened);
-    }
     let file = std::fs::File::open(path).map_err(|e| SourceError::Io { what: what.clone(), source: e })?;
     let d = demux(Box::new(file), &what)?;
     if d.codec == CODEC_ID_OPUS {

@@ -228,6 +228,11 @@ fn open_file(path: &Path, raw: PcmFormat, from: Option<Duration>) -> Result<Open
         .is_some_and(|e| RAW_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
     match sniff::sniff(&head[..n]) {
         Sniffed::NotAudio(kind) => Err(SourceError::NotAudio { what, kind }),
+        // Mono or stereo Ogg Opus is read page by page, not through symphonia.
+        Sniffed::Container if ogg_opus::is_playable_opus(&head[..n]) => match opus::open_ogg(path, &what, from)? {
+            Some(opened) => Ok(opened),
+            None => decoded::open_file(path, from),
+        },
         Sniffed::Container => decoded::open_file(path, from),
         Sniffed::Audio if !raw_name => decoded::open_file(path, from),
         Sniffed::Unknown if !raw_name && path.extension().is_some() => match decoded::open_file(path, from) {

@@ -190,6 +190,12 @@ pub(super) fn opus_head(h: &[u8]) -> Option<OpusHead> {
     Some(OpusHead { channels, playable, pre_skip: u16::from_le_bytes([h[10], h[11]]) as u64 })
 }
 
+/// Whether `first_page` (a file's first bytes) holds a playable `OpusHead`: what
+/// [`open`] reads.
+pub(super) fn is_playable_opus(first_page: &[u8]) -> bool {
+    head(first_page).is_some()
+}
+
 /// The serial and `OpusHead` of a first page holding a playable one.
 fn head(b: &[u8]) -> Option<(u32, OpusHead)> {
     if b.len() < 27 || &b[..4] != b"OggS" {

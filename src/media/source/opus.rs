@@ -644,7 +644,7 @@ impl super::PcmInput for OpusInput {
 
 #[cfg(test)]
 mod tests {
-    use super::{LEVEL_EVERY, well_formed};
+    use super::{Demuxer, LEVEL_EVERY, well_formed};
     use crate::media::decoder::Decoder;
     use crate::media::gain::{Gain, audio_level};
     use crate::media::source::ogg_opus::tests::file as sine_opus;
@@ -674,6 +674,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = SourceSpec::File { path: sine_opus(dir.path(), "1"), raw: PcmFormat::stereo48() };
         let Input::Opus(mut input) = open(&spec, None).unwrap().input else { panic!("not passed through") };
+        assert!(matches!(input.demuxer, Demuxer::Ogg(_)), "Ogg Opus is read page by page, not by symphonia");
         let (mut gain, mut out, mut sent) = (Gain::default(), Packet::empty(), 0);
         while input.next_packet(&mut gain, &mut out).unwrap() {
             sent += 1;
