@@ -1,27 +1,43 @@
-//! Ogg Opus files read a page at a time with the `ogg` crate, for passing their packets
-//! through. symphonia's Ogg reader keeps a read-back ring of 128 KiB per stream (the
-//! largest page plus its largest read, rounded up to a power of two) — measured as
-//! most of a passed-through call's memory; this reader holds a 4 KiB read buffer and
-//! the page it is reading.
+//! Ogg Opus files read a page at a time, for passing their packets through.
+//!
+//! A page is checked (its checksum over header and body) when the reader reaches it,
+//! then only its lacing values are kept: each packet is read from the file when it
+//! is wanted. A call passing a file through so holds some 300 bytes of it, where
+//! holding the page (opusenc's and ffmpeg's hold up to 1 s, 8 KiB at 64 kb/s, in the
+//! `ogg` crate's buffers) was a tenth of a call's memory at 1,000 calls; the bytes
+//! themselves stay in the system's page cache, shared by every call playing the file.
+//! (symphonia's Ogg reader keeps a 128 KiB read-back ring per stream.)
 //!
 //! The timeline is the stream's granule positions, from the first packet's start at 0.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use ::ogg::reading::{OggReadError, PacketReader};
+use ::ogg::reading::PacketReader;
 
 use super::{SourceError, read_up_to};
 
-/// The read buffer, for page headers and segment tables: bodies (opusenc's and
-/// ffmpeg's pages hold up to 1 s, 8 KiB at 64 kb/s) are read past it.
+/// The read buffer of a seek's bisection (the `ogg` crate's, dropped after it).
 const READ_BUFFER: usize = 4 * 1024;
 /// How far from the end the last page is looked for (a page is at most 65,307 bytes).
 const TAIL: u64 = 65_536 + 27;
 /// A packet's nominal length when its own cannot be read (as the caller counts it).
 const NOMINAL: u64 = 960;
+/// Ogg's CRC-32: polynomial 0x04c11db7, not reflected, no initial or final XOR.
+const OGG_CRC: crc::Algorithm<u32> = crc::Algorithm {
+    width: 32,
+    poly: 0x04c1_1db7,
+    init: 0,
+    refin: false,
+    refout: false,
+    xorout: 0,
+    check: 0x89a1_897f,
+    residue: 0,
+};
+static CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&OGG_CRC);
 
 /// One read from the stream.
 pub enum Next {
@@ -34,12 +50,48 @@ pub enum Next {
 
 /// An Ogg Opus file positioned on its audio packets.
 pub struct OggOpus {
-    reader: PacketReader<BufReader<File>>,
+    file: File,
     serial: u32,
     /// The granule position of the timeline's 0 (not 0 for a stream cut from a live one).
     origin: u64,
+    /// Where the next page starts.
+    next_page: u64,
+    page: Page,
+    /// A packet goes on into the next page, and what of it was read.
+    open_packet: bool,
+    partial: Vec<u8>,
     /// Packets read ahead (the page read to find where a seek landed).
     queued: VecDeque<Box<[u8]>>,
+}
+
+/// The checked page being read: its lacing values and where its next packet is.
+struct Page {
+    granule: u64,
+    lacing: [u8; 255],
+    segments: usize,
+    /// The next lacing value, and the file offset of its bytes.
+    seg: usize,
+    at: u64,
+}
+
+impl Page {
+    const NONE: Page = Page { granule: 0, lacing: [0; 255], segments: 0, seg: 0, at: 0 };
+
+    /// The length of the packet (or packet part) starting at the next lacing value,
+    /// and whether it ends on this page.
+    fn take(&mut self) -> (usize, bool) {
+        let (mut len, mut ended) = (0, false);
+        while self.seg < self.segments && !ended {
+            len += self.lacing[self.seg] as usize;
+            ended = self.lacing[self.seg] < 255;
+            self.seg += 1;
+        }
+        (len, ended)
+    }
+
+    fn read(&self) -> bool {
+        self.seg == self.segments
+    }
 }
 
 /// What an opened file says of itself.
@@ -60,20 +112,28 @@ pub fn open(path: &Path, what: &str) -> Result<Option<Opened>, SourceError> {
     let n = read_up_to(&mut file, &mut first).map_err(io)?;
     let Some((serial, OpusHead { channels, pre_skip, .. })) = head(&first[..n]) else { return Ok(None) };
     let len = file.seek(SeekFrom::End(0)).map_err(io)?;
-    let last = last_granule(&mut file, len, serial).map_err(io)?;
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let mut reader = PacketReader::new(BufReader::with_capacity(READ_BUFFER, file));
-    // OpusHead, then OpusTags (which may span pages): the audio starts on a fresh page.
-    let mut headers = 0;
-    while headers < 2 {
-        match reader.read_packet() {
-            Ok(Some(p)) if p.stream_serial() == serial => headers += 1,
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(e) => return Err(SourceError::Damaged { what: what.to_owned(), reason: format!("Ogg headers: {e}") }),
+    let last = last_granule(&file, len, serial).map_err(io)?;
+    let mut file = OggOpus {
+        file,
+        serial,
+        origin: 0,
+        next_page: 0,
+        page: Page::NONE,
+        open_packet: false,
+        partial: Vec::new(),
+        queued: VecDeque::new(),
+    };
+    // OpusHead, then OpusTags (which may span pages, and hold pictures: not kept): the
+    // audio starts on a fresh page.
+    for _ in 0..2 {
+        match file.packet(false).map_err(io)? {
+            Next::Packet(_) => {}
+            Next::Damaged(e) => {
+                return Err(SourceError::Damaged { what: what.to_owned(), reason: format!("Ogg headers: {e}") });
+            }
+            Next::End => break,
         }
     }
-    let mut file = OggOpus { reader, serial, origin: 0, queued: VecDeque::new() };
     // The first audio page ends at its granule position: its packets start that much before.
     if let Some((end, samples)) = file.read_page().map_err(io)? {
         file.origin = end.saturating_sub(samples);
@@ -86,32 +146,30 @@ impl OggOpus {
     /// The next packet of the stream.
     pub fn next(&mut self) -> io::Result<Next> {
         if let Some(p) = self.queued.pop_front() {
+            if self.queued.is_empty() {
+                // A page's worth of slots would otherwise stay for the whole call.
+                self.queued = VecDeque::new();
+            }
             return Ok(Next::Packet(p));
         }
-        loop {
-            match self.reader.read_packet() {
-                Ok(Some(p)) if p.stream_serial() == self.serial => return Ok(Next::Packet(p.data.into_boxed_slice())),
-                Ok(Some(_)) => {}
-                Ok(None) => return Ok(Next::End),
-                Err(OggReadError::ReadError(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Next::End),
-                Err(OggReadError::ReadError(e)) => return Err(e),
-                // The page was read whole and is skipped; the next one is read next.
-                Err(e @ OggReadError::HashMismatch(..)) => return Ok(Next::Damaged(e.to_string())),
-                Err(e) => {
-                    let reason = format!("{e}");
-                    return Ok(if self.resync()? { Next::Damaged(reason) } else { Next::End });
-                }
-            }
-        }
+        self.packet(true)
     }
 
     /// Positions the stream on the page holding `ts` (or the end, past it), and says
     /// where the first packet read next starts.
     pub fn seek(&mut self, ts: u64) -> Result<u64, String> {
         self.queued.clear();
-        let found = self.reader.seek_absgp(Some(self.serial), ts + self.origin).map_err(|e| e.to_string())?;
+        self.drop_packet();
+        self.page = Page::NONE;
+        // The `ogg` crate's bisection finds the page; reading goes on from there here.
+        let mut reader = PacketReader::new(BufReader::with_capacity(READ_BUFFER, &self.file));
+        let found = reader.seek_absgp(Some(self.serial), ts + self.origin).map_err(|e| e.to_string())?;
+        self.next_page = match found {
+            true => reader.into_inner().stream_position(),
+            false => self.file.metadata().map(|m| m.len()),
+        }
+        .map_err(|e| e.to_string())?;
         if !found {
-            self.reader.seek_bytes(SeekFrom::End(0)).map_err(|e| e.to_string())?;
             return Ok(ts);
         }
         match self.read_page().map_err(|e| e.to_string())? {
@@ -120,53 +178,171 @@ impl OggOpus {
         }
     }
 
-    /// Queues the packets that end on the next page of the stream; its granule position
-    /// and how many samples they hold (`None` at the end).
-    fn read_page(&mut self) -> io::Result<Option<(u64, u64)>> {
-        let mut samples = 0;
+    /// The next packet, its bytes read if `keep` (empty otherwise).
+    fn packet(&mut self, keep: bool) -> io::Result<Next> {
         loop {
-            let p = match self.reader.read_packet() {
-                Ok(Some(p)) => p,
-                Ok(None) => return Ok(None),
-                Err(OggReadError::ReadError(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-                Err(OggReadError::ReadError(e)) => return Err(e),
-                // A damaged page is passed over: what was queued stands, and reading
-                // goes on after it.
-                Err(_) => return Ok(None),
-            };
-            if p.stream_serial() != self.serial {
+            if self.page.read() {
+                match self.load_page()? {
+                    Next::Packet(_) => continue,
+                    other => return Ok(other),
+                }
+            }
+            let at = self.page.at;
+            let (len, ended) = self.page.take();
+            self.page.at += len as u64;
+            let whole = !self.open_packet && ended;
+            self.open_packet = !ended;
+            if !keep {
+                if ended {
+                    return Ok(Next::Packet(Box::default()));
+                }
                 continue;
             }
-            samples += opus::packet::get_nb_samples(&p.data, 48_000).map_or(NOMINAL, |n| n as u64);
-            let (last, granule) = (p.last_in_page(), p.absgp_page());
-            self.queued.push_back(p.data.into_boxed_slice());
-            if last {
-                return Ok(Some((granule, samples)));
+            // A packet on one page (nearly all) is read straight into its own buffer.
+            let read = if whole {
+                let mut p = vec![0; len].into_boxed_slice();
+                self.file.read_exact_at(&mut p, at).map(|()| Some(p))
+            } else {
+                let from = self.partial.len();
+                self.partial.resize(from + len, 0);
+                let read = self.file.read_exact_at(&mut self.partial[from..], at);
+                read.map(|()| ended.then(|| std::mem::take(&mut self.partial).into_boxed_slice()))
+            };
+            match read {
+                Ok(Some(p)) => return Ok(Next::Packet(p)),
+                Ok(None) => {}
+                // Cut short since its page was checked: the file ends here.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Next::End),
+                Err(e) => return Err(e),
             }
         }
     }
 
-    /// After bytes that are not a page: on to the next "OggS". False at the end of the
-    /// file.
-    fn resync(&mut self) -> io::Result<bool> {
-        let r = self.reader.get_mut();
-        // The `ogg` crate gives up after searching 150 KiB, or after reading a page
-        // header it refuses (27 bytes): look again from just past that header's start.
-        let mut pos = r.stream_position()?.saturating_sub(26);
-        r.seek(SeekFrom::Start(pos))?;
-        let (mut window, mut byte) = (0u32, [0u8; 1]);
+    /// Moves to the stream's next page that passes its checksum (`Packet` when there is one).
+    fn load_page(&mut self) -> io::Result<Next> {
         loop {
-            if r.read(&mut byte)? == 0 {
-                return Ok(false);
+            let at = self.next_page;
+            let mut h = [0u8; 27 + 255];
+            let n = read_up_to_at(&self.file, &mut h, at)?;
+            if n < 27 {
+                // A header cut short is the file's end too.
+                return Ok(Next::End);
             }
-            pos += 1;
-            window = window << 8 | byte[0] as u32;
-            if window == u32::from_be_bytes(*b"OggS") {
-                self.reader.seek_bytes(SeekFrom::Start(pos - 4))?;
-                return Ok(true);
+            if &h[..4] != b"OggS" || h[4] != 0 {
+                self.drop_packet();
+                return Ok(match self.resync(at + 1)? {
+                    Some(page) => {
+                        self.next_page = page;
+                        Next::Damaged(format!("bytes {at}..{page} are not an Ogg page"))
+                    }
+                    None => Next::End,
+                });
+            }
+            let segments = h[26] as usize;
+            if n < 27 + segments {
+                return Ok(Next::End);
+            }
+            let header = &h[..27 + segments];
+            let body: usize = header[27..].iter().map(|&l| l as usize).sum();
+            self.next_page = at + (header.len() + body) as u64;
+            if header[14..18] != self.serial.to_le_bytes() {
+                continue;
+            }
+            match self.checksum_matches(header, at + header.len() as u64, body)? {
+                None => return Ok(Next::End),
+                Some(false) => {
+                    self.drop_packet();
+                    return Ok(Next::Damaged(format!("the Ogg page at byte {at} fails its checksum")));
+                }
+                Some(true) => {}
+            }
+            let mut lacing = [0; 255];
+            lacing[..segments].copy_from_slice(&header[27..]);
+            let granule = u64::from_le_bytes(header[6..14].try_into().expect("8 bytes"));
+            self.page = Page { granule, lacing, segments, seg: 0, at: at + header.len() as u64 };
+            let continued = header[5] & 1 != 0;
+            if continued && !self.open_packet {
+                // The end of a packet whose start was not read (after a seek or damage).
+                let (len, ended) = self.page.take();
+                self.page.at += len as u64;
+                self.open_packet = !ended;
+                self.partial = Vec::new();
+            } else if !continued && self.open_packet {
+                // A packet that was to go on did not: what of it was read is dropped.
+                self.drop_packet();
+            }
+            return Ok(Next::Packet(Box::default()));
+        }
+    }
+
+    /// Whether a page's stored checksum is that of its header and body (read in pieces
+    /// on the stack, not kept); `None` if the file ends inside the body.
+    fn checksum_matches(&self, header: &[u8], body_at: u64, body: usize) -> io::Result<Option<bool>> {
+        let mut digest = CRC.digest();
+        digest.update(&header[..22]);
+        digest.update(&[0; 4]);
+        digest.update(&header[26..]);
+        let (mut buf, mut at, mut left) = ([0u8; 8192], body_at, body);
+        while left > 0 {
+            let n = left.min(buf.len());
+            match self.file.read_exact_at(&mut buf[..n], at) {
+                Ok(()) => digest.update(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            (at, left) = (at + n as u64, left - n);
+        }
+        Ok(Some(digest.finalize() == u32::from_le_bytes(header[22..26].try_into().expect("4 bytes"))))
+    }
+
+    /// Where the next "OggS" at or after `from` is; `None` at the end of the file.
+    fn resync(&self, mut from: u64) -> io::Result<Option<u64>> {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = read_up_to_at(&self.file, &mut buf, from)?;
+            if let Some(i) = buf[..n].windows(4).position(|w| w == b"OggS") {
+                return Ok(Some(from + i as u64));
+            }
+            if n < buf.len() {
+                return Ok(None);
+            }
+            // A pattern cut by the buffer's end is looked for again with what follows.
+            from += (n - 3) as u64;
+        }
+    }
+
+    fn drop_packet(&mut self) {
+        self.open_packet = false;
+        self.partial = Vec::new();
+    }
+
+    /// Queues the packets that end on the next page of the stream; its granule position
+    /// and how many samples they hold (`None` at the end, or at damage).
+    fn read_page(&mut self) -> io::Result<Option<(u64, u64)>> {
+        let mut samples = 0;
+        loop {
+            let Next::Packet(p) = self.packet(true)? else { return Ok(None) };
+            samples += opus::packet::get_nb_samples(&p, 48_000).map_or(NOMINAL, |n| n as u64);
+            self.queued.push_back(p);
+            if self.page.read() && !self.open_packet {
+                return Ok(Some((self.page.granule, samples)));
             }
         }
     }
+}
+
+/// Reads from `at` until `buf` is full or the file ends; how many bytes were read.
+fn read_up_to_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], at + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// What an `OpusHead` packet (RFC 7845 §5.1) says that matters here.
@@ -209,17 +385,12 @@ fn head(b: &[u8]) -> Option<(u32, OpusHead)> {
 /// The granule position of the stream's last page, from a scan of the file's tail.
 /// Read through a buffer on the stack: a 64 KiB one on the heap, freed at once, left
 /// a hole in the heap for every stream opened that smaller allocations then split.
-fn last_granule(file: &mut File, len: u64, serial: u32) -> io::Result<Option<u64>> {
-    file.seek(SeekFrom::Start(len.saturating_sub(TAIL)))?;
-    let (mut buf, mut kept, mut last) = ([0u8; 4096], 0, None);
+fn last_granule(file: &File, len: u64, serial: u32) -> io::Result<Option<u64>> {
+    let (mut buf, mut at, mut last) = ([0u8; 4096], len.saturating_sub(TAIL), None);
     loop {
-        let n = file.read(&mut buf[kept..])?;
-        if n == 0 {
-            return Ok(last);
-        }
-        let end = kept + n;
+        let n = read_up_to_at(file, &mut buf, at)?;
         let mut i = 0;
-        while i + 27 <= end {
+        while i + 27 <= n {
             let h = &buf[i..i + 27];
             if &h[..4] == b"OggS" && h[4] == 0 && h[14..18] == serial.to_le_bytes() {
                 let granule = u64::from_le_bytes(h[6..14].try_into().expect("8 bytes"));
@@ -230,9 +401,11 @@ fn last_granule(file: &mut File, len: u64, serial: u32) -> io::Result<Option<u64
             }
             i += 1;
         }
+        if n < buf.len() {
+            return Ok(last);
+        }
         // A header cut by the buffer's end is looked at again with what follows it.
-        buf.copy_within(i..end, 0);
-        kept = end - i;
+        at += i as u64;
     }
 }
 
@@ -302,15 +475,70 @@ pub(super) mod tests {
         bad[pages[8] + 40] ^= 0xff;
         bad[pages[14]..pages[14] + 4].copy_from_slice(b"XXXX");
         let (packets, damaged) = read(&bad);
-        assert_eq!(damaged, 1);
+        assert_eq!(damaged, 2);
         assert!((130..151).contains(&packets.len()), "{} packets of 151 around two lost pages", packets.len());
-        // More bytes that are no page than the `ogg` crate searches (150 KiB): the
-        // reader finds the next page itself.
+        // Bytes that are no page, more than the `ogg` crate would search (150 KiB):
+        // the next page is found.
         let mut long = whole[..pages[14]].to_vec();
         long.extend(std::iter::repeat_n(0x5a, 200 << 10));
         long.extend(&whole[pages[14]..]);
         let (packets, damaged) = read(&long);
         assert_eq!((packets.len(), damaged), (151, 1), "every packet, past one stretch of junk");
+    }
+
+    /// An Ogg Opus file of `audio` packets (each 20 ms by its TOC byte), four to a
+    /// page, after headers whose tags hold a 100 KB picture (two pages' worth).
+    fn written(dir: &std::path::Path, audio: &[Vec<u8>]) -> std::path::PathBuf {
+        use ::ogg::writing::{PacketWriteEndInfo as End, PacketWriter};
+        let mut bytes = Vec::new();
+        let mut w = PacketWriter::new(&mut bytes);
+        let head = [&b"OpusHead\x01\x02\x38\x01"[..], &48_000u32.to_le_bytes(), &[0, 0, 0]].concat();
+        w.write_packet(head, 7, End::EndPage, 0).unwrap();
+        w.write_packet([&b"OpusTags"[..], &[7; 100_000]].concat(), 7, End::EndPage, 0).unwrap();
+        for (i, p) in audio.iter().enumerate() {
+            let end = if i + 1 == audio.len() {
+                End::EndStream
+            } else if i % 4 == 3 {
+                End::EndPage
+            } else {
+                End::NormalPacket
+            };
+            w.write_packet(p.clone(), 7, end, 960 * (i as u64 + 1)).unwrap();
+        }
+        let path = dir.join("w.opus");
+        std::fs::write(&path, &bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_packet_on_several_pages_comes_back_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        // Stereo CELT 20 ms packets (TOC 0xfc), one of them longer than a page holds.
+        let audio: Vec<Vec<u8>> =
+            (0..20u8).map(|i| [vec![0xfc], vec![i; if i == 9 { 70_000 } else { 200 }]].concat()).collect();
+        let path = written(dir.path(), &audio);
+        let mut o = open(&path, "w.opus").unwrap().expect("an Ogg Opus file");
+        assert_eq!(o.duration, Some(20 * 960 - 312));
+        let (packets, damaged) = all(&mut o.file);
+        assert_eq!(damaged, 0);
+        assert!(packets.iter().map(|p| &p[..]).eq(audio.iter().map(|p| &p[..])), "every packet, whole");
+
+        // Packet 12 starts where the page ending the long packet (and 10 and 11) ends:
+        // the seek lands on that page, passing over the long packet's last part.
+        let mut o = open(&path, "w.opus").unwrap().unwrap();
+        assert_eq!(o.file.seek(12 * 960).unwrap(), 10 * 960);
+        assert!(all(&mut o.file).0.iter().map(|p| &p[..]).eq(audio[10..].iter().map(|p| &p[..])));
+
+        // Damage in the long packet's second page: it is lost, not sent in part.
+        let mut whole = std::fs::read(&path).unwrap();
+        let at = whole.windows(4).enumerate().filter(|(_, w)| w == b"OggS").map(|(i, _)| i).nth(6).unwrap();
+        whole[at + 1000] ^= 0xff;
+        std::fs::write(&path, &whole).unwrap();
+        let (packets, damaged) = all(&mut open(&path, "w.opus").unwrap().unwrap().file);
+        assert_eq!(damaged, 1);
+        // The page holding its end held packets 10 and 11 too.
+        let kept = audio.iter().enumerate().filter(|(i, _)| !(9..12).contains(i)).map(|(_, p)| &p[..]);
+        assert!(packets.iter().map(|p| &p[..]).eq(kept), "no packet in part");
     }
 
     #[test]

@@ -77,10 +77,10 @@ struct Read {
     bytes: Option<Box<[u8]>>,
 }
 
-/// Where the packets come from: Ogg files page by page (a small buffer), anything
-/// else (WebM, a live stream) through symphonia.
+/// Where the packets come from: Ogg files page by page (a page's lacing values),
+/// anything else (WebM, a live stream) through symphonia.
 enum Demuxer {
-    Ogg(OggOpus),
+    Ogg(Box<OggOpus>),
     Symphonia { format: Box<dyn FormatReader>, track: u32 },
 }
 
@@ -219,7 +219,7 @@ thread_local! {
 /// the start; `None` for anything else.
 pub fn open_ogg(path: &std::path::Path, what: &str, from: Option<Duration>) -> Result<Option<Opened>, SourceError> {
     let Some(o) = ogg_opus::open(path, what)? else { return Ok(None) };
-    start(Demuxer::Ogg(o.file), o.channels, "ogg".into(), o.duration, what, from, false).map(Some)
+    start(Demuxer::Ogg(Box::new(o.file)), o.channels, "ogg".into(), o.duration, what, from, false).map(Some)
 }
 
 /// Opens a demuxed Opus track, positioned `from` the start.
