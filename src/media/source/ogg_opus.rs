@@ -57,8 +57,9 @@ pub struct OggOpus {
     /// Where the next page starts.
     next_page: u64,
     page: Page,
-    /// A packet goes on into the next page, and what of it was read.
+    /// A packet goes on into the next page.
     open_packet: bool,
+    /// What of that packet was read (nothing while headers are skipped).
     partial: Vec<u8>,
     /// Packets read ahead (the page read to find where a seek landed).
     queued: VecDeque<Box<[u8]>>,
@@ -89,7 +90,8 @@ impl Page {
         (len, ended)
     }
 
-    fn read(&self) -> bool {
+    /// Whether every lacing value was taken.
+    fn done(&self) -> bool {
         self.seg == self.segments
     }
 }
@@ -181,7 +183,7 @@ impl OggOpus {
     /// The next packet, its bytes read if `keep` (empty otherwise).
     fn packet(&mut self, keep: bool) -> io::Result<Next> {
         loop {
-            if self.page.read() {
+            if self.page.done() {
                 match self.load_page()? {
                     Next::Packet(_) => continue,
                     other => return Ok(other),
@@ -324,7 +326,7 @@ impl OggOpus {
             let Next::Packet(p) = self.packet(true)? else { return Ok(None) };
             samples += opus::packet::get_nb_samples(&p, 48_000).map_or(NOMINAL, |n| n as u64);
             self.queued.push_back(p);
-            if self.page.read() && !self.open_packet {
+            if self.page.done() && !self.open_packet {
                 return Ok(Some((self.page.granule, samples)));
             }
         }
