@@ -42,6 +42,15 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
         &[],
         t.late_frames.load(Relaxed) as f64,
     );
+    e.family(
+        "wasmcalls_late_frames_by_cause_total",
+        "counter",
+        "Late frames by what held their pacer thread up the longest before each: not_running (it woke after its \
+         timer), commands, preparing (reading, decoding, encoding ahead), datagrams, sends (other calls' due first).",
+    );
+    for cause in crate::media::stats::LateCause::ALL {
+        e.sample("wasmcalls_late_frames_by_cause_total", &[("cause", cause.name())], t.late_because(cause) as f64);
+    }
     let shards = state.media.shards();
     e.family("wasmcalls_shard_busy_ratio", "gauge", "A pacer thread's CPU time per wall time over the last second.");
     for (i, s) in shards.iter().enumerate() {

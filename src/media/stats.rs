@@ -91,6 +91,41 @@ pub struct PacerTotals {
     pub heard_packets: std::sync::atomic::AtomicU64,
     /// Calls and streams refused because no pacer thread had room for them.
     pub admission_refused: std::sync::atomic::AtomicU64,
+    /// Late frames by what held their pacer thread up, indexed by [`LateCause`].
+    pub late_by_cause: [std::sync::atomic::AtomicU64; LateCause::ALL.len()],
+}
+
+/// What a late frame is blamed on: the longest of what its pacer thread did (or could
+/// not do) between its last sleep and the send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateCause {
+    /// The thread woke after its timer: it was not running (other processes, a CPU
+    /// the hypervisor took, the other pacer when both share a core).
+    NotRunning,
+    /// Commands: streams starting or stopping, calls joining or leaving.
+    Commands,
+    /// Preparing frames ahead (reading, decoding, encoding).
+    Preparing,
+    /// Datagrams received: handshakes, RTCP, what the call hears.
+    Datagrams,
+    /// Other calls' frames due at the same time, sent before it.
+    Sends,
+}
+
+impl LateCause {
+    pub const ALL: [LateCause; 5] =
+        [LateCause::NotRunning, LateCause::Commands, LateCause::Preparing, LateCause::Datagrams, LateCause::Sends];
+
+    /// The label `/metrics` and the bench print.
+    pub fn name(self) -> &'static str {
+        match self {
+            LateCause::NotRunning => "not_running",
+            LateCause::Commands => "commands",
+            LateCause::Preparing => "preparing",
+            LateCause::Datagrams => "datagrams",
+            LateCause::Sends => "sends",
+        }
+    }
 }
 
 impl Default for PacerTotals {
@@ -101,19 +136,26 @@ impl Default for PacerTotals {
             call_crashes: Default::default(),
             heard_packets: Default::default(),
             admission_refused: Default::default(),
+            late_by_cause: Default::default(),
             deviation: crate::metrics::AtomicHistogram::new(crate::metrics::DEVIATION_BOUNDS),
         }
     }
 }
 
 impl PacerTotals {
-    /// One frame sent `deviation_us` off its deadline.
-    pub fn observe(&self, deviation_us: u64, late: bool) {
+    /// One frame sent `deviation_us` off its deadline; if late, because of `cause`.
+    pub fn observe(&self, deviation_us: u64, late: Option<LateCause>) {
         use std::sync::atomic::Ordering::Relaxed;
         self.frames_sent.fetch_add(1, Relaxed);
-        if late {
+        if let Some(cause) = late {
             self.late_frames.fetch_add(1, Relaxed);
+            self.late_by_cause[cause as usize].fetch_add(1, Relaxed);
         }
         self.deviation.observe(deviation_us as f64 / 1e6);
+    }
+
+    /// Late frames blamed on `cause` so far.
+    pub fn late_because(&self, cause: LateCause) -> u64 {
+        self.late_by_cause[cause as usize].load(std::sync::atomic::Ordering::Relaxed)
     }
 }

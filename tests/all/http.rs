@@ -125,7 +125,12 @@ async fn metrics_parse_and_move_when_audio_plays() {
     let after = scrape().await;
     assert_eq!(value(&after, "wasmcalls_frames_sent_total", None), 25.0, "0.5 s is 25 frames");
     // Lateness depends on the machine's load; that it is exported is what is tested here.
-    assert!(value(&after, "wasmcalls_late_frames_total", None) >= 0.0);
+    let late = value(&after, "wasmcalls_late_frames_total", None);
+    // Each late frame is blamed on one cause: the causes add up to the total.
+    let causes = ["not_running", "commands", "preparing", "datagrams", "sends"];
+    let blamed: f64 =
+        causes.iter().map(|&c| value(&after, "wasmcalls_late_frames_by_cause_total", Some(("cause", c)))).sum();
+    assert_eq!(blamed, late);
     assert_eq!(value(&after, "wasmcalls_calls", Some(("state", "idle"))), 1.0);
     // Which pacer thread holds the call, and how busy each is (a load, not a timing).
     let gauges = |name: &str| -> Vec<f64> {

@@ -11,7 +11,7 @@ use clap::Args;
 
 use wasmcalls::calls::dial;
 use wasmcalls::media::encoder::SignalHint;
-use wasmcalls::media::stats::{Percentiles, new_histogram};
+use wasmcalls::media::stats::{LateCause, Percentiles, new_histogram};
 use wasmcalls::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat, SourceSpec};
 use wasmcalls::telegram::JoinOptions;
 use wasmcalls::telegram::sfu::{Sfu, SfuOptions};
@@ -201,6 +201,8 @@ pub(super) struct Figures {
     pub seconds: Vec<Second>,
     /// The late frames counted in seconds when the machine kept time: the host's own.
     pub late_in_kept_time: u64,
+    /// The late frames by what held their pacer thread up (see [`LateCause`]).
+    pub late_by_cause: Vec<(LateCause, u64)>,
     /// Resident memory before the first join, after the first call played alone for a
     /// second (none with one call), and at its peak while every call played.
     pub before: Resident,
@@ -319,6 +321,8 @@ pub(super) async fn measure(
     let wall0 = timer.started();
     let late_now = || media.totals().late_frames.load(std::sync::atomic::Ordering::Relaxed);
     let mut late_per_s = LatePerSecond::new(&timer, late_now());
+    let by_cause = || LateCause::ALL.map(|c| (c, media.totals().late_because(c)));
+    let by_cause0 = by_cause();
     let offered = calls;
     let mut waiting = Vec::new();
     let mut playing: Vec<_> = alone.iter().map(|(call, _)| *call).collect();
@@ -387,6 +391,7 @@ pub(super) async fn measure(
     let wall = wall0.elapsed();
     let seconds = timer.seconds();
     let late_in_kept_time = late_per_s.in_kept_time(&seconds);
+    let late_by_cause = by_cause().iter().zip(by_cause0).map(|(&(c, n), (_, n0))| (c, n - n0)).collect();
     let timer = timer.read();
     let cpu = self_cpu() - cpu0;
     let child_cpu = cpu_of(&child_pid).unwrap_or_default().saturating_sub(child_cpu0);
@@ -430,6 +435,7 @@ pub(super) async fn measure(
         timer,
         seconds,
         late_in_kept_time,
+        late_by_cause,
         before,
         first: alone.map(|(_, r)| r),
         peak,
@@ -511,6 +517,10 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     );
     if f.late > 0 || !f.seconds.iter().all(Second::kept_time) {
         print_seconds(&f.late_per_s, &f.seconds);
+    }
+    if f.late > 0 {
+        let causes: Vec<String> = f.late_by_cause.iter().map(|(c, n)| format!("{} {n}", c.name())).collect();
+        println!("    what held their pacer thread up the longest before each: {}", causes.join(", "));
     }
     println!(
         "    beside them, a bare 20 ms timer thread at the pacer's priority: {} of {} wake-ups late (> 5 ms) — \

@@ -16,11 +16,11 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use tokio::sync::oneshot;
 
-use super::{CallId, Listener, MediaEvent};
+use super::{CallId, Listener, MediaEvent, thread_cpu_time};
 use crate::media::gain::Gain;
 use crate::media::inbound::Inbound;
 use crate::media::record::RecordTap;
-use crate::media::stats::{CallStats, LATE_AFTER_US, Percentiles, new_histogram};
+use crate::media::stats::{CallStats, LATE_AFTER_US, LateCause, Percentiles, new_histogram};
 use crate::media::stream::Stream;
 use crate::transport::join::AUDIO_LEVEL_URI;
 use crate::transport::peer::feed_datagram;
@@ -136,6 +136,55 @@ pub struct Ctx<'a> {
     pub late: &'a std::cell::Cell<u64>,
     /// Where what the thread is done with goes to be freed (see [`super::Trash`]).
     pub trash: &'a super::Trash,
+    /// What the thread did since it last slept, which a late frame is blamed on.
+    pub turn: &'a std::cell::Cell<Turn>,
+}
+
+/// Where the pacer thread's time went since it last slept.
+#[derive(Debug, Clone, Copy)]
+pub struct Turn {
+    /// When the thread woke, how long after its timer, and its CPU time then.
+    pub woke_at: Instant,
+    pub woke_late: Duration,
+    pub woke_cpu: Duration,
+    /// CPU time on commands, on preparing frames and on datagrams since it woke.
+    pub spent: [Duration; 3],
+    /// When the sends now going out began.
+    pub sends_from: Instant,
+}
+
+impl Turn {
+    /// Indices into `spent`.
+    pub const COMMANDS: usize = 0;
+    pub const PREPARING: usize = 1;
+    pub const DATAGRAMS: usize = 2;
+
+    pub fn woke(woke_late: Duration, now: Instant, cpu: Duration) -> Turn {
+        Turn { woke_at: now, woke_late, woke_cpu: cpu, spent: [Duration::ZERO; 3], sends_from: now }
+    }
+
+    /// What kept a frame due at `deadline` from going out before `sent_at` (the
+    /// thread's CPU time then: `cpu`), whichever took longest: the thread not running
+    /// (it woke late, or was preempted since), the sends ahead of it in this line, or
+    /// the work before the line — which a frame due once the line had begun did not
+    /// wait on. Ties go to not running.
+    pub fn blame(&self, deadline: Instant, sent_at: Instant, cpu: Duration) -> LateCause {
+        let ran = cpu.saturating_sub(self.woke_cpu);
+        let not_running = self.woke_late + sent_at.saturating_duration_since(self.woke_at).saturating_sub(ran);
+        let in_line = sent_at.saturating_duration_since(deadline.max(self.sends_from));
+        let waited_before = deadline < self.sends_from;
+        let [commands, preparing, datagrams] = if waited_before { self.spent } else { [Duration::ZERO; 3] };
+        [
+            (in_line, LateCause::Sends),
+            (commands, LateCause::Commands),
+            (preparing, LateCause::Preparing),
+            (datagrams, LateCause::Datagrams),
+            (not_running, LateCause::NotRunning),
+        ]
+        .into_iter()
+        .max_by_key(|&(d, _)| d)
+        .map_or(LateCause::NotRunning, |(_, cause)| cause)
+    }
 }
 
 impl Session {
@@ -231,8 +280,8 @@ impl Session {
         let r = stream.encode_next(&mut self.gain);
         #[cfg(feature = "fault-injection")]
         if !self.burden.is_zero() {
-            let until = super::thread_cpu_time() + self.burden;
-            while super::thread_cpu_time() < until {}
+            let until = thread_cpu_time() + self.burden;
+            while thread_cpu_time() < until {}
         }
         let elapsed = t0.elapsed().as_nanos() as u64;
         self.work_ns += elapsed;
@@ -340,7 +389,8 @@ impl Session {
                     self.late_frames += 1;
                     ctx.late.set(ctx.late.get() + 1);
                 }
-                ctx.totals.observe(deviation, late > LATE_AFTER_US);
+                let cause = (late > LATE_AFTER_US).then(|| ctx.turn.get().blame(deadline, sent_at, thread_cpu_time()));
+                ctx.totals.observe(deviation, cause);
                 if let Some(s) = self.stream.as_mut() {
                     s.pop();
                 }
@@ -622,5 +672,37 @@ impl Session {
     pub fn close(&mut self) {
         let _ = self.pc.close();
         self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LateCause, Turn};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_late_frame_is_blamed_on_the_longest_hold_up_before_it() {
+        let ms = Duration::from_millis;
+        // The thread woke 1 ms late, ran 2, 7 and 3 ms of commands, preparing and
+        // datagrams, and began its sends at `line`, 12 ms after waking.
+        let (woke, cpu0) = (Instant::now(), ms(100));
+        let line = woke + ms(12);
+        let mut turn = Turn::woke(ms(1), woke, cpu0);
+        turn.sends_from = line;
+        turn.spent = [ms(2), ms(7), ms(3)];
+        // The CPU time at a send `at` after waking, preempted for `lost` of it.
+        let cpu = |at: Duration, lost: Duration| cpu0 + at - lost;
+        let due = woke - ms(1);
+        assert_eq!(turn.blame(due, line + ms(4), cpu(ms(16), ms(0))), LateCause::Preparing);
+        let waited_in_line = turn.blame(due, line + ms(20), cpu(ms(32), ms(0)));
+        assert_eq!(waited_in_line, LateCause::Sends, "the sends ahead of it took longer");
+        let due_in_line = turn.blame(line + ms(1), line + ms(7), cpu(ms(19), ms(0)));
+        assert_eq!(due_in_line, LateCause::Sends, "due once the line had begun");
+        let preempted = turn.blame(due, line + ms(4), cpu(ms(16), ms(9)));
+        assert_eq!(preempted, LateCause::NotRunning, "off the CPU for 9 ms, plus the late wake-up");
+        let slept_through = Turn { woke_late: ms(12), ..turn };
+        assert_eq!(slept_through.blame(due, line + ms(4), cpu(ms(16), ms(0))), LateCause::NotRunning);
+        turn.spent[0] = ms(30);
+        assert_eq!(turn.blame(due, line, cpu(ms(12), ms(0))), LateCause::Commands);
     }
 }

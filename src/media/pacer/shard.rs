@@ -28,7 +28,7 @@ use slab::Slab;
 
 use super::admission::{COMPLEXITY_STEPS, Drift, Gauges, LATE_HOLD_WINDOWS};
 use super::clock::{Timer, deadline_thread, is_realtime, thread_cpu_time};
-use super::session::{Ctx, FRAME, Session};
+use super::session::{Ctx, FRAME, Session, Turn};
 use super::{CallId, Command, Control, MediaEvent, ShardReport};
 
 const TIMER: Token = Token(usize::MAX - 1);
@@ -309,7 +309,18 @@ impl Shard {
         let mut window = (Instant::now(), cpu_start);
         let mut report = ShardReport::default();
         let late = std::cell::Cell::new(0);
-        let ctx = Ctx { events: &self.events, epoch, totals: &self.totals, late: &late, trash: &self.trash };
+        let turn = std::cell::Cell::new(Turn::woke(Duration::ZERO, Instant::now(), thread_cpu_time()));
+        // The CPU time an activity took since `from` (a CPU time read before it), which
+        // a late frame may be blamed on; the time read now.
+        let spend = |activity: usize, from: Duration| {
+            let now = thread_cpu_time();
+            let mut t = turn.get();
+            t.spent[activity] += now.saturating_sub(from);
+            turn.set(t);
+            now
+        };
+        let ctx =
+            Ctx { events: &self.events, epoch, totals: &self.totals, late: &late, trash: &self.trash, turn: &turn };
 
         'run: loop {
             let now = Instant::now();
@@ -321,6 +332,7 @@ impl Shard {
                 window = (now, cpu);
             }
             calls.take_due(now);
+            turn.set(Turn { sends_from: now, ..turn.get() });
             let due = std::mem::take(&mut calls.due);
             for &k in &due {
                 calls.guard(k, |s| {
@@ -331,7 +343,7 @@ impl Shard {
             }
             calls.due = due;
 
-            let mut changed = false;
+            let (mut changed, commands_from) = (false, thread_cpu_time());
             loop {
                 let cmd = self.cmds.try_recv();
                 changed |= cmd.is_ok();
@@ -408,6 +420,7 @@ impl Shard {
             if changed {
                 calls.commit(&self.gauges);
             }
+            let preparing_from = spend(Turn::COMMANDS, commands_from);
 
             // Encode ahead, earliest send first, while the next wake-up is far enough
             // away not to be delayed.
@@ -430,6 +443,7 @@ impl Shard {
                     calls.bury(&ctx, self.poll.registry(), &mut report, &self.gauges);
                 }
             }
+            spend(Turn::PREPARING, preparing_from);
             calls.bury(&ctx, self.poll.registry(), &mut report, &self.gauges);
 
             let wake = calls.next_wake();
@@ -448,6 +462,8 @@ impl Shard {
                 tracing::error!("pacer: poll failed: {e}");
                 break;
             }
+            let (woke, woke_cpu) = (Instant::now(), thread_cpu_time());
+            turn.set(Turn::woke(wake.map_or(Duration::ZERO, |w| woke.saturating_duration_since(w)), woke, woke_cpu));
             for ev in events.iter() {
                 match ev.token() {
                     TIMER => timer.drain(),
@@ -458,6 +474,7 @@ impl Shard {
                     }
                 }
             }
+            spend(Turn::DATAGRAMS, woke_cpu);
             calls.bury(&ctx, self.poll.registry(), &mut report, &self.gauges);
         }
 
