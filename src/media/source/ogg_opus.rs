@@ -264,11 +264,10 @@ impl OggOpus {
             self.page = Page { granule, lacing, segments, seg: 0, at: at + header.len() as u64 };
             let continued = header[5] & 1 != 0;
             if continued && !self.open_packet {
-                // The end of a packet whose start was not read (after a seek or damage).
-                let (len, ended) = self.page.take();
+                // The rest of a packet whose start was not read (after a seek or damage),
+                // on through the next page if it fills this one.
+                let (len, _) = self.page.take();
                 self.page.at += len as u64;
-                self.open_packet = !ended;
-                self.partial = Vec::new();
             } else if !continued && self.open_packet {
                 // A packet that was to go on did not: what of it was read is dropped.
                 self.drop_packet();
@@ -515,9 +514,10 @@ pub(super) mod tests {
     #[test]
     fn a_packet_on_several_pages_comes_back_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
-        // Stereo CELT 20 ms packets (TOC 0xfc), one of them longer than a page holds.
+        // Stereo CELT 20 ms packets (TOC 0xfc); packet 9 fills the end of page 5, all
+        // of page 6 and the start of page 7.
         let audio: Vec<Vec<u8>> =
-            (0..20u8).map(|i| [vec![0xfc], vec![i; if i == 9 { 70_000 } else { 200 }]].concat()).collect();
+            (0..20u8).map(|i| [vec![0xfc], vec![i; if i == 9 { 150_000 } else { 200 }]].concat()).collect();
         let path = written(dir.path(), &audio);
         let mut o = open(&path, "w.opus").unwrap().expect("an Ogg Opus file");
         assert_eq!(o.duration, Some(20 * 960 - 312));
@@ -531,16 +531,19 @@ pub(super) mod tests {
         assert_eq!(o.file.seek(12 * 960).unwrap(), 10 * 960);
         assert!(all(&mut o.file).0.iter().map(|p| &p[..]).eq(audio[10..].iter().map(|p| &p[..])));
 
-        // Damage in the long packet's second page: it is lost, not sent in part.
-        let mut whole = std::fs::read(&path).unwrap();
-        let at = whole.windows(4).enumerate().filter(|(_, w)| w == b"OggS").map(|(i, _)| i).nth(6).unwrap();
-        whole[at + 1000] ^= 0xff;
-        std::fs::write(&path, &whole).unwrap();
-        let (packets, damaged) = all(&mut open(&path, "w.opus").unwrap().unwrap().file);
-        assert_eq!(damaged, 1);
-        // The page holding its end held packets 10 and 11 too.
-        let kept = audio.iter().enumerate().filter(|(i, _)| !(9..12).contains(i)).map(|(_, p)| &p[..]);
-        assert!(packets.iter().map(|p| &p[..]).eq(kept), "no packet in part");
+        // Damage in one of the long packet's pages: it is lost, not sent in part, and
+        // what follows it plays. In its first page, packet 8 goes with it.
+        let whole = std::fs::read(&path).unwrap();
+        let pages: Vec<usize> = whole.windows(4).enumerate().filter(|(_, w)| w == b"OggS").map(|(i, _)| i).collect();
+        for (page, lost) in [(6, 9..10), (5, 8..10)] {
+            let mut bad = whole.clone();
+            bad[pages[page] + 1000] ^= 0xff;
+            std::fs::write(&path, &bad).unwrap();
+            let (packets, damaged) = all(&mut open(&path, "w.opus").unwrap().unwrap().file);
+            assert_eq!(damaged, 1);
+            let kept = audio.iter().enumerate().filter(|(i, _)| !lost.contains(i)).map(|(_, p)| &p[..]);
+            assert!(packets.iter().map(|p| &p[..]).eq(kept), "page {page} damaged: no packet in part");
+        }
     }
 
     #[test]
