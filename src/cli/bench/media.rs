@@ -68,6 +68,13 @@ fn line(name: &str, f: &Figures) {
     if f.refused > 0 {
         println!("    ({} of {} calls admitted; the rest refused for capacity)", f.calls, f.offered);
     }
+    if f.late > 0 {
+        println!(
+            "    (late: {} in seconds the machine kept time; what held their pacer up: {})",
+            f.late_in_kept_time,
+            f.late_causes()
+        );
+    }
 }
 
 pub async fn run(a: MediaArgs) -> Result<()> {

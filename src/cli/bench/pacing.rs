@@ -233,6 +233,12 @@ impl Figures {
     pub fn per_added_call(&self) -> Resident {
         per_added_call(self.before, self.first, self.peak, self.calls)
     }
+
+    /// The late frames by cause, as "not_running 3, commands 0, …".
+    pub fn late_causes(&self) -> String {
+        let causes: Vec<String> = self.late_by_cause.iter().map(|(c, n)| format!("{} {n}", c.name())).collect();
+        causes.join(", ")
+    }
 }
 
 /// Resident memory per call, all in: what the process grew by from `before` to `peak`,
@@ -519,8 +525,7 @@ pub async fn run(a: PacingArgs) -> Result<()> {
         print_seconds(&f.late_per_s, &f.seconds);
     }
     if f.late > 0 {
-        let causes: Vec<String> = f.late_by_cause.iter().map(|(c, n)| format!("{} {n}", c.name())).collect();
-        println!("    what held their pacer thread up the longest before each: {}", causes.join(", "));
+        println!("    what held their pacer thread up the longest before each: {}", f.late_causes());
     }
     println!(
         "    beside them, a bare 20 ms timer thread at the pacer's priority: {} of {} wake-ups late (> 5 ms) — \

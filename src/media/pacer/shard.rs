@@ -343,13 +343,16 @@ impl Shard {
             }
             calls.due = due;
 
-            let (mut changed, commands_from) = (false, thread_cpu_time());
+            // Claims taken in from the handle's pending ones: released only once the
+            // calls holding them are committed, so admission never sees a claim in
+            // neither place (it admitted past its limits while this loop drained).
+            let (mut changed, mut taken_in, commands_from) = (false, 0u32, thread_cpu_time());
             loop {
                 let cmd = self.cmds.try_recv();
                 changed |= cmd.is_ok();
                 match cmd {
                     Ok(Command::Add { call, peer, connect_timeout, ready }) => {
-                        self.gauges.taken_in(super::IDLE_US);
+                        taken_in += super::IDLE_US;
                         if let Err(e) = peer.socket.set_nonblocking(true) {
                             let _ = ready.send(Err(format!("socket: {e}")));
                             continue;
@@ -373,7 +376,7 @@ impl Shard {
                     }
                     Ok(Command::Control { call, control }) => {
                         if let Control::Play(stream) = &control {
-                            self.gauges.taken_in(stream.claim_us());
+                            taken_in += stream.claim_us();
                         }
                         let Some(&k) = calls.by_call.get(&call) else { continue };
                         let now = Instant::now();
@@ -419,6 +422,7 @@ impl Shard {
             }
             if changed {
                 calls.commit(&self.gauges);
+                self.gauges.taken_in(taken_in);
             }
             let preparing_from = spend(Turn::COMMANDS, commands_from);
 
