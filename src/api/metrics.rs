@@ -46,7 +46,8 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
         "wasmcalls_late_frames_by_cause_total",
         "counter",
         "Late frames by what held their pacer thread up the longest before each: not_running (it woke after its \
-         timer), commands, preparing (reading, decoding, encoding ahead), datagrams, sends (other calls' due first).",
+         timer or was preempted), commands, preparing (reading, decoding, encoding ahead), datagrams, sends (the \
+         frames sent before it in the same line).",
     );
     for cause in crate::media::stats::LateCause::ALL {
         e.sample("wasmcalls_late_frames_by_cause_total", &[("cause", cause.name())], t.late_because(cause) as f64);

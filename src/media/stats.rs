@@ -99,8 +99,8 @@ pub struct PacerTotals {
 /// not do) between its last sleep and the send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LateCause {
-    /// The thread woke after its timer: it was not running (other processes, a CPU
-    /// the hypervisor took, the other pacer when both share a core).
+    /// The thread was not running: it woke after its timer, or was preempted since
+    /// (other processes, a CPU the hypervisor took).
     NotRunning,
     /// Commands: streams starting or stopping, calls joining or leaving.
     Commands,
@@ -108,7 +108,8 @@ pub enum LateCause {
     Preparing,
     /// Datagrams received: handshakes, RTCP, what the call hears.
     Datagrams,
-    /// Other calls' frames due at the same time, sent before it.
+    /// The frames sent before it in the same line (any of them encoded there, at its
+    /// deadline, included).
     Sends,
 }
 
