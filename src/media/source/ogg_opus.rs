@@ -78,16 +78,17 @@ struct Page {
 impl Page {
     const NONE: Page = Page { granule: 0, lacing: [0; 255], segments: 0, seg: 0, at: 0 };
 
-    /// The length of the packet (or packet part) starting at the next lacing value,
-    /// and whether it ends on this page.
-    fn take(&mut self) -> (usize, bool) {
-        let (mut len, mut ended) = (0, false);
+    /// The packet (or packet part) at the next lacing value, moved past: its file
+    /// offset, its length, and whether it ends on this page.
+    fn take(&mut self) -> (u64, usize, bool) {
+        let (at, mut len, mut ended) = (self.at, 0, false);
         while self.seg < self.segments && !ended {
             len += self.lacing[self.seg] as usize;
             ended = self.lacing[self.seg] < 255;
             self.seg += 1;
         }
-        (len, ended)
+        self.at += len as u64;
+        (at, len, ended)
     }
 
     /// Whether every lacing value was taken.
@@ -184,14 +185,12 @@ impl OggOpus {
     fn packet(&mut self, keep: bool) -> io::Result<Next> {
         loop {
             if self.page.done() {
-                match self.load_page()? {
-                    Next::Packet(_) => continue,
-                    other => return Ok(other),
+                if let Some(stop) = self.load_page()? {
+                    return Ok(stop);
                 }
+                continue;
             }
-            let at = self.page.at;
-            let (len, ended) = self.page.take();
-            self.page.at += len as u64;
+            let (at, len, ended) = self.page.take();
             let whole = !self.open_packet && ended;
             self.open_packet = !ended;
             if !keep {
@@ -220,29 +219,30 @@ impl OggOpus {
         }
     }
 
-    /// Moves to the stream's next page that passes its checksum (`Packet` when there is one).
-    fn load_page(&mut self) -> io::Result<Next> {
+    /// Moves to the stream's next page that passes its checksum; what was met instead
+    /// (damage, or the end), if anything.
+    fn load_page(&mut self) -> io::Result<Option<Next>> {
         loop {
             let at = self.next_page;
             let mut h = [0u8; 27 + 255];
             let n = read_up_to_at(&self.file, &mut h, at)?;
             if n < 27 {
                 // A header cut short is the file's end too.
-                return Ok(Next::End);
+                return Ok(Some(Next::End));
             }
             if &h[..4] != b"OggS" || h[4] != 0 {
                 self.drop_packet();
-                return Ok(match self.resync(at + 1)? {
+                return Ok(Some(match self.resync(at + 1)? {
                     Some(page) => {
                         self.next_page = page;
                         Next::Damaged(format!("bytes {at}..{page} are not an Ogg page"))
                     }
                     None => Next::End,
-                });
+                }));
             }
             let segments = h[26] as usize;
             if n < 27 + segments {
-                return Ok(Next::End);
+                return Ok(Some(Next::End));
             }
             let header = &h[..27 + segments];
             let body: usize = header[27..].iter().map(|&l| l as usize).sum();
@@ -251,10 +251,10 @@ impl OggOpus {
                 continue;
             }
             match self.checksum_matches(header, at + header.len() as u64, body)? {
-                None => return Ok(Next::End),
+                None => return Ok(Some(Next::End)),
                 Some(false) => {
                     self.drop_packet();
-                    return Ok(Next::Damaged(format!("the Ogg page at byte {at} fails its checksum")));
+                    return Ok(Some(Next::Damaged(format!("the Ogg page at byte {at} fails its checksum"))));
                 }
                 Some(true) => {}
             }
@@ -266,13 +266,12 @@ impl OggOpus {
             if continued && !self.open_packet {
                 // The rest of a packet whose start was not read (after a seek or damage),
                 // on through the next page if it fills this one.
-                let (len, _) = self.page.take();
-                self.page.at += len as u64;
+                self.page.take();
             } else if !continued && self.open_packet {
                 // A packet that was to go on did not: what of it was read is dropped.
                 self.drop_packet();
             }
-            return Ok(Next::Packet(Box::default()));
+            return Ok(None);
         }
     }
 
