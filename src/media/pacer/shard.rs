@@ -311,13 +311,12 @@ impl Shard {
         let late = std::cell::Cell::new(0);
         let turn = std::cell::Cell::new(Turn::woke(Duration::ZERO, Instant::now(), thread_cpu_time()));
         // The CPU time an activity took since `from` (a CPU time read before it), which
-        // a late frame may be blamed on; the time read now.
+        // a late frame may be blamed on. Read only around an activity that ran: the
+        // clock is a system call, and most turns are a timer's wake-up and sends.
         let spend = |activity: usize, from: Duration| {
-            let now = thread_cpu_time();
             let mut t = turn.get();
-            t.spent[activity] += now.saturating_sub(from);
+            t.spent[activity] += thread_cpu_time().saturating_sub(from);
             turn.set(t);
-            now
         };
         let ctx =
             Ctx { events: &self.events, epoch, totals: &self.totals, late: &late, trash: &self.trash, turn: &turn };
@@ -346,9 +345,12 @@ impl Shard {
             // Claims taken in from the handle's pending ones: released only once the
             // calls holding them are committed, so admission never sees a claim in
             // neither place (it admitted past its limits while this loop drained).
-            let (mut changed, mut taken_in, commands_from) = (false, 0u32, thread_cpu_time());
+            let (mut changed, mut taken_in, mut commands_from) = (false, 0u32, None);
             loop {
                 let cmd = self.cmds.try_recv();
+                if cmd.is_ok() && commands_from.is_none() {
+                    commands_from = Some(thread_cpu_time());
+                }
                 changed |= cmd.is_ok();
                 match cmd {
                     Ok(Command::Add { call, peer, connect_timeout, ready }) => {
@@ -424,10 +426,13 @@ impl Shard {
                 calls.commit(&self.gauges);
                 self.gauges.taken_in(taken_in);
             }
-            let preparing_from = spend(Turn::COMMANDS, commands_from);
+            if let Some(from) = commands_from {
+                spend(Turn::COMMANDS, from);
+            }
 
             // Encode ahead, earliest send first, while the next wake-up is far enough
             // away not to be delayed.
+            let mut preparing_from = None;
             loop {
                 let now = Instant::now();
                 if calls.next_wake().is_some_and(|d| d.saturating_duration_since(now) < encode_cost.guard()) {
@@ -439,6 +444,7 @@ impl Shard {
                 if !s.wants_encode() {
                     continue;
                 }
+                preparing_from.get_or_insert_with(thread_cpu_time);
                 let t0 = Instant::now();
                 calls.guard(k, |s| s.encode_one(&ctx));
                 encode_cost.observe(t0.elapsed());
@@ -447,7 +453,9 @@ impl Shard {
                     calls.bury(&ctx, self.poll.registry(), &mut report, &self.gauges);
                 }
             }
-            spend(Turn::PREPARING, preparing_from);
+            if let Some(from) = preparing_from {
+                spend(Turn::PREPARING, from);
+            }
             calls.bury(&ctx, self.poll.registry(), &mut report, &self.gauges);
 
             let wake = calls.next_wake();
@@ -468,6 +476,7 @@ impl Shard {
             }
             let (woke, woke_cpu) = (Instant::now(), thread_cpu_time());
             turn.set(Turn::woke(wake.map_or(Duration::ZERO, |w| woke.saturating_duration_since(w)), woke, woke_cpu));
+            let mut heard = false;
             for ev in events.iter() {
                 match ev.token() {
                     TIMER => timer.drain(),
@@ -475,10 +484,13 @@ impl Shard {
                     Token(k) => {
                         calls.guard(k, |s| s.on_readable(&ctx, &mut buf));
                         calls.touched(k);
+                        heard = true;
                     }
                 }
             }
-            spend(Turn::DATAGRAMS, woke_cpu);
+            if heard {
+                spend(Turn::DATAGRAMS, woke_cpu);
+            }
             calls.bury(&ctx, self.poll.registry(), &mut report, &self.gauges);
         }
 
