@@ -108,26 +108,36 @@ function callRow(c) {
 }
 
 function renderCalls(calls) {
-  const body = $('calls').tBodies[0];
-  // Rows stay where they are, so a control being clicked or dragged is not replaced
-  // under the pointer: only what changed in them is.
-  const old = new Map([...body.rows].map((r) => [r.dataset.chat, r]));
-  const rows = calls.map((c) => {
-    const row = old.get(String(c.chat));
-    return row ? update(row, c) : callRow(c);
-  });
-  body.replaceChildren(...rows);
+  renderRows($('calls').tBodies[0], calls.map(callRow), 'chat');
   $('calls').hidden = calls.length === 0;
   $('no-calls').hidden = calls.length !== 0;
 }
 
-/** `row` showing `c`: the cells whose content changed are swapped for new ones. */
-function update(row, c) {
-  const fresh = callRow(c);
+/** Shows `rows` (built afresh each poll) in `body`, keeping the rows already there by
+ *  their `data-<key>`: only the cells whose content changed are swapped, so a control
+ *  is not replaced under the pointer mid-click, and rows are re-inserted only when they
+ *  moved — re-inserting a row, even in its own place, drops the keyboard's focus. */
+function renderRows(body, rows, key) {
+  const old = new Map([...body.rows].map((r) => [r.dataset[key], r]));
+  const shown = rows.map((fresh) => {
+    const row = old.get(fresh.dataset[key]);
+    return row ? patch(row, fresh) : fresh;
+  });
+  const moved = shown.length !== body.rows.length || shown.some((r, i) => r !== body.rows[i]);
+  if (moved) body.replaceChildren(...shown);
+}
+
+/** `row` taking the cells of `fresh` that differ. A button with the keyboard's focus
+ *  passes it to the button in its place (Pause pressed with Enter leaves the focus on
+ *  Resume); a cell whose slider or field is being used is left alone. */
+function patch(row, fresh) {
   [...fresh.cells].forEach((cell, i) => {
     const now = row.cells[i];
-    const busy = now.contains(document.activeElement) && cell.querySelector('input');
-    if (!busy && now.innerHTML !== cell.innerHTML) now.replaceWith(cell);
+    const focused = now.contains(document.activeElement) ? document.activeElement : null;
+    if ((focused && cell.querySelector('input')) || now.innerHTML === cell.innerHTML) return;
+    const at = focused ? [...now.querySelectorAll('button')].indexOf(focused) : -1;
+    now.replaceWith(cell);
+    if (at >= 0) cell.querySelectorAll('button')[at]?.focus();
   });
   return row;
 }
@@ -140,7 +150,7 @@ function renderPlugins(plugins) {
     type: 'button', disabled: !adminToken, 'data-action': action,
     onclick: () => act(`${action} ${name}`, () => api(`/admin/plugins/${encodeURIComponent(name)}/${action}`, { method: 'POST', admin: true })),
   }, action[0].toUpperCase() + action.slice(1));
-  body.replaceChildren(...plugins.map((p) => el('tr', { 'data-plugin': p.name },
+  renderRows(body, plugins.map((p) => el('tr', { 'data-plugin': p.name },
     cell('Name', {}, p.name),
     cell('Version', { class: 'version' }, p.version || '–'),
     cell('Memory', {}, `${(p.memory_kib / 1024).toFixed(1)} MiB`),
@@ -150,15 +160,24 @@ function renderPlugins(plugins) {
     cell('Reloads', {}, String(p.reloads)),
     cell('Queued', {}, String(p.queued)),
     cell('Controls', {}, control(p.name, 'reload'), ' ', p.disabled ? control(p.name, 'enable') : control(p.name, 'disable')),
-  )));
+  )), 'plugin');
   $('admin-off').hidden = status.admin_api;
   $('admin').hidden = !status.admin_api || Boolean(adminToken);
 }
 
 // ---- status ------------------------------------------------------------------------
 
+// Polls and controls both refresh; an answer older than the one shown is dropped, or
+// a poll sent before a Pause and answered after it would show the call playing again.
+let refreshes = 0;
+let shownRefresh = 0;
+
 async function refresh() {
-  status = await api('/status');
+  const n = ++refreshes;
+  const answer = await api('/status');
+  if (n < shownRefresh) return;
+  shownRefresh = n;
+  status = answer;
   $('login').hidden = true;
   const t = status.telegram;
   const who = [t.backend, t.account ? `account ${t.account}` : null, t.bot ? `bot ${t.bot}` : null].filter(Boolean).join(' · ');

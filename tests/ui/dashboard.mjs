@@ -71,13 +71,18 @@ try {
   await until('/status to say paused', async () => (await callState()) === 'paused');
   await row.getByRole('button', { name: 'Resume' }).waitFor();
 
-  step('Resume, from the keyboard, resumes it');
+  step('Resume, from the keyboard, resumes it; the focus stays on the control as the page updates');
+  const focused = () => page.evaluate(() => document.activeElement?.textContent);
   await until('Tab to reach Resume', async () => {
     await page.keyboard.press('Tab');
-    return page.evaluate(() => document.activeElement?.textContent === 'Resume');
+    return (await focused()) === 'Resume';
   });
   await page.keyboard.press('Enter');
   await until('/status to say playing', async () => (await callState()) === 'playing');
+  await until('the focus to pass to Pause, in its place', async () => (await focused()) === 'Pause');
+  const resumedAt = await time.textContent();
+  await until('the position to advance', async () => (await time.textContent()) !== resumedAt);
+  if ((await focused()) !== 'Pause') throw new Error(`the page's update moved the focus to ${await focused()}`);
 
   step(`typing ${play} in the console makes the bot answer`);
   await page.locator('#console').waitFor();
