@@ -99,6 +99,12 @@ pub(super) fn render(state: &ApiState, requests: &HashMap<u16, u64>) -> String {
         "Calls and streams refused because no pacer thread had room to keep them on time.",
     )
     .sample("wasmcalls_admission_refused_total", &[], t.admission_refused.load(Relaxed) as f64);
+    e.family(
+        "wasmcalls_calls_moved_total",
+        "counter",
+        "Calls moved to another pacer thread to play a stream their own had no room for.",
+    )
+    .sample("wasmcalls_calls_moved_total", &[], t.calls_moved.load(Relaxed) as f64);
     let feeds = state.media.feeds();
     e.family(
         "wasmcalls_shared_feeds",

@@ -73,6 +73,10 @@ pub struct CallStatus {
     /// in µs (early counts as much as late).
     #[serde(default)]
     pub send_p99_us: u64,
+    /// The pacer thread sending it (0-based), once connected: calls move to another
+    /// thread to play a stream their own has no room for.
+    #[serde(default)]
+    pub pacer_thread: Option<usize>,
     /// Who is speaking now.
     #[serde(default)]
     pub speaking: Vec<i64>,
@@ -1017,6 +1021,7 @@ impl CallManager {
                         heard: Vec::new(),
                         prepare_us: 0,
                         send_p99_us: 0,
+                        pacer_thread: None,
                         speaking: speakers.speaking(*chat),
                         participants: speakers.participants(*chat),
                     };
@@ -1038,6 +1043,7 @@ impl CallManager {
                 status.heard = s.heard;
                 status.prepare_us = s.prepare_us.round() as u32;
                 status.send_p99_us = s.deviation.p99_us;
+                status.pacer_thread = self.inner.media.thread_of(call);
             }
             out.push(status);
         }

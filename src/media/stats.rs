@@ -91,6 +91,8 @@ pub struct PacerTotals {
     pub heard_packets: std::sync::atomic::AtomicU64,
     /// Calls and streams refused because no pacer thread had room for them.
     pub admission_refused: std::sync::atomic::AtomicU64,
+    /// Calls moved to another pacer thread to play a stream theirs had no room for.
+    pub calls_moved: std::sync::atomic::AtomicU64,
     /// Late frames by what held their pacer thread up, indexed by [`LateCause`].
     pub late_by_cause: [std::sync::atomic::AtomicU64; LateCause::ALL.len()],
 }
@@ -137,6 +139,7 @@ impl Default for PacerTotals {
             call_crashes: Default::default(),
             heard_packets: Default::default(),
             admission_refused: Default::default(),
+            calls_moved: Default::default(),
             late_by_cause: Default::default(),
             deviation: crate::metrics::AtomicHistogram::new(crate::metrics::DEVIATION_BOUNDS),
         }

@@ -259,6 +259,11 @@ impl Stream {
         Ok(())
     }
 
+    /// How many packets are prepared and not yet sent.
+    pub fn prepared(&self) -> usize {
+        self.queued
+    }
+
     /// The next packet to send, if one is ready.
     pub fn front(&self) -> Option<&Packet> {
         (self.queued > 0).then(|| &self.ring[self.head])

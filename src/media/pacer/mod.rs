@@ -117,7 +117,38 @@ pub(crate) enum Command {
         call: CallId,
         reply: Option<oneshot::Sender<()>>,
     },
+    /// To the shard a call moves to, before the move: it holds the call's commands
+    /// until the call arrives, so none is lost or run before the ones sent earlier.
+    Expect {
+        call: CallId,
+    },
+    /// To the call's shard: hand the call to `to`, which plays `play` on it (a stream
+    /// admitted there and not on this one).
+    Move {
+        call: CallId,
+        to: Mailbox,
+        play: Box<Stream>,
+    },
+    /// The moving call (`None` if it had already gone) and the stream it plays there.
+    Adopt {
+        call: CallId,
+        session: Option<Box<session::Session>>,
+        play: Box<Stream>,
+    },
     Shutdown,
+}
+
+impl Command {
+    /// The call it is about, for a command a shard may have to hold for a moving call.
+    fn call(&self) -> Option<CallId> {
+        match self {
+            Command::Control { call, .. }
+            | Command::Stats { call, .. }
+            | Command::Remove { call, .. }
+            | Command::Move { call, .. } => Some(*call),
+            _ => None,
+        }
+    }
 }
 
 /// Errors from the media plane's handle.
@@ -224,17 +255,30 @@ impl PacerConfig {
     }
 }
 
-struct ShardHandle {
+/// Where a shard's commands go: its queue, and the waker that gets its thread to
+/// read it.
+#[derive(Clone)]
+pub(crate) struct Mailbox {
     cmds: Sender<Command>,
     waker: Arc<mio::Waker>,
+}
+
+impl Mailbox {
+    fn send(&self, cmd: Command) -> Result<(), MediaError> {
+        self.cmds.send(cmd).map_err(|_| MediaError::Down)?;
+        self.waker.wake().map_err(|_| MediaError::Down)
+    }
+}
+
+struct ShardHandle {
+    mailbox: Mailbox,
     gauges: Arc<admission::Gauges>,
     thread: Option<JoinHandle<ShardReport>>,
 }
 
 impl ShardHandle {
     fn send(&self, cmd: Command) -> Result<(), MediaError> {
-        self.cmds.send(cmd).map_err(|_| MediaError::Down)?;
-        self.waker.wake().map_err(|_| MediaError::Down)
+        self.mailbox.send(cmd)
     }
 }
 
@@ -298,7 +342,7 @@ impl MediaPlane {
                 .name(format!("wasmcalls-pacer-{i}"))
                 .spawn(move || shard.run())
                 .map_err(MediaError::Spawn)?;
-            shards.push(ShardHandle { cmds: tx, waker, gauges, thread: Some(thread) });
+            shards.push(ShardHandle { mailbox: Mailbox { cmds: tx, waker }, gauges, thread: Some(thread) });
         }
         let plane = MediaPlane {
             shards,
@@ -407,31 +451,63 @@ impl MediaPlane {
         }
     }
 
+    /// The pacer thread sending `call` now (0-based; a call moves to another thread to
+    /// play a stream its own has no room for).
+    pub fn thread_of(&self, call: CallId) -> Option<usize> {
+        self.calls.lock().get(&call).map(|placed| placed.shard)
+    }
+
     fn shard_of(&self, call: CallId) -> Result<&ShardHandle, MediaError> {
         let idx = self.calls.lock().get(&call).ok_or(MediaError::UnknownCall(call))?.shard;
         Ok(&self.shards[idx])
     }
 
     /// Applies a playback change at the next frame boundary. A new stream is admitted
-    /// first: refused with [`MediaError::Capacity`] when the call's shard has no room
-    /// for it (what the call played before keeps playing).
+    /// first, on the call's shard — or, where that has no room, the call moves to the
+    /// shard with the most room that has (calls are placed when they join, before
+    /// anyone knows what they will play) — and is refused with
+    /// [`MediaError::Capacity`] where no shard has room (what the call played before
+    /// keeps playing).
     pub fn control(&self, call: CallId, control: Control) -> Result<(), MediaError> {
-        let Control::Play(stream) = &control else {
+        let Control::Play(stream) = control else {
             return self.shard_of(call)?.send(Command::Control { call, control });
         };
         let claim_us = stream.claim_us();
-        let idx = {
-            let mut calls = self.calls.lock();
-            let placed = calls.get_mut(&call).ok_or(MediaError::UnknownCall(call))?;
-            let idx = placed.shard;
-            self.admit(idx, "this stream", claim_us, placed.claim_us)?;
-            placed.claim_us = claim_us;
-            idx
+        let mut calls = self.calls.lock();
+        let placed = calls.get_mut(&call).ok_or(MediaError::UnknownCall(call))?;
+        let (from, replacing) = (placed.shard, placed.claim_us);
+        let budget = self.config.budget_us();
+        let room = |i: usize, replacing: u32| admission::refusal(&self.shards[i].gauges, claim_us, replacing, budget);
+        let to = match room(from, replacing) {
+            None => from,
+            Some(why) => {
+                let elsewhere = (0..self.shards.len())
+                    .filter(|&i| i != from && room(i, 0).is_none())
+                    .min_by_key(|&i| self.shards[i].gauges.load_us());
+                let Some(to) = elsewhere else {
+                    self.totals.admission_refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(MediaError::Capacity { what: "this stream", why });
+                };
+                to
+            }
         };
-        let sent = self.shards[idx].send(Command::Control { call, control });
+        self.shards[to].gauges.pending.fetch_add(claim_us, Ordering::Relaxed);
+        placed.shard = to;
+        placed.claim_us = claim_us;
+        // Sent under the lock: a call's commands reach its shards in the order decided.
+        let sent = if to == from {
+            self.shards[from].send(Command::Control { call, control: Control::Play(stream) })
+        } else {
+            self.totals.calls_moved.fetch_add(1, Ordering::Relaxed);
+            let to_mailbox = self.shards[to].mailbox.clone();
+            self.shards[to]
+                .send(Command::Expect { call })
+                .and_then(|()| self.shards[from].send(Command::Move { call, to: to_mailbox, play: stream }))
+        };
         if sent.is_err() {
-            self.shards[idx].gauges.taken_in(claim_us);
+            self.shards[to].gauges.taken_in(claim_us);
         }
+        drop(calls);
         sent
     }
 

@@ -69,9 +69,10 @@ pub struct Session {
     sender: RTCRtpSenderId,
     ssrc: u32,
     link: Link,
-    /// Offset of this call inside the 20 ms period: calls are staggered, not fired together.
-    phase: Duration,
-    /// Which of the shard's phases `phase` is.
+    /// Tick 0 of its grid: its shard's epoch plus its phase, the call's offset inside the
+    /// 20 ms period (calls are staggered, not fired together).
+    origin: Instant,
+    /// Which of the shard's phases it sits in.
     pub phase_slot: usize,
     /// The wake-up the shard has queued for it, with the entry's generation.
     pub scheduled: Option<(Instant, u64)>,
@@ -127,10 +128,9 @@ pub struct Session {
     pub burden: Duration,
 }
 
-/// Where a session's effects go: the shard's event channel and its grid epoch.
+/// Where a session's effects go: the shard's event channel, its totals, its trash.
 pub struct Ctx<'a> {
     pub events: &'a tokio::sync::mpsc::UnboundedSender<MediaEvent>,
-    pub epoch: Instant,
     pub totals: &'a crate::media::stats::PacerTotals,
     /// Frames its calls sent late since the shard last looked: a load signal of its own.
     pub late: &'a std::cell::Cell<u64>,
@@ -187,11 +187,18 @@ impl Turn {
     }
 }
 
+/// The timestamp base of a grid starting at `to` that gives every instant the RTP
+/// timestamp `base` gave it on a grid starting at `from` (timestamp = base + 48 kHz
+/// ticks since the grid's start, modulo 2^32).
+fn rebase(base: u32, from: Instant, to: Instant) -> u32 {
+    let ticks = |d: Duration| (d.as_nanos() * 6 / 125_000) as u32;
+    if to >= from { base.wrapping_add(ticks(to - from)) } else { base.wrapping_sub(ticks(from - to)) }
+}
+
 impl Session {
     pub fn new(
         id: CallId,
         peer: crate::transport::OutboundPeer,
-        phase: Duration,
         connect_timeout: Duration,
         ready: oneshot::Sender<Result<(), String>>,
     ) -> Self {
@@ -209,7 +216,8 @@ impl Session {
             sender: peer.sender,
             ssrc: peer.ssrc,
             link: Link::Connecting { deadline: Instant::now() + connect_timeout, ready: Some(ready) },
-            phase,
+            // Set by `rehome` when a shard places it.
+            origin: Instant::now(),
             phase_slot: 0,
             scheduled: None,
             encode_queued: false,
@@ -239,19 +247,34 @@ impl Session {
         }
     }
 
-    fn deadline_of(&self, epoch: Instant, ticks: u64) -> Instant {
-        epoch + self.phase + Duration::from_nanos(ticks * 125_000 / 6)
+    fn deadline_of(&self, ticks: u64) -> Instant {
+        self.origin + Duration::from_nanos(ticks * 125_000 / 6)
     }
 
     /// The first grid slot at or after `at`, in ticks.
-    fn grid_ticks(&self, epoch: Instant, at: Instant) -> u64 {
-        let since = at.saturating_duration_since(epoch + self.phase);
+    fn grid_ticks(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.origin);
         since.as_nanos().div_ceil(FRAME.as_nanos()) as u64 * TICKS_PER_FRAME
     }
 
-    /// The next deadline at which this session sends, if it is streaming.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.next_deadline
+    /// Puts it on a grid starting at `origin`, phase `slot` of its (new) shard. Its RTP
+    /// clock runs on unbroken — the timestamp of any instant stays what it was — and it
+    /// sends again from the first frame boundary there that is a frame away.
+    pub fn rehome(&mut self, origin: Instant, slot: usize) {
+        self.ts_base = rebase(self.ts_base, self.origin, origin);
+        self.origin = origin;
+        self.phase_slot = slot;
+        self.scheduled = None;
+        self.encode_queued = false;
+        self.next_deadline = None;
+    }
+
+    /// When the packet it would prepare next is due: a packet ahead of the next send
+    /// is due a frame later for each prepared before it. Preparing in this order puts a
+    /// starting stream's first packet before any stream's second.
+    pub fn prepare_by(&self) -> Option<Instant> {
+        let ahead = self.stream.as_ref().map_or(0, |s| s.prepared() as u32);
+        self.next_deadline.map(|d| d + FRAME * ahead)
     }
 
     /// The earliest instant this session needs the thread for anything.
@@ -306,7 +329,7 @@ impl Session {
     }
 
     /// (Re)starts the grid when there is something to send and a link to send it on.
-    fn schedule(&mut self, ctx: &Ctx<'_>, now: Instant) {
+    fn schedule(&mut self, now: Instant) {
         let streaming = matches!(self.link, Link::Connected(_)) && self.stream.is_some() && !self.paused;
         if !streaming {
             self.next_deadline = None;
@@ -316,8 +339,8 @@ impl Session {
             return;
         }
         // First slot at least one frame away: time to encode ahead without a late start.
-        self.ticks = self.grid_ticks(ctx.epoch, now + FRAME);
-        self.next_deadline = Some(self.deadline_of(ctx.epoch, self.ticks));
+        self.ticks = self.grid_ticks(now + FRAME);
+        self.next_deadline = Some(self.deadline_of(self.ticks));
         self.marker = true;
     }
 
@@ -402,16 +425,16 @@ impl Session {
                 return;
             }
             self.ticks += advance;
-            let mut next = self.deadline_of(ctx.epoch, self.ticks);
+            let mut next = self.deadline_of(self.ticks);
             if now.saturating_duration_since(next) > MAX_CATCH_UP {
                 // Stalled (e.g. the process was stopped): skip the missed slots instead of
                 // bursting them out. The RTP timestamp still advances with wall time.
-                let skip_to = self.grid_ticks(ctx.epoch, now);
+                let skip_to = self.grid_ticks(now);
                 let missed = skip_to.saturating_sub(self.ticks) / TICKS_PER_FRAME;
                 self.late_frames += missed;
                 ctx.late.set(ctx.late.get() + missed);
                 self.ticks = skip_to;
-                next = self.deadline_of(ctx.epoch, self.ticks);
+                next = self.deadline_of(self.ticks);
                 self.marker = true;
             }
             self.next_deadline = Some(next);
@@ -436,7 +459,7 @@ impl Session {
         if let Some(old) = self.stream.replace(stream) {
             ctx.trash.throw(old);
         }
-        self.schedule(ctx, now);
+        self.schedule(now);
     }
 
     pub fn stop(&mut self, ctx: &Ctx<'_>) {
@@ -451,10 +474,10 @@ impl Session {
         self.next_deadline = None;
     }
 
-    pub fn resume(&mut self, ctx: &Ctx<'_>, now: Instant) {
+    pub fn resume(&mut self, now: Instant) {
         if self.paused {
             self.paused = false;
-            self.schedule(ctx, now);
+            self.schedule(now);
         }
     }
 
@@ -608,7 +631,7 @@ impl Session {
                 }
                 self.link = Link::Connected(neg);
                 let _ = ctx.events.send(MediaEvent::Connected { call: self.id });
-                self.schedule(ctx, now);
+                self.schedule(now);
             }
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                 self.fail(ctx, format!("WebRTC connection {state}"));
@@ -677,8 +700,27 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use super::{LateCause, Turn};
+    use super::{LateCause, Turn, rebase};
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_call_moved_to_another_grid_keeps_its_rtp_clock() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // The timestamp of an instant on a grid from `origin` with base `base`.
+        let stamp = |base: u32, origin: Instant, at: Instant| {
+            base.wrapping_add(((at - origin).as_nanos() * 6 / 125_000) as u32)
+        };
+        let (old, base) = (t0 + ms(7), u32::MAX - 100);
+        let at = t0 + ms(1_000);
+        for new in [t0 + ms(3), t0 + ms(19), old] {
+            let moved = rebase(base, old, new);
+            assert_eq!(stamp(moved, new, at), stamp(base, old, at), "the same instant, the same timestamp");
+        }
+        // 12 ms between the grids' starts is 576 ticks, across the wrap.
+        assert_eq!(rebase(base, old, old + ms(12)), base.wrapping_add(576));
+        assert_eq!(rebase(5, old + ms(12), old), 5u32.wrapping_sub(576));
+    }
 
     #[test]
     fn a_late_frame_is_blamed_on_the_longest_hold_up_before_it() {

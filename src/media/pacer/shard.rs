@@ -126,7 +126,7 @@ impl Calls {
         }
         if !s.encode_queued && s.wants_encode() {
             s.encode_queued = true;
-            let by = s.next_deadline().unwrap_or_else(|| Instant::now() + FRAME * 10);
+            let by = s.prepare_by().unwrap_or_else(|| Instant::now() + FRAME * 10);
             self.to_encode.push(Reverse((by, k)));
         }
     }
@@ -155,6 +155,21 @@ impl Calls {
                 self.due.push(k);
             }
         }
+    }
+
+    /// Puts a call on the shard: in its least loaded phase, its socket on the poll.
+    fn place(&mut self, mut s: Box<Session>, registry: &Registry, epoch: Instant) {
+        let entry = self.sessions.vacant_entry();
+        let k = entry.key();
+        let slot = phase_order().min_by_key(|&i| self.phase_load[i]).unwrap_or(0);
+        self.phase_load[slot] += 1;
+        s.rehome(epoch + FRAME / PHASE_SLOTS as u32 * slot as u32, slot);
+        if let Err(e) = registry.register(&mut s.socket, Token(k), Interest::READABLE) {
+            tracing::error!(call = s.id, "pacer: cannot register socket: {e}");
+        }
+        self.by_call.insert(s.id, k);
+        entry.insert(s);
+        self.touched(k);
     }
 
     /// Takes a call out of the shard: its socket off the poll, its phase freed.
@@ -302,6 +317,10 @@ impl Shard {
             drift: Drift::default(),
             late_windows: 0,
         };
+        // Commands held for calls on their way here from another shard, and those to
+        // run before the queue's next: an arrived call's held ones, in order.
+        let mut expected: std::collections::HashMap<CallId, Vec<Command>> = std::collections::HashMap::new();
+        let mut replay: std::collections::VecDeque<Command> = std::collections::VecDeque::new();
         let mut events = Events::with_capacity(256);
         let mut buf = vec![0u8; 2048];
         let mut encode_cost = EncodeCost::default();
@@ -318,8 +337,7 @@ impl Shard {
             t.spent[activity] += thread_cpu_time().saturating_sub(from);
             turn.set(t);
         };
-        let ctx =
-            Ctx { events: &self.events, epoch, totals: &self.totals, late: &late, trash: &self.trash, turn: &turn };
+        let ctx = Ctx { events: &self.events, totals: &self.totals, late: &late, trash: &self.trash, turn: &turn };
 
         'run: loop {
             let now = Instant::now();
@@ -347,11 +365,21 @@ impl Shard {
             // neither place (it admitted past its limits while this loop drained).
             let (mut changed, mut taken_in, mut commands_from) = (false, 0u32, None);
             loop {
-                let cmd = self.cmds.try_recv();
+                let cmd = replay.pop_front().map_or_else(|| self.cmds.try_recv(), Ok);
                 if cmd.is_ok() && commands_from.is_none() {
                     commands_from = Some(thread_cpu_time());
                 }
                 changed |= cmd.is_ok();
+                let cmd = match cmd {
+                    Ok(c) => match c.call().and_then(|call| expected.get_mut(&call)) {
+                        Some(held) => {
+                            held.push(c);
+                            continue;
+                        }
+                        None => Ok(c),
+                    },
+                    Err(e) => Err(e),
+                };
                 match cmd {
                     Ok(Command::Add { call, peer, connect_timeout, ready }) => {
                         taken_in += super::IDLE_US;
@@ -359,22 +387,10 @@ impl Shard {
                             let _ = ready.send(Err(format!("socket: {e}")));
                             continue;
                         }
-                        let entry = calls.sessions.vacant_entry();
-                        let token = Token(entry.key());
-                        let slot = phase_order().min_by_key(|&i| calls.phase_load[i]).unwrap_or(0);
-                        calls.phase_load[slot] += 1;
-                        let phase = FRAME / PHASE_SLOTS as u32 * slot as u32;
-                        let mut s = Box::new(Session::new(call, *peer, phase, connect_timeout, ready));
-                        s.phase_slot = slot;
-                        if let Err(e) = self.poll.registry().register(&mut s.socket, token, Interest::READABLE) {
-                            tracing::error!(call, "pacer: cannot register socket: {e}");
-                        }
+                        let mut s = Box::new(Session::new(call, *peer, connect_timeout, ready));
                         // Kick ICE: the first checks leave on the next turn of the loop.
                         s.rtc_deadline = Some(Instant::now());
-                        let k = entry.key();
-                        calls.by_call.insert(call, k);
-                        entry.insert(s);
-                        calls.touched(k);
+                        calls.place(s, self.poll.registry(), epoch);
                     }
                     Ok(Command::Control { call, control }) => {
                         if let Control::Play(stream) = &control {
@@ -391,7 +407,7 @@ impl Shard {
                                 s.play(&ctx, stream, now)
                             }
                             Control::Pause => s.pause(),
-                            Control::Resume => s.resume(&ctx, now),
+                            Control::Resume => s.resume(now),
                             Control::Volume(v) => s.set_volume(v),
                             Control::Stop => s.stop(&ctx),
                             Control::Listen(who, tap) => s.listen(who, tap),
@@ -417,6 +433,28 @@ impl Shard {
                         if let Some(reply) = reply {
                             let _ = reply.send(());
                         }
+                    }
+                    Ok(Command::Expect { call }) => {
+                        expected.insert(call, Vec::new());
+                    }
+                    Ok(Command::Move { call, to, play }) => {
+                        let session =
+                            calls.by_call.get(&call).copied().and_then(|k| calls.remove(k, self.poll.registry()));
+                        if to.send(Command::Adopt { call, session, play }).is_err() {
+                            tracing::error!(
+                                call,
+                                "pacer: the thread a call was moving to has stopped; the call is dropped"
+                            );
+                        }
+                    }
+                    Ok(Command::Adopt { call, session, play }) => {
+                        if let Some(s) = session {
+                            calls.place(s, self.poll.registry(), epoch);
+                        }
+                        // Played as if sent here (its claim taken in; dropped if the call
+                        // had gone), then what was sent here for it meanwhile.
+                        replay.push_back(Command::Control { call, control: Control::Play(play) });
+                        replay.extend(expected.remove(&call).unwrap_or_default());
                     }
                     Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => break 'run,
                     Err(TryRecvError::Empty) => break,
