@@ -142,6 +142,7 @@ async fn metrics_parse_and_move_when_audio_plays() {
     };
     let held: f64 = gauges("wasmcalls_shard_calls").iter().sum();
     assert_eq!(held, 1.0, "one call, on one of the pacer threads");
+    assert_eq!(value(&after, "wasmcalls_calls_moved_total", None), 0.0, "where it joined: its stream had room");
     assert!(gauges("wasmcalls_shard_busy_ratio").iter().all(|b| (0.0..=1.5).contains(b)));
     assert!(value(&after, "wasmcalls_plugin_events_total", Some(("plugin", "t"))) >= 2.0);
     assert_eq!(value(&after, "wasmcalls_plugin_traps_total", Some(("plugin", "t"))), 0.0);
@@ -191,4 +192,5 @@ async fn wasmcalls_status_prints_plugins_and_calls() {
     assert_eq!(code, 200);
     let status: Value = serde_json::from_str(&body).unwrap();
     assert!(status["calls"][0]["prepare_us"].as_u64().unwrap() > 0, "{status}");
+    assert!(status["calls"][0]["pacer_thread"].is_u64(), "and the thread sending it: {status}");
 }

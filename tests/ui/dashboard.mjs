@@ -64,6 +64,8 @@ try {
   const time = row.locator('.time');
   const first = await time.textContent();
   await until('the position to advance', async () => (await time.textContent()) !== first);
+  const timing = await row.locator('td[data-label="Timing"]').textContent();
+  if (!/^p99 \d+\.\d ms · thread \d+$/.test(timing)) throw new Error(`the timing cell names no pacer thread: ${timing}`);
   await page.screenshot({ path: `${artifacts}/calls.png`, fullPage: true });
 
   step('Pause, clicked, pauses the call in the host');

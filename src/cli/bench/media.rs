@@ -68,6 +68,9 @@ fn line(name: &str, f: &Figures) {
     if f.refused > 0 {
         println!("    ({} of {} calls admitted; the rest refused for capacity)", f.calls, f.offered);
     }
+    if f.moved > 0 {
+        println!("    ({} calls moved to another pacer thread to play their stream)", f.moved);
+    }
     if f.late > 0 {
         println!(
             "    (late: {} in seconds the machine kept time; what held their pacer up: {})",

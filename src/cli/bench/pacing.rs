@@ -177,6 +177,8 @@ pub(super) struct Figures {
     pub refused: usize,
     /// Admitted only on a retry, once the first streams' real costs were measured.
     pub admitted_later: usize,
+    /// Calls moved to another pacer thread to play their stream.
+    pub moved: u64,
     pub calls: usize,
     pub frames: u64,
     pub late: u64,
@@ -425,6 +427,7 @@ pub(super) async fn measure(
         offered,
         refused: refused - admitted_later,
         admitted_later,
+        moved: media.totals().calls_moved.load(std::sync::atomic::Ordering::Relaxed),
         calls: ids.len(),
         frames,
         late,
@@ -508,8 +511,9 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     let encode_us = encode_only(&input, enc)?;
     println!("  joined {} calls in {:.1} s", f.offered, f.joined_in.as_secs_f64());
     println!(
-        "  admitted {} streams ({} once the first streams' costs were measured), refused {} (capacity)",
-        f.calls, f.admitted_later, f.refused
+        "  admitted {} streams ({} once the first streams' costs were measured; {} moved their call to another \
+         pacer thread for room), refused {} (capacity)",
+        f.calls, f.admitted_later, f.moved, f.refused
     );
     let kept = (0..f.seconds.len()).filter(|&s| kept_time_at(&f.seconds, s)).count();
     println!(
