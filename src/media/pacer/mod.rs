@@ -401,12 +401,15 @@ impl MediaPlane {
     fn fits(&self, idx: usize, what: &'static str, claim_us: u32, replacing_us: u32) -> Result<(), MediaError> {
         let g = &self.shards[idx].gauges;
         match admission::refusal(g, claim_us, replacing_us, self.config.budget_us()) {
-            Some(why) => {
-                self.totals.admission_refused.fetch_add(1, Ordering::Relaxed);
-                Err(MediaError::Capacity { what, why })
-            }
+            Some(why) => Err(self.refused(what, why)),
             None => Ok(()),
         }
+    }
+
+    /// A refusal for capacity, counted.
+    fn refused(&self, what: &'static str, why: String) -> MediaError {
+        self.totals.admission_refused.fetch_add(1, Ordering::Relaxed);
+        MediaError::Capacity { what, why }
     }
 
     /// Reserves `claim_us` on shard `idx`, replacing `replacing_us`, or says why not.
@@ -484,11 +487,7 @@ impl MediaPlane {
                 let elsewhere = (0..self.shards.len())
                     .filter(|&i| i != from && room(i, 0).is_none())
                     .min_by_key(|&i| self.shards[i].gauges.load_us());
-                let Some(to) = elsewhere else {
-                    self.totals.admission_refused.fetch_add(1, Ordering::Relaxed);
-                    return Err(MediaError::Capacity { what: "this stream", why });
-                };
-                to
+                elsewhere.ok_or_else(|| self.refused("this stream", why))?
             }
         };
         self.shards[to].gauges.pending.fetch_add(claim_us, Ordering::Relaxed);
