@@ -44,6 +44,11 @@ pub struct SoakArgs {
     /// Seed of the churn's choices
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Share of a core each pacer thread may commit, in percent (the host's
+    /// `shard_budget_percent`): lower, the churn finds threads full — streams refused,
+    /// calls moved to a thread with room
+    #[arg(long, default_value_t = wasmcalls::media::pacer::BUDGET_PERCENT)]
+    budget: f64,
     /// The plugin driving the calls (the testbot answers join/change/pause… on its API)
     #[arg(long, default_value = super::TESTBOT)]
     wasm: PathBuf,
@@ -69,6 +74,8 @@ struct Sample {
     reloads: u64,
     actions: u64,
     refused: u64,
+    /// Calls moved to another pacer thread to play a stream their own had no room for.
+    moved: u64,
 }
 
 pub async fn run(a: SoakArgs) -> Result<()> {
@@ -81,9 +88,10 @@ pub async fn run(a: SoakArgs) -> Result<()> {
     let target = dir.path().join("bot.wasm");
     std::fs::write(&target, &original)?;
     let text = format!(
-        "[host]\napi_port = 0\ncache_dir = \"cache\"\n[loopback]\n[[plugins]]\nname = \"bot\"\nwasm = \"bot.wasm\"\n\
+        "[host]\napi_port = 0\ncache_dir = \"cache\"\nshard_budget_percent = {}\n[loopback]\n[[plugins]]\n\
+         name = \"bot\"\nwasm = \"bot.wasm\"\n\
          grants = {{ chats = \"all\", files = [\".\"], urls = [\"http://{}/*\"] }}\n",
-        radio.addr
+        a.budget, radio.addr
     );
     let app = super::host(&text, dir.path()).await?;
     let reloads = Arc::new(AtomicU64::new(0));
@@ -101,8 +109,9 @@ pub async fn run(a: SoakArgs) -> Result<()> {
     };
     println!(
         "wasmcalls soak bench: {:.0} min; {} chats, an action every {} ms (join, change source, pause/resume, \
-         volume, leave); the plugin hot-reloaded every {} s; the radio drops each listener after {} s",
-        a.minutes, a.calls, a.every_ms, a.reload_every, a.drop_every
+         volume, leave); the plugin hot-reloaded every {} s; the radio drops each listener after {} s; pacer \
+         threads committing at most {} % of a core each",
+        a.minutes, a.calls, a.every_ms, a.reload_every, a.drop_every, a.budget
     );
 
     let (mut rng, mut joined) = (StdRng::seed_from_u64(a.seed), vec![false; a.calls]);
@@ -239,6 +248,7 @@ fn read(g: &Gauges<'_>, late: &LatePerSecond, actions: u64, refused: u64) -> Sam
         reloads: reloads.load(Ordering::Relaxed),
         actions,
         refused,
+        moved: totals.calls_moved.load(Ordering::Relaxed),
     }
 }
 
@@ -298,11 +308,12 @@ fn summary(samples: &[Sample], errors: &std::collections::BTreeMap<String, (u64,
     ]);
     println!("{table}");
     println!(
-        "  {:.1} min, {} actions ({} refused for capacity), {} hot reloads, {} radio connections; \
-         {} frames sent, {} late (> 5 ms), {} packets lost at the loopback",
+        "  {:.1} min, {} actions ({} refused for capacity, {} calls moved to another pacer thread for room), {} hot \
+         reloads, {} radio connections; {} frames sent, {} late (> 5 ms), {} packets lost at the loopback",
         last.at.as_secs_f64() / 60.0,
         last.actions,
         last.refused,
+        last.moved,
         last.reloads,
         last.radio_connections,
         last.frames,
