@@ -5,7 +5,9 @@
 //! lock and crosses no channel; what it allocates is what `rtc` takes by value (a
 //! packet's payload and header) and what the demuxer hands over. Deadlines sit on an
 //! absolute grid (`epoch + phase + n × 20 ms`) so nothing drifts, and each call has its
-//! own phase so a shard never fires all its sends at one instant.
+//! own phase so a shard never fires all its sends at one instant. A call is placed on
+//! the shard with the most room when it joins and handed whole to another between two
+//! frames when a stream it is given fits only there (`control`).
 
 mod admission;
 mod clock;
