@@ -391,11 +391,14 @@ impl MediaPlane {
     /// The shard with the most room, preferring one whose encoders run at full
     /// complexity.
     fn roomiest(&self) -> usize {
-        let key = |i: &usize| {
-            let g = &self.shards[*i].gauges;
-            (g.step.load(Ordering::Relaxed), g.load_us(), g.calls.load(Ordering::Relaxed))
-        };
-        (0..self.shards.len()).min_by_key(key).unwrap_or(0)
+        (0..self.shards.len()).min_by_key(|&i| self.room_order(i)).unwrap_or(0)
+    }
+
+    /// Orders shards by room, most first: complexity step, then committed and pending
+    /// cost, then calls held.
+    fn room_order(&self, i: usize) -> (u8, u32, usize) {
+        let g = &self.shards[i].gauges;
+        (g.step.load(Ordering::Relaxed), g.load_us(), g.calls.load(Ordering::Relaxed))
     }
 
     /// Whether shard `idx` has room for `claim_us` in place of `replacing_us`; a
@@ -488,7 +491,7 @@ impl MediaPlane {
             Some(why) => {
                 let elsewhere = (0..self.shards.len())
                     .filter(|&i| i != from && room(i, 0).is_none())
-                    .min_by_key(|&i| self.shards[i].gauges.load_us());
+                    .min_by_key(|&i| self.room_order(i));
                 elsewhere.ok_or_else(|| self.refused("this stream", why))?
             }
         };

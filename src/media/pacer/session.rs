@@ -191,7 +191,7 @@ impl Turn {
 /// timestamp `base` gave it on a grid starting at `from` (timestamp = base + 48 kHz
 /// ticks since the grid's start, modulo 2^32).
 fn rebase(base: u32, from: Instant, to: Instant) -> u32 {
-    let ticks = |d: Duration| (d.as_nanos() * 6 / 125_000) as u32;
+    let ticks = |d: Duration| crate::media::source::ticks(d) as u32;
     if to >= from { base.wrapping_add(ticks(to - from)) } else { base.wrapping_sub(ticks(from - to)) }
 }
 
@@ -709,7 +709,7 @@ mod tests {
         let ms = Duration::from_millis;
         // The timestamp of an instant on a grid from `origin` with base `base`.
         let stamp = |base: u32, origin: Instant, at: Instant| {
-            base.wrapping_add(((at - origin).as_nanos() * 6 / 125_000) as u32)
+            base.wrapping_add(crate::media::source::ticks(at - origin) as u32)
         };
         let (old, base) = (t0 + ms(7), u32::MAX - 100);
         let at = t0 + ms(1_000);
