@@ -1,4 +1,5 @@
 use crate::data_channel::RTCDataChannelId;
+use super::drain_front;
 use crate::data_channel::message::RTCDataChannelMessage;
 use crate::peer_connection::event::RTCPeerConnectionEvent;
 use crate::peer_connection::event::data_channel_event::RTCDataChannelEvent;
@@ -85,7 +86,7 @@ impl<'a>
     }
 
     fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.ctx.read_outs.pop_front()
+        drain_front(&mut self.ctx.read_outs, 1)
     }
 
     fn handle_write(&mut self, msg: TaggedRTCMessageInternal) -> Result<()> {
@@ -94,7 +95,7 @@ impl<'a>
     }
 
     fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.ctx.write_outs.pop_front()
+        drain_front(&mut self.ctx.write_outs, 1)
     }
 
     fn handle_event(&mut self, evt: TaggedRTCEventInternal) -> Result<()> {
@@ -103,7 +104,7 @@ impl<'a>
     }
 
     fn poll_event(&mut self) -> Option<Self::Eout> {
-        self.ctx.event_outs.pop_front()
+        drain_front(&mut self.ctx.event_outs, 0)
     }
 
     fn handle_timeout(&mut self, _now: Instant) -> Result<()> {

@@ -1,4 +1,5 @@
 use crate::media_stream::track::MediaStreamTrackId;
+use super::drain_front;
 use crate::peer_connection::configuration::media_engine::MediaEngine;
 use crate::peer_connection::event::RTCPeerConnectionEvent;
 use crate::peer_connection::event::track_event::{RTCTrackEvent, RTCTrackEventInit};
@@ -808,7 +809,7 @@ impl<'a>
             }
         }
 
-        self.ctx.read_outs.pop_front()
+        drain_front(&mut self.ctx.read_outs, 1)
     }
 
     fn handle_write(&mut self, msg: TaggedRTCMessageInternal) -> Result<()> {
@@ -861,7 +862,7 @@ impl<'a>
             }
         }
 
-        self.ctx.write_outs.pop_front()
+        drain_front(&mut self.ctx.write_outs, 1)
     }
 
     fn handle_event(&mut self, evt: TaggedRTCEventInternal) -> Result<()> {
@@ -877,7 +878,7 @@ impl<'a>
     fn poll_event(&mut self) -> Option<Self::Eout> {
         // self.interceptor.poll_event(());
 
-        self.ctx.event_outs.pop_front()
+        drain_front(&mut self.ctx.event_outs, 0)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<()> {

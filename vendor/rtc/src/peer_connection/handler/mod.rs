@@ -98,6 +98,24 @@ macro_rules! for_each_handler {
     };
 }
 
+/// Pops the front of a pipeline queue and, once the queue is empty, gives back what it
+/// grew to beyond room for `keep` messages.
+///
+/// A connection keeps some thirty of these queues for as long as it lives, of messages
+/// of 200–300 bytes, and a `VecDeque` keeps the capacity it grew to — at least four
+/// messages from its first push, more after a handshake's bursts — so an idle
+/// connection held ~20 KiB of empty queues. Between bursts a message queue holds at
+/// most the one message passing through it: room for one (`keep` 1) passes it through
+/// without allocating, and a burst pays one reallocation to grow and one to shrink.
+/// Events are rare once connected, so their queues keep nothing (`keep` 0).
+pub(crate) fn drain_front<T>(queue: &mut VecDeque<T>, keep: usize) -> Option<T> {
+    let front = queue.pop_front();
+    if queue.is_empty() && queue.capacity() > keep {
+        queue.shrink_to(keep);
+    }
+    front
+}
+
 pub(crate) struct PipelineContext {
     // Handler contexts
     pub(crate) demuxer_handler_context: DemuxerHandlerContext,
@@ -185,7 +203,7 @@ impl RTCPeerConnection {
     /// pair only to drain one kind without the other.
     #[doc(hidden)]
     pub fn poll_media_read(&mut self) -> Option<TaggedRTCMessage> {
-        self.pipeline_context.media_read_outs.pop_front()
+        drain_front(&mut self.pipeline_context.media_read_outs, 1)
     }
 
     /// Next data-channel message for the application, if any.
@@ -201,7 +219,7 @@ impl RTCPeerConnection {
     /// without the other.
     #[doc(hidden)]
     pub fn poll_data_read(&mut self) -> Option<TaggedRTCMessage> {
-        self.pipeline_context.data_read_outs.pop_front()
+        drain_front(&mut self.pipeline_context.data_read_outs, 1)
     }
 
     pub(crate) fn get_sctp_handler(&mut self) -> SctpHandler<'_> {
@@ -418,14 +436,14 @@ impl sansio::Protocol<TaggedBytesMut, TaggedRTCMessage, TaggedRTCEvent> for RTCP
             self.pipeline_context.media_read_outs.front(),
         ) {
             if data.now <= media.now {
-                self.pipeline_context.data_read_outs.pop_front()
+                drain_front(&mut self.pipeline_context.data_read_outs, 1)
             } else {
-                self.pipeline_context.media_read_outs.pop_front()
+                drain_front(&mut self.pipeline_context.media_read_outs, 1)
             }
         } else if self.pipeline_context.data_read_outs.front().is_some() {
-            self.pipeline_context.data_read_outs.pop_front()
+            drain_front(&mut self.pipeline_context.data_read_outs, 1)
         } else {
-            self.pipeline_context.media_read_outs.pop_front()
+            drain_front(&mut self.pipeline_context.media_read_outs, 1)
         }
     }
 
@@ -458,7 +476,7 @@ impl sansio::Protocol<TaggedBytesMut, TaggedRTCMessage, TaggedRTCEvent> for RTCP
 
     fn poll_write(&mut self) -> Option<Self::Wout> {
         self.flush_writes();
-        self.pipeline_context.write_outs.pop_front()
+        drain_front(&mut self.pipeline_context.write_outs, 1)
     }
 
     fn handle_event(&mut self, evt: TaggedRTCEvent) -> Result<(), Self::Error> {
@@ -473,7 +491,7 @@ impl sansio::Protocol<TaggedBytesMut, TaggedRTCMessage, TaggedRTCEvent> for RTCP
     fn poll_event(&mut self) -> Option<Self::Eout> {
         // Drain the backlog before sweeping the pipeline again: anything a sweep adds lands
         // behind it anyway, and the sweep runs once the backlog is empty.
-        if let Some(evt) = self.pipeline_context.event_outs.pop_front() {
+        if let Some(evt) = drain_front(&mut self.pipeline_context.event_outs, 0) {
             return Some(evt);
         }
 
@@ -485,7 +503,7 @@ impl sansio::Protocol<TaggedBytesMut, TaggedRTCMessage, TaggedRTCEvent> for RTCP
             self.pump_events();
         }
 
-        self.pipeline_context.event_outs.pop_front()
+        drain_front(&mut self.pipeline_context.event_outs, 0)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {

@@ -1,4 +1,5 @@
 use crate::peer_connection::event::{RTCEventInternal, TaggedRTCEventInternal};
+use super::drain_front;
 use crate::peer_connection::message::internal::{
     DTLSMessage, RTCMessageInternal, TaggedRTCMessageInternal,
 };
@@ -562,7 +563,7 @@ impl<'a>
                 warn!("failed to resume parked SCTP streams: {}", err);
             }
         }
-        self.ctx.read_outs.pop_front()
+        drain_front(&mut self.ctx.read_outs, 1)
     }
 
     fn handle_write(&mut self, msg: TaggedRTCMessageInternal) -> Result<()> {
@@ -688,7 +689,7 @@ impl<'a>
         if std::mem::take(&mut self.ctx.abort_requested) {
             self.abort_associations();
         }
-        self.ctx.write_outs.pop_front()
+        drain_front(&mut self.ctx.write_outs, 1)
     }
 
     fn handle_event(&mut self, evt: TaggedRTCEventInternal) -> Result<()> {
@@ -751,7 +752,7 @@ impl<'a>
     }
 
     fn poll_event(&mut self) -> Option<Self::Eout> {
-        self.ctx.event_outs.pop_front()
+        drain_front(&mut self.ctx.event_outs, 0)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<()> {
