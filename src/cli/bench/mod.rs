@@ -316,6 +316,13 @@ pub(super) fn kept_time_at(seconds: &[Second], s: usize) -> bool {
     kept(s) && (s == 0 || kept(s - 1))
 }
 
+/// Late frames by what held their pacer thread up the longest before each, as
+/// "not_running 3, commands 0, …".
+pub(super) fn late_causes(by_cause: &[(wasmcalls::media::stats::LateCause, u64)]) -> String {
+    let causes: Vec<String> = by_cause.iter().map(|(c, n)| format!("{} {n}", c.name())).collect();
+    causes.join(", ")
+}
+
 impl Drop for Timer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);

@@ -238,8 +238,7 @@ impl Figures {
 
     /// The late frames by cause, as "not_running 3, commands 0, …".
     pub fn late_causes(&self) -> String {
-        let causes: Vec<String> = self.late_by_cause.iter().map(|(c, n)| format!("{} {n}", c.name())).collect();
-        causes.join(", ")
+        super::late_causes(&self.late_by_cause)
     }
 }
 

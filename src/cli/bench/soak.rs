@@ -17,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use wasmcalls::media::stats::LateCause;
 use wasmcalls::runtime::ApiCall;
 
 use super::{LatePerSecond, Timer};
@@ -69,6 +70,8 @@ struct Sample {
     stolen_ms: u64,
     /// Late frames counted in seconds when the machine kept time: the host's own.
     late_in_kept_time: u64,
+    /// The late frames by what held their pacer thread up (see [`LateCause`]).
+    late_by_cause: Vec<(LateCause, u64)>,
     lost: u64,
     radio_connections: u64,
     reloads: u64,
@@ -243,6 +246,7 @@ fn read(g: &Gauges<'_>, late: &LatePerSecond, actions: u64, refused: u64) -> Sam
         timer: timer.read(),
         stolen_ms: seconds.iter().map(|s| u64::from(s.stolen_ms)).sum(),
         late_in_kept_time: late.in_kept_time(&seconds),
+        late_by_cause: LateCause::ALL.iter().map(|&c| (c, totals.late_because(c))).collect(),
         lost: heard.lost,
         radio_connections: radio.connections.load(Ordering::Relaxed),
         reloads: reloads.load(Ordering::Relaxed),
@@ -332,6 +336,12 @@ fn summary(samples: &[Sample], errors: &std::collections::BTreeMap<String, (u64,
          host's own",
         last.late_in_kept_time, last.late
     );
+    if last.late > 0 {
+        println!(
+            "  what held their pacer thread up the longest before each: {}",
+            super::late_causes(&last.late_by_cause)
+        );
+    }
     if !errors.is_empty() {
         let listed: Vec<String> = errors.iter().map(|(k, (n, e))| format!("{n}× {k} (\"{e}\")")).collect();
         println!("  answered with an error: {}", listed.join(", "));
