@@ -1,5 +1,5 @@
-use crate::data_channel::RTCDataChannelId;
 use super::drain_front;
+use crate::data_channel::RTCDataChannelId;
 use crate::data_channel::internal::RTCDataChannelInternal;
 use crate::data_channel::message::RTCDataChannelMessage;
 use crate::data_channel::registry::DataChannelRegistry;

@@ -1,5 +1,5 @@
-use crate::peer_connection::event::TaggedRTCEventInternal;
 use super::drain_front;
+use crate::peer_connection::event::TaggedRTCEventInternal;
 use crate::peer_connection::message::internal::{
     DTLSMessage, RTCMessageInternal, RTPMessage, STUNMessage, TaggedRTCMessageInternal,
 };

@@ -1,5 +1,5 @@
-use crate::peer_connection::configuration::setting_engine::ReplayProtection;
 use super::drain_front;
+use crate::peer_connection::configuration::setting_engine::ReplayProtection;
 use crate::peer_connection::event::{RTCEventInternal, TaggedRTCEventInternal};
 use crate::peer_connection::message::internal::{
     DTLSMessage, RTCMessageInternal, TaggedRTCMessageInternal,

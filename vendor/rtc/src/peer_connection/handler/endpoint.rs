@@ -1,5 +1,5 @@
-use crate::data_channel::RTCDataChannelId;
 use super::drain_front;
+use crate::data_channel::RTCDataChannelId;
 use crate::data_channel::message::RTCDataChannelMessage;
 use crate::peer_connection::event::RTCPeerConnectionEvent;
 use crate::peer_connection::event::data_channel_event::RTCDataChannelEvent;

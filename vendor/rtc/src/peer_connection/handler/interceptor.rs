@@ -1,5 +1,5 @@
-use crate::media_stream::track::MediaStreamTrackId;
 use super::drain_front;
+use crate::media_stream::track::MediaStreamTrackId;
 use crate::peer_connection::configuration::media_engine::MediaEngine;
 use crate::peer_connection::event::RTCPeerConnectionEvent;
 use crate::peer_connection::event::track_event::{RTCTrackEvent, RTCTrackEventInit};

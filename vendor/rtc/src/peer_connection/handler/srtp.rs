@@ -1,5 +1,5 @@
-use crate::peer_connection::event::{RTCEventInternal, TaggedRTCEventInternal};
 use super::drain_front;
+use crate::peer_connection::event::{RTCEventInternal, TaggedRTCEventInternal};
 use crate::peer_connection::message::internal::{
     RTCMessageInternal, RTPMessage, TaggedRTCMessageInternal,
 };
