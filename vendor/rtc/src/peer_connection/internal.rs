@@ -176,10 +176,8 @@ impl RTCPeerConnection {
             media_engine,
             setting_engine,
             interceptor,
-            local_description: None,
             current_local_description: None,
             pending_local_description: None,
-            remote_description: None,
             current_remote_description: None,
             pending_remote_description: None,
             signaling_state: RTCSignalingState::Stable,
@@ -478,7 +476,7 @@ impl RTCPeerConnection {
                                     sd.sdp_type,
                                 );
                                 if next_state.is_ok() {
-                                    self.pending_local_description = Some(sd.clone());
+                                    self.pending_local_description = Some(Box::new(sd.clone()));
                                 }
                                 next_state
                             }
@@ -501,7 +499,7 @@ impl RTCPeerConnection {
                                     let _pending_local_description =
                                         self.pending_local_description.take();
 
-                                    self.current_local_description = Some(sd.clone());
+                                    self.current_local_description = Some(Box::new(sd.clone()));
                                     self.current_remote_description = pending_remote_description;
                                 }
                                 next_state
@@ -534,7 +532,7 @@ impl RTCPeerConnection {
                                     sd.sdp_type,
                                 );
                                 if next_state.is_ok() {
-                                    self.pending_local_description = Some(sd.clone());
+                                    self.pending_local_description = Some(Box::new(sd.clone()));
                                 }
                                 next_state
                             }
@@ -553,7 +551,7 @@ impl RTCPeerConnection {
                                 sd.sdp_type,
                             );
                             if next_state.is_ok() {
-                                self.pending_remote_description = Some(sd.clone());
+                                self.pending_remote_description = Some(Box::new(sd.clone()));
                             }
                             next_state
                         }
@@ -573,7 +571,7 @@ impl RTCPeerConnection {
                                 let _pending_remote_description =
                                     self.pending_remote_description.take();
 
-                                self.current_remote_description = Some(sd.clone());
+                                self.current_remote_description = Some(Box::new(sd.clone()));
                                 self.current_local_description = pending_local_description;
                             }
                             next_state
@@ -602,7 +600,7 @@ impl RTCPeerConnection {
                                 sd.sdp_type,
                             );
                             if next_state.is_ok() {
-                                self.pending_remote_description = Some(sd.clone());
+                                self.pending_remote_description = Some(Box::new(sd.clone()));
                             }
                             next_state
                         }
@@ -741,8 +739,8 @@ impl RTCPeerConnection {
     fn current_description_mids(&self) -> HashSet<String> {
         let mut mids = HashSet::new();
         for desc in [
-            self.current_local_description.as_ref(),
-            self.current_remote_description.as_ref(),
+            self.current_local_description.as_deref(),
+            self.current_remote_description.as_deref(),
         ]
         .into_iter()
         .flatten()
