@@ -99,6 +99,32 @@ fn musicbot_demo(dir: &Path) {
     std::fs::write(dir.join("examples/wasmcalls.toml"), config).unwrap();
 }
 
+/// The pacing bench plays its first call alone for a second before the others join: a
+/// source shorter than that ends before the bench waits for the ends, and it used to
+/// wait forever for the one it had already read past.
+#[test]
+fn the_pacing_bench_finishes_when_its_source_ends_before_every_call_plays() {
+    let dir = project();
+    let args =
+        ["bench", "pacing", "--calls", "2", "--seconds", "1", "--source", "shared", "--ntgcalls", "0", "--ffmpeg", "0"];
+    let mut child = wasmcalls(dir.path()).args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+        tx.send(out).unwrap();
+    });
+    // A generous bound: a debug build joins, measures libopus and plays in seconds.
+    let Ok(out) = rx.recv_timeout(Duration::from_secs(300)) else {
+        child.kill().unwrap();
+        panic!("the bench did not finish");
+    };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("streamed") && out.contains("0 packets lost"), "{out}");
+}
+
 #[test]
 fn run_plays_the_musicbot_demo_and_exits_when_idle() {
     let dir = project();
