@@ -730,8 +730,8 @@ pub struct RTCPeerConnection {
     pub(crate) setting_engine: SettingEngine,
     pub(crate) interceptor: Box<dyn Interceptor>,
 
-    // Boxed: a description is ~600 bytes inline, and of the four at most two are set at a
-    // time (none pending once negotiation settles).
+    // Boxed: a description is ~600 bytes inline, and once negotiation settles only the two
+    // current ones are set.
     current_local_description: Option<Box<RTCSessionDescription>>,
     pending_local_description: Option<Box<RTCSessionDescription>>,
     current_remote_description: Option<Box<RTCSessionDescription>>,
