@@ -315,7 +315,7 @@ impl<'a>
     }
 
     fn poll_read(&mut self) -> Option<Self::Rout> {
-        drain_front(&mut self.ctx.read_outs, 1)
+        drain_front(&mut self.ctx.read_outs)
     }
 
     fn handle_write(&mut self, msg: TaggedRTCMessageInternal) -> Result<()> {
@@ -394,7 +394,7 @@ impl<'a>
             }
         }
 
-        drain_front(&mut self.ctx.write_outs, 1)
+        drain_front(&mut self.ctx.write_outs)
     }
 
     fn handle_event(&mut self, evt: TaggedRTCEventInternal) -> Result<()> {
@@ -520,7 +520,7 @@ impl<'a>
     }
 
     fn poll_event(&mut self) -> Option<Self::Eout> {
-        drain_front(&mut self.ctx.event_outs, 0)
+        drain_front(&mut self.ctx.event_outs)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<()> {

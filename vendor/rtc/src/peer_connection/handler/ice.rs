@@ -111,7 +111,7 @@ impl<'a>
     }
 
     fn poll_read(&mut self) -> Option<Self::Rout> {
-        drain_front(&mut self.ctx.read_outs, 1)
+        drain_front(&mut self.ctx.read_outs)
     }
 
     fn handle_write(&mut self, mut msg: TaggedRTCMessageInternal) -> Result<()> {
@@ -159,7 +159,7 @@ impl<'a>
             });
         }
 
-        drain_front(&mut self.ctx.write_outs, 1)
+        drain_front(&mut self.ctx.write_outs)
     }
 
     fn handle_event(&mut self, evt: TaggedRTCEventInternal) -> Result<()> {
@@ -225,7 +225,7 @@ impl<'a>
             }
         }
 
-        drain_front(&mut self.ctx.event_outs, 0)
+        drain_front(&mut self.ctx.event_outs)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<()> {

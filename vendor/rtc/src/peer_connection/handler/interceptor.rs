@@ -809,7 +809,7 @@ impl<'a>
             }
         }
 
-        drain_front(&mut self.ctx.read_outs, 1)
+        drain_front(&mut self.ctx.read_outs)
     }
 
     fn handle_write(&mut self, msg: TaggedRTCMessageInternal) -> Result<()> {
@@ -862,7 +862,7 @@ impl<'a>
             }
         }
 
-        drain_front(&mut self.ctx.write_outs, 1)
+        drain_front(&mut self.ctx.write_outs)
     }
 
     fn handle_event(&mut self, evt: TaggedRTCEventInternal) -> Result<()> {
@@ -878,7 +878,7 @@ impl<'a>
     fn poll_event(&mut self) -> Option<Self::Eout> {
         // self.interceptor.poll_event(());
 
-        drain_front(&mut self.ctx.event_outs, 0)
+        drain_front(&mut self.ctx.event_outs)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<()> {

@@ -99,19 +99,20 @@ macro_rules! for_each_handler {
 }
 
 /// Pops the front of a pipeline queue and, once the queue is empty, gives back what it
-/// grew to beyond room for `keep` messages.
+/// grew to.
 ///
 /// A connection keeps some thirty of these queues for as long as it lives, of messages
 /// of 200–300 bytes, and a `VecDeque` keeps the capacity it grew to — at least four
 /// messages from its first push, more after a handshake's bursts — so an idle
-/// connection held ~20 KiB of empty queues. Between bursts a message queue holds at
-/// most the one message passing through it: room for one (`keep` 1) passes it through
-/// without allocating, and a burst pays one reallocation to grow and one to shrink.
-/// Events are rare once connected, so their queues keep nothing (`keep` 0).
-pub(crate) fn drain_front<T>(queue: &mut VecDeque<T>, keep: usize) -> Option<T> {
+/// connection held ~20 KiB of empty queues. Between bursts a queue holds at most the one
+/// message passing through it, so it holds nothing once that is gone: a message then
+/// costs an allocation per queue it passes, which measured as nothing beside the
+/// encryption and the send it goes to (and room kept for one message in every queue it
+/// ever passed would be ~5 KiB a connection).
+pub(crate) fn drain_front<T>(queue: &mut VecDeque<T>) -> Option<T> {
     let front = queue.pop_front();
-    if queue.is_empty() && queue.capacity() > keep {
-        queue.shrink_to(keep);
+    if queue.is_empty() && queue.capacity() > 0 {
+        queue.shrink_to_fit();
     }
     front
 }
@@ -203,7 +204,7 @@ impl RTCPeerConnection {
     /// pair only to drain one kind without the other.
     #[doc(hidden)]
     pub fn poll_media_read(&mut self) -> Option<TaggedRTCMessage> {
-        drain_front(&mut self.pipeline_context.media_read_outs, 1)
+        drain_front(&mut self.pipeline_context.media_read_outs)
     }
 
     /// Next data-channel message for the application, if any.
@@ -219,7 +220,7 @@ impl RTCPeerConnection {
     /// without the other.
     #[doc(hidden)]
     pub fn poll_data_read(&mut self) -> Option<TaggedRTCMessage> {
-        drain_front(&mut self.pipeline_context.data_read_outs, 1)
+        drain_front(&mut self.pipeline_context.data_read_outs)
     }
 
     pub(crate) fn get_sctp_handler(&mut self) -> SctpHandler<'_> {
@@ -436,14 +437,14 @@ impl sansio::Protocol<TaggedBytesMut, TaggedRTCMessage, TaggedRTCEvent> for RTCP
             self.pipeline_context.media_read_outs.front(),
         ) {
             if data.now <= media.now {
-                drain_front(&mut self.pipeline_context.data_read_outs, 1)
+                drain_front(&mut self.pipeline_context.data_read_outs)
             } else {
-                drain_front(&mut self.pipeline_context.media_read_outs, 1)
+                drain_front(&mut self.pipeline_context.media_read_outs)
             }
         } else if self.pipeline_context.data_read_outs.front().is_some() {
-            drain_front(&mut self.pipeline_context.data_read_outs, 1)
+            drain_front(&mut self.pipeline_context.data_read_outs)
         } else {
-            drain_front(&mut self.pipeline_context.media_read_outs, 1)
+            drain_front(&mut self.pipeline_context.media_read_outs)
         }
     }
 
@@ -476,7 +477,7 @@ impl sansio::Protocol<TaggedBytesMut, TaggedRTCMessage, TaggedRTCEvent> for RTCP
 
     fn poll_write(&mut self) -> Option<Self::Wout> {
         self.flush_writes();
-        drain_front(&mut self.pipeline_context.write_outs, 1)
+        drain_front(&mut self.pipeline_context.write_outs)
     }
 
     fn handle_event(&mut self, evt: TaggedRTCEvent) -> Result<(), Self::Error> {
@@ -491,7 +492,7 @@ impl sansio::Protocol<TaggedBytesMut, TaggedRTCMessage, TaggedRTCEvent> for RTCP
     fn poll_event(&mut self) -> Option<Self::Eout> {
         // Drain the backlog before sweeping the pipeline again: anything a sweep adds lands
         // behind it anyway, and the sweep runs once the backlog is empty.
-        if let Some(evt) = drain_front(&mut self.pipeline_context.event_outs, 0) {
+        if let Some(evt) = drain_front(&mut self.pipeline_context.event_outs) {
             return Some(evt);
         }
 
@@ -503,7 +504,7 @@ impl sansio::Protocol<TaggedBytesMut, TaggedRTCMessage, TaggedRTCEvent> for RTCP
             self.pump_events();
         }
 
-        drain_front(&mut self.pipeline_context.event_outs, 0)
+        drain_front(&mut self.pipeline_context.event_outs)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {

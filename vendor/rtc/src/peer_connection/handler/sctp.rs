@@ -563,7 +563,7 @@ impl<'a>
                 warn!("failed to resume parked SCTP streams: {}", err);
             }
         }
-        drain_front(&mut self.ctx.read_outs, 1)
+        drain_front(&mut self.ctx.read_outs)
     }
 
     fn handle_write(&mut self, msg: TaggedRTCMessageInternal) -> Result<()> {
@@ -689,7 +689,7 @@ impl<'a>
         if std::mem::take(&mut self.ctx.abort_requested) {
             self.abort_associations();
         }
-        drain_front(&mut self.ctx.write_outs, 1)
+        drain_front(&mut self.ctx.write_outs)
     }
 
     fn handle_event(&mut self, evt: TaggedRTCEventInternal) -> Result<()> {
@@ -752,7 +752,7 @@ impl<'a>
     }
 
     fn poll_event(&mut self) -> Option<Self::Eout> {
-        drain_front(&mut self.ctx.event_outs, 0)
+        drain_front(&mut self.ctx.event_outs)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<()> {
