@@ -994,10 +994,10 @@ mod boundary_tests {
         let mut stats = RTCStatsAccumulator::default();
         stats.outbound_rtp_streams.insert(
             7,
-            OutboundRtpStreamAccumulator {
+            Box::new(OutboundRtpStreamAccumulator {
                 ssrc: 7,
                 ..Default::default()
-            },
+            }),
         );
 
         chain
@@ -1036,10 +1036,10 @@ mod boundary_tests {
         let mut stats = RTCStatsAccumulator::default();
         stats.outbound_rtp_streams.insert(
             7,
-            OutboundRtpStreamAccumulator {
+            Box::new(OutboundRtpStreamAccumulator {
                 ssrc: 7,
                 ..Default::default()
-            },
+            }),
         );
 
         chain
