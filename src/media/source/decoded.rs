@@ -106,7 +106,8 @@ pub fn layout(channels: Option<&symphonia::core::audio::Channels>) -> Layout {
 /// Opens a file with symphonia, positioned `from` the start.
 pub fn open_file(path: &Path, from: Option<Duration>) -> Result<Opened, SourceError> {
     let what = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| SourceError::Io { what: what.clone(), source: e })?;
+    let io = |e| SourceError::Io { what: what.clone(), source: e };
+    let file = super::ahead::AheadFile::new(std::fs::File::open(path).map_err(io)?).map_err(io)?;
     let d = demux(Box::new(file), &what)?;
     if d.codec == CODEC_ID_OPUS {
         return super::opus::open(d, &what, from, false);

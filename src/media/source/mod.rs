@@ -13,8 +13,10 @@
 //!
 //! Opening does the blocking work — file checks, the first HTTP response, probing —
 //! so it runs off the pacer threads, and a bad source is an error before anything
-//! connects.
+//! connects. Files are then read on the pacer thread from the page cache, kept ahead
+//! of the reader by a thread of its own ([`ahead`]).
 
+mod ahead;
 pub mod decoded;
 pub mod fetch;
 pub mod guard;

@@ -15,9 +15,11 @@ use std::fs::File;
 use std::io::{self, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use ::ogg::reading::PacketReader;
 
+use super::ahead::Ahead;
 use super::{SourceError, read_up_to};
 
 /// The read buffer of a seek's bisection (the `ogg` crate's, dropped after it).
@@ -50,7 +52,9 @@ pub enum Next {
 
 /// An Ogg Opus file positioned on its audio packets.
 pub struct OggOpus {
-    file: File,
+    file: Arc<File>,
+    /// Keeps the pages ahead of `next_page` in the page cache.
+    ahead: Ahead,
     serial: u32,
     /// The granule position of the timeline's 0 (not 0 for a stream cut from a live one).
     origin: u64,
@@ -116,7 +120,9 @@ pub fn open(path: &Path, what: &str) -> Result<Option<Opened>, SourceError> {
     let Some((serial, OpusHead { channels, pre_skip, .. })) = head(&first[..n]) else { return Ok(None) };
     let len = file.seek(SeekFrom::End(0)).map_err(io)?;
     let last = last_granule(&file, len, serial).map_err(io)?;
+    let file = Arc::new(file);
     let mut file = OggOpus {
+        ahead: Ahead::new(file.clone(), 0),
         file,
         serial,
         origin: 0,
@@ -165,7 +171,7 @@ impl OggOpus {
         self.drop_packet();
         self.page = Page::NONE;
         // The `ogg` crate's bisection finds the page; reading goes on from there here.
-        let mut reader = PacketReader::new(BufReader::with_capacity(READ_BUFFER, &self.file));
+        let mut reader = PacketReader::new(BufReader::with_capacity(READ_BUFFER, &*self.file));
         let found = reader.seek_absgp(Some(self.serial), ts + self.origin).map_err(|e| e.to_string())?;
         self.next_page = match found {
             true => reader.into_inner().stream_position(),
@@ -224,6 +230,7 @@ impl OggOpus {
     fn load_page(&mut self) -> io::Result<Option<Next>> {
         loop {
             let at = self.next_page;
+            self.ahead.reading_at(at);
             let mut h = [0u8; 27 + 255];
             let n = read_up_to_at(&self.file, &mut h, at)?;
             if n < 27 {

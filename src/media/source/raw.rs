@@ -93,10 +93,11 @@ pub fn open(path: &Path, format: PcmFormat, from: Option<Duration>) -> Result<Op
         pass_through: false,
         shared: false,
     };
+    let reader = Box::new(super::ahead::AheadFile::new(file).map_err(io)?);
     Ok(Opened {
         input: Input::Pcm(Box::new(RawPcm {
             what,
-            reader: Box::new(file),
+            reader,
             format,
             conform,
             bytes: vec![0; per_read],
