@@ -11,9 +11,9 @@
 //!
 //! So each file a stream reads asks, as its reader moves, for the next [`AHEAD`] bytes
 //! to be brought into the page cache by a thread of its own (`posix_fadvise`,
-//! `WILLNEED`): the disk is waited on there, seconds before the pacer gets to those
-//! bytes. Asking never blocks the pacer: a request that finds the thread's queue full
-//! is dropped, and the kernel's read-ahead is what is left. The pages are the page
+//! `WILLNEED`, which starts the reads): what the disk takes, it takes there, seconds
+//! before the pacer gets to those bytes. Asking never blocks the pacer: a request that
+//! finds the thread's queue full is dropped, and the kernel's read-ahead is what is left. The pages are the page
 //! cache's — shared with every call playing the file, and reclaimable.
 
 use std::fs::File;
