@@ -13,8 +13,9 @@
 //! to be brought into the page cache by a thread of its own (`posix_fadvise`,
 //! `WILLNEED`, which starts the reads): what the disk takes, it takes there, seconds
 //! before the pacer gets to those bytes. Asking never blocks the pacer: a request that
-//! finds the thread's queue full is dropped, and the kernel's read-ahead is what is left. The pages are the page
-//! cache's — shared with every call playing the file, and reclaimable.
+//! finds the thread's queue full is dropped, and the kernel's read-ahead is what is
+//! left. The pages are the page cache's — shared with every call playing the file, and
+//! reclaimable.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -35,7 +36,8 @@ const QUEUED: usize = 4096;
 /// A stretch of a file to bring into the page cache.
 type Request = (Arc<File>, Range<u64>);
 
-/// A file's window in the page cache, moved along as it is read.
+/// A file's window in the page cache, moved along as it is read; the file is read
+/// through it.
 pub struct Ahead {
     file: Arc<File>,
     /// From where the reader was when it last asked to the end of what it asked for.
@@ -48,6 +50,11 @@ impl Ahead {
         let mut ahead = Ahead { file, window: from..from };
         ahead.reading_at(from);
         ahead
+    }
+
+    /// The file, to read.
+    pub fn file(&self) -> &File {
+        &self.file
     }
 
     /// The reader is at `pos`: asks for the stretch past the window once the reader is
@@ -73,7 +80,6 @@ impl Ahead {
 
 /// A file read through [`Ahead`]: what symphonia and the raw reader take.
 pub struct AheadFile {
-    file: Arc<File>,
     pos: u64,
     len: u64,
     ahead: Ahead,
@@ -84,15 +90,14 @@ impl AheadFile {
     pub fn new(mut file: File) -> io::Result<AheadFile> {
         let pos = file.stream_position()?;
         let len = file.metadata()?.len();
-        let file = Arc::new(file);
-        Ok(AheadFile { ahead: Ahead::new(file.clone(), pos), file, pos, len })
+        Ok(AheadFile { ahead: Ahead::new(Arc::new(file), pos), pos, len })
     }
 }
 
 impl Read for AheadFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.ahead.reading_at(self.pos);
-        let n = (&*self.file).read(buf)?;
+        let n = self.ahead.file().read(buf)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -100,7 +105,7 @@ impl Read for AheadFile {
 
 impl Seek for AheadFile {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        self.pos = (&*self.file).seek(to)?;
+        self.pos = self.ahead.file().seek(to)?;
         self.ahead.reading_at(self.pos);
         Ok(self.pos)
     }

@@ -52,8 +52,8 @@ pub enum Next {
 
 /// An Ogg Opus file positioned on its audio packets.
 pub struct OggOpus {
-    file: Arc<File>,
-    /// Keeps the pages ahead of `next_page` in the page cache.
+    /// The file, read through a window that keeps the pages ahead of `next_page` in the
+    /// page cache.
     ahead: Ahead,
     serial: u32,
     /// The granule position of the timeline's 0 (not 0 for a stream cut from a live one).
@@ -120,10 +120,8 @@ pub fn open(path: &Path, what: &str) -> Result<Option<Opened>, SourceError> {
     let Some((serial, OpusHead { channels, pre_skip, .. })) = head(&first[..n]) else { return Ok(None) };
     let len = file.seek(SeekFrom::End(0)).map_err(io)?;
     let last = last_granule(&file, len, serial).map_err(io)?;
-    let file = Arc::new(file);
     let mut file = OggOpus {
-        ahead: Ahead::new(file.clone(), 0),
-        file,
+        ahead: Ahead::new(Arc::new(file), 0),
         serial,
         origin: 0,
         next_page: 0,
@@ -171,11 +169,11 @@ impl OggOpus {
         self.drop_packet();
         self.page = Page::NONE;
         // The `ogg` crate's bisection finds the page; reading goes on from there here.
-        let mut reader = PacketReader::new(BufReader::with_capacity(READ_BUFFER, &*self.file));
+        let mut reader = PacketReader::new(BufReader::with_capacity(READ_BUFFER, self.ahead.file()));
         let found = reader.seek_absgp(Some(self.serial), ts + self.origin).map_err(|e| e.to_string())?;
         self.next_page = match found {
             true => reader.into_inner().stream_position(),
-            false => self.file.metadata().map(|m| m.len()),
+            false => self.ahead.file().metadata().map(|m| m.len()),
         }
         .map_err(|e| e.to_string())?;
         if !found {
@@ -208,11 +206,11 @@ impl OggOpus {
             // A packet on one page (nearly all) is read straight into its own buffer.
             let read = if whole {
                 let mut p = vec![0; len].into_boxed_slice();
-                self.file.read_exact_at(&mut p, at).map(|()| Some(p))
+                self.ahead.file().read_exact_at(&mut p, at).map(|()| Some(p))
             } else {
                 let from = self.partial.len();
                 self.partial.resize(from + len, 0);
-                let read = self.file.read_exact_at(&mut self.partial[from..], at);
+                let read = self.ahead.file().read_exact_at(&mut self.partial[from..], at);
                 read.map(|()| ended.then(|| std::mem::take(&mut self.partial).into_boxed_slice()))
             };
             match read {
@@ -232,7 +230,7 @@ impl OggOpus {
             let at = self.next_page;
             self.ahead.reading_at(at);
             let mut h = [0u8; 27 + 255];
-            let n = read_up_to_at(&self.file, &mut h, at)?;
+            let n = read_up_to_at(self.ahead.file(), &mut h, at)?;
             if n < 27 {
                 // A header cut short is the file's end too.
                 return Ok(Some(Next::End));
@@ -292,7 +290,7 @@ impl OggOpus {
         let (mut buf, mut at, mut left) = ([0u8; 8192], body_at, body);
         while left > 0 {
             let n = left.min(buf.len());
-            match self.file.read_exact_at(&mut buf[..n], at) {
+            match self.ahead.file().read_exact_at(&mut buf[..n], at) {
                 Ok(()) => digest.update(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
                 Err(e) => return Err(e),
@@ -306,7 +304,7 @@ impl OggOpus {
     fn resync(&self, mut from: u64) -> io::Result<Option<u64>> {
         let mut buf = [0u8; 4096];
         loop {
-            let n = read_up_to_at(&self.file, &mut buf, from)?;
+            let n = read_up_to_at(self.ahead.file(), &mut buf, from)?;
             if let Some(i) = buf[..n].windows(4).position(|w| w == b"OggS") {
                 return Ok(Some(from + i as u64));
             }
