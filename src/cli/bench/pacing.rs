@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use tokio::sync::mpsc;
 
 use wasmcalls::calls::dial;
 use wasmcalls::media::encoder::SignalHint;
 use wasmcalls::media::stats::{LateCause, Percentiles, new_histogram};
-use wasmcalls::media::{CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat, SourceSpec};
+use wasmcalls::media::{
+    CallId, CallStats, Control, EncoderConfig, MediaEvent, MediaPlane, PacerConfig, PcmFormat, SourceSpec,
+};
 use wasmcalls::telegram::JoinOptions;
 use wasmcalls::telegram::sfu::{Sfu, SfuOptions};
 
@@ -195,7 +198,8 @@ pub(super) struct Figures {
     pub kib_connection: f64,
     pub kib_stream: f64,
     pub kib_playing: f64,
-    /// Frames gone late in each second of playing (the refused calls' retries included).
+    /// Frames gone late in each second from the first join (the joins and the refused
+    /// calls' retries included).
     pub late_per_s: Vec<u64>,
     /// Of a bare 20 ms timer thread beside the calls: wake-ups, and those over 5 ms late.
     pub timer: (u64, u64),
@@ -281,6 +285,57 @@ fn per(r: Resident, n: usize) -> Resident {
     Resident { total: r.total / n, anon: r.anon / n, file: r.file / n }
 }
 
+/// Joins the calls numbered `wave` at once: ICE takes ~200 ms a call, mostly waiting.
+async fn join_wave(
+    media: &MediaPlane,
+    sfu: &Sfu,
+    bind: IpAddr,
+    options: &JoinOptions,
+    wave: &[usize],
+) -> Result<Vec<CallId>> {
+    let joins = wave.iter().map(|&i| dial(media, sfu, -(i as i64) - 1, bind, options));
+    let mut ids = Vec::with_capacity(wave.len());
+    for r in futures::future::join_all(joins).await {
+        ids.push(r.context("joining the loopback")?.call);
+    }
+    Ok(ids)
+}
+
+/// The streams that ended among the events already in.
+fn ended_so_far(events: &mut mpsc::UnboundedReceiver<MediaEvent>) -> Result<usize> {
+    let mut ended = 0;
+    while let Ok(ev) = events.try_recv() {
+        ended += stream_ended(Some(ev))?;
+    }
+    Ok(ended)
+}
+
+/// Waits until `calls` streams have ended (counted in `ended`) or `until`, reading
+/// resident memory and calling `each` every 500 ms; returns the memory's peak.
+async fn watch(
+    events: &mut mpsc::UnboundedReceiver<MediaEvent>,
+    ended: &mut usize,
+    calls: usize,
+    until: Option<tokio::time::Instant>,
+    each: &mut dyn FnMut(),
+) -> Result<Resident> {
+    let mut peak = Resident::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    while *ended < calls && until.is_none_or(|u| tokio::time::Instant::now() < u) {
+        tokio::select! {
+            ev = events.recv() => *ended += stream_ended(ev)?,
+            _ = tick.tick() => {
+                let now = Resident::of_self();
+                if now.total > peak.total {
+                    peak = now;
+                }
+                each();
+            }
+        }
+    }
+    Ok(peak)
+}
+
 /// Streams `spec` into `calls` calls on a loopback in a child process and measures the
 /// host while it plays. Streams admission control refuses are retried while retrying
 /// admits more (a stream is admitted at its encoder's worst case, then weighed at what
@@ -297,18 +352,31 @@ pub(super) async fn measure(
     let sfu_base = url.trim_end_matches("/join").to_owned();
     let bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let sfu = Sfu::new(&SfuOptions { url, bind_ip: bind })?;
+    // The bench's own timer thread is the bench's, not the calls': started first.
+    let timer = Timer::start();
+    let late_now = || media.totals().late_frames.load(std::sync::atomic::Ordering::Relaxed);
+    let mut late_per_s = LatePerSecond::new(&timer, late_now());
+    let mut sample_late = || late_per_s.sample(late_now());
+    let by_cause = || LateCause::ALL.map(|c| (c, media.totals().late_because(c)));
+    let by_cause0 = by_cause();
     // SAFETY: malloc_trim only returns free heap pages to the OS.
     unsafe { libc::malloc_trim(0) };
     let before = Resident::of_self();
     let as_ourselves = JoinOptions::default();
+    let mut ended = 0;
     // The first call joins and plays alone for a second, as NTgCalls' driver does, so
     // what is paid once (threads' stacks and arenas, code paged in, tables built) is
-    // told from what each added call costs.
+    // told from what each added call costs. It goes through the same functions as the
+    // calls after it, the watching loop included: the kernel maps a binary's code 64 KiB
+    // around each first touch, and the bench's own code first run by the added calls
+    // measured ~300 KiB of them (`perf record -e page-faults -d`).
     let alone = if calls > 1 {
-        let call = dial(&media, &sfu, -1, bind, &as_ourselves).await.context("joining the loopback")?.call;
+        let call = join_wave(&media, &sfu, bind, &as_ourselves, &[0]).await?[0];
         let stream = tokio::task::block_in_place(|| media.open_stream(spec, None, enc))?;
         media.control(call, Control::Play(stream))?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        ended += ended_so_far(&mut events)?;
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        watch(&mut events, &mut ended, 1, Some(until), &mut sample_late).await?;
         // SAFETY: as above.
         unsafe { libc::malloc_trim(0) };
         Some((call, Resident::of_self()))
@@ -318,12 +386,8 @@ pub(super) async fn measure(
     let first = alone.map_or(before, |(_, r)| r);
     let t0 = Instant::now();
     let mut ids = Vec::new();
-    // Join in waves: ICE takes ~200 ms a call, mostly waiting, so overlap it.
     for chunk in (alone.map_or(0, |_| 1)..calls).collect::<Vec<_>>().chunks(25) {
-        let joins = chunk.iter().map(|&i| dial(&media, &sfu, -(i as i64) - 1, bind, &as_ourselves));
-        for r in futures::future::join_all(joins).await {
-            ids.push(r.context("joining the loopback")?.call);
-        }
+        ids.extend(join_wave(&media, &sfu, bind, &as_ourselves, chunk).await?);
     }
     let joined_in = t0.elapsed();
     // SAFETY: as above.
@@ -336,19 +400,11 @@ pub(super) async fn measure(
     let opened = Resident::of_self().total;
     // The first call's stream may already have ended (a source shorter than its second
     // alone and the joins): counted here, or the wait for every stream's end never ends.
-    let mut ended = 0;
-    while let Ok(ev) = events.try_recv() {
-        ended += stream_ended(Some(ev))?;
-    }
+    ended += ended_so_far(&mut events)?;
 
     let cpu0 = self_cpu();
     let child_cpu0 = cpu_of(&child_pid).unwrap_or_default();
-    let timer = Timer::start();
-    let wall0 = timer.started();
-    let late_now = || media.totals().late_frames.load(std::sync::atomic::Ordering::Relaxed);
-    let mut late_per_s = LatePerSecond::new(&timer, late_now());
-    let by_cause = || LateCause::ALL.map(|c| (c, media.totals().late_because(c)));
-    let by_cause0 = by_cause();
+    let wall0 = Instant::now();
     let offered = calls;
     let mut waiting = Vec::new();
     let mut playing: Vec<_> = alone.iter().map(|(call, _)| *call).collect();
@@ -364,7 +420,7 @@ pub(super) async fn measure(
         // A stream's claim turns into its measured cost after a whole second played.
         for _ in 0..7 {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            late_per_s.sample(late_now());
+            sample_late();
         }
         let (mut still, before) = (Vec::new(), playing.len());
         for call in waiting {
@@ -386,21 +442,8 @@ pub(super) async fn measure(
         media.remove(*call).await;
     }
     let ids = playing;
-    let mut peak = Resident::default();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    while ended < ids.len() {
-        tokio::select! {
-            ev = events.recv() => ended += stream_ended(ev)?,
-            _ = tick.tick() => {
-                let now = Resident::of_self();
-                if now.total > peak.total {
-                    peak = now;
-                }
-                late_per_s.sample(late_now());
-            }
-        }
-    }
-    late_per_s.sample(late_now());
+    let peak = watch(&mut events, &mut ended, ids.len(), None, &mut sample_late).await?;
+    sample_late();
     let wall = wall0.elapsed();
     let seconds = timer.seconds();
     let late_in_kept_time = late_per_s.in_kept_time(&seconds);
