@@ -10,8 +10,10 @@
 //!
 //! Encoders cost more when music turns into speech. A shard whose calls drift past
 //! its budget lowers its encoders' complexity a step (10 → 6 → 3) each second it
-//! stays over, refuses new streams while lowered, and raises it a step once what it
-//! measured the step to save says raising fits (see [`Drift`]).
+//! stays over — at once, within the second, when its frames' costs say the next 20 ms
+//! will be over or it runs out of time (see [`Drift::step_down_now`], [`overloaded`])
+//! — refuses new streams while lowered, and raises it a step once what it measured the
+//! step to save says raising fits (see [`Drift`]).
 //!
 //! Claims are only estimates until measured, so a burst of new streams is taken on a
 //! part of the budget at a time (see [`UNMEASURED_PART`]).
@@ -42,6 +44,15 @@ const RATIO_FADE: f64 = 0.93;
 const UNMEASURED_PART: u32 = 2;
 /// Seconds a shard whose frames went late refuses new work after the last late one.
 pub const LATE_HOLD_WINDOWS: u8 = 5;
+
+/// Whether a thread that used `cpu` of `wall` while playing streams has run out of
+/// time now, not on average over a second: past the midpoint between its budget and a
+/// whole core. What its frames' costs did not foresee (sends, handshakes, frames
+/// encoded at their deadlines), looked at often enough for the frames prepared ahead.
+pub fn overloaded(cpu: std::time::Duration, wall: std::time::Duration, budget_us: u32) -> bool {
+    let budget_share = f64::from(budget_us) / 20_000.0;
+    cpu.as_secs_f64() > wall.as_secs_f64() * (budget_share + 1.0) / 2.0
+}
 
 /// One shard's load, written by its thread and read by the handle.
 #[derive(Default)]
@@ -152,6 +163,9 @@ pub struct Drift {
     /// What the thread spent just before the last step down, until the first window
     /// after it.
     before: Option<u32>,
+    /// Stepped down within the current window: its end mixes the load before and after
+    /// the step, so it neither measures the step nor judges the load again.
+    stepped_within: bool,
 }
 
 impl Drift {
@@ -167,9 +181,23 @@ impl Drift {
         *self = Drift::default();
     }
 
+    /// Steps down at once (see [`overloaded`]) from a thread that spent `spent_us` per
+    /// 20 ms since its last look; the next whole window measures what the step saved.
+    pub fn step_down_now(&mut self, spent_us: u32) -> usize {
+        if self.step + 1 < COMPLEXITY_STEPS.len() {
+            self.before = Some(spent_us);
+            self.step += 1;
+            self.stepped_within = true;
+        }
+        self.step
+    }
+
     /// The step after a second in which the thread spent `spent_us` of `budget_us` (per
     /// 20 ms) and frames went `late` or not.
     pub fn after_window(&mut self, spent_us: u32, budget_us: u32, late: bool) -> usize {
+        if std::mem::take(&mut self.stepped_within) {
+            return self.step;
+        }
         if let Some(before) = self.before.take() {
             self.ratio[self.step - 1] = Some((f64::from(before) / f64::from(spent_us.max(1))).max(1.0));
         } else {
@@ -249,6 +277,22 @@ mod tests {
         // Calls left: back at 10 the rest fits.
         assert_eq!(d.after_window(4_000, 14_000, false), 0);
         assert_eq!(d.after_window(11_000, 14_000, false), 0);
+    }
+
+    #[test]
+    fn a_thread_out_of_time_steps_down_at_once_and_measures_the_step_over_the_next_whole_window() {
+        let ms = std::time::Duration::from_millis;
+        // 70 % of a core: out of time past 85 %.
+        assert!(!overloaded(ms(80), ms(100), 14_000), "over budget, not out of time: the second judges");
+        assert!(overloaded(ms(90), ms(100), 14_000));
+        let mut d = Drift::default();
+        assert_eq!(d.step_down_now(18_000), 1);
+        assert_eq!(d.step_down_now(18_000), 2, "still out of time 100 ms on");
+        assert_eq!(d.step_down_now(18_000), 2, "nothing lower");
+        assert_eq!(d.after_window(12_000, 14_000, false), 2, "the window of the steps judges nothing");
+        // The next whole one measures the last step: 18,000 → 6,000 saved 3×, so back
+        // at 6 the cost would be 18,000 again: it stays.
+        assert_eq!(d.after_window(6_000, 14_000, false), 2);
     }
 
     #[test]

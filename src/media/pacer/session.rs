@@ -34,6 +34,9 @@ const TICKS_PER_FRAME: u64 = 960;
 /// wake-ups on a VM land 30–80 µs late, so aiming slightly early centres sends on
 /// their deadlines instead of always trailing them.
 pub const SEND_AHEAD: Duration = Duration::from_micros(50);
+/// A frame cheaper than this never counts as the audio turning dearer: passing a
+/// packet through or taking it from a shared feed varies by more than 2× at a few µs.
+const JUMP_FLOOR_NS: u64 = 20_000;
 /// Further behind than this, the grid is re-anchored instead of bursting frames out.
 const MAX_CATCH_UP: Duration = Duration::from_millis(200);
 
@@ -98,6 +101,9 @@ pub struct Session {
     deviation: Histogram<u32>,
     /// Running mean of one frame's preparation, in ns (see [`CallStats::prepare_us`]).
     prepare_ns: f64,
+    /// The last frame's preparation, in ns, until the shard looks ahead with it (see
+    /// [`Session::encode_one`]).
+    pub last_prepare_ns: u64,
     /// Wall time spent on this call in the shard's current window: encoding, sending,
     /// reading, timers.
     pub work_ns: u64,
@@ -235,6 +241,7 @@ impl Session {
             send_errors: 0,
             prepare_ns: 0.0,
             work_ns: 0,
+            last_prepare_ns: 0,
             window_ticks: 0,
             claim_us: crate::media::cost::IDLE_US,
             measured: false,
@@ -292,13 +299,20 @@ impl Session {
         self.stream.is_some() && !self.paused && !self.measured
     }
 
+    /// A stream plays (not paused): it prepares a frame every period.
+    pub fn playing(&self) -> bool {
+        !self.paused && self.stream.is_some()
+    }
+
     pub fn wants_encode(&self) -> bool {
         !self.paused && self.stream.as_ref().is_some_and(|s| s.wants_encode())
     }
 
-    /// Encodes one frame ahead; a failure ends the stream with its error.
-    pub fn encode_one(&mut self, ctx: &Ctx<'_>) {
-        let Some(stream) = self.stream.as_mut() else { return };
+    /// Encodes one frame ahead; a failure ends the stream with its error. True when the
+    /// frame cost over twice the running mean: the audio turned dearer (music to
+    /// speech), likely for the shard's other calls on the same source too.
+    pub fn encode_one(&mut self, ctx: &Ctx<'_>) -> bool {
+        let Some(stream) = self.stream.as_mut() else { return false };
         let t0 = Instant::now();
         let r = stream.encode_next(&mut self.gain);
         #[cfg(feature = "fault-injection")]
@@ -308,12 +322,15 @@ impl Session {
         }
         let elapsed = t0.elapsed().as_nanos() as u64;
         self.work_ns += elapsed;
+        self.last_prepare_ns = elapsed;
         // A mean over ~32 frames: follows music turning to speech within a second.
         let ns = elapsed as f64;
+        let jumped = self.prepare_ns > 0.0 && ns > 2.0 * self.prepare_ns && elapsed > JUMP_FLOOR_NS;
         self.prepare_ns = if self.prepare_ns == 0.0 { ns } else { self.prepare_ns + (ns - self.prepare_ns) / 32.0 };
         if let Err(e) = r {
             self.end_stream(ctx, Some(e.to_string()));
         }
+        jumped
     }
 
     /// Settles [`Self::claim_us`] at the end of a window of `frames` 20 ms periods, from
