@@ -151,6 +151,29 @@ impl Command {
             _ => None,
         }
     }
+
+    /// What it is, for a log that says which command held a thread.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Add { .. } => "add",
+            Command::Control { control, .. } => match control {
+                Control::Play(_) => "play",
+                Control::Pause => "pause",
+                Control::Resume => "resume",
+                Control::Volume(_) => "volume",
+                Control::Stop => "stop",
+                Control::Listen(..) => "listen",
+                #[cfg(feature = "fault-injection")]
+                Control::InjectPanic | Control::InjectCost(_) => "inject",
+            },
+            Command::Stats { .. } => "stats",
+            Command::Remove { .. } => "remove",
+            Command::Expect { .. } => "expect",
+            Command::Move { .. } => "move",
+            Command::Adopt { .. } => "adopt",
+            Command::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// Errors from the media plane's handle.

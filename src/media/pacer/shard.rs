@@ -43,6 +43,9 @@ const BUSY_WINDOW: Duration = Duration::from_secs(1);
 /// How often, between those, it looks whether it ran out of time (see
 /// [`admission::overloaded`]): the two frames prepared ahead.
 const OUT_OF_TIME_WINDOW: Duration = Duration::from_millis(40);
+/// A command that held the thread this long (wall time) delayed the calls due behind
+/// it: logged (see [`SlowCommands`]).
+const SLOW_COMMAND: Duration = Duration::from_millis(2);
 /// The share of a window's frames (and the least number) that, gone late two
 /// windows running, marks the thread short of CPU.
 const LATE_SHARE: f64 = 0.005;
@@ -332,6 +335,43 @@ impl Calls {
     }
 }
 
+/// Commands that held the thread past [`SLOW_COMMAND`], reported once a window: frames
+/// blamed on `commands` then name what took the time (a 30-minute soak sent five late
+/// behind one turn's commands, and nothing said which).
+#[derive(Default)]
+struct SlowCommands {
+    slowest: Option<(Duration, &'static str)>,
+    count: u32,
+}
+
+impl SlowCommands {
+    /// Ends the command begun at `started`, if any.
+    fn ended(&mut self, started: Option<(Instant, &'static str)>) {
+        let Some((at, name)) = started else { return };
+        let took = at.elapsed();
+        if took >= SLOW_COMMAND {
+            self.count += 1;
+            if self.slowest.is_none_or(|(longest, _)| took > longest) {
+                self.slowest = Some((took, name));
+            }
+        }
+    }
+
+    /// Logs the window's slow commands, if any, and starts the next window.
+    fn report(&mut self) {
+        if let Some((took, command)) = self.slowest.take() {
+            let count = std::mem::take(&mut self.count);
+            tracing::warn!(
+                command,
+                took_us = took.as_micros() as u64,
+                count,
+                "pacer: commands held the thread over {} ms; the calls due behind them waited",
+                SLOW_COMMAND.as_millis()
+            );
+        }
+    }
+}
+
 impl Shard {
     pub fn run(mut self) -> ShardReport {
         deadline_thread(self.realtime_priority);
@@ -376,6 +416,7 @@ impl Shard {
         let cpu_start = thread_cpu_time();
         let mut window = (Instant::now(), cpu_start);
         let mut glance = window;
+        let mut slow = SlowCommands::default();
         let mut report = ShardReport::default();
         let late = std::cell::Cell::new(0);
         let turn = std::cell::Cell::new(Turn::woke(Duration::ZERO, Instant::now(), thread_cpu_time()));
@@ -398,6 +439,7 @@ impl Shard {
                 calls.account(spent, wall, &self.gauges, self.budget_us, late.replace(0));
                 window = (now, cpu);
                 glance = window;
+                slow.report();
             } else if now.duration_since(glance.0) >= OUT_OF_TIME_WINDOW {
                 let cpu = thread_cpu_time();
                 calls.look_for_overload(cpu - glance.1, now.duration_since(glance.0), &self.gauges, self.budget_us);
@@ -419,8 +461,11 @@ impl Shard {
             // calls holding them are committed, so admission never sees a claim in
             // neither place (it admitted past its limits while this loop drained).
             let (mut changed, mut taken_in, mut commands_from) = (false, 0u32, None);
+            let mut started = None;
             loop {
+                slow.ended(started.take());
                 let cmd = replay.pop_front().map_or_else(|| self.cmds.try_recv(), Ok);
+                started = cmd.as_ref().ok().map(|c| (Instant::now(), c.name()));
                 if cmd.is_ok() && commands_from.is_none() {
                     commands_from = Some(thread_cpu_time());
                 }
@@ -618,5 +663,24 @@ impl EncodeCost {
     /// encodes, which then ran at their deadlines instead, late.
     fn guard(&self) -> Duration {
         Duration::from_nanos((self.ewma_ns * 1.5) as u64 + 30_000).max(Duration::from_micros(100))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slowest_command_past_two_ms_is_kept_by_name_until_the_window_reports() {
+        let mut slow = SlowCommands::default();
+        let begun = |ms, name| Some((Instant::now() - Duration::from_millis(ms), name));
+        slow.ended(None);
+        slow.ended(begun(3, "add"));
+        slow.ended(begun(9, "play"));
+        slow.ended(begun(4, "remove"));
+        assert_eq!(slow.count, 3);
+        assert_eq!(slow.slowest.map(|(_, name)| name), Some("play"));
+        slow.report();
+        assert!(slow.slowest.is_none() && slow.count == 0, "the next window starts empty");
     }
 }
