@@ -230,6 +230,8 @@ fn open_file(path: &Path, raw: PcmFormat, from: Option<Duration>) -> Result<Open
         .is_some_and(|e| RAW_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
     match sniff::sniff(&head[..n]) {
         Sniffed::NotAudio(kind) => Err(SourceError::NotAudio { what, kind }),
+        Sniffed::Foreign(_) if remote::ffmpeg_available() => remote::open_ffmpeg(path, from),
+        Sniffed::Foreign(format) => Err(SourceError::Unsupported { what, format: format.into() }),
         // Mono or stereo Ogg Opus is read page by page, not through symphonia.
         Sniffed::Container if ogg_opus::is_playable_opus(&head[..n]) => match opus::open_ogg(path, &what, from)? {
             Some(opened) => Ok(opened),

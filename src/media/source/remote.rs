@@ -269,6 +269,12 @@ fn decoder_for(mut bytes: Box<dyn Read + Send>, what: &str, live: bool) -> Resul
     let stream = Prefixed { head, at: 0, rest: bytes };
     match sniffed {
         Sniffed::NotAudio(kind) => Err(SourceError::NotAudio { what: what.to_owned(), kind }),
+        // ffmpeg decodes files here, not streams: a URL's container it alone knows is
+        // said plainly rather than played as raw PCM (noise).
+        Sniffed::Foreign(format) => Err(SourceError::Damaged {
+            what: what.to_owned(),
+            reason: format!("{format} is decoded only from a file (through ffmpeg): download it and play the file"),
+        }),
         Sniffed::Unknown => {
             let o = raw::open_reader(Box::new(stream), PcmFormat::stereo48(), what)?;
             Ok(Decoder { input: pcm(o.input)?, info: o.info, duration: None })

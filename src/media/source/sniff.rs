@@ -9,6 +9,11 @@ pub enum Sniffed {
     /// A bare codec stream (MPEG audio or ADTS frames): its sync word is short enough
     /// to occur by chance in raw PCM, so a `.raw` name outweighs it.
     Audio,
+    /// A container symphonia has no demuxer for (AVI, ASF, FLV, MPEG transport or
+    /// program streams), named: ffmpeg's to decode. Left to symphonia's probe, which
+    /// scans for a codec's sync word, an AVI's MP3 was sometimes found and played with
+    /// the container's chunks in between, sometimes not.
+    Foreign(&'static str),
     /// Something that is not audio, named for the error message.
     NotAudio(&'static str),
     /// No signature: raw PCM, or a format we do not know.
@@ -30,6 +35,9 @@ pub fn sniff(head: &[u8]) -> Sniffed {
     // ISO MP4 / M4A (audio or not: the demuxer tells)
     {
         return Sniffed::Container;
+    }
+    if let Some(format) = foreign(head) {
+        return Sniffed::Foreign(format);
     }
     if is_mpeg_audio(head) || is_adts(head) {
         return Sniffed::Audio;
@@ -92,6 +100,25 @@ fn looks_like_text(head: &[u8]) -> bool {
     s.len() >= 16 && printable * 100 >= s.chars().count() * 97 && s.contains(['\n', ' '])
 }
 
+/// The containers only ffmpeg decodes here, by their signatures.
+fn foreign(head: &[u8]) -> Option<&'static str> {
+    let starts = |sig: &[u8]| head.starts_with(sig);
+    let at = |off: usize, sig: &[u8]| head.get(off..off + sig.len()) == Some(sig);
+    if starts(b"RIFF") && at(8, b"AVI ") {
+        Some("an AVI container")
+    } else if starts(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11") {
+        Some("an ASF container (WMA, WMV)")
+    } else if starts(b"FLV\x01") {
+        Some("an FLV container")
+    } else if starts(b"\0\0\x01\xba") {
+        Some("an MPEG program stream")
+    } else if at(0, b"G") && at(188, b"G") && at(376, b"G") {
+        Some("an MPEG transport stream")
+    } else {
+        None
+    }
+}
+
 /// An MPEG audio frame header (MP1/2/3) at the start.
 fn is_mpeg_audio(h: &[u8]) -> bool {
     h.len() >= 4
@@ -126,6 +153,21 @@ mod tests {
         }
         for head in [&b"\xff\xfb\x90\x64\0\0"[..], b"\xff\xf1\x50\x80\x02\x1f\xfc"] {
             assert_eq!(sniff(head), Sniffed::Audio, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn containers_only_ffmpeg_decodes_are_named() {
+        let mut ts = vec![0u8; 512];
+        (0..3).for_each(|i| ts[i * 188] = b'G');
+        for (head, named) in [
+            (&b"RIFF\x24\x10\0\0AVI LIST"[..], "AVI"),
+            (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11\xa6\xd9", "ASF"),
+            (b"FLV\x01\x05\0\0\0\x09", "FLV"),
+            (b"\0\0\x01\xba\x44\0\x04", "program stream"),
+            (&ts, "transport stream"),
+        ] {
+            assert!(matches!(sniff(head), Sniffed::Foreign(f) if f.contains(named)), "{named}: {:?}", sniff(head));
         }
     }
 
