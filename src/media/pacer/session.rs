@@ -294,14 +294,14 @@ impl Session {
         [send, self.rtc_deadline, connect, self.inbound.next_expiry()].into_iter().flatten().min()
     }
 
-    /// A stream playing (or about to) whose cost is still only its claim.
-    pub fn unmeasured(&self) -> bool {
-        self.stream.is_some() && !self.paused && !self.measured
-    }
-
     /// A stream plays (not paused): it prepares a frame every period.
     pub fn playing(&self) -> bool {
         !self.paused && self.stream.is_some()
+    }
+
+    /// A stream playing (or about to) whose cost is still only its claim.
+    pub fn unmeasured(&self) -> bool {
+        self.playing() && !self.measured
     }
 
     pub fn wants_encode(&self) -> bool {

@@ -233,9 +233,8 @@ impl Calls {
             gauges.late_hold.store(held - 1, Ordering::Relaxed);
         }
         let was = self.drift.step();
-        let spent_us = (cpu_ns / frames / 1e3) as u32;
-        let step = if self.playing() {
-            self.drift.after_window(spent_us, budget_us, late)
+        let step = if self.has_streams() {
+            self.drift.after_window(per_frame_us(cpu, wall), budget_us, late)
         } else {
             self.drift.idle();
             0
@@ -244,19 +243,18 @@ impl Calls {
     }
 
     /// Any call has a stream (paused or not): there are encoders to step.
-    fn playing(&self) -> bool {
+    fn has_streams(&self) -> bool {
         self.sessions.iter().any(|(_, s)| s.stream.is_some())
     }
 
     /// Between windows: a thread out of time (see [`admission::overloaded`]) lowers
     /// its encoders' complexity now, before the frames prepared ahead run out.
     fn look_for_overload(&mut self, cpu: Duration, wall: Duration, gauges: &Gauges, budget_us: u32) {
-        if !self.playing() || !admission::overloaded(cpu, wall, budget_us) {
+        if !self.has_streams() || !admission::overloaded(cpu, wall, budget_us) {
             return;
         }
-        let frames = wall.as_secs_f64() / FRAME.as_secs_f64();
         let was = self.drift.step();
-        let step = self.drift.step_down_now((cpu.as_nanos() as f64 / frames / 1e3) as u32);
+        let step = self.drift.step_down_now(per_frame_us(cpu, wall));
         self.stepped(was, step, gauges);
     }
 
@@ -333,6 +331,11 @@ impl Calls {
         }
         self.commit(gauges);
     }
+}
+
+/// The CPU a thread that used `cpu` over `wall` spent per 20 ms period, in µs.
+fn per_frame_us(cpu: Duration, wall: Duration) -> u32 {
+    (cpu.as_secs_f64() * 1e6 / (wall.as_secs_f64() / FRAME.as_secs_f64())) as u32
 }
 
 /// Commands that held the thread past [`SLOW_COMMAND`], reported once a window: frames
