@@ -230,8 +230,9 @@ fn open_file(path: &Path, raw: PcmFormat, from: Option<Duration>) -> Result<Open
         .is_some_and(|e| RAW_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
     match sniff::sniff(&head[..n]) {
         Sniffed::NotAudio(kind) => Err(SourceError::NotAudio { what, kind }),
-        Sniffed::Foreign(_) if remote::ffmpeg_available() => remote::open_ffmpeg(path, from),
-        Sniffed::Foreign(format) => Err(SourceError::Unsupported { what, format: format.into() }),
+        Sniffed::Foreign(format) => {
+            or_ffmpeg(Err(SourceError::Unsupported { what, format: format.into() }), path, from)
+        }
         // Mono or stereo Ogg Opus is read page by page, not through symphonia.
         Sniffed::Container if ogg_opus::is_playable_opus(&head[..n]) => match opus::open_ogg(path, &what, from)? {
             Some(opened) => Ok(opened),
@@ -239,16 +240,23 @@ fn open_file(path: &Path, raw: PcmFormat, from: Option<Duration>) -> Result<Open
         },
         Sniffed::Container => decoded::open_file(path, from),
         Sniffed::Audio if !raw_name => decoded::open_file(path, from),
-        Sniffed::Unknown if !raw_name && path.extension().is_some() => match decoded::open_file(path, from) {
-            // Something symphonia knows without a signature we check (rare), or not audio at all.
-            Ok(o) => Ok(o),
-            Err(SourceError::Unsupported { format, .. }) if remote::ffmpeg_available() => {
-                tracing::info!("{what}: {format}; decoding it through ffmpeg");
-                remote::open_ffmpeg(path, from)
-            }
-            Err(e) => Err(e),
-        },
+        // Something symphonia knows without a signature we check (rare), or not audio at all.
+        Sniffed::Unknown if !raw_name && path.extension().is_some() => {
+            or_ffmpeg(decoded::open_file(path, from), path, from)
+        }
         Sniffed::Audio | Sniffed::Unknown => raw::open(path, raw, from),
+    }
+}
+
+/// What is not decoded natively goes through ffmpeg where it is installed; without it
+/// the error says to install it.
+fn or_ffmpeg(opened: Result<Opened, SourceError>, path: &Path, from: Option<Duration>) -> Result<Opened, SourceError> {
+    match opened {
+        Err(SourceError::Unsupported { what, format }) if remote::ffmpeg_available() => {
+            tracing::info!("{what}: {format}; decoding it through ffmpeg");
+            remote::open_ffmpeg(path, from)
+        }
+        other => other,
     }
 }
 
