@@ -22,21 +22,20 @@ pub enum Sniffed {
 
 /// Classifies the start of a file or stream (a few hundred bytes are plenty).
 pub fn sniff(head: &[u8]) -> Sniffed {
-    let starts = |sig: &[u8]| head.starts_with(sig);
-    let at = |off: usize, sig: &[u8]| head.get(off..off + sig.len()) == Some(sig);
-    if starts(b"RIFF") && at(8, b"WAVE")
-        || starts(b"fLaC")
-        || starts(b"OggS")
-        || starts(b"ID3")
-        || starts(b"\x1a\x45\xdf\xa3") // Matroska / WebM
-        || starts(b"FORM") && (at(8, b"AIFF") || at(8, b"AIFC"))
-        || starts(b"caff")
-        || at(4, b"ftyp")
+    let h = Head(head);
+    if h.starts(b"RIFF") && h.at(8, b"WAVE")
+        || h.starts(b"fLaC")
+        || h.starts(b"OggS")
+        || h.starts(b"ID3")
+        || h.starts(b"\x1a\x45\xdf\xa3") // Matroska / WebM
+        || h.starts(b"FORM") && (h.at(8, b"AIFF") || h.at(8, b"AIFC"))
+        || h.starts(b"caff")
+        || h.at(4, b"ftyp")
     // ISO MP4 / M4A (audio or not: the demuxer tells)
     {
         return Sniffed::Container;
     }
-    if let Some(format) = foreign(head) {
+    if let Some(format) = foreign(h) {
         return Sniffed::Foreign(format);
     }
     if is_mpeg_audio(head) || is_adts(head) {
@@ -53,21 +52,21 @@ pub fn sniff(head: &[u8]) -> Sniffed {
         "a playlist (M3U/HLS); HLS streams are not decoded natively — install ffmpeg to play them"
     } else if tstarts(b"[playlist]") {
         "a playlist (PLS); play one of the URLs it lists"
-    } else if starts(b"MThd") {
+    } else if h.starts(b"MThd") {
         "a MIDI file (notes, not recorded sound)"
-    } else if starts(b"%PDF") {
+    } else if h.starts(b"%PDF") {
         "a PDF document"
-    } else if starts(b"\x89PNG")
-        || starts(b"\xff\xd8\xff")
-        || starts(b"GIF8")
-        || starts(b"BM") && head.len() > 14 && at(6, &[0, 0, 0, 0])
+    } else if h.starts(b"\x89PNG")
+        || h.starts(b"\xff\xd8\xff")
+        || h.starts(b"GIF8")
+        || h.starts(b"BM") && head.len() > 14 && h.at(6, &[0, 0, 0, 0])
     {
         "an image"
-    } else if starts(b"PK\x03\x04") || starts(b"\x1f\x8b") || starts(b"7z\xbc\xaf") || starts(b"Rar!") {
+    } else if h.starts(b"PK\x03\x04") || h.starts(b"\x1f\x8b") || h.starts(b"7z\xbc\xaf") || h.starts(b"Rar!") {
         "an archive"
-    } else if starts(b"\x7fELF") {
+    } else if h.starts(b"\x7fELF") {
         "a program"
-    } else if starts(b"\0asm") {
+    } else if h.starts(b"\0asm") {
         "a WebAssembly module"
     } else if tstarts(b"{") || tstarts(b"[") {
         "a JSON document"
@@ -100,19 +99,32 @@ fn looks_like_text(head: &[u8]) -> bool {
     s.len() >= 16 && printable * 100 >= s.chars().count() * 97 && s.contains(['\n', ' '])
 }
 
+/// The first bytes, asked for signatures.
+#[derive(Clone, Copy)]
+struct Head<'a>(&'a [u8]);
+
+impl Head<'_> {
+    fn starts(self, sig: &[u8]) -> bool {
+        self.0.starts_with(sig)
+    }
+
+    /// `sig` at byte `off`.
+    fn at(self, off: usize, sig: &[u8]) -> bool {
+        self.0.get(off..off + sig.len()) == Some(sig)
+    }
+}
+
 /// The containers only ffmpeg decodes here, by their signatures.
-fn foreign(head: &[u8]) -> Option<&'static str> {
-    let starts = |sig: &[u8]| head.starts_with(sig);
-    let at = |off: usize, sig: &[u8]| head.get(off..off + sig.len()) == Some(sig);
-    if starts(b"RIFF") && at(8, b"AVI ") {
+fn foreign(h: Head<'_>) -> Option<&'static str> {
+    if h.starts(b"RIFF") && h.at(8, b"AVI ") {
         Some("an AVI container")
-    } else if starts(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11") {
+    } else if h.starts(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11") {
         Some("an ASF container (WMA, WMV)")
-    } else if starts(b"FLV\x01") {
+    } else if h.starts(b"FLV\x01") {
         Some("an FLV container")
-    } else if starts(b"\0\0\x01\xba") {
+    } else if h.starts(b"\0\0\x01\xba") {
         Some("an MPEG program stream")
-    } else if at(0, b"G") && at(188, b"G") && at(376, b"G") {
+    } else if h.at(0, b"G") && h.at(188, b"G") && h.at(376, b"G") {
         Some("an MPEG transport stream")
     } else {
         None
