@@ -184,12 +184,33 @@ impl Drift {
     /// Steps down at once (see [`overloaded`]) from a thread that spent `spent_us` per
     /// 20 ms since its last look; the next whole window measures what the step saved.
     pub fn step_down_now(&mut self, spent_us: u32) -> usize {
+        self.step_down_within(Some(spent_us))
+    }
+
+    /// Steps down at once on a prediction: the streams' last frames, summed, cost past
+    /// the budget. What the step saves is measured the same way, frames over frames, by
+    /// [`Drift::saved`]: the thread's CPU in the next window also counts sends and
+    /// reads, which the prediction does not, and would make the step look like it
+    /// saved less than it did — and the shard raise back into the overload.
+    pub fn step_down_ahead(&mut self) -> usize {
+        self.step_down_within(None)
+    }
+
+    fn step_down_within(&mut self, before: Option<u32>) -> usize {
         if self.step + 1 < COMPLEXITY_STEPS.len() {
-            self.before = Some(spent_us);
+            self.before = before;
             self.step += 1;
             self.stepped_within = true;
         }
         self.step
+    }
+
+    /// What the last step down saved: the same streams' frames cost `before_us` at the
+    /// step above and `after_us` at this one.
+    pub fn saved(&mut self, before_us: u32, after_us: u32) {
+        if self.step > 0 {
+            self.ratio[self.step - 1] = Some(saving(before_us, after_us));
+        }
     }
 
     /// The step after a second in which the thread spent `spent_us` of `budget_us` (per
@@ -199,7 +220,7 @@ impl Drift {
             return self.step;
         }
         if let Some(before) = self.before.take() {
-            self.ratio[self.step - 1] = Some((f64::from(before) / f64::from(spent_us.max(1))).max(1.0));
+            self.ratio[self.step - 1] = Some(saving(before, spent_us));
         } else {
             // A saving measured while the load itself changed (calls left, a source
             // went quiet) says too much; old measures fade, so a lowered shard tries the
@@ -219,6 +240,11 @@ impl Drift {
         }
         self.step
     }
+}
+
+/// A step's ratio of cost before over after; a step never costs more.
+fn saving(before_us: u32, after_us: u32) -> f64 {
+    (f64::from(before_us) / f64::from(after_us.max(1))).max(1.0)
 }
 
 #[cfg(test)]
@@ -293,6 +319,19 @@ mod tests {
         // The next whole one measures the last step: 18,000 → 6,000 saved 3×, so back
         // at 6 the cost would be 18,000 again: it stays.
         assert_eq!(d.after_window(6_000, 14_000, false), 2);
+    }
+
+    #[test]
+    fn a_step_taken_on_a_prediction_is_measured_frames_over_frames() {
+        let mut d = Drift::default();
+        assert_eq!(d.step_down_ahead(), 1);
+        d.saved(12_000, 4_000);
+        assert_eq!(d.after_window(7_000, 14_000, false), 1, "the window of the step judges nothing");
+        // Frames 4,000 and sends 3,000: measured against the thread's CPU the step would
+        // look like 12,000 / 7,000 = 1.7×, predict 12,000 back at 10 and raise into
+        // 3,000 + 12,000 = 15,000. Frames over frames, 3×: it holds.
+        assert_eq!(d.after_window(7_000, 14_000, false), 1);
+        assert_eq!(d.after_window(3_000, 14_000, false), 0, "calls left: now it fits");
     }
 
     #[test]

@@ -93,8 +93,19 @@ struct Calls {
     departed_ns: u64,
     /// The encoders' complexity step.
     drift: Drift,
+    /// A step [`Calls::look_ahead`] took, until its streams have each prepared a frame
+    /// at the new complexity.
+    step_ahead: Option<StepAhead>,
     /// Windows running in which frames went late.
     late_windows: u8,
+}
+
+/// What [`Calls::look_ahead`] predicted when it stepped down: its `streams`' last
+/// frames summed to `before_us`.
+#[derive(Debug, Clone, Copy)]
+struct StepAhead {
+    before_us: u32,
+    streams: usize,
 }
 
 fn panic_message(p: &(dyn Any + Send)) -> String {
@@ -267,24 +278,53 @@ impl Calls {
     /// its 5,000 frames late (`bench pacing --calls 100`); looking at the thread's CPU
     /// every 40 ms instead, 253 and 367; with this, 0.
     fn look_ahead(&mut self, gauges: &Gauges, budget_us: u32) {
-        let playing = self.sessions.iter().filter(|(_, s)| s.playing());
-        let ahead_us = (playing.map(|(_, s)| s.last_prepare_ns).sum::<u64>() / 1_000) as u32;
+        let (streams, ahead_us, _) = self.next_frames();
         if ahead_us <= budget_us {
             return;
         }
         let was = self.drift.step();
-        let step = self.drift.step_down_now(ahead_us);
+        let step = self.drift.step_down_ahead();
+        self.stepped(was, step, gauges);
         if step != was {
             for (_, s) in self.sessions.iter_mut() {
                 s.last_prepare_ns = 0;
             }
+            self.step_ahead = Some(StepAhead { before_us: ahead_us, streams });
         }
-        self.stepped(was, step, gauges);
+    }
+
+    /// After a frame, while a step [`Calls::look_ahead`] took is unmeasured: once each
+    /// of its streams has prepared a frame at the new complexity, what the step saved
+    /// is those frames over the ones it predicted from. Streams started or ended since
+    /// make the sums unlike: that step goes unmeasured.
+    fn measure_step_ahead(&mut self) {
+        let Some(ahead) = self.step_ahead else { return };
+        let (streams, after_us, all_prepared) = self.next_frames();
+        if streams != ahead.streams {
+            self.step_ahead = None;
+        } else if all_prepared {
+            self.drift.saved(ahead.before_us, after_us);
+            self.step_ahead = None;
+        }
+    }
+
+    /// The playing streams: how many, their last frames' cost summed (µs), and whether
+    /// each has one since the last reset.
+    fn next_frames(&self) -> (usize, u32, bool) {
+        let (mut streams, mut ns, mut all) = (0, 0u64, true);
+        for (_, s) in self.sessions.iter().filter(|(_, s)| s.playing()) {
+            streams += 1;
+            ns += s.last_prepare_ns;
+            all &= s.last_prepare_ns > 0;
+        }
+        (streams, (ns / 1_000) as u32, all)
     }
 
     /// The encoders told of a complexity step from `was` to `step`, if it moved.
     fn stepped(&mut self, was: usize, step: usize, gauges: &Gauges) {
         if step != was {
+            // Whatever step look_ahead was measuring, this one replaces it.
+            self.step_ahead = None;
             let complexity = COMPLEXITY_STEPS[step];
             if step > was {
                 tracing::warn!(
@@ -407,6 +447,7 @@ impl Shard {
             overhead_us: 0,
             departed_ns: 0,
             drift: Drift::default(),
+            step_ahead: None,
             late_windows: 0,
         };
         // Commands held for calls on their way here from another shard, and those to
@@ -591,6 +632,8 @@ impl Shard {
                 encode_cost.observe(t0.elapsed());
                 if jumped {
                     calls.look_ahead(&self.gauges, self.budget_us);
+                } else {
+                    calls.measure_step_ahead();
                 }
                 calls.touched(k);
                 if !calls.crashed.is_empty() {
