@@ -380,22 +380,34 @@ fn per_frame_us(cpu: Duration, wall: Duration) -> u32 {
 
 /// Commands that held the thread past [`SLOW_COMMAND`], reported once a window: frames
 /// blamed on `commands` then name what took the time (a 30-minute soak sent five late
-/// behind one turn's commands, and nothing said which).
+/// behind one turn's commands, and nothing said which), and whether it was the
+/// command's own work or the thread kept off the CPU meanwhile (the VM's stolen time).
 #[derive(Default)]
 struct SlowCommands {
-    slowest: Option<(Duration, &'static str)>,
+    slowest: Option<(Took, &'static str)>,
     count: u32,
 }
 
+/// A command's wall and CPU time.
+#[derive(Clone, Copy)]
+struct Took {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// A command begun: when, the thread's CPU time then, its name.
+type Begun = (Instant, Duration, &'static str);
+
 impl SlowCommands {
-    /// Ends the command begun at `started`, if any.
-    fn ended(&mut self, started: Option<(Instant, &'static str)>) {
-        let Some((at, name)) = started else { return };
-        let took = at.elapsed();
-        if took >= SLOW_COMMAND {
+    /// Ends the command begun as `started`, if any.
+    fn ended(&mut self, started: Option<Begun>) {
+        let Some((at, cpu_from, name)) = started else { return };
+        let wall = at.elapsed();
+        if wall >= SLOW_COMMAND {
             self.count += 1;
-            if self.slowest.is_none_or(|(longest, _)| took > longest) {
-                self.slowest = Some((took, name));
+            let cpu = thread_cpu_time().saturating_sub(cpu_from);
+            if self.slowest.is_none_or(|(longest, _)| wall > longest.wall) {
+                self.slowest = Some((Took { wall, cpu }, name));
             }
         }
     }
@@ -406,9 +418,11 @@ impl SlowCommands {
             let count = std::mem::take(&mut self.count);
             tracing::warn!(
                 command,
-                took_us = took.as_micros() as u64,
+                took_us = took.wall.as_micros() as u64,
+                cpu_us = took.cpu.as_micros() as u64,
                 count,
-                "pacer: commands held the thread over {} ms; the calls due behind them waited",
+                "pacer: commands held the thread over {} ms (on the CPU for cpu_us of it, the rest not \
+                 running); the calls due behind them waited",
                 SLOW_COMMAND.as_millis()
             );
         }
@@ -509,7 +523,7 @@ impl Shard {
             loop {
                 slow.ended(started.take());
                 let cmd = replay.pop_front().map_or_else(|| self.cmds.try_recv(), Ok);
-                started = cmd.as_ref().ok().map(|c| (Instant::now(), c.name()));
+                started = cmd.as_ref().ok().map(|c| (Instant::now(), thread_cpu_time(), c.name()));
                 if cmd.is_ok() && commands_from.is_none() {
                     commands_from = Some(thread_cpu_time());
                 }
@@ -719,13 +733,15 @@ mod tests {
     #[test]
     fn the_slowest_command_past_two_ms_is_kept_by_name_until_the_window_reports() {
         let mut slow = SlowCommands::default();
-        let begun = |ms, name| Some((Instant::now() - Duration::from_millis(ms), name));
+        let begun = |ms, name| Some((Instant::now() - Duration::from_millis(ms), thread_cpu_time(), name));
         slow.ended(None);
         slow.ended(begun(3, "add"));
         slow.ended(begun(9, "play"));
         slow.ended(begun(4, "remove"));
         assert_eq!(slow.count, 3);
-        assert_eq!(slow.slowest.map(|(_, name)| name), Some("play"));
+        let (play, name) = slow.slowest.unwrap();
+        assert_eq!(name, "play");
+        assert!(play.cpu < play.wall, "the 9 ms were not spent on the CPU here");
         slow.report();
         assert!(slow.slowest.is_none() && slow.count == 0, "the next window starts empty");
     }
