@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Subcommand;
+use wasmcalls::media::stats::{LateCause, PacerTotals};
 
 pub use api::ApiArgs;
 pub use hearing::HearingArgs;
@@ -279,26 +280,43 @@ impl Timer {
 
 /// Late frames second by second, counted from a [`Timer`]'s start so they line up with
 /// its seconds: bursts (at admission, when the machine stalls) read apart from a
-/// steady trickle.
+/// steady trickle; and what held their pacer up, so the few in seconds the machine
+/// kept time — the host's own — say what to look at, and when.
 pub(super) struct LatePerSecond {
     start: Instant,
     mark: u64,
+    mark_causes: [u64; LateCause::ALL.len()],
     pub per_s: Vec<u64>,
+    /// Each second's late frames by cause, in [`LateCause::ALL`]'s order.
+    causes_per_s: Vec<[u64; LateCause::ALL.len()]>,
 }
 
 impl LatePerSecond {
-    pub fn new(timer: &Timer, late_now: u64) -> Self {
-        LatePerSecond { start: timer.started(), mark: late_now, per_s: Vec::new() }
+    pub fn new(timer: &Timer, totals: &PacerTotals) -> Self {
+        LatePerSecond {
+            start: timer.started(),
+            mark: totals.late_frames.load(Ordering::Relaxed),
+            mark_causes: causes(totals),
+            per_s: Vec::new(),
+            causes_per_s: Vec::new(),
+        }
     }
 
     /// What went late since the last sample, counted in the current second.
-    pub fn sample(&mut self, late_now: u64) {
+    pub fn sample(&mut self, totals: &PacerTotals) {
         let second = self.start.elapsed().as_secs() as usize;
         if self.per_s.len() <= second {
             self.per_s.resize(second + 1, 0);
+            self.causes_per_s.resize(second + 1, [0; LateCause::ALL.len()]);
         }
-        self.per_s[second] += late_now.saturating_sub(self.mark);
-        self.mark = late_now;
+        let late = totals.late_frames.load(Ordering::Relaxed);
+        self.per_s[second] += late.saturating_sub(self.mark);
+        self.mark = late;
+        let now = causes(totals);
+        for (i, n) in now.iter().enumerate() {
+            self.causes_per_s[second][i] += n.saturating_sub(self.mark_causes[i]);
+        }
+        self.mark_causes = now;
     }
 
     /// Of the late frames, those counted in a second when the machine kept time (see
@@ -306,6 +324,37 @@ impl LatePerSecond {
     pub fn in_kept_time(&self, seconds: &[Second]) -> u64 {
         self.per_s.iter().enumerate().filter(|&(s, _)| kept_time_at(seconds, s)).map(|(_, n)| n).sum()
     }
+
+    /// The seconds the machine kept time with frames late in them, as "at 10:32 (UTC
+    /// 02:32:17), 1: preparing 1": when to look in a recording, and what held the pacer.
+    pub fn kept_time_seconds(&self, seconds: &[Second]) -> Vec<String> {
+        let started = std::time::SystemTime::now() - self.start.elapsed();
+        let found = self.per_s.iter().enumerate().filter(|&(s, &n)| n > 0 && kept_time_at(seconds, s));
+        found
+            .map(|(s, &n)| {
+                let utc = (started + Duration::from_secs(s as u64))
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() % 86_400);
+                let causes = self.causes_per_s[s].iter().zip(LateCause::ALL);
+                let causes: Vec<String> =
+                    causes.filter(|&(&n, _)| n > 0).map(|(n, c)| format!("{} {n}", c.name())).collect();
+                format!(
+                    "at {}:{:02} (UTC {:02}:{:02}:{:02}), {n}: {}",
+                    s / 60,
+                    s % 60,
+                    utc / 3600,
+                    utc / 60 % 60,
+                    utc % 60,
+                    causes.join(", ")
+                )
+            })
+            .collect()
+    }
+}
+
+/// Late frames so far by cause, in [`LateCause::ALL`]'s order.
+fn causes(totals: &PacerTotals) -> [u64; LateCause::ALL.len()] {
+    LateCause::ALL.map(|c| totals.late_because(c))
 }
 
 /// The machine kept time for what is counted in second `s`: the timer was on time and
@@ -318,7 +367,7 @@ pub(super) fn kept_time_at(seconds: &[Second], s: usize) -> bool {
 
 /// Late frames by what held their pacer thread up the longest before each, as
 /// "not_running 3, commands 0, …".
-pub(super) fn late_causes(by_cause: &[(wasmcalls::media::stats::LateCause, u64)]) -> String {
+pub(super) fn late_causes(by_cause: &[(LateCause, u64)]) -> String {
     let causes: Vec<String> = by_cause.iter().map(|(c, n)| format!("{} {n}", c.name())).collect();
     causes.join(", ")
 }
@@ -326,5 +375,31 @@ pub(super) fn late_causes(by_cause: &[(wasmcalls::media::stats::LateCause, u64)]
 impl Drop for Timer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn late_frames_in_seconds_the_machine_kept_time_say_when_and_why() {
+        let kept = Second::default();
+        let stolen = Second { late_wakes: 0, stolen_ms: 40 };
+        let mut causes_per_s = vec![[0; LateCause::ALL.len()]; 4];
+        causes_per_s[1][LateCause::Preparing as usize] = 1;
+        causes_per_s[3][LateCause::NotRunning as usize] = 5;
+        let late = LatePerSecond {
+            start: Instant::now(),
+            mark: 0,
+            mark_causes: [0; LateCause::ALL.len()],
+            per_s: vec![0, 1, 0, 5],
+            causes_per_s,
+        };
+        let seconds = [kept, kept, stolen, kept];
+        assert_eq!(late.in_kept_time(&seconds), 1, "second 3 follows a second with CPU stolen");
+        let when = late.kept_time_seconds(&seconds);
+        assert_eq!(when.len(), 1, "{when:?}");
+        assert!(when[0].starts_with("at 0:01 (UTC ") && when[0].ends_with("), 1: preparing 1"), "{}", when[0]);
     }
 }

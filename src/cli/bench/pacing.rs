@@ -207,6 +207,8 @@ pub(super) struct Figures {
     pub seconds: Vec<Second>,
     /// The late frames counted in seconds when the machine kept time: the host's own.
     pub late_in_kept_time: u64,
+    /// Those seconds, each with when it was and what held the pacer up.
+    pub kept_time_seconds: Vec<String>,
     /// The late frames by what held their pacer thread up (see [`LateCause`]).
     pub late_by_cause: Vec<(LateCause, u64)>,
     /// Resident memory before the first join, after the first call played alone for a
@@ -354,9 +356,8 @@ pub(super) async fn measure(
     let sfu = Sfu::new(&SfuOptions { url, bind_ip: bind })?;
     // The bench's own timer thread is the bench's, not the calls': started first.
     let timer = Timer::start();
-    let late_now = || media.totals().late_frames.load(std::sync::atomic::Ordering::Relaxed);
-    let mut late_per_s = LatePerSecond::new(&timer, late_now());
-    let mut sample_late = || late_per_s.sample(late_now());
+    let mut late_per_s = LatePerSecond::new(&timer, media.totals());
+    let mut sample_late = || late_per_s.sample(media.totals());
     let by_cause = || LateCause::ALL.map(|c| (c, media.totals().late_because(c)));
     let by_cause0 = by_cause();
     // SAFETY: malloc_trim only returns free heap pages to the OS.
@@ -447,6 +448,7 @@ pub(super) async fn measure(
     let wall = wall0.elapsed();
     let seconds = timer.seconds();
     let late_in_kept_time = late_per_s.in_kept_time(&seconds);
+    let kept_time_seconds = late_per_s.kept_time_seconds(&seconds);
     let late_by_cause = by_cause().iter().zip(by_cause0).map(|(&(c, n), (_, n0))| (c, n - n0)).collect();
     let timer = timer.read();
     let cpu = self_cpu() - cpu0;
@@ -492,6 +494,7 @@ pub(super) async fn measure(
         timer,
         seconds,
         late_in_kept_time,
+        kept_time_seconds,
         late_by_cause,
         before,
         first: alone.map(|(_, r)| r),
@@ -578,6 +581,9 @@ pub async fn run(a: PacingArgs) -> Result<()> {
     }
     if f.late > 0 {
         println!("    what held their pacer thread up the longest before each: {}", f.late_causes());
+    }
+    for second in &f.kept_time_seconds {
+        println!("    late while the machine kept time {second}");
     }
     println!(
         "    beside them, a bare 20 ms timer thread at the pacer's priority: {} of {} wake-ups late (> 5 ms) — \

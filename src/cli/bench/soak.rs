@@ -70,6 +70,8 @@ struct Sample {
     stolen_ms: u64,
     /// Late frames counted in seconds when the machine kept time: the host's own.
     late_in_kept_time: u64,
+    /// Those seconds, each with when it was and what held the pacer up.
+    kept_time_seconds: Vec<String>,
     /// The late frames by what held their pacer thread up (see [`LateCause`]).
     late_by_cause: Vec<(LateCause, u64)>,
     lost: u64,
@@ -144,8 +146,7 @@ pub async fn run(a: SoakArgs) -> Result<()> {
         reloads: reloads.clone(),
     };
     let (mut samples, mut version) = (Vec::new(), 0u64);
-    let late_now = || app.media.totals().late_frames.load(Ordering::Relaxed);
-    let mut late = LatePerSecond::new(&gauges.timer, late_now());
+    let mut late = LatePerSecond::new(&gauges.timer, app.media.totals());
     while t0.elapsed() < end {
         tokio::select! {
             _ = act.tick() => {
@@ -162,7 +163,7 @@ pub async fn run(a: SoakArgs) -> Result<()> {
                         _ => serde_json::json!({ "cmd": "leave", "chat": chat }),
                     }
                 };
-                late.sample(late_now());
+                late.sample(app.media.totals());
                 let cmd = body["cmd"].as_str().unwrap_or_default().to_owned();
                 let reply = app.plugins.custom_api("bot", ApiCall { path: "/api".into(), body: body.to_string() }).await?;
                 actions += 1;
@@ -204,7 +205,7 @@ pub async fn run(a: SoakArgs) -> Result<()> {
     if reload_task.is_finished() {
         reload_task.await??;
     }
-    late.sample(late_now());
+    late.sample(app.media.totals());
     let last = read(&gauges, &late, actions, refused);
     print_sample(&last);
     samples.push(last);
@@ -246,6 +247,7 @@ fn read(g: &Gauges<'_>, late: &LatePerSecond, actions: u64, refused: u64) -> Sam
         timer: timer.read(),
         stolen_ms: seconds.iter().map(|s| u64::from(s.stolen_ms)).sum(),
         late_in_kept_time: late.in_kept_time(&seconds),
+        kept_time_seconds: late.kept_time_seconds(&seconds),
         late_by_cause: LateCause::ALL.iter().map(|&c| (c, totals.late_because(c))).collect(),
         lost: heard.lost,
         radio_connections: radio.connections.load(Ordering::Relaxed),
@@ -336,6 +338,9 @@ fn summary(samples: &[Sample], errors: &std::collections::BTreeMap<String, (u64,
          host's own",
         last.late_in_kept_time, last.late
     );
+    for second in &last.kept_time_seconds {
+        println!("    {second}");
+    }
     if last.late > 0 {
         println!(
             "  what held their pacer thread up the longest before each: {}",
